@@ -1,0 +1,18 @@
+"""The paper's networks: every variant by label, built from explicit wiring."""
+
+from dendritic.models.network import DendriticNet, build_model, build_model_from_masks, build_wiring
+from dendritic.models.params import count_parameters, paper_parameter_count
+from dendritic.models.variants import MODEL_NAMES, VARIANTS, Variant, resolve_name
+
+__all__ = [
+    "MODEL_NAMES",
+    "VARIANTS",
+    "DendriticNet",
+    "Variant",
+    "build_model",
+    "build_model_from_masks",
+    "build_wiring",
+    "count_parameters",
+    "paper_parameter_count",
+    "resolve_name",
+]

@@ -1,0 +1,25 @@
+"""Who connects to whom: explicit index tables built from one seeded generator (SPEC §3)."""
+
+from dendritic.wiring.connectivity import Connectivity
+from dendritic.wiring.sampling import (
+    global_rf_inputs,
+    local_rf_inputs,
+    near_square_grid,
+    random_inputs,
+    random_somata,
+    sample_patches,
+    scattered_inputs,
+    structured_somata,
+)
+
+__all__ = [
+    "Connectivity",
+    "global_rf_inputs",
+    "local_rf_inputs",
+    "near_square_grid",
+    "random_inputs",
+    "random_somata",
+    "sample_patches",
+    "scattered_inputs",
+    "structured_somata",
+]

@@ -1,0 +1,312 @@
+"""`DendriticNet` and `build_model`: the network of SPEC §1 for every variant of SPEC §2."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dendritic.layers.sparse import MaskedLinear, SparseLinear
+from dendritic.models.variants import Variant, resolve_name
+from dendritic.wiring import sampling
+from dendritic.wiring.connectivity import Connectivity
+
+__all__ = ["DendriticNet", "build_model", "build_model_from_masks", "build_wiring", "normalize_input_shape"]
+
+NEGATIVE_SLOPE = 0.1  # leaky-ReLU slope of dendrites and somata
+RANDOM_MODES = ("exact", "scatter")
+
+LayerWiring = tuple[Connectivity, Connectivity]  # (input → dendrites, dendrites → somata)
+
+
+def normalize_input_shape(input_shape: int | Sequence[int]) -> tuple[int, ...]:
+    """``784`` → ``(784,)``; ``(28, 28)`` → ``(28, 28, 1)``; ``(32, 32, 3)`` stays."""
+    shape = (int(input_shape),) if isinstance(input_shape, (int, np.integer)) else tuple(int(v) for v in input_shape)
+    if len(shape) == 2:
+        shape = (*shape, 1)
+    if len(shape) not in (1, 3) or min(shape) <= 0:
+        raise ValueError(
+            f"input_shape must be a positive size n, (H, W) or (H, W, C), got {input_shape!r}"
+        )
+    return shape
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def build_wiring(
+    variant: Variant,
+    input_shape: tuple[int, ...],
+    dendrites: int,
+    somata: int,
+    synapses: int,
+    layers: int,
+    rng: np.random.Generator,
+    random_mode: str = "exact",
+) -> list[LayerWiring]:
+    """Draw every layer's wiring for ``variant`` from one generator (SPEC §3)."""
+    if random_mode not in RANDOM_MODES:
+        raise ValueError(f"unknown random_mode {random_mode!r}; choose one of {', '.join(RANDOM_MODES)}")
+    wiring: list[LayerWiring] = []
+    shape = input_shape
+    n_dendrites = dendrites * somata
+    for layer in range(layers):
+        n_in = math.prod(shape)
+        channels = shape[2] if len(shape) == 3 else 1
+        where = f"layer {layer + 1} ({n_in} inputs)" if layer else f"the input ({n_in} values)"
+        if variant.synapses in ("lrf", "grf") and len(shape) != 3:
+            raise ValueError(f"{variant.name} needs an image input_shape (H, W, C), got {shape}")
+        if variant.synapses != "dense" and synapses * channels > n_in:
+            raise ValueError(f"synapses={synapses} is larger than {where}")
+        if variant.synapses == "random":
+            sampler = sampling.scattered_inputs if random_mode == "scatter" else sampling.random_inputs
+            inputs = sampler(rng, n_in, n_dendrites, synapses * channels)
+        elif variant.synapses == "lrf":
+            inputs = sampling.local_rf_inputs(rng, shape, n_dendrites, synapses)  # type: ignore[arg-type]
+        elif variant.synapses == "grf":
+            inputs = sampling.global_rf_inputs(rng, shape, somata, dendrites, synapses)  # type: ignore[arg-type]
+        else:
+            inputs = Connectivity.all_to_all(n_in, n_dendrites)
+        if variant.cables == "structured":
+            cables = sampling.structured_somata(somata, dendrites)
+        elif variant.cables == "random":
+            cables = sampling.random_somata(rng, somata, dendrites)
+        else:
+            cables = Connectivity.all_to_all(n_dendrites, somata)
+        wiring.append((inputs, cables))
+        shape = (*sampling.near_square_grid(somata), 1)
+    return wiring
+
+
+class DendroSomaticLayer(nn.Module):
+    """Dendrites (leaky-ReLU) then somata (leaky-ReLU), each optionally followed by dropout."""
+
+    def __init__(self, dendrites: nn.Module, somata: nn.Module, dropout: float) -> None:
+        super().__init__()
+        self.dendrites = dendrites
+        self.somata = somata
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+
+class DendriticNet(nn.Module):
+    """Input → L × (dendrites → somata) → Dense(n_classes) logits (softmax lives in the loss).
+
+    Build it with :func:`build_model` (by paper label) or :func:`build_model_from_masks`.
+    ``model(x, return_activations=True)`` also returns every hidden layer's post-activation
+    output, from the same forward pass, for the node-activity analyses.
+    """
+
+    def __init__(
+        self,
+        wiring: Sequence[LayerWiring],
+        input_shape: tuple[int, ...],
+        n_classes: int,
+        *,
+        dropout: float = 0.0,
+        oracle: bool = False,
+        kernel: str = "auto",
+        generator: torch.Generator | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if not wiring:
+            raise ValueError("a network needs at least one dendro-somatic layer")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        n_classes = _positive_int("n_classes", n_classes)
+        self.input_shape = input_shape
+        self.n_inputs = math.prod(input_shape)
+        self.n_classes = n_classes
+        self.oracle = oracle
+        self.wiring = [tuple(pair) for pair in wiring]
+        previous = self.n_inputs
+        blocks = []
+        for index, (inputs, cables) in enumerate(self.wiring, start=1):
+            if inputs.n_in != previous or cables.n_in != inputs.n_out:
+                raise ValueError(
+                    f"layer {index} wiring does not chain: expected {previous} inputs and "
+                    f"{inputs.n_out} dendrites, got {inputs.n_in} inputs and {cables.n_in} dendrites"
+                )
+            blocks.append(
+                DendroSomaticLayer(
+                    self._layer(inputs, oracle, kernel, generator),
+                    self._layer(cables, oracle, kernel, generator),
+                    dropout,
+                )
+            )
+            previous = cables.n_out
+        self.layers = nn.ModuleList(blocks)
+        self.output = SparseLinear(Connectivity.all_to_all(previous, n_classes), generator=generator)
+        self.config = dict(config or {})
+
+    @staticmethod
+    def _layer(conn: Connectivity, oracle: bool, kernel: str, generator: torch.Generator | None) -> nn.Module:
+        if oracle:
+            return MaskedLinear(conn, generator=generator)
+        if kernel != "auto" and conn.is_all_to_all:
+            kernel = "dense"
+        elif kernel == "blocks" and not conn.is_blocks:
+            kernel = "bag"
+        return SparseLinear(conn, kernel=kernel, generator=generator)
+
+    def _flatten(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() >= 2 and tuple(x.shape[1:]) == self.input_shape:
+            return x.reshape(x.shape[0], self.n_inputs)
+        if x.dim() == 2 and x.shape[1] == self.n_inputs:
+            return x
+        if len(self.input_shape) == 3 and x.dim() == 3 and self.input_shape[2] == 1 and tuple(x.shape[1:]) == self.input_shape[:2]:
+            return x.reshape(x.shape[0], self.n_inputs)
+        raise ValueError(
+            f"expected input of shape (batch, {self.n_inputs}) or (batch, {', '.join(map(str, self.input_shape))}), "
+            f"got {tuple(x.shape)}"
+        )
+
+    def forward(
+        self, x: torch.Tensor, return_activations: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        h = self._flatten(x)
+        activations: dict[str, torch.Tensor] = {}
+        for index, layer in enumerate(self.layers, start=1):
+            h = F.leaky_relu(layer.dendrites(h), NEGATIVE_SLOPE)
+            if return_activations:
+                activations[f"dendrites_{index}"] = h
+            h = layer.dropout(h)
+            h = F.leaky_relu(layer.somata(h), NEGATIVE_SLOPE)
+            if return_activations:
+                activations[f"somata_{index}"] = h
+            h = layer.dropout(h)
+        logits = self.output(h)
+        return (logits, activations) if return_activations else logits
+
+    # ------------------------------------------------------------------ inspection
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    def masks(self) -> list[np.ndarray]:
+        """Dense 0/1 masks ``[in→dend (n_in, D·S), dend→soma (D·S, S), …]`` per layer, Keras layout."""
+        return [conn.to_mask() for pair in self.wiring for conn in pair]
+
+    def hidden_layers(self) -> list[tuple[str, nn.Module]]:
+        """(name, layer) of every hidden weight layer in forward order, e.g. ``dendrites_1``."""
+        named = []
+        for index, layer in enumerate(self.layers, start=1):
+            named.append((f"dendrites_{index}", layer.dendrites))
+            named.append((f"somata_{index}", layer.somata))
+        return named
+
+    def extra_repr(self) -> str:
+        name = self.config.get("name", "custom")
+        return f"name={name}, input_shape={self.input_shape}, n_classes={self.n_classes}"
+
+
+def build_model(
+    name: str,
+    input_shape: int | Sequence[int],
+    n_classes: int,
+    dendrites: int,
+    somata: int,
+    synapses: int = 16,
+    layers: int = 1,
+    dropout: float = 0.0,
+    seed: int | None = None,
+    *,
+    random_mode: str = "exact",
+    oracle: bool = False,
+    kernel: str = "auto",
+) -> DendriticNet:
+    """Build the paper's model ``name`` (case-insensitive, e.g. ``"dANN-LRF"``).
+
+    ``dendrites`` is D, dendrites per soma; ``somata`` is S; ``synapses`` is inputs per dendrite
+    (per channel for images, so an RGB dendrite has ``3 × synapses``). ``seed`` fixes the wiring
+    (a ``numpy.random.Generator``) and the initial weights; ``None`` draws a fresh seed, which is
+    recorded in ``model.config``. ``random_mode="scatter"`` reproduces the reference's random
+    wiring (variable fan-in). ``oracle=True`` builds the masked-dense reference computation.
+    """
+    variant, label_dropout = resolve_name(name)
+    if label_dropout is not None:
+        if dropout and dropout != label_dropout:
+            raise ValueError(f"model {name!r} fixes dropout={label_dropout}, but dropout={dropout} was given")
+        dropout = label_dropout
+    shape = normalize_input_shape(input_shape)
+    dendrites = _positive_int("dendrites", dendrites)
+    somata = _positive_int("somata", somata)
+    synapses = _positive_int("synapses", synapses)
+    layers = _positive_int("layers", layers)
+    n_classes = _positive_int("n_classes", n_classes)
+    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    wiring_rng, weight_seed = _seeded(int(seed))
+    wiring = build_wiring(variant, shape, dendrites, somata, synapses, layers, wiring_rng, random_mode)
+    config = {
+        "name": variant.name,
+        "input_shape": list(shape),
+        "n_classes": n_classes,
+        "dendrites": dendrites,
+        "somata": somata,
+        "synapses": synapses,
+        "layers": layers,
+        "dropout": float(dropout),
+        "seed": int(seed),
+        "random_mode": random_mode,
+    }
+    generator = torch.Generator().manual_seed(weight_seed)
+    return DendriticNet(
+        wiring, shape, n_classes, dropout=float(dropout), oracle=oracle, kernel=kernel,
+        generator=generator, config=config,
+    )
+
+
+def build_model_from_masks(
+    masks: Sequence[np.ndarray],
+    input_shape: int | Sequence[int],
+    n_classes: int,
+    *,
+    dropout: float = 0.0,
+    seed: int | None = 0,
+    oracle: bool = False,
+) -> DendriticNet:
+    """Build a network whose wiring is given as dense 0/1 masks, e.g. saved by the reference code.
+
+    ``masks`` alternates input→dendrite ``(n_in, n_dendrites)`` and dendrite→soma
+    ``(n_dendrites, n_somata)`` per layer (Keras kernel orientation). An all-ones mask gives a
+    dense layer. ``seed`` only sets the initial weights.
+    """
+    shape = normalize_input_shape(input_shape)
+    if len(masks) == 0 or len(masks) % 2:
+        raise ValueError(f"need an even, non-zero number of masks (2 per layer), got {len(masks)}")
+    conns = [Connectivity.from_mask(mask) for mask in masks]
+    wiring = [(conns[i], conns[i + 1]) for i in range(0, len(conns), 2)]
+    if wiring[0][0].n_in != math.prod(shape):
+        raise ValueError(
+            f"the first mask has {wiring[0][0].n_in} inputs but input_shape {shape} has {math.prod(shape)}"
+        )
+    _, weight_seed = _seeded(int(seed or 0))
+    config = {
+        "name": "custom",
+        "input_shape": list(shape),
+        "n_classes": int(n_classes),
+        "layers": len(wiring),
+        "dropout": float(dropout),
+        "seed": seed,
+    }
+    generator = torch.Generator().manual_seed(weight_seed)
+    return DendriticNet(wiring, shape, n_classes, dropout=dropout, oracle=oracle, generator=generator, config=config)
+
+
+def _seeded(seed: int) -> tuple[np.random.Generator, int]:
+    """One seed → the wiring generator and an independent seed for the initial weights."""
+    wiring_seq, weight_seq = np.random.SeedSequence(seed).spawn(2)
+    return np.random.default_rng(wiring_seq), int(weight_seq.generate_state(1, np.uint64)[0] >> 1)

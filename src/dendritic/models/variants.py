@@ -1,0 +1,63 @@
+"""The paper's model variants (SPEC §2): which wiring each label uses in each dendro-somatic layer."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["Variant", "VARIANTS", "MODEL_NAMES", "resolve_name"]
+
+#: How inputs reach dendrites.
+SYNAPSE_KINDS = ("random", "lrf", "grf", "dense")
+#: How dendrites reach somata.
+CABLE_KINDS = ("structured", "random", "dense")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the paper's model table."""
+
+    name: str
+    synapses: str  # input → dendrite: random | lrf | grf | dense
+    cables: str  # dendrite → soma: structured | random | dense
+    description: str
+
+    @property
+    def family(self) -> str:
+        """dANN (structured dendrites), sANN (random sparse), or vANN (dense somata)."""
+        return {"structured": "dANN", "random": "sANN", "dense": "vANN"}[self.cables]
+
+
+_TABLE = [
+    Variant("dANN-R", "random", "structured", "random input sampling, structured dendrites"),
+    Variant("dANN-LRF", "lrf", "structured", "local receptive field per dendrite, structured dendrites"),
+    Variant("dANN-GRF", "grf", "structured", "one receptive field per soma, structured dendrites"),
+    Variant("pdANN", "dense", "structured", "all-to-all inputs, structured dendrites"),
+    Variant("vANN", "dense", "dense", "plain two-hidden-layer MLP"),
+    Variant("vANN-R", "random", "dense", "random input sampling, dense dendrite→soma"),
+    Variant("vANN-LRF", "lrf", "dense", "local receptive fields, dense dendrite→soma"),
+    Variant("vANN-GRF", "grf", "dense", "somatic receptive fields, dense dendrite→soma"),
+    Variant("sANN", "random", "random", "random inputs, random sparse dendrite→soma"),
+    Variant("sANN-LRF", "lrf", "random", "local receptive fields, random sparse dendrite→soma"),
+    Variant("sANN-GRF", "grf", "random", "somatic receptive fields, random sparse dendrite→soma"),
+    Variant("psANN", "dense", "random", "all-to-all inputs, random sparse dendrite→soma"),
+]
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in _TABLE}
+MODEL_NAMES: tuple[str, ...] = tuple(VARIANTS)
+_BY_LOWER = {name.lower(): variant for name, variant in VARIANTS.items()}
+_DROPOUT_LABEL = re.compile(r"^vann-(0?\.\d+)$")
+
+
+def resolve_name(name: str) -> tuple[Variant, float | None]:
+    """Look a label up case-insensitively; ``vANN-0.5`` style labels also give a dropout rate."""
+    if not isinstance(name, str):
+        raise ValueError(f"model name must be a string, got {type(name).__name__}")
+    key = name.strip().lower()
+    if key in _BY_LOWER:
+        return _BY_LOWER[key], None
+    match = _DROPOUT_LABEL.match(key)
+    if match:
+        return VARIANTS["vANN"], float(match.group(1))
+    valid = ", ".join(MODEL_NAMES)
+    raise ValueError(f"unknown model {name!r}; valid models: {valid}, and vANN-<rate> for dropout")
