@@ -26,13 +26,15 @@ LayerWiring = tuple[Connectivity, Connectivity]  # (input → dendrites, dendrit
 
 def normalize_input_shape(input_shape: int | Sequence[int]) -> tuple[int, ...]:
     """``784`` → ``(784,)``; ``(28, 28)`` → ``(28, 28, 1)``; ``(32, 32, 3)`` stays."""
-    shape = (int(input_shape),) if isinstance(input_shape, (int, np.integer)) else tuple(int(v) for v in input_shape)
+    shape = (
+        (int(input_shape),)
+        if isinstance(input_shape, (int, np.integer))
+        else tuple(int(v) for v in input_shape)
+    )
     if len(shape) == 2:
         shape = (*shape, 1)
     if len(shape) not in (1, 3) or min(shape) <= 0:
-        raise ValueError(
-            f"input_shape must be a positive size n, (H, W) or (H, W, C), got {input_shape!r}"
-        )
+        raise ValueError(f"input_shape must be a positive size n, (H, W) or (H, W, C), got {input_shape!r}")
     return shape
 
 
@@ -162,7 +164,12 @@ class DendriticNet(nn.Module):
             return x.reshape(x.shape[0], self.n_inputs)
         if x.dim() == 2 and x.shape[1] == self.n_inputs:
             return x
-        if len(self.input_shape) == 3 and x.dim() == 3 and self.input_shape[2] == 1 and tuple(x.shape[1:]) == self.input_shape[:2]:
+        if (
+            len(self.input_shape) == 3
+            and x.dim() == 3
+            and self.input_shape[2] == 1
+            and tuple(x.shape[1:]) == self.input_shape[:2]
+        ):
             return x.reshape(x.shape[0], self.n_inputs)
         raise ValueError(
             f"expected input of shape (batch, {self.n_inputs}) or (batch, {', '.join(map(str, self.input_shape))}), "
@@ -264,8 +271,14 @@ def build_model(
     }
     generator = torch.Generator().manual_seed(weight_seed)
     return DendriticNet(
-        wiring, shape, n_classes, dropout=float(dropout), oracle=oracle, kernel=kernel,
-        generator=generator, config=config,
+        wiring,
+        shape,
+        n_classes,
+        dropout=float(dropout),
+        oracle=oracle,
+        kernel=kernel,
+        generator=generator,
+        config=config,
     )
 
 
@@ -303,7 +316,9 @@ def build_model_from_masks(
         "seed": seed,
     }
     generator = torch.Generator().manual_seed(weight_seed)
-    return DendriticNet(wiring, shape, n_classes, dropout=dropout, oracle=oracle, generator=generator, config=config)
+    return DendriticNet(
+        wiring, shape, n_classes, dropout=dropout, oracle=oracle, generator=generator, config=config
+    )
 
 
 def _seeded(seed: int) -> tuple[np.random.Generator, int]:

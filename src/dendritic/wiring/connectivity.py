@@ -166,9 +166,7 @@ class Connectivity:
             return False
         if self.is_all_to_all:
             return True
-        return bool(
-            np.array_equal(self.indptr, other.indptr) and np.array_equal(self.indices, other.indices)
-        )
+        return bool(np.array_equal(self.indptr, other.indptr) and np.array_equal(self.indices, other.indices))
 
     def __hash__(self) -> int:  # frozen dataclass with custom __eq__: hash by identity
         return id(self)

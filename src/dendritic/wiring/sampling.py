@@ -41,9 +41,9 @@ def near_square_grid(n: int) -> tuple[int, int]:
 def chebyshev_distances(height: int, width: int) -> np.ndarray:
     """``(P, P)`` chessboard distances between all P = H·W pixels (row-major)."""
     rows, cols = np.divmod(np.arange(height * width), width)
-    return np.maximum(
-        np.abs(rows[:, None] - rows[None, :]), np.abs(cols[:, None] - cols[None, :])
-    ).astype(np.int32)
+    return np.maximum(np.abs(rows[:, None] - rows[None, :]), np.abs(cols[:, None] - cols[None, :])).astype(
+        np.int32
+    )
 
 
 def _padded_rows(mask: np.ndarray) -> np.ndarray:
