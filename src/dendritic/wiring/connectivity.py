@@ -8,7 +8,7 @@ This is the single source of truth: sparse layers read it, checkpoints save it, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -27,6 +27,8 @@ class Connectivity:
     n_out: int
     indptr: np.ndarray | None = None  # (n_out + 1,) int64; None means all-to-all
     indices: np.ndarray | None = None  # (nnz,) int64, sorted within each output
+    #: Receptive-field centre (flat pixel index) of every output, where the wiring has one.
+    centres: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     # ----------------------------------------------------------------- constructors
     @classmethod
@@ -97,6 +99,13 @@ class Connectivity:
         _check_sizes(n_out * block, n_out)
         table = np.arange(n_out * block, dtype=np.int64).reshape(n_out, block)
         return cls.from_table(table, n_out * block)
+
+    def with_centres(self, centres: np.ndarray) -> Connectivity:
+        """The same wiring, annotated with one receptive-field centre per output."""
+        centres = np.asarray(centres, dtype=np.int64)
+        if centres.shape != (self.n_out,):
+            raise ValueError(f"need one centre per output ({self.n_out}), got shape {centres.shape}")
+        return replace(self, centres=centres)
 
     # ----------------------------------------------------------------- views
     @property

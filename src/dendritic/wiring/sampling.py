@@ -16,6 +16,7 @@ from dendritic.wiring.connectivity import Connectivity
 __all__ = [
     "near_square_grid",
     "chebyshev_distances",
+    "patch_radius",
     "sample_patches",
     "random_inputs",
     "scattered_inputs",
@@ -56,11 +57,11 @@ def _padded_rows(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _patch_plan(height: int, width: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _patch_plan(height: int, width: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per centre pixel: which pixels are always taken, which pool is sampled, and how many.
 
-    Returns ``taken`` (P, T) and ``pool`` (P, Q) pixel indices padded with -1, and ``draw``
-    (P,): a patch of ``n`` pixels around centre ``c`` is ``taken[c]`` plus ``draw[c]`` pixels
+    Returns ``taken`` (P, T) and ``pool`` (P, Q) pixel indices padded with -1, ``draw`` (P,)
+    and the patch ``radius`` (P,): a patch of ``n`` pixels around centre ``c`` is ``taken[c]`` plus ``draw[c]`` pixels
     drawn without replacement from ``pool[c]``. The 3×3 square is taken whole when it has fewer
     than ``n`` pixels; the shortfall comes from rings 2, 3, … pooled until the pool is large
     enough. A square with ``n`` or more pixels is itself the pool.
@@ -80,7 +81,16 @@ def _patch_plan(height: int, width: int, n: int) -> tuple[np.ndarray, np.ndarray
     radius = np.argmax(in_rings >= draw[:, None], axis=1)
     pool = np.where(big[:, None], square, (dist >= 2) & (dist <= radius[:, None]))
     taken = square & ~big[:, None]
-    return _padded_rows(taken), _padded_rows(pool), draw
+    return _padded_rows(taken), _padded_rows(pool), draw, np.where(big, 1, radius)
+
+
+def patch_radius(grid: tuple[int, int], n: int) -> np.ndarray:
+    """Chebyshev radius of an ``n``-pixel patch around each pixel of ``grid`` (the RF bound).
+
+    1 when the 3×3 square suffices (n <= 9 inside the image); for n = 16 on 28×28: 2 inside,
+    3 at the corners.
+    """
+    return _patch_plan(grid[0], grid[1], n)[3]
 
 
 def sample_patches(
@@ -92,7 +102,7 @@ def sample_patches(
     """
     height, width = grid
     centres = np.asarray(centres, dtype=np.int64)
-    taken, pool, draw = _patch_plan(height, width, n)
+    taken, pool, draw, _ = _patch_plan(height, width, n)
     taken_c, pool_c, draw_c = taken[centres], pool[centres], draw[centres]
     # Draw `draw_c` pool pixels per row without replacement: order the pool by random keys.
     keys = rng.random(pool_c.shape)
@@ -155,7 +165,8 @@ def local_rf_inputs(
         raise ValueError(f"cannot sample {n_syn} synapses from a {height}×{width} image")
     centres = rng.integers(0, height * width, size=n_dendrites)
     pixels = sample_patches(rng, (height, width), centres, n_syn)
-    return Connectivity.from_table(_expand_channels(pixels, channels), height * width * channels)
+    conn = Connectivity.from_table(_expand_channels(pixels, channels), height * width * channels)
+    return conn.with_centres(centres)
 
 
 def global_rf_inputs(
@@ -182,7 +193,8 @@ def global_rf_inputs(
     # Shuffle each soma's dendrite centres so dendrite order carries no spatial bias.
     dendrite_centres = rng.permuted(dendrite_centres, axis=1).reshape(-1)
     pixels = sample_patches(rng, (height, width), dendrite_centres, n_syn)
-    return Connectivity.from_table(_expand_channels(pixels, channels), height * width * channels)
+    conn = Connectivity.from_table(_expand_channels(pixels, channels), height * width * channels)
+    return conn.with_centres(dendrite_centres)
 
 
 def structured_somata(n_somata: int, dendrites_per_soma: int) -> Connectivity:
