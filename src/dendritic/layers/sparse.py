@@ -85,22 +85,24 @@ class SparseLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(self.out_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, n_in)`` → ``(batch, n_out)``, like ``nn.Linear``."""
+        return self.forward_t(x.t().contiguous()).t()
+
+    def forward_t(self, h: torch.Tensor) -> torch.Tensor:
+        """Feature-major ``(n_in, batch)`` → ``(n_out, batch)``.
+
+        Networks keep activations feature-major: the bag kernel reads its input that way, so no
+        layer has to transpose, and every element-wise op sees contiguous memory.
+        """
         if self.kernel == "dense":
-            return F.linear(x, self.weight, self.bias)
+            return torch.addmm(self.bias[:, None], self.weight, h)
         if self.kernel == "blocks":
-            batch = x.shape[0]
             block = self.in_features // self.out_features
-            weight = self.weight.view(self.out_features, block)
-            return torch.einsum("bsd,sd->bs", x.reshape(batch, self.out_features, block), weight) + self.bias
-        # bag: inputs are embedding rows of length B, outputs are bags of their inputs.
-        out = F.embedding_bag(
-            self.indices,
-            x.t().contiguous(),
-            self.offsets,
-            mode="sum",
-            per_sample_weights=self.weight,
-        )
-        return out.t() + self.bias
+            weighted = h.view(self.out_features, block, -1) * self.weight.view(self.out_features, block, 1)
+            return weighted.sum(dim=1) + self.bias[:, None]
+        # bag: input units are embedding rows of length B, outputs are bags of their inputs.
+        out = F.embedding_bag(self.indices, h, self.offsets, mode="sum", per_sample_weights=self.weight)
+        return out + self.bias[:, None]
 
     @property
     def n_connections(self) -> int:
@@ -142,6 +144,10 @@ class MaskedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight * self.mask, self.bias)
+
+    def forward_t(self, h: torch.Tensor) -> torch.Tensor:
+        """Feature-major ``(n_in, batch)`` → ``(n_out, batch)``."""
+        return torch.addmm(self.bias[:, None], self.weight * self.mask, h)
 
     @property
     def n_connections(self) -> int:

@@ -179,18 +179,19 @@ class DendriticNet(nn.Module):
     def forward(
         self, x: torch.Tensor, return_activations: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        h = self._flatten(x)
+        # Hidden activations are kept feature-major, (units, batch): see SparseLinear.forward_t.
+        h = self._flatten(x).t().contiguous()
         activations: dict[str, torch.Tensor] = {}
         for index, layer in enumerate(self.layers, start=1):
-            h = F.leaky_relu(layer.dendrites(h), NEGATIVE_SLOPE)
+            h = F.leaky_relu(layer.dendrites.forward_t(h), NEGATIVE_SLOPE)
             if return_activations:
-                activations[f"dendrites_{index}"] = h
+                activations[f"dendrites_{index}"] = h.t()
             h = layer.dropout(h)
-            h = F.leaky_relu(layer.somata(h), NEGATIVE_SLOPE)
+            h = F.leaky_relu(layer.somata.forward_t(h), NEGATIVE_SLOPE)
             if return_activations:
-                activations[f"somata_{index}"] = h
+                activations[f"somata_{index}"] = h.t()
             h = layer.dropout(h)
-        logits = self.output(h)
+        logits = self.output.forward_t(h).t()
         return (logits, activations) if return_activations else logits
 
     # ------------------------------------------------------------------ inspection
