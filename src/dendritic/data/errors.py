@@ -1,0 +1,42 @@
+"""Exceptions of :mod:`dendritic.data`.
+
+Messages are kept to ONE line on purpose: they end up in CLI output and experiment logs,
+where a multi-line traceback message is hard to grep and easy to truncate.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CorruptDatasetError", "DatasetNotFoundError", "UnsafePickleError"]
+
+
+def one_line(text: object) -> str:
+    """Collapse any whitespace run (newlines included) into single spaces."""
+    return " ".join(str(text).split())
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """No copy of the dataset was found and none could be downloaded.
+
+    A ``FileNotFoundError`` so that callers that already handle missing files keep working.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
+
+    def __str__(self) -> str:  # FileNotFoundError would otherwise format (errno, strerror)
+        return str(self.args[0]) if self.args else ""
+
+
+class CorruptDatasetError(ValueError):
+    """A dataset file exists but its content is not what it should be.
+
+    Raised for bad magic numbers, sizes that disagree with the header, broken gzip/zip/tar
+    streams, image/label count mismatches, labels out of range and failed checksums.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
+
+
+class UnsafePickleError(CorruptDatasetError):
+    """A pickle asked for something outside the tiny whitelist a CIFAR batch needs."""

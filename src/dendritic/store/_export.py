@@ -1,0 +1,127 @@
+"""Tidy exports of the run store: one row per run or per epoch, as CSV, JSON or Parquet."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._util import StoreError, json_safe, to_json
+
+FORMATS = ("csv", "json", "parquet")
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts become dotted keys (``{"opt": {"lr": 1}}`` -> ``{"opt.lr": 1}``)."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, prefix=f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def resolve_format(path: str | os.PathLike[str], fmt: str | None) -> str:
+    """The export format: given explicitly, else from the file suffix, else CSV."""
+    if fmt is None:
+        suffix = Path(path).suffix.lower().lstrip(".")
+        fmt = {"pq": "parquet", "jsonl": "json"}.get(suffix, suffix)
+        if fmt not in FORMATS:
+            fmt = "csv"
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        raise StoreError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def columns_of(rows: Iterable[Mapping[str, Any]], first: Sequence[str] = ()) -> list[str]:
+    """Union of row keys in first-seen order, with ``first`` leading."""
+    seen: dict[str, None] = dict.fromkeys(first)
+    for row in rows:
+        for key in row:
+            seen.setdefault(key, None)
+    return list(seen)
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: None -> empty, lists/dicts -> JSON text, numbers kept at full precision."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple, dict)):
+        return to_json(value)
+    return value
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_cell(row.get(c)) for c in columns])
+
+
+def _write_json(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    records = [{c: json_safe(row.get(c)) for c in columns} for row in rows]
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(records, fh, ensure_ascii=False, indent=1, allow_nan=False)
+        fh.write("\n")
+
+
+def _homogenise(rows: list[dict[str, Any]], columns: list[str]) -> dict[str, list[Any]]:
+    """Column lists with one type each, as columnar formats need (mixed -> text)."""
+    data: dict[str, list[Any]] = {}
+    for col in columns:
+        values = [row.get(col) for row in rows]
+        values = [to_json(v) if isinstance(v, (list, tuple, dict)) else v for v in values]
+        kinds = {type(v) for v in values if v is not None}
+        if kinds <= {int, float} and float in kinds:
+            values = [None if v is None else float(v) for v in values]
+        elif len(kinds) > 1:
+            values = [None if v is None else (v if isinstance(v, str) else to_json(v)) for v in values]
+        data[col] = values
+    return data
+
+
+def _write_parquet(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    data = _homogenise(rows, columns)
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        pass
+    else:
+        pq.write_table(pa.table(data) if columns else pa.table({}), path)
+        return
+    try:
+        import pandas as pd
+
+        pd.DataFrame(data, columns=columns).to_parquet(path, index=False)
+    except ImportError:
+        raise StoreError(
+            "parquet export needs pyarrow: pip install pyarrow (or export format='csv'/'json')"
+        ) from None
+
+
+def write_rows(
+    path: str | os.PathLike[str], rows: list[dict[str, Any]], columns: list[str], fmt: str
+) -> Path:
+    """Write rows to ``path`` in ``fmt``; the file appears complete or not at all."""
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise StoreError(f"cannot export to {target}: directory {target.parent} does not exist")
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    writer = {"csv": _write_csv, "json": _write_json, "parquet": _write_parquet}[fmt]
+    try:
+        writer(tmp, rows, columns)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise StoreError(f"cannot export to {target}: {exc.strerror or exc}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target
