@@ -1,0 +1,309 @@
+"""`dendritic` command line: a thin shell over the library (every command is also a Python call)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "build_parser"]
+
+PROG = "dendritic"
+
+
+# ---------------------------------------------------------------------------- argument types
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _float_in(low: float, high: float | None, *, low_open: bool = False, high_open: bool = False):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        ok = value == value and (value > low if low_open else value >= low)
+        if high is not None:
+            ok = ok and (value < high if high_open else value <= high)
+        if not ok:
+            left = "(" if low_open else "["
+            right = "inf)" if high is None else f"{high:g}" + (")" if high_open else "]")
+            raise argparse.ArgumentTypeError(f"expected a number in {left}{low:g}, {right}, got {text!r}")
+        return value
+
+    return parse
+
+
+# ---------------------------------------------------------------------------- commands
+def _open_store(path: str | None, *, readonly: bool = False):
+    from dendritic.store import RunStore
+
+    if readonly and path is not None and not Path(path).exists():
+        raise FileNotFoundError(f"no results store at {path}")
+    return RunStore(path or "runs.db", readonly=readonly)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from dendritic.training import TrainConfig, train
+
+    config = TrainConfig(
+        model=args.model,
+        dataset=args.dataset,
+        dendrites=args.dendrites,
+        somata=args.somata,
+        synapses=args.synapses,
+        layers=args.layers,
+        dropout=args.dropout,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        seed=args.seed,
+        sigma=args.sigma,
+        sequential=args.sequential,
+        early_stop=args.early_stop,
+        limit=args.limit,
+        random_mode=args.random_mode,
+    )
+    store = None if args.no_store else _open_store(args.store)
+    try:
+        result = train(
+            config,
+            store=store,
+            device=args.device,
+            data_dir=args.data_dir,
+            checkpoint=args.checkpoint,
+            progress=not args.quiet,
+            replace=args.replace,
+            threads=args.threads,
+        )
+    finally:
+        if store is not None:
+            store.close()
+    where = f", run {result.run_id} in {args.store}" if result.run_id is not None else ""
+    print(
+        f"{config.model} on {config.dataset}: test accuracy {100 * result.test_accuracy:.2f} %, "
+        f"test loss {result.test_loss:.4f}, {result.trainable_params:,} trainable parameters, "
+        f"{result.seconds:.1f} s{where}"
+    )
+    return 0
+
+
+def _format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.4f}"
+        return str(value)
+
+    table = [[c for c in columns]] + [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    return "\n".join("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in table)
+
+
+RUN_COLUMNS = [
+    "id",
+    "status",
+    "model",
+    "dataset",
+    "dendrites",
+    "somata",
+    "seed",
+    "epochs_run",
+    "trainable_params",
+    "test_accuracy",
+    "test_loss",
+    "wall_seconds",
+]
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    store = _open_store(args.store, readonly=True)
+    try:
+        if args.runs_command == "list":
+            rows = store.list_runs(
+                status=args.status, model=args.model, dataset=args.dataset, limit=args.limit
+            )
+            if not rows:
+                print(f"no runs in {args.store}")
+                return 0
+            print(_format_table(rows, RUN_COLUMNS))
+        elif args.runs_command == "show":
+            run = store.get_run(args.run_id)
+            run["epochs"] = store.epochs(args.run_id)
+            print(json.dumps(run, indent=2, default=str))
+        elif args.runs_command == "export":
+            fmt = args.format
+            out = Path(args.out) if args.out else Path(f"runs.{fmt}")
+            path = store.export_runs(out, fmt)
+            print(f"wrote {path}")
+            if args.epochs:
+                epochs_out = out.with_name(out.stem + "-epochs" + out.suffix)
+                print(f"wrote {store.export_epochs(epochs_out, fmt)}")
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dendritic.demo import run_demo
+
+    run_demo(
+        out=args.out,
+        store_path=args.store,
+        data_dir=args.data_dir,
+        epochs=args.epochs,
+        quick=args.quick,
+        threads=args.threads,
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+def _add_common_data(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding the dataset files (else $DENDRITIC_DATA, the user cache, Debian's folder)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from dendritic import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Dendritic ANNs (Chavlis & Poirazi 2025): train, sweep and analyse the paper's models.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    # train
+    p = sub.add_parser(
+        "train",
+        help="train one model with the paper's protocol",
+        description="Train one model with the paper's protocol (Adam 1e-3, batch 128, 10%% validation) "
+        "and record it in the results store.",
+    )
+    p.add_argument(
+        "--model", default="dANN-LRF", help="paper label, e.g. dANN-LRF, dANN-GRF, dANN-R, vANN, sANN"
+    )
+    p.add_argument("--dataset", default="fmnist", help="mnist, fmnist, kmnist, emnist or cifar10")
+    p.add_argument("--dendrites", type=_positive_int, default=16, help="dendrites per soma, D (default 16)")
+    p.add_argument("--somata", type=_positive_int, default=256, help="somata, S (default 256)")
+    p.add_argument("--synapses", type=_positive_int, default=16, help="inputs per dendrite (default 16)")
+    p.add_argument("--layers", type=_positive_int, default=1, help="dendro-somatic layers (default 1)")
+    p.add_argument(
+        "--seed", type=_non_negative_int, default=1, help="trial seed: wiring, weights, splits, noise"
+    )
+    p.add_argument(
+        "--epochs", type=_positive_int, default=None, help="default: the paper's count per dataset"
+    )
+    p.add_argument("--lr", type=_float_in(0, None, low_open=True), default=1e-3, help="Adam learning rate")
+    p.add_argument("--batch-size", type=_positive_int, default=128)
+    p.add_argument(
+        "--dropout", type=_float_in(0, 1, high_open=True), default=0.0, help="after every hidden layer"
+    )
+    p.add_argument("--sigma", type=_float_in(0, None), default=0.0, help="Gaussian noise s.d. on all splits")
+    p.add_argument(
+        "--sequential", action="store_true", help="class-sequential protocol (single-class batches)"
+    )
+    p.add_argument("--early-stop", action="store_true", help="patience 10 on validation loss, <= 100 epochs")
+    p.add_argument("--limit", type=_positive_int, default=None, help="use at most this many training images")
+    p.add_argument(
+        "--random-mode",
+        choices=("exact", "scatter"),
+        default="exact",
+        help="random wiring: exactly n synapses per dendrite, or the reference's scatter",
+    )
+    p.add_argument("--store", default="runs.db", help="SQLite results store (default runs.db)")
+    p.add_argument("--no-store", action="store_true", help="do not record the run")
+    p.add_argument("--replace", action="store_true", help="run again even if the store has this run finished")
+    p.add_argument("--checkpoint", default=None, help="save the trained model here (safetensors + JSON)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for PyTorch")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_common_data(p)
+    p.set_defaults(func=cmd_train)
+
+    # runs
+    p = sub.add_parser("runs", help="list, show or export recorded runs")
+    runs_sub = p.add_subparsers(dest="runs_command", metavar="ACTION")
+    runs_sub.required = True
+    q = runs_sub.add_parser("list", help="one line per run")
+    q.add_argument("--status", choices=("running", "finished", "failed", "interrupted"))
+    q.add_argument("--model")
+    q.add_argument("--dataset")
+    q.add_argument("--limit", type=_positive_int)
+    q = runs_sub.add_parser("show", help="one run with its config and epochs, as JSON")
+    q.add_argument("run_id", type=_positive_int)
+    q = runs_sub.add_parser("export", help="one tidy row per run (and per epoch with --epochs)")
+    q.add_argument("--format", choices=("csv", "json", "parquet"), default="csv")
+    q.add_argument("--out", default=None, help="output file (default runs.FORMAT)")
+    q.add_argument("--epochs", action="store_true", help="also write the per-epoch table next to it")
+    for action in runs_sub.choices.values():
+        action.add_argument("--store", default="runs.db", help="SQLite results store (default runs.db)")
+    p.set_defaults(func=cmd_runs)
+
+    # demo
+    p = sub.add_parser(
+        "demo",
+        help="the paper's effect on real Fashion-MNIST in a few minutes",
+        description="Train dANN-LRF, dANN-GRF, dANN-R and vANN on Fashion-MNIST at a few sizes, print "
+        "test accuracy vs trainable parameters, write a plot, and say whether a dANN came within one "
+        "point of the best vANN with at least 10x fewer parameters.",
+    )
+    p.add_argument("--out", default="demo-output", help="folder for the plot, table and store")
+    p.add_argument("--store", default=None, help="results store (default OUT/runs.db)")
+    p.add_argument(
+        "--epochs", type=_positive_int, default=None, help="epochs per run (default: fits ~10 min)"
+    )
+    p.add_argument("--quick", action="store_true", help="a one-minute smoke version on a data subset")
+    p.add_argument("--threads", type=_positive_int, default=None)
+    _add_common_data(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, KeyError) and text.startswith("'") and text.endswith("'"):
+        text = text[1:-1]
+    return text.splitlines()[0]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, LookupError, FloatingPointError) as exc:
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""The paper's training protocol (SPEC §4) as one function: config in, metrics (and a store row) out.
+
+Everything lives in memory as tensors: a Fashion-MNIST epoch is 422 index-slices of a
+(54,000 × 784) tensor, no DataLoader, no per-sample Python. Shuffling and dropout draw from
+generators seeded by the run's seed, so the same config gives the same metrics on the CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import platform
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from dendritic.models import build_model, count_parameters, paper_parameter_count
+from dendritic.models.checkpoint import save as save_checkpoint
+from dendritic.models.network import DendriticNet
+from dendritic.training.config import TrainConfig
+
+__all__ = ["EpochMetrics", "RunResult", "batch_order", "evaluate", "resolve_device", "train"]
+
+EVAL_BATCH = 2048
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    seconds: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: v for k, v in self.__dict__.items() if k != "epoch"}
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced. ``model`` holds the final (or best, with early stopping) weights."""
+
+    config: TrainConfig
+    test_accuracy: float
+    test_loss: float
+    trainable_params: int
+    paper_params: int | None
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+    history: list[EpochMetrics] = field(default_factory=list)
+    run_id: int | None = None
+    checkpoint: str | None = None
+    model: DendriticNet | None = field(default=None, repr=False)
+
+    def summary(self) -> str:
+        return (
+            f"{self.config.model} D={self.config.dendrites} S={self.config.somata} seed={self.config.seed}: "
+            f"test accuracy {100 * self.test_accuracy:.2f} %, test loss {self.test_loss:.4f}, "
+            f"{self.trainable_params:,} trainable parameters, {self.seconds:.1f} s"
+        )
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """'cpu', 'cuda', 'cuda:1', 'auto' (CUDA when present) → a usable device, or ValueError."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but this machine has no CUDA device")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {device!r}; use cpu, cuda, cuda:N or auto")
+    return dev
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy, in eval mode, without autograd."""
+    was_training = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(x), EVAL_BATCH):
+        logits = model(x[start : start + EVAL_BATCH])
+        target = y[start : start + EVAL_BATCH]
+        loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
+        correct += int((logits.argmax(dim=1) == target).sum().item())
+    model.train(was_training)
+    n = max(len(x), 1)
+    return loss_sum / n, correct / n
+
+
+def batch_order(n: int, sequential: bool, generator: torch.Generator) -> torch.Tensor:
+    """Sample order of one epoch: reshuffled every epoch, or kept (class-sorted) when sequential."""
+    return torch.arange(n) if sequential else torch.randperm(n, generator=generator)
+
+
+def _paper_count(config: TrainConfig) -> int | None:
+    """The reference's closed form (28×28 inputs, 10 classes), whatever the dataset; one layer only."""
+    if config.layers != 1:
+        return None
+    return paper_parameter_count(config.model, config.dendrites, config.somata, config.synapses)
+
+
+def _meta(config: TrainConfig, device: torch.device, model: torch.nn.Module) -> dict[str, Any]:
+    import dendritic
+
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "device": str(device),
+        "dendritic_version": dendritic.__version__,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "trainable_params": count_parameters(model),
+        "paper_params": _paper_count(config),
+    }
+
+
+def train(
+    config: TrainConfig,
+    *,
+    store: Any | None = None,
+    data: Any | None = None,
+    device: str | torch.device | None = "cpu",
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    checkpoint: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    replace: bool = False,
+    threads: int | None = None,
+) -> RunResult:
+    """Train one model with the paper's protocol and return its metrics.
+
+    ``store`` (a :class:`dendritic.store.RunStore`) records the run and every epoch; a run that
+    raises or is interrupted is marked failed / interrupted, never finished. ``data`` may be a
+    ready :class:`dendritic.data.PreparedData` (sweeps reuse one); otherwise it is prepared from
+    ``config``. ``checkpoint`` saves the final model there (safetensors + JSON).
+    """
+    from dendritic.data import prepare
+
+    dev = resolve_device(device)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    epochs = config.resolved_epochs()
+    if data is None:
+        data = prepare(
+            config.dataset,
+            seed=config.seed,
+            sigma=config.sigma,
+            sequential=config.sequential,
+            val_fraction=config.val_fraction,
+            data_dir=data_dir,
+            download=download,
+            limit=config.limit,
+            batch_size=config.batch_size,
+        )
+    model = build_model(
+        config.model,
+        data.input_shape,
+        data.n_classes,
+        config.dendrites,
+        config.somata,
+        synapses=config.synapses,
+        layers=config.layers,
+        dropout=config.dropout,
+        seed=config.seed,
+        random_mode=config.random_mode,
+    ).to(dev)
+    run_id = (
+        store.start_run(config.to_dict(), meta=_meta(config, dev, model), replace=replace)
+        if store is not None
+        else None
+    )
+    try:
+        result = _fit(config, model, data, dev, epochs, store, run_id, progress, on_epoch)
+        if checkpoint is not None:
+            path = save_checkpoint(
+                model, checkpoint, extra={"run_id": run_id, "train_config": config.to_dict()}
+            )
+            result.checkpoint = str(path)
+        if store is not None:
+            store.finish_run(
+                run_id,
+                test_accuracy=result.test_accuracy,
+                test_loss=result.test_loss,
+                best_epoch=result.best_epoch,
+                epochs_run=result.epochs_run,
+                wall_seconds=result.seconds,
+                checkpoint=result.checkpoint,
+            )
+        result.run_id = run_id
+        return result
+    except KeyboardInterrupt as exc:
+        if store is not None:
+            store.fail_run(run_id, exc, status="interrupted")
+        raise
+    except BaseException as exc:
+        if store is not None:
+            store.fail_run(run_id, exc)
+        raise
+
+
+def _fit(
+    config: TrainConfig,
+    model: DendriticNet,
+    data: Any,
+    dev: torch.device,
+    epochs: int,
+    store: Any | None,
+    run_id: int | None,
+    progress: bool,
+    on_epoch: Callable[[EpochMetrics], None] | None,
+) -> RunResult:
+    start_time = time.perf_counter()
+    torch.manual_seed(config.seed)  # dropout masks
+    shuffle = torch.Generator().manual_seed(config.seed)
+    x_train, y_train = data.x_train.to(dev), data.y_train.to(dev)
+    x_val, y_val = data.x_val.to(dev), data.y_val.to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-7)
+    n = len(x_train)
+    batch = config.batch_size
+    n_batches = math.ceil(n / batch)
+    history: list[EpochMetrics] = []
+    best_loss, best_epoch, best_state, stale = math.inf, 0, None, 0
+
+    bar = None
+    if progress and sys.stderr.isatty():  # a live bar on a terminal; logs get one line per epoch
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=epochs * n_batches, unit="batch", file=sys.stderr, dynamic_ncols=True, leave=False)
+    try:
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            model.train()
+            order = (
+                torch.arange(n, device=dev)
+                if config.sequential
+                else torch.randperm(n, generator=shuffle).to(dev)
+            )
+            loss_sum = torch.zeros((), device=dev)
+            correct = torch.zeros((), dtype=torch.long, device=dev)
+            for b in range(n_batches):
+                idx = order[b * batch : (b + 1) * batch]
+                xb, yb = x_train[idx], y_train[idx]
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                with torch.no_grad():
+                    loss_sum += loss.detach() * len(yb)
+                    correct += (logits.argmax(dim=1) == yb).sum()
+                if bar is not None:
+                    bar.update(1)
+                    if b % 20 == 0 or b == n_batches - 1:
+                        seen = min((b + 1) * batch, n)
+                        bar.set_description(f"epoch {epoch}/{epochs}", refresh=False)
+                        bar.set_postfix(
+                            loss=f"{loss_sum.item() / seen:.4f}",
+                            acc=f"{correct.item() / seen:.4f}",
+                            refresh=False,
+                        )
+            train_loss, train_acc = loss_sum.item() / n, correct.item() / n
+            val_loss, val_acc = evaluate(model, x_val, y_val)
+            metrics = EpochMetrics(epoch, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - t0)
+            if not math.isfinite(train_loss):
+                raise FloatingPointError(f"training diverged at epoch {epoch} (loss {train_loss})")
+            history.append(metrics)
+            if store is not None:
+                store.log_epoch(run_id, epoch, **metrics.as_dict())
+            if on_epoch is not None:
+                on_epoch(metrics)
+            if progress:
+                line = (
+                    f"epoch {epoch:>3}/{epochs}: loss {train_loss:.4f} acc {train_acc:.4f} | "
+                    f"val loss {val_loss:.4f} acc {val_acc:.4f} | {metrics.seconds:.1f} s"
+                )
+                if bar is not None:
+                    bar.write(line, file=sys.stderr)
+                else:
+                    print(line, file=sys.stderr, flush=True)
+            if val_loss < best_loss:
+                best_loss, best_epoch, stale = val_loss, epoch, 0
+                if config.early_stop:
+                    best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+                if config.early_stop and stale >= config.patience:
+                    break
+    finally:
+        if bar is not None:
+            bar.close()
+    if config.early_stop and best_state is not None:
+        model.load_state_dict(best_state)
+    test_loss, test_acc = evaluate(model, data.x_test.to(dev), data.y_test.to(dev))
+    return RunResult(
+        config=config,
+        test_accuracy=test_acc,
+        test_loss=test_loss,
+        trainable_params=count_parameters(model),
+        paper_params=_paper_count(config),
+        best_epoch=best_epoch,
+        epochs_run=len(history),
+        seconds=time.perf_counter() - start_time,
+        history=history,
+        model=model,
+    )

@@ -1,0 +1,122 @@
+"""The command line: happy paths, and bad input as one line with a non-zero exit, no traceback."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dendritic.cli import main
+from dendritic.data import clear_cache
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fakedata import write_dataset  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("DENDRITIC_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    clear_cache()
+    yield
+    clear_cache()
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    return write_dataset(tmp_path / "data", "mnist", n_train=300, n_test=100)
+
+
+def _train_args(data_dir, *extra):
+    return [
+        "train", "--model", "dANN-R", "--dataset", "mnist", "--dendrites", "2", "--somata", "8",
+        "--epochs", "2", "--data-dir", str(data_dir), "--quiet", *extra,
+    ]  # fmt: skip
+
+
+def test_train_prints_a_summary_and_records_the_run(data_dir, capsys, tmp_path):
+    assert main(_train_args(data_dir, "--checkpoint", "model")) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1
+    assert "test accuracy" in out[0] and "trainable parameters" in out[0] and "run 1 in runs.db" in out[0]
+    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "model.json").is_file()
+
+    assert main(["runs", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "dANN-R" in listing and "finished" in listing
+    assert main(["runs", "show", "1"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["config"]["dendrites"] == 2 and len(shown["epochs"]) == 2
+    assert main(["runs", "export", "--format", "csv", "--out", "all.csv", "--epochs"]) == 0
+    with open(tmp_path / "all.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows[0]["model"] == "dANN-R" and rows[0]["status"] == "finished"
+    assert (tmp_path / "all-epochs.csv").is_file()
+
+    # The same run again is refused unless --replace; then it runs again.
+    assert main(_train_args(data_dir)) == 1
+    assert "already finished" in capsys.readouterr().err
+    assert main(_train_args(data_dir, "--replace")) == 0
+
+
+def _run_cli(*args, cwd):
+    env = dict(os.environ, XDG_CACHE_HOME=str(Path(cwd) / "xdg"))
+    return subprocess.run(
+        [sys.executable, "-m", "dendritic.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train", "--model", "dANN-Q"], "unknown model 'dANN-Q'"),
+        (["train", "--dataset", "imagenet"], "unknown dataset"),
+        (["train", "--dendrites", "0"], "expected a positive integer"),
+        (["train", "--somata", "many"], "expected a positive integer"),
+        (["train", "--lr", "-1"], "expected a number in (0"),
+        (["train", "--dropout", "1.5"], "expected a number in [0, 1)"),
+        (["train", "--synapses", "5000", "--epochs", "1"], "synapses=5000 is larger than the input"),
+        (["train", "--store", "/proc/nope/runs.db", "--epochs", "1"], "runs.db"),
+        (["runs", "show", "99"], "no results store"),
+        (["train", "--device", "tpu"], "device"),
+    ],
+)
+def test_errors_are_one_line_with_non_zero_exit(args, message, tmp_path, data_dir):
+    if args[0] == "train":
+        args = [*args, "--dataset", "mnist", "--data-dir", str(data_dir)] if "--dataset" not in args else args
+    result = _run_cli(*args, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert message in lines[-1]
+    if result.returncode != 2:  # argparse usage errors print the usage line first
+        assert len(lines) == 1
+
+
+def test_missing_dataset_is_one_line(tmp_path):
+    result = _run_cli("train", "--dataset", "kmnist", "--data-dir", str(tmp_path / "empty"), cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "kmnist" in lines[0]
+
+
+def test_runs_show_unknown_id(tmp_path, data_dir, capsys):
+    assert main(_train_args(data_dir)) == 0
+    assert main(["runs", "show", "42"]) == 1
+    assert "42" in capsys.readouterr().err
+
+
+def test_help_lists_the_commands():
+    result = subprocess.run([sys.executable, "-m", "dendritic.cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for command in ("train", "runs", "demo"):
+        assert command in result.stdout
