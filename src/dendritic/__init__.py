@@ -8,6 +8,7 @@ from dendritic.models import (
     count_parameters,
     paper_parameter_count,
 )
+from dendritic.models.checkpoint import load, save
 from dendritic.wiring import Connectivity
 
 __version__ = "0.1.0"
@@ -20,5 +21,7 @@ __all__ = [
     "build_model",
     "build_model_from_masks",
     "count_parameters",
+    "load",
     "paper_parameter_count",
+    "save",
 ]
