@@ -282,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, default=None)
     _add_common_data(p)
     p.set_defaults(func=cmd_demo)
+
+    from dendritic.continual.cli import add_continual_parser
+
+    add_continual_parser(sub)
     return parser
 
 

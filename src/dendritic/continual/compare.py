@@ -1,0 +1,306 @@
+"""Comparing models on a continual benchmark at matched trainable parameters, over seeds.
+
+dANNs and sANN keep the paper's D = 16 dendrites per soma and get the number of somata S whose
+parameter count is closest to the target; vANN (and its input-sampling variants) keeps D = 1,
+a plain MLP, and likewise gets the closest S. With the default target, dANN-LRF at D = 16,
+S = 256 on a 28×28, 10-class dataset (76,554 parameters), every dANN and sANN lands on
+S = 256 exactly and vANN on S = 87 (76,831 parameters).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from dendritic.continual.runner import ContinualConfig, ContinualResult, run_continual
+
+__all__ = [
+    "COMPARE_MODELS",
+    "Comparison",
+    "ComparisonRow",
+    "compare",
+    "match_parameters",
+    "parameter_count",
+    "parse_seeds",
+]
+
+COMPARE_MODELS = ("dANN-LRF", "dANN-GRF", "dANN-R", "sANN", "vANN")
+MAX_SOMATA = 4096
+
+
+def parameter_count(
+    model: str,
+    dendrites: int,
+    somata: int,
+    input_shape: Sequence[int],
+    n_classes: int,
+    *,
+    synapses: int = 16,
+) -> int:
+    """Trainable parameters of a one-layer ``model`` for this input shape and class count.
+
+    The closed form of :func:`dendritic.models.paper_parameter_count` with the real input size
+    and the per-channel synapse count (an RGB dendrite has 3 × ``synapses`` inputs); it equals
+    :func:`dendritic.models.count_parameters` of the built model without building it.
+    """
+    from dendritic.models import paper_parameter_count
+
+    shape = tuple(int(v) for v in input_shape)
+    channels = shape[2] if len(shape) == 3 else 1
+    return paper_parameter_count(
+        model, dendrites, somata, synapses * channels, n_inputs=math.prod(shape), n_classes=n_classes
+    )
+
+
+def match_parameters(
+    model: str,
+    target: int,
+    input_shape: Sequence[int],
+    n_classes: int,
+    *,
+    synapses: int = 16,
+    dendrites: int | None = None,
+    max_somata: int = MAX_SOMATA,
+) -> tuple[int, int, int]:
+    """(D, S, parameters) of ``model`` closest to ``target`` trainable parameters.
+
+    D is ``dendrites``, by default 1 for dense dendrite→soma models (vANN and vANN-R/LRF/GRF:
+    the plain MLP with one hidden unit per soma) and 16 otherwise (the paper's dANN/sANN
+    size); S is searched over 1..``max_somata`` (ties go to the smaller S).
+    """
+    from dendritic.models.variants import resolve_name
+
+    if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or target < 1:
+        raise ValueError(f"target must be a positive number of parameters, got {target!r}")
+    variant, _ = resolve_name(model)
+    d = dendrites if dendrites is not None else (1 if variant.cables == "dense" else 16)
+    best: tuple[int, int] | None = None  # (distance, S)
+    for s in range(1, max_somata + 1):
+        count = parameter_count(model, d, s, input_shape, n_classes, synapses=synapses)
+        distance = abs(count - int(target))
+        if best is None or distance < best[0]:
+            best = (distance, s)
+        if count > target:  # counts grow with S: nothing further can be closer
+            break
+    assert best is not None
+    s = best[1]
+    return d, s, parameter_count(model, d, s, input_shape, n_classes, synapses=synapses)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"1-5"`` → [1, 2, 3, 4, 5]; ``"1,3,7"`` and mixes like ``"1-3,9"`` work too."""
+    seeds: list[int] = []
+    try:
+        for part in str(text).split(","):
+            part = part.strip()
+            if "-" in part:
+                low, high = (int(v) for v in part.split("-", 1))
+                if high < low:
+                    raise ValueError
+                seeds.extend(range(low, high + 1))
+            elif part:
+                seeds.append(int(part))
+    except ValueError:
+        raise ValueError(f"cannot read seeds {text!r}; write e.g. 1-5 or 1,2,3") from None
+    if not seeds or min(seeds) < 0:
+        raise ValueError(f"cannot read seeds {text!r}; write e.g. 1-5 or 1,2,3 (non-negative)")
+    return sorted(set(seeds))
+
+
+def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return math.nan, math.nan
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else math.nan)
+
+
+@dataclass
+class ComparisonRow:
+    """One (benchmark, scenario, model) over seeds: mean ± sample sd of each metric."""
+
+    benchmark: str
+    scenario: str
+    model: str
+    dendrites: int
+    somata: int
+    params: int
+    seeds: list[int]
+    stats: dict[str, tuple[float, float]]
+    mean_matrix: list[list[float]]
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "benchmark": self.benchmark,
+            "scenario": self.scenario,
+            "model": self.model,
+            "dendrites": self.dendrites,
+            "somata": self.somata,
+            "params": self.params,
+            "n_seeds": len(self.seeds),
+        }
+        for name, (mean, sd) in self.stats.items():
+            out[f"{name}_mean"] = mean
+            out[f"{name}_sd"] = sd
+        return out
+
+
+@dataclass
+class Comparison:
+    """All runs of a comparison and their per-model summaries."""
+
+    target_params: int
+    rows: list[ComparisonRow]
+    results: list[ContinualResult] = field(default_factory=list)
+
+    def format_table(self) -> str:
+        def cell(name: str, row: ComparisonRow) -> str:
+            mean, sd = row.stats[name]
+            if not math.isfinite(mean):
+                return "-"
+            return f"{100 * mean:.2f}" + (f" ± {100 * sd:.2f}" if math.isfinite(sd) else "")
+
+        head = ["setting", "model", "D", "S", "params", "n", "ACC %", "forgetting", "BWT", "FWT"]
+        table = [head]
+        for r in self.rows:
+            table.append(
+                [
+                    f"{r.benchmark}/{r.scenario}",
+                    r.model,
+                    str(r.dendrites),
+                    str(r.somata),
+                    f"{r.params:,}",
+                    str(len(r.seeds)),
+                    cell("acc", r),
+                    cell("forgetting", r),
+                    cell("bwt", r),
+                    cell("fwt", r),
+                ]
+            )
+        widths = [max(len(line[i]) for line in table) for i in range(len(head))]
+        lines = ["  ".join(v.rjust(w) for v, w in zip(line, widths, strict=True)) for line in table]
+        return "\n".join(lines) + "\n(metrics in percentage points; mean ± sample s.d. over seeds)"
+
+    def write_csv(self, path: str | os.PathLike[str]) -> str:
+        import csv
+
+        rows = [r.as_dict() for r in self.rows]
+        columns = list(rows[0]) if rows else []
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, columns)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow(
+                    {k: ("" if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+                )
+        return str(path)
+
+
+def compare(
+    base: ContinualConfig,
+    *,
+    models: Iterable[str] = COMPARE_MODELS,
+    scenarios: Iterable[str | None] | None = None,
+    seeds: Iterable[int] = (1, 2, 3, 4, 5),
+    target_params: int | None = None,
+    reference: str = "dANN-LRF",
+    store: Any | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+    on_result: Callable[[ContinualResult], None] | None = None,
+    threads: int | None = None,
+) -> Comparison:
+    """Run every model × scenario × seed of ``base``'s benchmark at matched parameters.
+
+    The target is ``target_params`` or, by default, the count of ``reference`` at ``base``'s
+    dendrites and somata. Each model's S comes from :func:`match_parameters`, with D = 1 for
+    dense dendrite→soma models (vANN) and ``base.dendrites`` for the others. Runs
+    already finished in ``store`` are reused, so an interrupted comparison resumes. The data
+    of each seed is prepared once and shared by all its runs.
+    """
+    from dendritic.data import get_info, prepare
+    from dendritic.models.variants import resolve_name
+
+    info = get_info(base.dataset)
+    models = [resolve_name(m)[0].name for m in models]
+    if not models:
+        raise ValueError("compare needs at least one model")
+    scenario_list = [base.scenario] if scenarios is None else list(scenarios)
+    configs_per_scenario = [replace(base, scenario=s) for s in scenario_list]  # validates early
+    seed_list = list(seeds)
+    if target_params is None:
+        target_params = parameter_count(
+            reference, base.dendrites, base.somata, info.input_shape, info.n_classes, synapses=base.synapses
+        )
+    sizes = {
+        m: match_parameters(
+            m,
+            target_params,
+            info.input_shape,
+            info.n_classes,
+            synapses=base.synapses,
+            dendrites=1 if resolve_name(m)[0].cables == "dense" else base.dendrites,
+        )
+        for m in models
+    }
+    results: list[ContinualResult] = []
+    rows: list[ComparisonRow] = []
+    cache: dict[int, Any] = {}
+
+    def data_for(seed: int) -> Any:
+        if seed not in cache:
+            cache.clear()  # one seed's data in memory at a time
+            cache[seed] = prepare(base.dataset, seed=seed, data_dir=data_dir, limit=base.limit)
+        return cache[seed]
+
+    grouped: dict[tuple[str, str], list[ContinualResult]] = {}
+    for seed in seed_list:
+        for scen_config in configs_per_scenario:
+            for m in models:
+                d, s, _ = sizes[m]
+                config = replace(scen_config, model=m, dendrites=d, somata=s, seed=seed)
+                data = None
+                if (
+                    store is None
+                    or (row := store.find(config.to_dict())) is None
+                    or row["status"] != "finished"
+                ):
+                    data = data_for(seed)
+                result = run_continual(config, store=store, progress=False, data=data, threads=threads)
+                results.append(result)
+                grouped.setdefault((str(config.scenario), m), []).append(result)
+                if on_result is not None:
+                    on_result(result)
+                if progress:
+                    import sys
+
+                    note = " (from the store)" if result.reused else ""
+                    print(result.summary() + note, file=sys.stderr, flush=True)
+    for scen_config in configs_per_scenario:
+        for m in models:
+            runs = grouped[(str(scen_config.scenario), m)]
+            d, s, count = sizes[m]
+            stats = {
+                name: _mean_sd([r.metrics.get(name, math.nan) for r in runs])
+                for name in ("acc", "forgetting", "forgetting_last", "bwt", "fwt", "la")
+            }
+            mean_matrix = np.mean([r.accuracy_matrix for r in runs], axis=0).tolist()
+            rows.append(
+                ComparisonRow(
+                    base.benchmark,
+                    str(scen_config.scenario),
+                    m,
+                    d,
+                    s,
+                    count,
+                    [r.config.seed for r in runs],
+                    stats,
+                    mean_matrix,
+                )
+            )
+    return Comparison(int(target_params), rows, results)

@@ -1,0 +1,420 @@
+"""Training one model through a stream of tasks and measuring the accuracy matrix.
+
+One model and one Adam optimiser (lr 1e-3, eps 1e-7, the library's settings) are kept for the
+whole stream: the optimiser's moment estimates are never reset between tasks, as a learner
+that does not know task boundaries would do. Each task is trained for ``epochs_per_task``
+epochs of batches of 128 shuffled within the task (seeded); after each task the model is
+evaluated on every task's test set, giving one row of the accuracy matrix.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dendritic.continual.benchmarks import (
+    BENCHMARKS,
+    Benchmark,
+    Task,
+    build_benchmark,
+    resolve_scenario,
+    resolve_tasks,
+)
+from dendritic.continual.metrics import summarize
+
+__all__ = ["PROTOCOL", "ContinualConfig", "ContinualResult", "evaluate_task", "run_continual"]
+
+#: Marks continual runs in the results store, so their keys never collide with ``train`` runs.
+PROTOCOL = "continual"
+EVAL_BATCH = 2048
+METRIC_NAMES = ("acc", "bwt", "forgetting", "forgetting_last", "fwt", "la")
+
+
+@dataclass(frozen=True)
+class ContinualConfig:
+    """One continual run: benchmark, scenario, model and training settings (science only).
+
+    ``scenario=None`` and ``tasks=None`` resolve to the benchmark's defaults (split: class-il,
+    5 tasks; permuted: domain-il, 5 tasks; sorted: class-il, one task per class).
+    ``passes > 1`` repeats the whole stream (the paper's class-sorted protocol cycles through
+    all classes every epoch: ``sorted``, ``epochs_per_task=1``, ``passes=50``); the matrix is
+    recorded during the last pass. ``identity_first`` applies to ``permuted`` only.
+    """
+
+    benchmark: str = "split"
+    scenario: str | None = None
+    dataset: str = "fmnist"
+    tasks: int | None = None
+    model: str = "dANN-LRF"
+    dendrites: int = 16
+    somata: int = 256
+    synapses: int = 16
+    layers: int = 1
+    dropout: float = 0.0
+    lr: float = 1e-3
+    batch_size: int = 128
+    epochs_per_task: int = 5
+    passes: int = 1
+    seed: int = 1
+    identity_first: bool = True
+    limit: int | None = None
+    random_mode: str = "exact"
+
+    def __post_init__(self) -> None:
+        from dendritic.data import canonical_name, get_info
+        from dendritic.models.variants import resolve_name
+        from dendritic.training.config import TrainConfig
+
+        benchmark = str(self.benchmark).strip().lower()
+        if benchmark not in BENCHMARKS:
+            raise ValueError(f"unknown benchmark {self.benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
+        object.__setattr__(self, "benchmark", benchmark)
+        object.__setattr__(self, "scenario", resolve_scenario(benchmark, self.scenario))
+        object.__setattr__(self, "dataset", canonical_name(self.dataset))
+        n_classes = get_info(self.dataset).n_classes
+        object.__setattr__(self, "tasks", resolve_tasks(benchmark, self.tasks, n_classes))
+        variant, rate = resolve_name(self.model)
+        object.__setattr__(self, "model", variant.name if rate is None else f"vANN-{rate:g}")
+        for name in ("epochs_per_task", "passes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.identity_first, bool):
+            raise ValueError(f"identity_first must be True or False, got {self.identity_first!r}")
+        # The shared fields are checked (and normalised, e.g. 1 → 1.0) exactly as `train` does.
+        shared = TrainConfig(
+            model=self.model,
+            dataset=self.dataset,
+            dendrites=self.dendrites,
+            somata=self.somata,
+            synapses=self.synapses,
+            layers=self.layers,
+            dropout=self.dropout,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            epochs=1,
+            seed=self.seed,
+            limit=self.limit,
+            random_mode=self.random_mode,
+        )
+        for name in ("dropout", "lr"):
+            object.__setattr__(self, name, getattr(shared, name))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, defaults resolved, what the store keys the run by (``protocol`` included)."""
+        data = asdict(self)
+        if self.benchmark != "permuted":
+            data.pop("identity_first")
+        return {"protocol": PROTOCOL, **data}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ContinualConfig:
+        data = {k: v for k, v in data.items() if k != "protocol"}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown continual config field(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def label(self) -> str:
+        return f"{self.benchmark}-{self.dataset} {self.scenario}"
+
+
+@dataclass
+class ContinualResult:
+    """The accuracy matrix of a run, its metrics, and what the tasks were.
+
+    ``matrix[i][j]``: test accuracy on task j after training task i; ``baseline[j]``: the
+    untrained model's accuracy on task j. ``reused`` is True when the store already held it.
+    """
+
+    config: ContinualConfig
+    matrix: list[list[float]]
+    baseline: list[float]
+    metrics: dict[str, float]
+    tasks: list[dict[str, Any]]
+    trainable_params: int
+    seconds: float
+    run_id: int | None = None
+    reused: bool = False
+    model: torch.nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def accuracy_matrix(self) -> np.ndarray:
+        return np.asarray(self.matrix, dtype=np.float64)
+
+    def format_matrix(self) -> str:
+        """The matrix in percent, one row per training stage, plus the untrained baseline."""
+        t = len(self.matrix)
+        width = 7
+        head = "after task".ljust(12) + "".join(f"T{j}".rjust(width) for j in range(t))
+        lines = [head]
+        lines.append("untrained".ljust(12) + "".join(f"{100 * b:.1f}".rjust(width) for b in self.baseline))
+        for i, row in enumerate(self.matrix):
+            lines.append(f"T{i}".ljust(12) + "".join(f"{100 * v:.1f}".rjust(width) for v in row))
+        lines.append("tasks: " + "; ".join(f"T{j} {d['name']}" for j, d in enumerate(self.tasks)))
+        return "\n".join(lines)
+
+    def format_metrics(self) -> str:
+        def pct(name: str) -> str:
+            value = self.metrics.get(name)
+            return "-" if value is None or not math.isfinite(value) else f"{100 * value:+.2f}"
+
+        acc = self.metrics["acc"]
+        return (
+            f"ACC {100 * acc:.2f} %  BWT {pct('bwt')}  forgetting {pct('forgetting')} "
+            f"(first-minus-last {pct('forgetting_last')})  FWT {pct('fwt')}  (points)"
+        )
+
+    def summary(self) -> str:
+        c = self.config
+        return (
+            f"{c.model} D={c.dendrites} S={c.somata} seed={c.seed} on {c.label()} "
+            f"({c.tasks} tasks, {c.epochs_per_task} epochs each): {self.format_metrics()}, "
+            f"{self.trainable_params:,} trainable parameters, {self.seconds:.1f} s"
+        )
+
+    def store_extra(self) -> dict[str, Any]:
+        """What the store keeps in the run's ``extra``: matrix, baseline, tasks, metric columns."""
+        metrics = {k: (v if v is not None and math.isfinite(v) else None) for k, v in self.metrics.items()}
+        return {
+            "protocol": PROTOCOL,
+            "benchmark": self.config.benchmark,
+            "scenario": self.config.scenario,
+            "accuracy_matrix": self.matrix,
+            "baseline": self.baseline,
+            "tasks": self.tasks,
+            **metrics,
+        }
+
+    @classmethod
+    def from_run(cls, run: dict[str, Any]) -> ContinualResult:
+        """Rebuild a finished run's result from its store row (``RunStore.find`` / ``get_run``)."""
+        extra = run.get("extra") or {}
+        if "accuracy_matrix" not in extra:
+            raise ValueError(f"run {run.get('id')} holds no accuracy matrix: not a continual run")
+        metrics = {k: (math.nan if extra.get(k) is None else float(extra[k])) for k in METRIC_NAMES}
+        return cls(
+            config=ContinualConfig.from_dict(run["config"]),
+            matrix=[[float(v) for v in row] for row in extra["accuracy_matrix"]],
+            baseline=[float(v) for v in extra["baseline"]],
+            metrics=metrics,
+            tasks=list(extra.get("tasks", [])),
+            trainable_params=int(run.get("trainable_params") or 0),
+            seconds=float(run.get("wall_seconds") or 0.0),
+            run_id=run.get("id"),
+            reused=True,
+        )
+
+
+@torch.no_grad()
+def evaluate_task(model: torch.nn.Module, bench: Benchmark, task: Task) -> float:
+    """Test accuracy on ``task`` as its scenario scores it (task-IL: masked head)."""
+    was_training = model.training
+    model.eval()
+    x, y = bench.test_set(task)
+    device = next(model.parameters()).device
+    correct = 0
+    for start in range(0, len(x), EVAL_BATCH):
+        logits = bench.logits(task, model(x[start : start + EVAL_BATCH].to(device)).cpu())
+        correct += int((logits.argmax(dim=1) == y[start : start + EVAL_BATCH]).sum())
+    model.train(was_training)
+    return correct / max(len(x), 1)
+
+
+def _train_task(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    bench: Benchmark,
+    task: Task,
+    batch: int,
+    shuffle: torch.Generator,
+    device: torch.device,
+) -> tuple[float, float]:
+    """One epoch on one task; returns (mean loss, accuracy) as the scenario scores it."""
+    model.train()
+    n = len(task.train_idx)
+    order = task.train_idx[torch.randperm(n, generator=shuffle)]
+    mask = None if task.mask is None else task.mask.to(device)
+    loss_sum, correct = 0.0, 0
+    for start in range(0, n, batch):
+        idx = order[start : start + batch]
+        xb = bench.inputs(task, bench.x_train[idx]).to(device)
+        yb = bench.y_train[idx].to(device)
+        logits = model(xb)
+        if mask is not None:
+            logits = logits.masked_fill(~mask, float("-inf"))
+        loss = F.cross_entropy(logits, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += float(loss.detach()) * len(yb)
+        correct += int((logits.detach().argmax(dim=1) == yb).sum())
+    return loss_sum / n, correct / n
+
+
+def run_continual(
+    config: ContinualConfig,
+    store: Any | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+    *,
+    data: Any | None = None,
+    download: bool = True,
+    replace: bool = False,
+    device: str | torch.device | None = "cpu",
+    threads: int | None = None,
+    keep_model: bool = False,
+) -> ContinualResult:
+    """Train ``config.model`` through the benchmark's tasks and return the accuracy matrix.
+
+    With a ``store`` (:class:`dendritic.store.RunStore`), a run already finished there is
+    returned from the store without training (``reused=True``) unless ``replace``; otherwise
+    the run, its per-epoch training metrics (epochs numbered across tasks, with the task index)
+    and at the end the matrix and metrics (in ``extra``; ACC in ``test_accuracy``) are
+    recorded. ``data`` may be a ready :class:`dendritic.data.PreparedData` of the same dataset
+    and seed (comparisons reuse one).
+    """
+    from dendritic.data import prepare
+    from dendritic.models import build_model, count_parameters
+    from dendritic.training.loop import resolve_device
+
+    key = config.to_dict()
+    if store is not None and not replace:
+        row = store.find(key)
+        if row is not None and row["status"] == "finished":
+            return ContinualResult.from_run(row)
+    dev = resolve_device(device)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if data is None:
+        data = prepare(
+            config.dataset, seed=config.seed, data_dir=data_dir, download=download, limit=config.limit
+        )
+    elif data.name != config.dataset or data.seed != config.seed:
+        raise ValueError(
+            f"prepared data is {data.name} seed {data.seed}, the config wants {config.dataset} seed {config.seed}"
+        )
+    bench = build_benchmark(
+        data,
+        config.benchmark,
+        scenario=config.scenario,
+        tasks=config.tasks,
+        seed=config.seed,
+        identity_first=config.identity_first,
+    )
+    model = build_model(
+        config.model,
+        data.input_shape,
+        data.n_classes,
+        config.dendrites,
+        config.somata,
+        synapses=config.synapses,
+        layers=config.layers,
+        dropout=config.dropout,
+        seed=config.seed,
+        random_mode=config.random_mode,
+    ).to(dev)
+    params = count_parameters(model)
+    run_id = None
+    if store is not None:
+        meta = {"device": str(dev), "trainable_params": params, "extra": {"protocol": PROTOCOL}}
+        run_id = store.start_run(key, meta=meta, replace=replace)
+    try:
+        result = _stream(config, model, bench, dev, store, run_id, progress)
+        result.trainable_params = params
+        if store is not None:
+            store.finish_run(
+                run_id,
+                test_accuracy=result.metrics["acc"],
+                epochs_run=config.passes * config.tasks * config.epochs_per_task,
+                wall_seconds=result.seconds,
+                trainable_params=params,
+                extra=result.store_extra(),
+            )
+        result.run_id = run_id
+        if keep_model:
+            result.model = model
+        return result
+    except KeyboardInterrupt as exc:
+        if store is not None:
+            store.fail_run(run_id, exc, status="interrupted")
+        raise
+    except BaseException as exc:
+        if store is not None:
+            store.fail_run(run_id, exc)
+        raise
+
+
+def _stream(
+    config: ContinualConfig,
+    model: torch.nn.Module,
+    bench: Benchmark,
+    dev: torch.device,
+    store: Any | None,
+    run_id: int | None,
+    progress: bool,
+) -> ContinualResult:
+    t_start = time.perf_counter()
+    torch.manual_seed(config.seed)  # dropout masks
+    shuffle = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-7)
+    baseline = [evaluate_task(model, bench, task) for task in bench.tasks]
+    n_tasks = len(bench)
+    matrix: list[list[float]] = []
+    epoch_no = 0
+    for p in range(config.passes):
+        last_pass = p == config.passes - 1
+        for task in bench.tasks:
+            for e in range(config.epochs_per_task):
+                t0 = time.perf_counter()
+                loss, acc = _train_task(model, optimizer, bench, task, config.batch_size, shuffle, dev)
+                epoch_no += 1
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"training diverged on task {task.index} (loss {loss})")
+                if store is not None:
+                    store.log_epoch(
+                        run_id,
+                        epoch_no,
+                        train_loss=loss,
+                        train_accuracy=acc,
+                        seconds=time.perf_counter() - t0,
+                        task=task.index,
+                        task_epoch=e + 1,
+                        **({"pass": p + 1} if config.passes > 1 else {}),
+                    )
+            if last_pass:
+                row = [evaluate_task(model, bench, other) for other in bench.tasks]
+                matrix.append(row)
+                if progress:
+                    seen = row[: task.index + 1]
+                    print(
+                        f"task {task.index + 1}/{n_tasks} ({task.name}): train loss {loss:.4f} "
+                        f"acc {acc:.4f} | test acc on this task {row[task.index]:.4f}, "
+                        f"mean over tasks so far {sum(seen) / len(seen):.4f}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+            elif progress:
+                print(
+                    f"pass {p + 1}/{config.passes} task {task.index + 1}/{n_tasks}: loss {loss:.4f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return ContinualResult(
+        config=config,
+        matrix=matrix,
+        baseline=baseline,
+        metrics=summarize(matrix, baseline),
+        tasks=bench.describe(),
+        trainable_params=0,
+        seconds=time.perf_counter() - t_start,
+    )
