@@ -286,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     from dendritic.continual.cli import add_continual_parser
 
     add_continual_parser(sub)
+    from dendritic.figures.cli import add_figure_parsers
+
+    add_figure_parsers(sub)
     return parser
 
 

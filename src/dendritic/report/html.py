@@ -1,0 +1,289 @@
+"""Building the report page: gather what the store holds, the figures and tables, and render HTML."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import platform
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from dendritic.figures.experiments import EXPERIMENTS, experiments_of
+
+__all__ = ["ReportFigure", "build_report", "render_report", "run_counts"]
+
+STATUSES = ("finished", "running", "interrupted", "failed")
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0 auto;
+       max-width: 1100px; padding: 1.5em; color: #222; line-height: 1.4; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; }
+h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 2em; }
+.meta { color: #666; font-size: 0.9em; }
+table.data { border-collapse: collapse; font-size: 0.85em; margin: 0.8em 0; }
+table.data th, table.data td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; }
+table.data th { background: #f3f3f3; }
+table.data td:first-child, table.data th:first-child { text-align: left; }
+figure { margin: 1.5em 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: 0.9em; color: #444; }
+ul.skipped li { color: #8a5a00; }
+nav ul { columns: 2; font-size: 0.9em; }
+code { background: #f5f5f5; padding: 0 0.2em; }
+"""
+
+
+#: The page's only script: once loaded, it records how many embedded images decoded, so a
+#: headless browser (the test suite's check) can tell a broken page from a good one.
+_SELF_CHECK = """
+window.addEventListener("load", function () {
+  var images = document.images, ok = 0;
+  for (var i = 0; i < images.length; i++) {
+    if (images[i].complete && images[i].naturalWidth > 0) { ok++; }
+  }
+  document.body.setAttribute("data-images", String(images.length));
+  document.body.setAttribute("data-images-decoded", String(ok));
+  console.info("dendritic report loaded: " + ok + "/" + images.length + " images decoded");
+});
+"""
+
+
+@dataclass
+class ReportFigure:
+    name: str
+    label: str
+    caption: str
+    png: bytes
+
+
+@dataclass
+class _Content:
+    figures: list[ReportFigure] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    tables: list[Any] = field(default_factory=list)
+    dataset: str | None = None
+
+
+def run_counts(runs: Sequence[Mapping[str, Any]]) -> dict[str, Counter[str]]:
+    """experiment → Counter(status) over all runs; runs of no experiment count as "other"."""
+    out: dict[str, Counter[str]] = {e: Counter() for e in EXPERIMENTS}
+    for run in runs:
+        exps = experiments_of(run) or {"other"}
+        for e in exps:
+            out.setdefault(e, Counter())[str(run.get("status"))] += 1
+    return {e: c for e, c in out.items() if c}
+
+
+def _versions() -> dict[str, str]:
+    import dendritic
+
+    out = {"dendritic": dendritic.__version__, "python": platform.python_version()}
+    for module in ("torch", "numpy", "scipy", "sklearn", "matplotlib"):
+        try:
+            out[{"sklearn": "scikit-learn"}.get(module, module)] = __import__(module).__version__
+        except ImportError:
+            out[module] = "not installed"
+    out["platform"] = platform.platform(terse=True)
+    return out
+
+
+def _from_folder(folder: Path, content: _Content) -> None:
+    """Figures (PNG) of a folder written by ``dendritic figures``, with captions from figures.json."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no figures folder at {folder}")
+    manifest_path = folder / "figures.json"
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        for entry in manifest.get("figures", []):
+            png = folder / f"{entry['name']}.png"
+            if png.is_file():
+                content.figures.append(
+                    ReportFigure(entry["name"], entry["label"], entry["caption"], png.read_bytes())
+                )
+        content.skipped.update(manifest.get("skipped", {}))
+        content.notes += manifest.get("notes", [])
+        content.dataset = manifest.get("dataset")
+        return
+    from dendritic.figures.driver import FIGURES
+
+    pngs = sorted(folder.glob("*.png"))
+    if not pngs:
+        raise FileNotFoundError(f"no PNG figures in {folder}")
+    for png in pngs:
+        info = FIGURES.get(png.stem)
+        label = info.label if info else png.stem
+        content.figures.append(ReportFigure(png.stem, label, info.caption if info else "", png.read_bytes()))
+
+
+def build_report(
+    store: Any,
+    out: str | os.PathLike[str],
+    *,
+    figures_dir: str | os.PathLike[str] | None = None,
+    on: str = "validation",
+    dataset: str | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    tsne_samples: int = 500,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Write the HTML report of ``store`` to ``out``; returns its path.
+
+    ``figures_dir``: embed the figures of a ``dendritic figures`` folder; without it the figures
+    are drawn now (PNG only, into a temporary folder). Tables are always computed from the store.
+    """
+    from dendritic.figures.driver import make_figures
+    from dendritic.figures.experiments import load_runs
+    from dendritic.figures.tables import table1, table2
+
+    content = _Content()
+    if figures_dir is not None:
+        _from_folder(Path(figures_dir), content)
+    else:
+        with tempfile.TemporaryDirectory(prefix="dendritic-report-") as tmp:
+            result = make_figures(
+                store,
+                tmp,
+                on=on,
+                dataset=dataset,
+                data_dir=data_dir,
+                tsne_samples=tsne_samples,
+                formats=("png",),
+                log=log,
+            )
+            from dendritic.figures.driver import FIGURES
+
+            for name, paths in result.figures.items():
+                png = next(p for p in paths if p.suffix == ".png")
+                info = FIGURES[name]
+                content.figures.append(ReportFigure(name, info.label, info.caption, png.read_bytes()))
+            content.skipped = dict(result.skipped)
+            content.notes = list(result.notes)
+            content.dataset = result.dataset
+    runs = load_runs(store)
+    from dendritic.figures.driver import _groups
+
+    by_dataset = {d: _groups(runs.of("main", d)) for d in runs.datasets("main")}
+    content.tables = [table1(by_dataset, on), table2(by_dataset, on)]
+    page = render_report(
+        content,
+        counts=run_counts(store.list_runs()),
+        store_path=str(getattr(store, "path", "")),
+        on=on,
+        finished=len(runs.runs),
+        per_model=Counter((r.get("dataset"), r.get("model")) for r in runs.runs),
+    )
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    return out
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _counts_table(counts: Mapping[str, Counter[str]]) -> str:
+    statuses = [s for s in STATUSES if any(c.get(s) for c in counts.values())] or ["finished"]
+    head = "<th>experiment</th>" + "".join(f"<th>{_e(s)}</th>" for s in statuses) + "<th>total</th>"
+    rows = []
+    for exp, c in counts.items():
+        cells = "".join(f"<td>{c.get(s, 0)}</td>" for s in statuses)
+        sweep = f"<code>dendritic sweep {_e(exp)}</code>" if exp in EXPERIMENTS else _e(exp)
+        rows.append(f"<tr><td>{sweep}</td>{cells}<td>{sum(c.values())}</td></tr>")
+    if not rows:
+        rows.append(f'<tr><td colspan="{len(statuses) + 2}">no runs</td></tr>')
+    return f'<table class="data" id="run-counts"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _models_table(per_model: Mapping[tuple[Any, Any], int]) -> str:
+    from dendritic.figures.style import dataset_label, order_datasets, order_models
+
+    datasets = order_datasets(d for d, _ in per_model if d)
+    models = order_models(m for _, m in per_model if m)
+    if not datasets:
+        return ""
+    head = "<th>model</th>" + "".join(f"<th>{_e(dataset_label(d))}</th>" for d in datasets)
+    body = "".join(
+        f"<tr><td>{_e(m)}</td>" + "".join(f"<td>{per_model.get((d, m), 0)}</td>" for d in datasets) + "</tr>"
+        for m in models
+    )
+    return f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def render_report(
+    content: _Content,
+    *,
+    counts: Mapping[str, Counter[str]],
+    store_path: str = "",
+    on: str = "validation",
+    finished: int = 0,
+    per_model: Mapping[tuple[Any, Any], int] | None = None,
+    generated: datetime | None = None,
+) -> str:
+    """The whole page as one string (no external resources)."""
+    from dendritic.figures.style import dataset_label
+
+    generated = generated or datetime.now(timezone.utc)
+    stamp = generated.isoformat(timespec="seconds")
+    versions = _versions()
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>dendritic report — {_e(Path(store_path).name or 'runs')}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>Dendritic ANNs — results report</h1>",
+        f'<p class="meta">Store <code>{_e(store_path)}</code> · generated <time datetime="{_e(stamp)}">'
+        f"{_e(stamp)}</time> · dendritic {_e(versions['dendritic'])} · configurations chosen on the "
+        f"<b>{_e(on)}</b> split"
+        + (f" · per-dataset figures: {_e(dataset_label(content.dataset))}" if content.dataset else "")
+        + "</p>",
+        "<nav><h2>Contents</h2><ul>",
+        '<li><a href="#runs">Runs</a></li><li><a href="#tables">Tables</a></li>',
+        *(f'<li><a href="#{_e(f.name)}">{_e(f.label)}</a></li>' for f in content.figures),
+        '<li><a href="#skipped">Not drawn</a></li><li><a href="#environment">Environment</a></li>',
+        "</ul></nav>",
+        '<h2 id="runs">Runs</h2>',
+        f"<p>{finished} finished runs. Runs by experiment (recognised from their config) and status:</p>",
+        _counts_table(counts),
+    ]
+    if per_model:
+        parts += ["<p>Finished runs by model and dataset:</p>", _models_table(per_model)]
+    parts.append('<h2 id="tables">Tables</h2>')
+    for table in content.tables:
+        parts += [f"<h3>{_e(table.title)}</h3>", f"<p>{_e(table.note)}</p>"]
+        parts.append(
+            table.to_html() if table.rows else "<p><i>No rows: the main sweep has no runs yet.</i></p>"
+        )
+    parts.append('<h2 id="figures">Figures</h2>')
+    if not content.figures:
+        parts.append("<p><i>No figure could be drawn from this store.</i></p>")
+    for fig in content.figures:
+        data = base64.b64encode(fig.png).decode("ascii")
+        parts.append(
+            f'<figure id="{_e(fig.name)}"><h3>{_e(fig.label)}</h3>'
+            f'<img src="data:image/png;base64,{data}" alt="{_e(fig.label)}">'
+            f"<figcaption>{_e(fig.caption)}</figcaption></figure>"
+        )
+    parts.append('<h2 id="skipped">Not drawn</h2>')
+    if content.skipped or content.notes:
+        parts.append('<ul class="skipped">')
+        parts += [f"<li>{_e(reason)}</li>" for reason in content.skipped.values()]
+        parts += [f"<li>note: {_e(note)}</li>" for note in content.notes]
+        parts.append("</ul>")
+    else:
+        parts.append("<p>Every figure was drawn.</p>")
+    parts.append('<h2 id="environment">Environment</h2><table class="data"><tbody>')
+    parts += [f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in versions.items()]
+    parts.append(f"<tr><td>generated (UTC)</td><td>{_e(stamp)}</td></tr></tbody></table>")
+    parts.append(f"<script>{_SELF_CHECK}</script>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,429 @@
+"""Figures, tables and `dendritic analyze` from a small synthetic store with two real checkpoints."""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("sklearn")
+
+from dendritic.analysis import group_runs  # noqa: E402
+from dendritic.cli import main  # noqa: E402
+from dendritic.data import clear_cache  # noqa: E402
+from dendritic.figures import (  # noqa: E402
+    FIGURES,
+    experiments_of,
+    is_experiment,
+    load_runs,
+    make_figures,
+    paper,  # noqa: E402
+    table1,
+    table2,
+)
+from dendritic.figures.style import panel_axes  # noqa: E402
+from dendritic.models import paper_parameter_count  # noqa: E402
+from dendritic.store import RunStore  # noqa: E402
+from dendritic.training import TrainConfig, train  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fakedata import write_dataset  # noqa: E402
+
+NO_CHECKPOINT = "run {} has no checkpoint; train with --checkpoint or a sweep with --checkpoints"
+BASE_ACCURACY = {
+    "dANN-R": 0.86,
+    "dANN-LRF": 0.875,
+    "dANN-GRF": 0.87,
+    "pdANN": 0.865,
+    "vANN": 0.855,
+    "vANN-LRF": 0.86,
+    "sANN": 0.85,
+}
+
+
+# ---------------------------------------------------------------- a synthetic store
+
+
+def add_synthetic_run(store: RunStore, rng: np.random.Generator, epochs: int = 5, **config) -> int:
+    """One finished run with plausible metrics: bigger is a bit better, dendrites help, vANN overfits."""
+    cfg = TrainConfig(epochs=epochs, **config)
+    d, s = cfg.dendrites, cfg.somata
+    base_model = "vANN" if cfg.model.startswith("vANN-0") else cfg.model
+    params = paper_parameter_count(base_model, d, s)
+    acc = BASE_ACCURACY.get(base_model, 0.85) + 0.01 * math.log2(d) + 0.004 * math.log2(s / 8)
+    acc -= 0.08 * cfg.sigma + (0.03 if cfg.sequential else 0.0)
+    acc = min(acc + rng.normal(0, 0.003), 0.99)
+    loss = 1.25 - acc + (0.04 if params > 20_000 else 0.0) + rng.normal(0, 0.004)
+    best = int(rng.integers(2, epochs + 1))
+    run_id = store.start_run(cfg.to_dict(), meta={"trainable_params": params, "host": "synthetic", "pid": 1})
+    for e in range(1, epochs + 1):
+        store.log_epoch(
+            run_id,
+            e,
+            train_loss=loss * (1.6 - 0.12 * e),
+            train_accuracy=min(acc + 0.01 * e - 0.03, 0.999),
+            val_loss=loss + 0.01 * (e - best) ** 2,
+            val_accuracy=acc - 0.002 * abs(e - best) + rng.normal(0, 0.002),
+        )
+    store.finish_run(run_id, test_accuracy=acc, test_loss=loss)
+    return run_id
+
+
+def fill_synthetic(
+    store: RunStore, *, main: bool = True, noise: bool = True, sequential: bool = True
+) -> None:
+    rng = np.random.default_rng(0)
+    if main:
+        for model in BASE_ACCURACY:
+            for d in (1, 2, 4):
+                for s in (16, 32):
+                    for seed in (1, 2):
+                        add_synthetic_run(
+                            store, rng, model=model, dataset="mnist", dendrites=d, somata=s, seed=seed
+                        )
+        for model in ("dANN-LRF", "vANN"):
+            for d in (1, 4):
+                for seed in (1, 2):
+                    add_synthetic_run(
+                        store, rng, model=model, dataset="kmnist", dendrites=d, somata=16, seed=seed
+                    )
+    for model in ("dANN-LRF", "vANN"):
+        for s in (16, 32):
+            for seed in (1, 2):
+                if noise:
+                    for sigma in (0.25, 0.5):
+                        add_synthetic_run(
+                            store,
+                            rng,
+                            model=model,
+                            dataset="mnist",
+                            dendrites=2,
+                            somata=s,
+                            seed=seed,
+                            sigma=sigma,
+                        )
+                if sequential:
+                    add_synthetic_run(
+                        store,
+                        rng,
+                        model=model,
+                        dataset="mnist",
+                        dendrites=2,
+                        somata=s,
+                        seed=seed,
+                        sequential=True,
+                    )
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A store with main (2 datasets), noise and sequential runs, plus two real checkpointed runs."""
+    root = tmp_path_factory.mktemp("figures")
+    data_dir = write_dataset(root / "data", "mnist", n_train=300, n_test=100)
+    clear_cache()
+    store = RunStore(root / "runs.db")
+    fill_synthetic(store)
+    real = {}
+    for model, d in (("dANN-LRF", 2), ("vANN", 1)):
+        cfg = TrainConfig(model=model, dataset="mnist", dendrites=d, somata=8, epochs=4, seed=1)
+        result = train(cfg, store=store, data_dir=data_dir, checkpoint=root / "ckpt" / model, download=False)
+        real[model] = result.run_id
+    store.close()
+    yield {"root": root, "db": root / "runs.db", "data": data_dir, "real": real}
+    clear_cache()
+
+
+@pytest.fixture(scope="module")
+def drawn(workspace):
+    """make_figures on the workspace store, once for the module."""
+    store = RunStore(workspace["db"], readonly=True)
+    try:
+        result = make_figures(
+            store,
+            workspace["root"] / "figures",
+            data_dir=workspace["data"],
+            tsne_samples=60,
+            download=False,
+            formats=("png",),  # PDFs: see test_figures_cli_select_on_test (rendering is the slow part)
+        )
+    finally:
+        store.close()
+    return result
+
+
+@pytest.fixture
+def groups(workspace):
+    store = RunStore(workspace["db"], readonly=True)
+    runs = load_runs(store)
+    store.close()
+    return runs
+
+
+# ---------------------------------------------------------------- experiment recognition
+
+
+def _run(**cfg):
+    return {"model": cfg.pop("model", "dANN-R"), "config": cfg}
+
+
+def test_runs_are_recognised_by_their_config():
+    assert experiments_of(_run()) == {"main"}
+    assert experiments_of(_run(sigma=0.5)) == {"noise"}
+    assert experiments_of(_run(sequential=True)) == {"sequential"}
+    assert experiments_of(_run(model="vANN-0.5", dropout=0.5)) == {"dropout"}
+    assert experiments_of(_run(model="dANN-R", dropout=0.5)) == set()  # dropout is a vANN control only
+    assert experiments_of(_run(lr=0.01)) == {"lr"}
+    assert experiments_of(_run(early_stop=True)) == {"early-stop"}
+    assert experiments_of(_run(layers=3)) == {"depth"}
+    assert experiments_of(_run(sigma=0.5, lr=0.01)) == {"noise", "lr"}
+    assert not is_experiment(_run(sigma=0.5, lr=0.01), "noise")  # mixed runs feed no figure
+    assert is_experiment(_run(lr=1e-3, sigma=0.0), "main")
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _hand_runs():
+    """vANN best 0.90 at 10k params; dANN-LRF beats it at 3k (0.91) and 1k params does not (0.85)."""
+    rows = []
+    for model, d, params, acc in (
+        ("vANN", 1, 10_000, 0.90),
+        ("vANN", 2, 20_000, 0.89),
+        ("dANN-LRF", 1, 1_000, 0.85),
+        ("dANN-LRF", 2, 3_000, 0.91),
+        ("dANN-LRF", 4, 6_000, 0.92),
+    ):
+        for seed, jitter in ((1, -0.001), (2, 0.001)):
+            rows.append(
+                {
+                    "id": len(rows) + 1,
+                    "status": "finished",
+                    "model": model,
+                    "dataset": "mnist",
+                    "dendrites": d,
+                    "somata": 16,
+                    "seed": seed,
+                    "trainable_params": params,
+                    "test_accuracy": acc + jitter,
+                    "test_loss": 1 - acc,
+                    "val_accuracy": acc,
+                    "val_loss": 1 - acc,
+                    "best_epoch": 3,
+                }
+            )
+    return rows
+
+
+def test_table1_and_table2_follow_their_definitions(tmp_path):
+    groups = {"mnist": group_runs(_hand_runs())}
+    t1 = table1(groups)
+    best = {(r["model"], r["criterion"]): r for r in t1.rows}
+    assert best["dANN-LRF", "accuracy"]["dendrites"] == 4 and best["vANN", "accuracy"]["params"] == 10_000
+    assert best["dANN-LRF", "accuracy"]["test_accuracy_mean"] == pytest.approx(0.92)
+    t2 = table2(groups)
+    row = next(r for r in t2.rows if r["model"] == "dANN-LRF" and r["metric"] == "accuracy")
+    assert row["params"] == 3_000 and row["vann_params"] == 10_000  # the cheapest match, not the best
+    assert row["fewer_params_factor"] == pytest.approx(10_000 / 3_000)
+    md = t2.to_markdown()
+    assert "| dataset |" in md and "3.3×" in md and "3,000" in md
+    with open(t1.write_csv(tmp_path / "t1.csv"), newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == len(t1.rows) == 4
+
+
+# ---------------------------------------------------------------- the driver
+
+
+def test_make_figures_writes_what_the_store_allows(drawn, workspace):
+    out = workspace["root"] / "figures"
+    drawn_names = set(drawn.figures)
+    expected = {
+        "fig2",
+        "fig3",
+        "fig4",
+        "fig5",
+        "fig6",
+        "fig7",
+        "supp-learning-curves",
+        "supp-epochs-to-minimum",
+        "supp-vann-x-curves",
+        "supp-sann-differences",
+        "supp-dataset-examples",
+    }
+    assert expected <= drawn_names, drawn.skipped
+    for name in expected:
+        path = out / f"{name}.png"
+        assert path.is_file() and path.stat().st_size > 1000, path
+    assert drawn.skipped["supp-dropout"] == "Dropout figure skipped: needs runs of `dendritic sweep dropout`"
+    assert drawn.skipped["supp-lr"].endswith("needs runs of `dendritic sweep lr`")
+    assert drawn.skipped["supp-early-stop"].endswith("`dendritic sweep early-stop`")
+    assert drawn.skipped["supp-depth"].endswith("`dendritic sweep depth`")
+    assert drawn_names | {k for k in drawn.skipped if k in FIGURES} == set(FIGURES)
+    for name in ("table1", "table2"):
+        assert (out / f"{name}.csv").stat().st_size > 100 and (out / f"{name}.md").stat().st_size > 100
+    assert (out / "figures.json").is_file() and (out / "fig6-scores.csv").is_file()
+    assert set(drawn.analyses) == {"dANN-LRF", "vANN"}  # only models with a checkpoint
+    assert {r["run"]["id"] for rs in drawn.analyses.values() for r in rs} == set(workspace["real"].values())
+
+
+def _count(fig) -> int:
+    return len(panel_axes(fig))
+
+
+def test_each_figure_has_its_panels(groups, drawn):
+    """Panels of the figures make_figures drew (counted on the returned Figures, colorbars excluded)."""
+    assert drawn.panels == {
+        "fig2": 6,  # S = 8 (real runs), 16, 32 swept, neither 256 nor 512: the two largest → 2 + 2 × 2
+        "fig3": 4,
+        "fig4": 4,
+        "fig5": 8,
+        "fig6": 2 * 2 + 3,  # two models × two layers of t-SNE maps + three scores
+        "fig7": 4,
+        "supp-learning-curves": 2,
+        "supp-epochs-to-minimum": 2,
+        "supp-vann-x-curves": 4,  # (dANN-LRF, vANN-LRF), (pdANN, vANN)
+        "supp-sann-differences": 2,  # (dANN-R, sANN): accuracy and loss heatmaps; colorbars not counted
+        "supp-dataset-examples": 1,
+    }
+    main = group_runs(groups.of("main", "mnist"))
+    noise = {0.0: main}
+    noise.update(_split(group_runs(groups.of("noise"), ["sigma"]), "sigma"))
+    seq = group_runs(groups.of("sequential"))
+    assert _count(paper.fig7(noise, None)) == 2
+    assert _count(paper.fig7(None, seq, main)) == 2
+    fig = paper.supp_sann_differences(main)
+    assert _count(fig) == 2 and len(fig.axes) == 4
+
+
+def _split(groups, key):
+    out = {}
+    for g in groups:
+        out.setdefault(g[key], []).append(g)
+    return out
+
+
+def test_supplementary_controls_render(groups):
+    """Dropout, learning-rate, early-stopping and depth figures from hand-made groups."""
+    main = group_runs(groups.of("main", "mnist"))
+    rng = np.random.default_rng(1)
+    store = RunStore(":memory:")
+    for seed in (1, 2):
+        add_synthetic_run(
+            store, rng, model="vANN-0.5", dataset="mnist", dendrites=2, somata=16, dropout=0.5, seed=seed
+        )
+        add_synthetic_run(
+            store, rng, model="dANN-LRF", dataset="mnist", dendrites=2, somata=16, lr=0.01, seed=seed
+        )
+        add_synthetic_run(
+            store, rng, model="dANN-LRF", dataset="mnist", dendrites=2, somata=16, early_stop=True, seed=seed
+        )
+        for layers in (1, 2):
+            add_synthetic_run(
+                store,
+                rng,
+                model="dANN-LRF",
+                dataset="mnist",
+                dendrites=2,
+                somata=16,
+                layers=layers,
+                seed=seed,
+            )
+    runs = load_runs(store)
+    assert _count(paper.supp_dropout(group_runs(runs.of("dropout")) + main)) == 2
+    assert _count(paper.supp_lr({0.01: group_runs(runs.of("lr")), 0.001: main})) == 4
+    assert _count(paper.supp_early_stop(group_runs(runs.of("early-stop")))) == 3
+    depth = group_runs(runs.of("depth") + runs.of("main"), ["layers"])
+    assert _count(paper.supp_depth(depth)) == 3
+    store.close()
+
+
+def test_missing_sweeps_are_skipped_with_the_sweep_named(tmp_path):
+    with RunStore(tmp_path / "noise.db") as store:
+        fill_synthetic(store, main=False, sequential=False)
+        result = make_figures(store, tmp_path / "out", formats=("png",), download=False)
+    assert result.skipped["fig2"] == "Fig 2 skipped: needs runs of `dendritic sweep main`"
+    assert result.skipped["fig5"] == "Fig 5 skipped: needs runs of `dendritic sweep main`"
+    assert result.skipped["fig7 (sequential)"].endswith("needs runs of `dendritic sweep sequential`")
+    assert set(result.figures) == {"fig7"}  # the noise half, without σ = 0 from main
+    assert (tmp_path / "out" / "fig7.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "table1.md").is_file()  # tables are written even when empty
+
+    with RunStore(tmp_path / "empty.db") as store:
+        result = make_figures(store, tmp_path / "empty", formats=("png",), download=False)
+    assert not result.figures
+    assert result.skipped["fig7"] == (
+        "Fig 7 skipped: needs runs of `dendritic sweep noise` or `dendritic sweep sequential`"
+    )
+
+
+# ---------------------------------------------------------------- command line
+
+
+def test_analyze_a_real_run(workspace, capsys, tmp_path):
+    run_id = workspace["real"]["dANN-LRF"]
+    out = tmp_path / "analysis"
+    argv = ["analyze", str(run_id), "--store", str(workspace["db"]), "--out", str(out)]
+    assert (
+        main([*argv, "--data-dir", str(workspace["data"]), "--tsne-samples", "40", "--tsne-repeats", "2"])
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert (
+        f"run {run_id}: dANN-LRF on mnist" in text and "entropy median" in text and "trustworthiness" in text
+    )
+    for name in ("analysis.json", "arrays.npz", "entropy.png", "selectivity.png", "weights.png", "tsne.png"):
+        assert (out / name).stat().st_size > 0, name
+    import json
+
+    doc = json.loads((out / "analysis.json").read_text())
+    assert set(doc["activity"]) == {"dendrites_1", "somata_1"}
+    assert set(doc["weights"]) == {"dendrites_1", "somata_1", "output"}
+    assert doc["weights"]["dendrites_1"]["n"] == 2 * 8 * 16  # real connections only
+    assert doc["test"]["accuracy"] == pytest.approx(doc["run"]["test_accuracy"])
+    emb = doc["embedding"]["somata_1"]
+    assert 0 <= emb["trustworthiness"] <= 1 and emb["n_samples"] == 40 and emb["init"] == "random"
+    first, second = emb["repeats"]  # random initialisations: the repeats differ
+    assert (first["seed"], second["seed"]) == (0, 1) and first["silhouette"] != second["silhouette"]
+    arrays = np.load(out / "arrays.npz")
+    assert arrays["hits__somata_1"].shape == (10, 8)
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_cli_bad_input_is_one_line(workspace, capsys, tmp_path):
+    db = str(workspace["db"])
+    assert main(["analyze", "1", "--store", db, "--out", str(tmp_path / "a")]) == 1
+    assert _one_line_error(capsys) == "dendritic: error: " + NO_CHECKPOINT.format(1)
+    assert main(["analyze", "9999", "--store", db]) == 1
+    assert _one_line_error(capsys) == "dendritic: error: no run with id 9999"
+    missing = str(tmp_path / "nope.db")
+    for argv in (
+        ["analyze", "1", "--store", missing],
+        ["figures", "--store", missing, "--out", str(tmp_path / "f")],
+        ["report", "--store", missing, "--out", str(tmp_path / "r.html")],
+    ):
+        assert main(argv) == 1
+        line = _one_line_error(capsys)
+        assert line.startswith("dendritic: error: cannot open run store") and "no such file" in line
+    assert main(["figures", "--store", db, "--only", "fig9", "--out", str(tmp_path / "f")]) == 1
+    assert "unknown figure(s) fig9" in _one_line_error(capsys)
+    assert not (tmp_path / "a").exists()
+
+
+def test_figures_cli_select_on_test(workspace, capsys, tmp_path):
+    out = tmp_path / "f"
+    argv = ["figures", "--store", str(workspace["db"]), "--out", str(out), "--only", "fig3", "--quiet"]
+    assert main([*argv, "--select-on", "test"]) == 0
+    text = capsys.readouterr().out
+    assert "1 figures and 2 tables" in text
+    assert (out / "fig3.png").stat().st_size > 1000 and (out / "fig3.pdf").read_bytes()[:5] == b"%PDF-"
+    assert not (out / "fig2.png").exists()
+    assert "chosen on the test split" in (out / "table1.md").read_text()

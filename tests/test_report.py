@@ -1,0 +1,156 @@
+"""`dendritic report`: one self-contained HTML page, checked as text and in headless Chromium."""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("sklearn")
+
+from dendritic.cli import main  # noqa: E402
+from dendritic.figures import make_figures  # noqa: E402
+from dendritic.report import build_report, run_counts  # noqa: E402
+from dendritic.store import RunStore  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_figures import add_synthetic_run  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+HEADINGS = ("Dendritic ANNs — results report", "Runs", "Tables", "Figures", "Not drawn", "Environment")
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory):
+    """Main runs of three models, noise runs, a failed run and an unfinished one."""
+    root = tmp_path_factory.mktemp("report")
+    rng = np.random.default_rng(3)
+    with RunStore(root / "runs.db") as store:
+        for model in ("dANN-LRF", "vANN", "pdANN"):
+            for d in (1, 4):
+                for seed in (1, 2):
+                    add_synthetic_run(
+                        store, rng, model=model, dataset="mnist", dendrites=d, somata=16, seed=seed
+                    )
+                    add_synthetic_run(
+                        store, rng, model=model, dataset="mnist", dendrites=d, somata=16, seed=seed, sigma=0.5
+                    )
+        failed = store.start_run(
+            {"model": "dANN-R", "dataset": "mnist", "dendrites": 2, "somata": 16, "seed": 1}
+        )
+        store.fail_run(failed, "out of memory")
+        store.start_run(
+            {"model": "dANN-R", "dataset": "mnist", "dendrites": 4, "somata": 16, "seed": 1},
+            meta={"host": "elsewhere", "pid": 1},
+        )
+    return root / "runs.db"
+
+
+@pytest.fixture(scope="module")
+def report(store_path):
+    """Figures drawn once into a folder (PNG only), then the report embedding them."""
+    root = store_path.parent
+    with RunStore(store_path, readonly=True) as store:
+        make_figures(store, root / "figures", formats=("png",), only=["fig2", "fig7"], download=False)
+        path = build_report(store, root / "report.html", figures_dir=root / "figures")
+    return path
+
+
+def test_report_is_one_self_contained_page(report, store_path):
+    text = report.read_text(encoding="utf-8")
+    for heading in HEADINGS:
+        assert heading in text
+    assert text.count('<img src="data:image/png;base64,') == 2  # Fig 2 and Fig 7
+    assert "Table 1 — best configuration" in text and "Table 2 — trainable parameters" in text
+    shown = html.unescape(text)
+    assert "Fig 7 sequential panels skipped: needs runs of `dendritic sweep sequential`" in shown
+    # nothing is fetched from anywhere: no URLs in src/href other than in-page anchors and data URIs
+    for attr in re.findall(r'(?:src|href)="([^"]*)"', text):
+        assert attr.startswith(("#", "data:image/png;base64,")), attr
+    assert "<link" not in text and "@import" not in text and "url(" not in text
+    import torch
+
+    import dendritic
+
+    assert f"<td>torch</td><td>{torch.__version__}</td>" in text
+    assert f"dendritic {dendritic.__version__}" in text and "generated (UTC)" in text
+
+
+def test_run_counts_by_experiment_and_status(store_path):
+    with RunStore(store_path, readonly=True) as store:
+        counts = run_counts(store.list_runs())
+    assert counts["main"] == {"finished": 12, "failed": 1, "running": 1}
+    assert counts["noise"] == {"finished": 12}
+    assert "sequential" not in counts
+
+
+def test_report_cli_draws_figures_when_no_folder_is_given(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    with RunStore(tmp_path / "seq.db") as store:
+        for model in ("dANN-LRF", "vANN"):
+            for seed in (1, 2):
+                add_synthetic_run(
+                    store,
+                    rng,
+                    model=model,
+                    dataset="mnist",
+                    dendrites=2,
+                    somata=16,
+                    seed=seed,
+                    sequential=True,
+                )
+    out = tmp_path / "out" / "report.html"
+    assert main(["report", "--store", str(tmp_path / "seq.db"), "--out", str(out), "--quiet"]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    text = out.read_text(encoding="utf-8")
+    assert text.count("data:image/png;base64,") == 1  # Fig 7, sequential panels only
+    assert "Fig 2 skipped: needs runs of `dendritic sweep main`" in html.unescape(text)
+    assert main(["report", "--store", str(tmp_path / "seq.db"), "--figures", str(tmp_path / "none")]) == 1
+    assert capsys.readouterr().err.strip() == f"dendritic: error: no figures folder at {tmp_path / 'none'}"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(report):
+    """The page loads in a real browser: exit 0, the headings in the DOM, every image decoded,
+    and no console error (console messages reach stderr with --enable-logging=stderr)."""
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.run(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--enable-logging=stderr",
+                "--v=0",
+                "--dump-dom",
+                report.resolve().as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "HOME": profile},
+        )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout
+    for heading in HEADINGS:
+        assert heading in dom
+    assert 'data-images="2"' in dom and 'data-images-decoded="2"' in dom, dom[:500]
+    console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+    assert any("dendritic report loaded: 2/2 images decoded" in line for line in console), proc.stderr[-2000:]
+    errors = [line for line in console if "dendritic report loaded" not in line]
+    assert not errors, errors
