@@ -29,6 +29,7 @@ from dendritic.continual.benchmarks import (
     resolve_tasks,
 )
 from dendritic.continual.metrics import summarize
+from dendritic.training.loop import make_optimizer
 
 __all__ = ["PROTOCOL", "ContinualConfig", "ContinualResult", "evaluate_task", "run_continual"]
 
@@ -366,7 +367,7 @@ def _stream(
     t_start = time.perf_counter()
     torch.manual_seed(config.seed)  # dropout masks
     shuffle = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-7)
+    optimizer = make_optimizer(model, config.lr)
     baseline = [evaluate_task(model, bench, task) for task in bench.tasks]
     n_tasks = len(bench)
     matrix: list[list[float]] = []

@@ -2,12 +2,14 @@
 
 Kernels (measured in ``benchmarks/bench_layers.py``, batch 128, one thread):
 
-* ``bag`` — any sparse wiring. ``F.embedding_bag`` over the *transposed* input treats every
-  input unit as an embedding row of length B and every output unit as a bag of its inputs, with
-  the connection weights as per-sample weights. Forward and backward never build a
-  (batch × connections) buffer; about 10× faster than a dense matmul at (D, S) = (16, 256).
-* ``blocks`` — the dendrite → soma structure: reshape to (B, S, D) and sum each soma's D
-  dendrites.
+* ``bag`` — any sparse wiring: ``out[o] = Σ_c w[c] · h[indices[c]]`` over the feature-major
+  input, by :func:`dendritic.layers.kernels.sparse_matmul_t` — a small C++ kernel compiled on
+  first use (fused gradients), or ``F.embedding_bag`` over the transposed input (every input unit
+  an embedding row of length B, every output a bag of its inputs, the weights as per-sample
+  weights). Neither ever builds a (batch × connections) buffer; about 10× faster than a dense
+  matmul at (D, S) = (16, 256).
+* ``blocks`` — the dendrite → soma structure: each soma sums its own D dendrites. On the CPU
+  the C++ kernel does it in one pass; elsewhere a reshape to (S, D, B), weight and sum.
 * ``dense`` — all-to-all wiring: a plain ``F.linear``.
 
 All weights are initialised Glorot-uniform on the *dense* shape (limit √(6/(n_in + n_out))) and
@@ -23,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dendritic.layers.kernels import kernel_backend, sparse_matmul_t
 from dendritic.wiring.connectivity import Connectivity
 
 __all__ = ["SparseLinear", "MaskedLinear", "glorot_limit"]
@@ -96,13 +99,16 @@ class SparseLinear(nn.Module):
         """
         if self.kernel == "dense":
             return torch.addmm(self.bias[:, None], self.weight, h)
-        if self.kernel == "blocks":
+        if self.kernel == "blocks" and not (h.device.type == "cpu" and kernel_backend() == "cpp"):
+            # reshape-and-sum: each soma weights and sums its own D dendrites
             block = self.in_features // self.out_features
             weighted = h.view(self.out_features, block, -1) * self.weight.view(self.out_features, block, 1)
             return weighted.sum(dim=1) + self.bias[:, None]
-        # bag: input units are embedding rows of length B, outputs are bags of their inputs.
-        out = F.embedding_bag(self.indices, h, self.offsets, mode="sum", per_sample_weights=self.weight)
-        return out + self.bias[:, None]
+        # bag (and blocks on the CPU, where the C++ kernel is faster than three elementwise passes):
+        # the fused C++ kernel where it builds, else embedding_bag (see layers.kernels). The
+        # product is a fresh tensor, so the bias is added in place.
+        out = sparse_matmul_t(h, self.weight, self.indices, self.offsets, self.out_features)
+        return out.add_(self.bias[:, None])
 
     @property
     def n_connections(self) -> int:

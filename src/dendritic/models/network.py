@@ -182,12 +182,14 @@ class DendriticNet(nn.Module):
         # Hidden activations are kept feature-major, (units, batch): see SparseLinear.forward_t.
         h = self._flatten(x).t().contiguous()
         activations: dict[str, torch.Tensor] = {}
+        # Every forward_t returns a fresh tensor that its backward does not need, so the
+        # activation can overwrite it in place (one pass and one buffer less per layer).
         for index, layer in enumerate(self.layers, start=1):
-            h = F.leaky_relu(layer.dendrites.forward_t(h), NEGATIVE_SLOPE)
+            h = F.leaky_relu(layer.dendrites.forward_t(h), NEGATIVE_SLOPE, inplace=True)
             if return_activations:
                 activations[f"dendrites_{index}"] = h.t()
             h = layer.dropout(h)
-            h = F.leaky_relu(layer.somata.forward_t(h), NEGATIVE_SLOPE)
+            h = F.leaky_relu(layer.somata.forward_t(h), NEGATIVE_SLOPE, inplace=True)
             if return_activations:
                 activations[f"somata_{index}"] = h.t()
             h = layer.dropout(h)

@@ -26,7 +26,15 @@ from dendritic.models.checkpoint import save as save_checkpoint
 from dendritic.models.network import DendriticNet
 from dendritic.training.config import TrainConfig
 
-__all__ = ["EpochMetrics", "RunResult", "batch_order", "evaluate", "resolve_device", "train"]
+__all__ = [
+    "EpochMetrics",
+    "RunResult",
+    "batch_order",
+    "evaluate",
+    "make_optimizer",
+    "resolve_device",
+    "train",
+]
 
 EVAL_BATCH = 2048
 
@@ -98,6 +106,19 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     model.train(was_training)
     n = max(len(x), 1)
     return loss_sum / n, correct / n
+
+
+def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    """The paper's Adam (β 0.9/0.999, ε 1e-7); the fused implementation where torch has one.
+
+    Fused Adam updates all parameters in one kernel instead of a dozen small ops per tensor,
+    which is a sixth of a dANN training step on the CPU; the arithmetic is the same.
+    """
+    kwargs = {"lr": lr, "betas": (0.9, 0.999), "eps": 1e-7}
+    try:
+        return torch.optim.Adam(model.parameters(), fused=True, **kwargs)
+    except (TypeError, RuntimeError):  # torch < 2.4 on the CPU, or an unsupported device
+        return torch.optim.Adam(model.parameters(), **kwargs)
 
 
 def batch_order(n: int, sequential: bool, generator: torch.Generator) -> torch.Tensor:
@@ -228,7 +249,7 @@ def _fit(
     shuffle = torch.Generator().manual_seed(config.seed)
     x_train, y_train = data.x_train.to(dev), data.y_train.to(dev)
     x_val, y_val = data.x_val.to(dev), data.y_val.to(dev)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-7)
+    optimizer = make_optimizer(model, config.lr)
     n = len(x_train)
     batch = config.batch_size
     n_batches = math.ceil(n / batch)

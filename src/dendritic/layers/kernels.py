@@ -1,0 +1,736 @@
+"""``sparse_matmul_t``: a sparse layer's product over its real connections, fast on CPU.
+
+Activations are feature-major: ``h`` is ``(n_in, B)``, the result ``(n_out, B)``. The wiring is
+CSR over outputs (``offsets`` (n_out,) start of each output's connections, ``indices`` (nnz,) input
+per connection, ``weight`` (nnz,)). With ``o(c)`` the output owning connection ``c``::
+
+    out[o, :]     = Σ_c weight[c] · h[indices[c], :]
+    grad_weight[c] = ⟨grad_out[o(c), :], h[indices[c], :]⟩
+    grad_h[i, :]   = Σ_{c: indices[c] = i} weight[c] · grad_out[o(c), :]
+
+Backends (``DENDRITIC_KERNEL=bag|cpp``, default: ``cpp`` where it builds, else ``bag``):
+
+* ``cpp`` — a small C++ extension compiled on first use (``torch.utils.cpp_extension``; needs a
+  C++ compiler and ninja; ~20 s once, then loaded from torch's extensions cache in ~0.3 s). Forward and grad-weight parallelise
+  over outputs with ``at::parallel_for`` (so ``torch.set_num_threads`` applies), holding a
+  block of the batch in vector registers. grad-h is a *gather* over a transposed CSR
+  (input → its connections), tiled by output blocks so the slice of ``grad_out`` being read stays
+  in L2; it is built once per wiring and cached. Every output or input row is written by one
+  thread in a fixed order, so results do not depend on the thread count.
+* ``bag`` — ``F.embedding_bag`` over the transposed input (the original kernel). Always used on
+  CUDA and for dtypes other than float32/float64, and the fallback when the build fails.
+
+Measured with ``benchmarks/bench_kernels.py --clock cpu --extra`` on an AMD EPYC (Zen 1, AVX2)
+VM with 2 cores shared with other jobs: dANN-LRF input layer (784 inputs, k = 16), B = 128, one
+thread, median CPU-time ms (the forward is bit-identical to ``embedding_bag``'s):
+
+==========  ==========  ======  ============  ===============
+(D, S)      backend     fwd     fwd+bwd(w)    fwd+bwd(w, h)
+==========  ==========  ======  ============  ===============
+(16, 256)   bag          1.03    4.47          14.4
+(16, 256)   cpp          0.97    2.75 (1.6×)    3.9 (3.7×)
+(16, 256)   torch-csr    1.90   56.7           62.4
+(16, 256)   gather-bmm  23.6    29.0           56.6
+(64, 512)   bag          7.80   30.4          129.7
+(64, 512)   cpp          6.94   17.7 (1.7×)    27.6 (4.7×)
+(64, 512)   torch-csr   21.5   447            505
+(64, 512)   gather-bmm  174    204            425
+==========  ==========  ======  ============  ===============
+
+A whole dANN-LRF training step (forward, backward, Adam; same conditions) went from 8.8 to 7.4 ms
+at (16, 256) and from 58.6 to 49.8 ms at (64, 512): the rest of the step is now mostly
+element-wise passes over the (n_out, B) dendrite activations (bias add, leaky ReLU and its
+backward, the dendrite → soma product). Two-thread wall times could not be measured cleanly here:
+the second core was busy with other jobs throughout (each kernel splits its rows into one range of
+equal work per thread, and gives bit-identical results at any thread count).
+
+Rejected: ``torch.sparse_csr`` (its backward goes through dense-size products), gathering
+``h[indices]`` into an (nnz, B) buffer for ``bmm`` (32 MB at (16, 256)), ``torch.compile`` of
+gather·weight·sum (27 / 30 / 34 ms at (16, 256) after 27 s of compiling). In the C++ kernel, a
+compile-time fan-in of 16 (fully unrolled) was slower than the generic loop, and a scatter-add
+grad-h with per-thread buffers was ~2× slower than the tiled gather (Zen 1 retires one 256-bit
+store per two cycles); an untiled gather was 2.5× slower at (64, 512) (``grad_out`` is 16 MB).
+The forward is load-bound (one load per multiply-add), so it only matches ``embedding_bag``,
+which runs the same loop; the gain is in the backward, where ``embedding_bag`` is slow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import warnings
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+from torch.utils.weak import WeakIdKeyDictionary
+
+__all__ = ["available_kernels", "kernel_backend", "sparse_matmul_t"]
+
+log = logging.getLogger(__name__)
+
+ENV_VAR = "DENDRITIC_KERNEL"
+BACKENDS = ("bag", "cpp")
+_OPS_NAMESPACE = "dendritic_kernels"
+# grad-h reads grad_out one block of outputs at a time; a block of this many bytes stays in L2.
+_BLOCK_BYTES = 1 << 18
+
+_CPP_SOURCE = r"""
+// Sparse feature-major products for dendritic.layers.kernels (see the Python module docstring).
+#include <ATen/core/Tensor.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstring>
+#include <tuple>
+#include <vector>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
+
+namespace {
+
+// 32-byte GCC vectors: AVX registers when built with -mavx2, pairs of SSE registers otherwise.
+template <typename T> struct Vec {
+  typedef T type __attribute__((vector_size(32)));
+  static constexpr int L = 32 / sizeof(T);
+};
+template <typename T> inline typename Vec<T>::type loadu(const T* p) {
+  typename Vec<T>::type v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <typename T> inline void storeu(T* p, typename Vec<T>::type v) { std::memcpy(p, &v, sizeof(v)); }
+
+constexpr int NV = 4;  // vectors of the batch held in registers per row (4 × 8 floats)
+
+inline int64_t row_end(const int64_t* off, int64_t r, int64_t n_rows, int64_t nnz) {
+  return r + 1 < n_rows ? off[r + 1] : nnz;
+}
+// Runs f(r0, r1) on `parts` contiguous row ranges of about equal work (connections + rows, from
+// the rows' start offsets `start`, n_rows + 1 entries), one per thread; about 32k multiply-adds
+// per part at least, so small problems stay on one thread.
+template <typename F>
+void parallel_rows(const int64_t* start, int64_t n_rows, int64_t B, const F& f) {
+  const int64_t nnz = start[n_rows], total = nnz + n_rows;
+  const int64_t parts = std::max<int64_t>(
+      1, std::min<int64_t>(at::get_num_threads(), total * std::max<int64_t>(B, 1) / (int64_t(1) << 15)));
+  if (parts == 1 || n_rows < 2) {
+    f(int64_t(0), n_rows);
+    return;
+  }
+  auto split = [&](int64_t p) {  // first row r with start[r] + r >= p · total / parts
+    const int64_t target = p * total / parts;
+    int64_t lo = 0, hi = n_rows;
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (start[mid] + mid < target) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+  };
+  at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t r0 = p == 0 ? 0 : split(p), r1 = p + 1 == parts ? n_rows : split(p + 1);
+      if (r0 < r1) f(r0, r1);
+    }
+  });
+}
+
+// The CSR row starts with the end appended (n_rows + 1 entries).
+std::vector<int64_t> with_end(const int64_t* off, int64_t n_rows, int64_t nnz) {
+  std::vector<int64_t> start(off, off + n_rows);
+  start.push_back(nnz);
+  return start;
+}
+
+// dst[0 : W] (=|+)= Σ_{c in [c0, c1)} w[perm[c]] · src[row[c] * B + (0 : W)], W = K·L.
+template <typename T, int K, bool PERM>
+inline void gather_block(const T* __restrict src, int64_t B, const int64_t* __restrict row,
+                         const int64_t* __restrict perm, const T* __restrict w, int64_t c0, int64_t c1,
+                         T* __restrict dst, bool accumulate) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::L;
+  V acc[K];
+  for (int k = 0; k < K; ++k) acc[k] = accumulate ? loadu<T>(dst + k * L) : V{};
+  for (int64_t c = c0; c < c1; ++c) {
+    const T wc = w[PERM ? perm[c] : c];
+    const T* s = src + row[c] * B;
+#pragma GCC unroll 16
+    for (int k = 0; k < K; ++k) acc[k] += wc * loadu<T>(s + k * L);
+  }
+#pragma GCC unroll 16
+  for (int k = 0; k < K; ++k) storeu<T>(dst + k * L, acc[k]);
+}
+
+template <typename T, bool PERM>
+inline void gather_row(const T* src, int64_t B, const int64_t* row, const int64_t* perm, const T* w, int64_t c0,
+                       int64_t c1, T* dst, bool accumulate) {
+  constexpr int L = Vec<T>::L;
+  int64_t b = 0;
+  for (; b + NV * L <= B; b += NV * L) gather_block<T, NV, PERM>(src + b, B, row, perm, w, c0, c1, dst + b, accumulate);
+  for (; b + L <= B; b += L) gather_block<T, 1, PERM>(src + b, B, row, perm, w, c0, c1, dst + b, accumulate);
+  for (; b < B; ++b) {
+    T acc = accumulate ? dst[b] : T(0);
+    for (int64_t c = c0; c < c1; ++c) acc += w[PERM ? perm[c] : c] * src[row[c] * B + b];
+    dst[b] = acc;
+  }
+}
+
+void check_common(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& a, const at::Tensor& b) {
+  TORCH_CHECK(x.device().is_cpu() && x.dim() == 2 && x.is_contiguous(), "expected a contiguous 2-D CPU tensor");
+  TORCH_CHECK(weight.scalar_type() == x.scalar_type() && weight.is_contiguous() && weight.dim() == 1,
+              "weight must be 1-D, contiguous and of the activations' dtype");
+  TORCH_CHECK(a.scalar_type() == at::kLong && a.is_contiguous() && b.scalar_type() == at::kLong && b.is_contiguous(),
+              "index tensors must be contiguous int64");
+}
+
+// out[o, :] = Σ_{c in o} weight[c] · h[indices[c], :]
+at::Tensor spmm_t(const at::Tensor& h, const at::Tensor& weight, const at::Tensor& indices,
+                  const at::Tensor& offsets, int64_t n_out) {
+  check_common(h, weight, indices, offsets);
+  TORCH_CHECK(offsets.numel() == n_out && weight.numel() == indices.numel(), "wiring sizes disagree");
+  const int64_t B = h.size(1), nnz = indices.numel();
+  auto out = at::empty({n_out, B}, h.options());
+  AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "spmm_t", [&] {
+    const scalar_t* src = h.data_ptr<scalar_t>();
+    const scalar_t* w = weight.data_ptr<scalar_t>();
+    const int64_t* idx = indices.data_ptr<int64_t>();
+    const int64_t* off = offsets.data_ptr<int64_t>();
+    scalar_t* dst = out.data_ptr<scalar_t>();
+    const std::vector<int64_t> start = with_end(off, n_out, nnz);
+    parallel_rows(start.data(), n_out, B, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        gather_row<scalar_t, false>(src, B, idx, nullptr, w, off[r], row_end(off, r, n_out, nnz), dst + r * B, false);
+    });
+  });
+  return out;
+}
+
+// gw[k] = ⟨g, src[idx[k]]⟩ for G connections at once: one load of g feeds G multiply-adds.
+template <typename T, int G>
+inline void dots(const T* __restrict g, const T* __restrict src, int64_t B, const int64_t* __restrict idx,
+                 T* __restrict gw) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::L;
+  V acc[G];
+  const T* rows[G];
+  for (int k = 0; k < G; ++k) {
+    acc[k] = V{};
+    rows[k] = src + idx[k] * B;
+  }
+  int64_t b = 0;
+  for (; b + L <= B; b += L) {
+    const V gv = loadu<T>(g + b);
+#pragma GCC unroll 16
+    for (int k = 0; k < G; ++k) acc[k] += gv * loadu<T>(rows[k] + b);
+  }
+  T sums[G];
+#if defined(__AVX__)
+  if constexpr (G == 8 && sizeof(T) == 4) {  // transpose-and-add the 8 accumulators in registers
+    __m256 a[8];
+    for (int k = 0; k < 8; ++k) std::memcpy(&a[k], &acc[k], 32);
+    const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+    const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+    const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    const __m256 s = _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+    std::memcpy(sums, &s, 32);
+  } else
+#endif
+  {
+    for (int k = 0; k < G; ++k) {
+      T s = 0;
+      for (int j = 0; j < L; ++j) s += acc[k][j];
+      sums[k] = s;
+    }
+  }
+  for (int k = 0; k < G; ++k) {
+    T s = sums[k];
+    for (int64_t bb = b; bb < B; ++bb) s += g[bb] * rows[k][bb];
+    gw[k] = s;
+  }
+}
+
+// grad_weight[c] = ⟨grad_out[o(c), :], h[indices[c], :]⟩
+at::Tensor sddmm_t(const at::Tensor& grad_out, const at::Tensor& h, const at::Tensor& indices,
+                   const at::Tensor& offsets) {
+  TORCH_CHECK(h.device().is_cpu() && h.dim() == 2 && h.is_contiguous(), "expected a contiguous 2-D CPU tensor");
+  TORCH_CHECK(grad_out.scalar_type() == h.scalar_type() && grad_out.dim() == 2 && grad_out.is_contiguous() &&
+                  grad_out.size(0) == offsets.numel() && grad_out.size(1) == h.size(1),
+              "grad_out must be contiguous (n_out, B) of the activations' dtype");
+  TORCH_CHECK(indices.scalar_type() == at::kLong && indices.is_contiguous() && offsets.scalar_type() == at::kLong &&
+                  offsets.is_contiguous(), "index tensors must be contiguous int64");
+  const int64_t n_out = grad_out.size(0), B = h.size(1), nnz = indices.numel();
+  auto gw = at::empty({nnz}, h.options());
+  AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "sddmm_t", [&] {
+    const scalar_t* src = h.data_ptr<scalar_t>();
+    const scalar_t* g = grad_out.data_ptr<scalar_t>();
+    const int64_t* idx = indices.data_ptr<int64_t>();
+    const int64_t* off = offsets.data_ptr<int64_t>();
+    scalar_t* out = gw.data_ptr<scalar_t>();
+    const std::vector<int64_t> start = with_end(off, n_out, nnz);
+    parallel_rows(start.data(), n_out, B, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t c1 = row_end(off, r, n_out, nnz);
+        const scalar_t* gr = g + r * B;
+        int64_t c = off[r];
+        for (; c + 8 <= c1; c += 8) dots<scalar_t, 8>(gr, src, B, idx + c, out + c);
+        for (; c + 4 <= c1; c += 4) dots<scalar_t, 4>(gr, src, B, idx + c, out + c);
+        for (; c < c1; ++c) dots<scalar_t, 1>(gr, src, B, idx + c, out + c);
+      }
+    });
+  });
+  return gw;
+}
+
+// Transposed CSR tiled by output blocks: entries sorted by (o / block, input, o); returns
+// (starts (n_blocks·n_in + 1), output of each entry, connection of each entry,
+//  connections before each input over all blocks (n_in + 1), to split the inputs between threads).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> transpose_blocked(const at::Tensor& indices, const at::Tensor& offsets,
+                                                                 int64_t n_in, int64_t block) {
+  TORCH_CHECK(indices.scalar_type() == at::kLong && indices.is_contiguous() && offsets.scalar_type() == at::kLong &&
+                  offsets.is_contiguous() && block > 0 && n_in >= 0, "bad wiring");
+  const int64_t nnz = indices.numel(), n_out = offsets.numel();
+  const int64_t n_blocks = (n_out + block - 1) / block;
+  auto starts = at::zeros({n_blocks * n_in + 1}, indices.options());
+  auto rows = at::empty({nnz}, indices.options());
+  auto perm = at::empty({nnz}, indices.options());
+  auto fan_out = at::zeros({n_in + 1}, indices.options());
+  const int64_t* idx = indices.data_ptr<int64_t>();
+  const int64_t* off = offsets.data_ptr<int64_t>();
+  int64_t* fo = fan_out.data_ptr<int64_t>();
+  for (int64_t c = 0; c < nnz; ++c) fo[idx[c] + 1]++;
+  for (int64_t i = 0; i < n_in; ++i) fo[i + 1] += fo[i];
+  int64_t* st = starts.data_ptr<int64_t>();
+  int64_t* rw = rows.data_ptr<int64_t>();
+  int64_t* pm = perm.data_ptr<int64_t>();
+  for (int64_t o = 0; o < n_out; ++o) {
+    const int64_t c1 = row_end(off, o, n_out, nnz), base = (o / block) * n_in + 1;
+    for (int64_t c = off[o]; c < c1; ++c) st[base + idx[c]]++;
+  }
+  for (int64_t k = 0; k < n_blocks * n_in; ++k) st[k + 1] += st[k];
+  std::vector<int64_t> fill(st, st + n_blocks * n_in);
+  for (int64_t o = 0; o < n_out; ++o) {
+    const int64_t c1 = row_end(off, o, n_out, nnz), base = (o / block) * n_in;
+    for (int64_t c = off[o]; c < c1; ++c) {
+      const int64_t p = fill[base + idx[c]]++;
+      rw[p] = o;
+      pm[p] = c;
+    }
+  }
+  return {starts, rows, perm, fan_out};
+}
+
+// grad_h[i, :] = Σ_{c: indices[c] = i} weight[c] · grad_out[o(c), :], as a gather over the
+// blocked transposed CSR: each thread owns a range of inputs and walks the output blocks in order.
+at::Tensor spmm_t_transposed(const at::Tensor& grad_out, const at::Tensor& weight, const at::Tensor& starts,
+                             const at::Tensor& rows, const at::Tensor& perm, const at::Tensor& fan_out,
+                             int64_t n_in, int64_t n_blocks) {
+  check_common(grad_out, weight, rows, perm);
+  TORCH_CHECK(starts.scalar_type() == at::kLong && starts.is_contiguous() && starts.numel() == n_blocks * n_in + 1 &&
+                  fan_out.scalar_type() == at::kLong && fan_out.is_contiguous() && fan_out.numel() == n_in + 1 &&
+                  rows.numel() == weight.numel(), "transposed wiring does not match");
+  const int64_t B = grad_out.size(1);
+  auto out = at::empty({n_in, B}, grad_out.options());
+  AT_DISPATCH_FLOATING_TYPES(grad_out.scalar_type(), "spmm_t_transposed", [&] {
+    const scalar_t* g = grad_out.data_ptr<scalar_t>();
+    const scalar_t* w = weight.data_ptr<scalar_t>();
+    const int64_t* st = starts.data_ptr<int64_t>();
+    const int64_t* rw = rows.data_ptr<int64_t>();
+    const int64_t* pm = perm.data_ptr<int64_t>();
+    scalar_t* dst = out.data_ptr<scalar_t>();
+    parallel_rows(fan_out.data_ptr<int64_t>(), n_in, B, [&](int64_t i0, int64_t i1) {
+      if (n_blocks == 0) std::fill(dst + i0 * B, dst + i1 * B, scalar_t(0));
+      for (int64_t blk = 0; blk < n_blocks; ++blk) {
+        const bool accumulate = blk > 0;
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t c0 = st[blk * n_in + i], c1 = st[blk * n_in + i + 1];
+          if (accumulate && c0 == c1) continue;
+          gather_row<scalar_t, true>(g, B, rw, pm, w, c0, c1, dst + i * B, accumulate);
+        }
+      }
+    });
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(dendritic_kernels, m) {
+  m.def("spmm_t", &spmm_t);
+  m.def("sddmm_t", &sddmm_t);
+  m.def("transpose_blocked", &transpose_blocked);
+  m.def("spmm_t_transposed", &spmm_t_transposed);
+}
+"""
+
+
+# --------------------------------------------------------------------------- building the extension
+
+
+@dataclass
+class _LoadState:
+    """Outcome of the one build/load attempt per process (``None`` until tried)."""
+
+    ok: bool | None = None
+    built: bool = False  # compiled in this process, rather than loaded from the cache
+    error: str = ""
+    seconds: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_STATE = _LoadState()
+_CPP_DTYPES = (torch.float32, torch.float64)
+
+
+def _ops():
+    return getattr(torch.ops, _OPS_NAMESPACE)
+
+
+def _isa_flags() -> tuple[str, list[str]]:
+    """Vector flags for *this* CPU, and a tag that keeps their build apart from other CPUs' builds.
+
+    The tag is part of the cache directory's name, so a cache shared between machines never loads
+    an AVX2 build on a CPU without AVX2. ``ATEN_CPU_CAPABILITY`` lowers the capability torch reports.
+    """
+    try:
+        capability = str(torch.backends.cpu.get_cpu_capability()).upper()
+    except (AttributeError, RuntimeError):  # unknown: build for the baseline ISA
+        capability = "DEFAULT"
+    if capability in ("AVX2", "AVX512"):  # AVX-512 CPUs run the AVX2 build (the one measured)
+        return "avx2", ["-mavx2", "-mfma"]
+    return "base", []
+
+
+def _cache_directory() -> Path:
+    """Where built kernels live: torch's extensions cache (``TORCH_EXTENSIONS_DIR`` moves it)."""
+    from torch.utils.cpp_extension import get_default_build_root
+
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()
+    return Path(root) / f"py{sys.version_info.major}{sys.version_info.minor}_cpu" / _OPS_NAMESPACE
+
+
+@contextlib.contextmanager
+def _build_lock(directory: Path):
+    """Let one process at a time build into ``directory`` (``flock``: freed when its holder dies).
+
+    Only saves duplicate work: every build happens in a private directory and its library is
+    renamed into place atomically, so even without the lock no process can load a half-written one.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    with open(directory / "build.lock", "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _compile(name: str, library: Path, cflags: list[str], ldflags: list[str]) -> None:
+    """Build ``library`` in a fresh private directory with torch's ``cpp_extension``, then move it in.
+
+    torch's own cross-process guard is a lock *file* in the build directory, which a killed build
+    leaves behind and on which later processes then wait forever; a private directory per build
+    never shares it. ``load`` also loads the library, registering the ops in this process.
+    """
+    from torch.utils.cpp_extension import load
+
+    for stale in library.parent.glob("build-*"):  # left by killed builds
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > 3600:
+                shutil.rmtree(stale, ignore_errors=True)
+    build = Path(tempfile.mkdtemp(prefix="build-", dir=library.parent))
+    try:
+        source = build / "kernels.cpp"
+        source.write_text(_CPP_SOURCE)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            load(
+                name=name,
+                sources=[str(source)],
+                extra_cflags=cflags,
+                extra_ldflags=ldflags,
+                build_directory=str(build),
+                is_python_module=False,
+                verbose=False,
+            )
+        for item in caught:
+            log.info("while building the C++ kernels: %s", item.message)
+        os.replace(build / f"{name}.so", library)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+
+
+def _ops_loaded() -> bool:
+    return hasattr(getattr(torch.ops, _OPS_NAMESPACE), "spmm_t")
+
+
+def _load_cpp() -> bool:
+    """Load the C++ kernels, building them on first use; on any failure warn once and return False.
+
+    The library's name carries a hash of the source, the flags and the torch version, so a changed
+    kernel or a new torch builds afresh, and a cached build loads without compiler or ninja.
+    """
+    state = _STATE
+    if state.ok is not None:
+        return state.ok
+    with state.lock:
+        if state.ok is not None:
+            return state.ok
+        start = time.perf_counter()
+        try:
+            if not _ops_loaded():
+                tag, isa = _isa_flags()
+                cflags = ["-O3", "-DNDEBUG", "-fopenmp", *isa]
+                ldflags = ["-fopenmp"]  # libgomp.so.1: the runtime torch already loaded, by soname
+                digest = hashlib.sha256(
+                    "\n".join([_CPP_SOURCE, *cflags, *ldflags, torch.__version__]).encode()
+                ).hexdigest()[:12]
+                name = f"{_OPS_NAMESPACE}_{tag}_{digest}"
+                directory = _cache_directory()
+                directory.mkdir(parents=True, exist_ok=True)
+                library = directory / f"{name}.so"
+                if not library.exists():
+                    with _build_lock(directory):
+                        if not library.exists():
+                            _compile(name, library, cflags, ldflags)
+                            state.built = True
+                if not _ops_loaded():
+                    torch.ops.load_library(str(library))
+            if not _ops_loaded():
+                raise RuntimeError("the extension loaded but registered no kernels")
+            state.ok = True
+        except Exception as error:  # any failure (no compiler, no ninja, ...) means: use bag
+            state.ok = False
+            state.error = f"{type(error).__name__}: {error}"
+            warnings.warn(
+                "dendritic: could not build the C++ sparse kernels; using embedding_bag instead "
+                f"({state.error[:800]})",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        state.seconds = time.perf_counter() - start
+        log.info(
+            "C++ sparse kernels %s in %.1f s",
+            ("built" if state.built else "loaded") if state.ok else "unavailable",
+            state.seconds,
+        )
+        return state.ok
+
+
+def _requested() -> str:
+    value = os.environ.get(ENV_VAR, "").strip().lower() or "auto"
+    if value not in ("auto", *BACKENDS):
+        raise ValueError(f"{ENV_VAR}={value!r}: choose one of auto, {', '.join(BACKENDS)}")
+    return value
+
+
+def available_kernels() -> list[str]:
+    """Backends usable on CPU in this process (builds the C++ one on first call)."""
+    return ["bag", "cpp"] if _load_cpp() else ["bag"]
+
+
+def kernel_backend() -> str:
+    """The CPU backend ``sparse_matmul_t`` uses now: ``DENDRITIC_KERNEL`` if set, else the fastest built.
+
+    CUDA tensors always use ``bag``. Forcing ``cpp`` where it cannot be built warns and gives ``bag``.
+    """
+    requested = _requested()
+    if requested == "bag":
+        return "bag"
+    return "cpp" if _load_cpp() else "bag"
+
+
+# --------------------------------------------------------------------------- wiring plans
+
+
+@dataclass
+class _Plan:
+    """What one wiring needs beyond its tensors, validated once and cached while they are unchanged.
+
+    Never holds the caller's ``indices`` (the cache's key) strongly, or entries would never die.
+    """
+
+    offsets_ref: weakref.ref
+    versions: tuple[int, int]
+    n_in: int
+    n_out: int
+    fan_in: int | None
+    converted: tuple[torch.Tensor, torch.Tensor] | None  # int64 contiguous copies if the caller's are not
+    transposed: dict[int, tuple[torch.Tensor, ...]] = field(default_factory=dict)
+
+    def wiring(self, indices: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.converted if self.converted is not None else (indices, offsets)
+
+    def transposed_for(self, indices: torch.Tensor, offsets: torch.Tensor, block: int):
+        if block not in self.transposed:
+            idx, off = self.wiring(indices, offsets)
+            self.transposed[block] = tuple(_ops().transpose_blocked(idx, off, self.n_in, block))
+        return self.transposed[block]
+
+
+# Keyed by the indices tensor's identity (tensors compare element-wise, so not by equality).
+_PLANS: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+
+def _version(t: torch.Tensor) -> int | None:
+    try:
+        return int(t._version)
+    except RuntimeError:  # inference tensors have no version counter
+        return None
+
+
+def _validate(
+    indices: torch.Tensor, offsets: torch.Tensor, n_in: int, n_out: int, fan_in: int | None
+) -> None:
+    if indices.dim() != 1 or offsets.dim() != 1:
+        raise ValueError("indices and offsets must be 1-D")
+    if indices.dtype not in (torch.int64, torch.int32) or offsets.dtype not in (torch.int64, torch.int32):
+        raise TypeError("indices and offsets must be integer tensors")
+    nnz = indices.numel()
+    if n_out > 0:
+        if int(offsets[0]) != 0:
+            raise ValueError("offsets[0] must be 0")
+        if n_out > 1 and bool((offsets[1:] < offsets[:-1]).any()):
+            raise ValueError("offsets must be non-decreasing")
+        if int(offsets[-1]) > nnz:
+            raise ValueError("offsets point past the end of indices")
+    elif nnz:
+        raise ValueError("a layer without outputs cannot have connections")
+    if nnz and (int(indices.min()) < 0 or int(indices.max()) >= n_in):
+        raise IndexError(f"connection indices must lie in [0, {n_in})")
+    if fan_in is not None:
+        expected = torch.arange(n_out, dtype=torch.int64) * fan_in
+        if nnz != n_out * fan_in or not torch.equal(offsets.to(torch.int64), expected):
+            raise ValueError(f"fan_in={fan_in} does not match offsets")
+
+
+def _plan(indices: torch.Tensor, offsets: torch.Tensor, n_in: int, n_out: int, fan_in: int | None) -> _Plan:
+    versions = (_version(indices), _version(offsets))
+    cache = _PLANS
+    plan = cache.get(indices)
+    if (
+        plan is not None
+        and plan.offsets_ref() is offsets
+        and plan.versions == versions
+        and (plan.n_in, plan.n_out, plan.fan_in) == (n_in, n_out, fan_in)
+    ):
+        return plan
+    _validate(indices, offsets, n_in, n_out, fan_in)
+    converted = None
+    if not all(t.dtype == torch.int64 and t.is_contiguous() for t in (indices, offsets)):
+        converted = (indices.to(torch.int64).contiguous(), offsets.to(torch.int64).contiguous())
+    plan = _Plan(weakref.ref(offsets), versions, n_in, n_out, fan_in, converted)
+    if None not in versions:
+        cache[indices] = plan
+    return plan
+
+
+def _block_for(batch: int, element_size: int) -> int:
+    """Outputs per grad-h tile: a power of two whose (block, batch) slice fits ``_BLOCK_BYTES``."""
+    rows = max(16, _BLOCK_BYTES // max(1, batch * element_size))
+    return 1 << (rows.bit_length() - 1)
+
+
+# --------------------------------------------------------------------------- autograd
+
+
+class _SparseMatmulT(torch.autograd.Function):
+    """The C++ path; saved for backward: ``h`` (for grad-weight) and ``weight`` (for grad-h)."""
+
+    @staticmethod
+    def forward(ctx, h, weight, indices, offsets, plan):  # type: ignore[override]
+        idx, off = plan.wiring(indices, offsets)
+        ctx.plan = plan
+        ctx.save_for_backward(h, weight, indices, offsets)
+        return _ops().spmm_t(h, weight, idx, off, plan.n_out)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):  # type: ignore[override]
+        h, weight, indices, offsets = ctx.saved_tensors
+        plan: _Plan = ctx.plan
+        ops = _ops()
+        idx, off = plan.wiring(indices, offsets)
+        grad_out = grad_out.to(h.dtype).contiguous()
+        grad_h = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            block = _block_for(grad_out.shape[1], grad_out.element_size())
+            block = min(block, max(1, plan.n_out))
+            starts, rows, perm, fan_out = plan.transposed_for(indices, offsets, block)
+            n_blocks = (plan.n_out + block - 1) // block
+            grad_h = ops.spmm_t_transposed(grad_out, weight, starts, rows, perm, fan_out, plan.n_in, n_blocks)
+        if ctx.needs_input_grad[1]:
+            grad_weight = ops.sddmm_t(grad_out, h, idx, off)
+        return grad_h, grad_weight, None, None, None
+
+
+def _bag(h: torch.Tensor, weight: torch.Tensor, indices: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    return F.embedding_bag(indices, h, offsets, mode="sum", per_sample_weights=weight)
+
+
+def sparse_matmul_t(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    indices: torch.Tensor,
+    offsets: torch.Tensor,
+    n_out: int,
+    fan_in: int | None = None,
+    *,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """Feature-major sparse product ``(n_in, B) → (n_out, B)`` over the CSR wiring; no bias.
+
+    ``out[o] = Σ_c weight[c] · h[indices[c]]`` over ``c`` in ``offsets[o] : offsets[o + 1]`` (the last
+    output runs to ``len(indices)``; empty outputs give zeros). ``offsets[0]`` must be 0.
+    Differentiable in ``h`` and ``weight``; grad-h is only computed when ``h`` requires grad.
+
+    ``fan_in``, if given, asserts that every output has exactly that many connections (checked
+    once per wiring). ``backend`` (``"bag"``/``"cpp"``) overrides ``DENDRITIC_KERNEL`` for this call.
+    Wiring checks and derived tables are cached per ``indices`` tensor (by identity, refreshed when
+    it or ``offsets`` is modified in place), so pass the same buffers every step.
+    """
+    if offsets.numel() != n_out:
+        raise ValueError(f"offsets has {offsets.numel()} entries for {n_out} outputs")
+    if weight.numel() != indices.numel():
+        raise ValueError(f"weight has {weight.numel()} entries for {indices.numel()} connections")
+    if backend is None:
+        backend = _requested()
+    elif backend not in ("auto", *BACKENDS):
+        raise ValueError(f"unknown backend {backend!r}; choose one of auto, {', '.join(BACKENDS)}")
+    use_cpp = (
+        backend != "bag"
+        and h.is_cpu
+        and weight.is_cpu
+        and indices.is_cpu
+        and offsets.is_cpu
+        and h.dim() == 2
+        and h.dtype in _CPP_DTYPES
+        and weight.dtype == h.dtype
+        and _load_cpp()
+    )
+    if not use_cpp:
+        return _bag(h, weight, indices, offsets)
+    plan = _plan(indices, offsets, h.shape[0], n_out, fan_in)
+    h, weight = h.contiguous(), weight.contiguous()
+    if not (torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)):
+        idx, off = plan.wiring(indices, offsets)
+        return _ops().spmm_t(h, weight, idx, off, n_out)  # no graph to record: skip autograd's overhead
+    return _SparseMatmulT.apply(h, weight, indices, offsets, plan)

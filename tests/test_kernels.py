@@ -1,0 +1,216 @@
+"""``sparse_matmul_t`` against ``embedding_bag`` and a dense oracle, on every backend.
+
+The C++ backend is built once per process (the first test that needs it pays the compile, ~20 s
+on 2 cores, or well under a second from the on-disk cache); the ``cpp`` fixture skips those tests
+where it cannot be built, so the suite also passes without a compiler.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dendritic.layers import kernels
+from dendritic.layers.kernels import available_kernels, kernel_backend, sparse_matmul_t
+
+
+@pytest.fixture(scope="module")
+def cpp() -> None:
+    """Build (or load) the C++ kernels once for this module; skip if this machine cannot."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if "cpp" not in available_kernels():
+            pytest.skip(f"C++ kernels unavailable: {kernels._STATE.error}")
+
+
+def wiring(n_in: int, n_out: int, fan_in: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """CSR wiring: ``fan_in`` sorted distinct inputs per output, or 0–9 random ones (some empty)."""
+    rng = np.random.default_rng(seed)
+    counts = np.full(n_out, fan_in) if fan_in is not None else rng.integers(0, 10, size=n_out)
+    if fan_in is None:
+        counts[:3] = [0, 9, 0]  # empty outputs at the start, and the last output empty too
+        counts[-1] = 0
+    rows = [np.sort(rng.choice(n_in, size=min(c, n_in), replace=False)) for c in counts]
+    indices = torch.from_numpy(np.concatenate(rows).astype(np.int64))
+    offsets = torch.from_numpy(np.concatenate([[0], np.cumsum([len(r) for r in rows])[:-1]]).astype(np.int64))
+    return indices, offsets
+
+
+def dense(weight: torch.Tensor, indices: torch.Tensor, offsets: torch.Tensor, n_in: int) -> torch.Tensor:
+    """The (n_out, n_in) matrix of the wiring, built from scratch."""
+    n_out = offsets.numel()
+    counts = torch.diff(offsets, append=torch.tensor([indices.numel()]))
+    owner = torch.repeat_interleave(torch.arange(n_out), counts)
+    matrix = torch.zeros(n_out, n_in, dtype=weight.dtype)
+    return matrix.index_put((owner, indices), weight, accumulate=True)
+
+
+def run(backend: str, h, weight, indices, offsets, grad_out, input_grad: bool, fan_in=None):
+    h = h.clone().requires_grad_(input_grad)
+    weight = weight.clone().requires_grad_(True)
+    out = sparse_matmul_t(h, weight, indices, offsets, offsets.numel(), fan_in, backend=backend)
+    out.backward(grad_out)
+    return out.detach(), weight.grad, h.grad
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+@pytest.mark.parametrize("fan_in", [16, None], ids=["uniform", "irregular"])
+@pytest.mark.parametrize("batch", [1, 7, 128])
+@pytest.mark.parametrize("input_grad", [False, True], ids=["w-grad", "w+h-grad"])
+def test_cpp_matches_bag_and_dense(cpp, fan_in, batch, input_grad):
+    n_in, n_out = 53, 300
+    indices, offsets = wiring(n_in, n_out, fan_in, seed=batch)
+    gen = torch.Generator().manual_seed(batch)
+    h = torch.randn(n_in, batch, generator=gen)
+    weight = torch.randn(indices.numel(), generator=gen)
+    grad_out = torch.randn(n_out, batch, generator=gen)
+
+    out, grad_w, grad_h = run("cpp", h, weight, indices, offsets, grad_out, input_grad, fan_in)
+    ref_out, ref_w, ref_h = run("bag", h, weight, indices, offsets, grad_out, input_grad)
+    matrix = dense(weight, indices, offsets, n_in)
+    owner = torch.repeat_interleave(
+        torch.arange(n_out), torch.diff(offsets, append=torch.tensor([indices.numel()]))
+    )
+    for ref in (ref_out, matrix @ h):
+        assert rel_err(out, ref) < 1e-5
+    for ref in (ref_w, (grad_out @ h.t())[owner, indices]):
+        assert rel_err(grad_w, ref) < 1e-5
+    if input_grad:
+        for ref in (ref_h, matrix.t() @ grad_out):
+            assert rel_err(grad_h, ref) < 1e-5
+    else:
+        assert grad_h is None
+    with torch.no_grad():  # the path without autograd bookkeeping
+        assert torch.equal(sparse_matmul_t(h, weight, indices, offsets, n_out, fan_in, backend="cpp"), out)
+    if fan_in is None:  # empty outputs are exactly zero
+        assert not out[0].any() and not out[2].any() and not out[-1].any()
+
+
+def test_cpp_gradcheck_float64(cpp):
+    indices, offsets = wiring(6, 5, None, seed=3)
+    gen = torch.Generator().manual_seed(0)
+    h = torch.randn(6, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    weight = torch.randn(indices.numel(), dtype=torch.float64, generator=gen, requires_grad=True)
+
+    def f(h, weight):
+        return sparse_matmul_t(h, weight, indices, offsets, 5, backend="cpp")
+
+    assert torch.autograd.gradcheck(f, (h, weight))
+
+
+@pytest.mark.parametrize("fan_in", [16, None], ids=["uniform", "irregular"])
+def test_cpp_threads_agree(cpp, fan_in):
+    """Each output / input row is summed by one thread in a fixed order, whatever the thread count."""
+    n_in, n_out = 784, 4096
+    indices, offsets = wiring(n_in, n_out, fan_in, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    h, weight = torch.randn(n_in, 128, generator=gen), torch.randn(indices.numel(), generator=gen)
+    grad_out = torch.randn(n_out, 128, generator=gen)
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            results.append(run("cpp", h, weight, indices, offsets, grad_out, True, fan_in))
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_cpp_plan_tracks_in_place_changes(cpp):
+    """The cached wiring tables follow in-place edits of the indices (e.g. ``load_state_dict``)."""
+    indices, offsets = wiring(20, 30, 4, seed=1)
+    h = torch.randn(20, 5, requires_grad=True)
+    weight = torch.randn(indices.numel())
+    sparse_matmul_t(h, weight, indices, offsets, 30, backend="cpp").sum().backward()
+    indices.copy_(torch.flip(indices, [0]).view(30, 4).sort(dim=1).values.reshape(-1))
+    h.grad = None
+    out = sparse_matmul_t(h, weight, indices, offsets, 30, backend="cpp")
+    out.sum().backward()
+    ref_h = h.detach().clone().requires_grad_(True)
+    F.embedding_bag(indices, ref_h, offsets, mode="sum", per_sample_weights=weight).sum().backward()
+    torch.testing.assert_close(h.grad, ref_h.grad)
+
+
+def test_cpp_rejects_bad_wiring(cpp):
+    indices, offsets = wiring(10, 4, 3, seed=0)
+    h, weight = torch.randn(10, 2), torch.randn(12)
+    with pytest.raises(IndexError):
+        sparse_matmul_t(h, weight, indices + 10, offsets, 4, backend="cpp")
+    with pytest.raises(ValueError):
+        sparse_matmul_t(h, weight, indices, offsets, 4, fan_in=2, backend="cpp")
+    with pytest.raises(ValueError):
+        sparse_matmul_t(h, weight, indices, offsets + 1, 4, backend="cpp")
+
+
+def test_env_var_selects_bag(monkeypatch):
+    monkeypatch.setenv(kernels.ENV_VAR, "bag")
+    assert kernel_backend() == "bag"
+    indices, offsets = wiring(9, 11, None, seed=2)
+    h, weight = torch.randn(9, 4), torch.randn(indices.numel())
+    out = sparse_matmul_t(h, weight, indices, offsets, 11)
+    torch.testing.assert_close(out, dense(weight, indices, offsets, 9) @ h)
+    monkeypatch.setenv(kernels.ENV_VAR, "nonsense")
+    with pytest.raises(ValueError):
+        kernel_backend()
+
+
+def test_build_failure_falls_back_with_one_warning(monkeypatch, tmp_path):
+    """No compiler / no ninja / a compile error: one RuntimeWarning, then embedding_bag, no crash."""
+    import torch.utils.cpp_extension as cpp_extension
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Ninja is required to load C++ extensions")
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))  # an empty cache: must build
+    monkeypatch.setattr(kernels, "_STATE", kernels._LoadState())
+    monkeypatch.setattr(kernels, "_ops_loaded", lambda: False)
+    monkeypatch.setattr(cpp_extension, "load", broken)
+    monkeypatch.setenv(kernels.ENV_VAR, "cpp")
+    indices, offsets = wiring(9, 11, None, seed=2)
+    h = torch.randn(9, 4, requires_grad=True)
+    weight = torch.randn(indices.numel(), requires_grad=True)
+    with pytest.warns(RuntimeWarning, match="embedding_bag") as record:
+        out = sparse_matmul_t(h, weight, indices, offsets, 11)
+        out.sum().backward()
+        assert kernel_backend() == "bag"
+        assert available_kernels() == ["bag"]
+    assert len([w for w in record if issubclass(w.category, RuntimeWarning)]) == 1
+    torch.testing.assert_close(out, dense(weight.detach(), indices, offsets, 9) @ h.detach())
+    assert not list(tmp_path.rglob("*.so"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_uses_bag():
+    indices, offsets = wiring(9, 11, None, seed=2)
+    h, weight = torch.randn(9, 4), torch.randn(indices.numel())
+    out = sparse_matmul_t(h.cuda(), weight.cuda(), indices.cuda(), offsets.cuda(), 11)
+    torch.testing.assert_close(out.cpu(), dense(weight, indices, offsets, 9) @ h)
+
+
+@pytest.mark.slow
+def test_two_processes_build_at_once(tmp_path):
+    """Two fresh processes building into one empty cache both succeed; one compiles, one waits."""
+    script = textwrap.dedent(
+        """
+        import warnings
+        warnings.simplefilter("error")
+        from dendritic.layers.kernels import available_kernels
+        assert available_kernels() == ["bag", "cpp"], available_kernels()
+        """
+    )
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=env) for _ in range(2)]
+    assert [p.wait(timeout=600) for p in procs] == [0, 0]
