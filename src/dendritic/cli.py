@@ -279,16 +279,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs", type=_positive_int, default=None, help="epochs per run (default: fits ~10 min)"
     )
     p.add_argument("--quick", action="store_true", help="a one-minute smoke version on a data subset")
-    p.add_argument("--threads", type=_positive_int, default=None)
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        help="CPU threads (default 1: these small models gain little from more, and a busy "
+        "machine makes extra threads wait on each other)",
+    )
     _add_common_data(p)
     p.set_defaults(func=cmd_demo)
 
+    # The commands of the later pipeline stages live beside their code.
     from dendritic.continual.cli import add_continual_parser
-
-    add_continual_parser(sub)
     from dendritic.figures.cli import add_figure_parsers
+    from dendritic.sweeps.cli import add_sweep_parser
 
-    add_figure_parsers(sub)
+    for add_parsers in (add_sweep_parser, add_figure_parsers, add_continual_parser):
+        add_parsers(sub)
     return parser
 
 

@@ -1,0 +1,266 @@
+"""Where sweep runs execute: local worker processes, or a Ray cluster.
+
+A backend takes :class:`~dendritic.sweeps.worker.Task` objects and hands back outcome dicts
+(those of :func:`~dendritic.sweeps.worker.run_task`). It never touches the store. A worker that
+dies mid-run (SIGKILL, out of memory, a node lost) yields an ``ok: False`` outcome for exactly
+the run it held, and the backend carries on with a fresh worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import signal
+import time
+from collections.abc import Iterable
+from multiprocessing.connection import wait
+from typing import Any, Protocol
+
+from .worker import Task, run_task, worker_main
+
+__all__ = ["Backend", "LocalBackend", "RayBackend", "RAY_INSTALL_HINT", "available_cpus", "make_backend"]
+
+RAY_INSTALL_HINT = "the Ray backend needs Ray: pip install 'dendritic[ray]' (or pip install 'ray[default]')"
+
+
+def available_cpus() -> int:
+    """CPUs this process may use (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class Backend(Protocol):
+    """What the coordinator needs from an executor.
+
+    ``wait`` returns messages of finished runs (``run_task`` dicts, or ``ok: False, lost: True``
+    for a run whose worker died) and, optionally, progress messages with ``kind: "epoch"``.
+    """
+
+    name: str
+    slots: int
+
+    def submit(self, task: Task) -> None: ...
+
+    def wait(self, timeout: float) -> list[dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+def _death_message(pid: int | None, exitcode: int | None, host: str = "this host") -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            how = f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            how = f"killed by signal {-exitcode}"
+    else:
+        how = f"exit code {exitcode}"
+    return (
+        f"worker process {pid} on {host} died while training ({how}); "
+        "the run is marked failed and is retried by the next invocation of the sweep"
+    )
+
+
+class _Worker:
+    def __init__(self, ctx: Any, parent: int) -> None:
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.process = ctx.Process(target=worker_main, args=(child, parent), daemon=True)
+        self.process.start()
+        child.close()
+        self.task: Task | None = None
+
+
+class LocalBackend:
+    """``workers`` processes from a fork server (or spawned), never forked from the coordinator:
+    torch and a plain fork of a process that has run torch code do not mix.
+
+    A hand-rolled pool instead of ``ProcessPoolExecutor`` because a dead worker there breaks
+    the whole pool and fails every run in flight; here only the dead worker's run fails.
+    """
+
+    name = "local"
+
+    def __init__(self, workers: int = 1, *, start_method: str | None = None) -> None:
+        if workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {workers}")
+        self.slots = workers
+        if start_method is None:
+            start_method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+        self._ctx = mp.get_context(start_method)
+        if start_method == "forkserver":
+            # The server imports torch (and the optimiser's torch._dynamo) once, before any
+            # thread exists; workers fork from it in milliseconds instead of importing for seconds.
+            self._ctx.set_forkserver_preload(["dendritic.sweeps.worker", "torch", "torch._dynamo"])
+        self._workers: list[_Worker] = []
+
+    def _spawn(self) -> _Worker:
+        worker = _Worker(self._ctx, os.getpid())
+        self._workers.append(worker)
+        return worker
+
+    def submit(self, task: Task) -> None:
+        for worker in [w for w in self._workers if w.task is None and not w.process.is_alive()]:
+            worker.conn.close()  # died while idle (killed between runs): replace it
+            self._workers.remove(worker)
+        idle = next((w for w in self._workers if w.task is None), None)
+        if idle is None:
+            if len(self._workers) >= self.slots:
+                raise RuntimeError("all workers are busy")
+            idle = self._spawn()
+        try:
+            idle.conn.send(task)
+        except (BrokenPipeError, OSError):  # died just now: one fresh worker, once
+            idle.conn.close()
+            self._workers.remove(idle)
+            idle = self._spawn()
+            idle.conn.send(task)
+        idle.task = task
+
+    def wait(self, timeout: float) -> list[dict[str, Any]]:
+        busy = [w for w in self._workers if w.task is not None]
+        if not busy:
+            return []
+        handles: list[Any] = [w.conn for w in busy] + [w.process.sentinel for w in busy]
+        ready = set(wait(handles, timeout=timeout))
+        outcomes: list[dict[str, Any]] = []
+        for worker in busy:
+            assert worker.task is not None
+            dead = worker.process.sentinel in ready
+            if worker.conn in ready:
+                try:
+                    while worker.task is not None and worker.conn.poll():
+                        message = worker.conn.recv()
+                        outcomes.append(message)
+                        if message.get("kind") != "epoch":
+                            worker.task = None
+                except (EOFError, OSError):
+                    dead = True
+            if dead and worker.task is not None:
+                worker.process.join(timeout=5)
+                message = _death_message(worker.process.pid, worker.process.exitcode)
+                outcomes.append({"task_id": worker.task.task_id, "ok": False, "error": message, "lost": True})
+                worker.conn.close()
+                self._workers.remove(worker)
+        return outcomes
+
+    def close(self) -> None:
+        """Stop every worker: idle ones by message, busy ones (Ctrl-C, errors) by terminate."""
+        for worker in self._workers:
+            try:
+                if worker.task is None:
+                    worker.conn.send(None)
+                else:
+                    worker.process.terminate()
+            except (BrokenPipeError, OSError):
+                pass
+        deadline = time.monotonic() + 10
+        for worker in self._workers:
+            worker.process.join(timeout=max(0.1, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(timeout=5)
+            worker.conn.close()
+        self._workers.clear()
+
+
+class RayBackend:
+    """Runs tasks as Ray remote functions (``num_cpus`` = threads per run, no automatic retry).
+
+    ``address`` None starts a local Ray instance; ``"auto"`` joins the cluster this node belongs
+    to; ``ray://host:10001`` uses Ray Client. At most as many runs are in flight as the cluster
+    has CPU slots, so the store's 'running' rows are runs that really run.
+    """
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        threads: int = 1,
+        num_cpus: int | None = None,
+        slots: int | None = None,
+    ) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ImportError(RAY_INSTALL_HINT) from None
+        self._ray = ray
+        self._started = False
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if address is None:
+                kwargs["num_cpus"] = num_cpus or available_cpus()
+            else:
+                kwargs["address"] = address
+            # Workers import dendritic from wherever the driver does (editable installs, tests).
+            kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": _python_path()}}
+            ray.init(**kwargs)
+            self._started = True
+        self.threads = threads
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.slots = slots or max(1, cpus // threads)
+        self._remote = ray.remote(num_cpus=threads, max_retries=0)(run_task)
+        self._pending: dict[Any, Task] = {}
+
+    def submit(self, task: Task) -> None:
+        ref = self._remote.remote(task)
+        self._pending[ref] = task
+
+    def wait(self, timeout: float) -> list[dict[str, Any]]:
+        if not self._pending:
+            return []
+        ray = self._ray
+        done, _ = ray.wait(list(self._pending), num_returns=len(self._pending), timeout=timeout)
+        outcomes: list[dict[str, Any]] = []
+        for ref in done:
+            task = self._pending.pop(ref)
+            try:
+                outcomes.append(ray.get(ref))
+            except Exception as exc:  # the task's worker or node died (run_task itself never raises)
+                text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                outcomes.append(
+                    {
+                        "task_id": task.task_id,
+                        "ok": False,
+                        "lost": True,
+                        "error": f"Ray lost the run ({type(exc).__name__}: {text}); "
+                        "it is retried by the next invocation of the sweep",
+                    }
+                )
+        return outcomes
+
+    def close(self) -> None:
+        for ref in list(self._pending):
+            with contextlib.suppress(Exception):
+                self._ray.cancel(ref, force=True)
+        self._pending.clear()
+        if self._started:
+            self._started = False
+            self._ray.shutdown()
+
+
+def _python_path() -> str:
+    """The driver's import path for dendritic, prepended to any PYTHONPATH the workers have."""
+    import dendritic
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(dendritic.__file__)))
+    parts: Iterable[str] = [here, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return os.pathsep.join(dict.fromkeys(parts))
+
+
+def make_backend(
+    name: str,
+    *,
+    workers: int = 1,
+    threads: int | None = None,
+    address: str | None = None,
+) -> Backend:
+    """``local`` or ``ray``; a missing Ray is a one-line ImportError telling how to install it."""
+    if name == "local":
+        return LocalBackend(workers)
+    if name == "ray":
+        return RayBackend(address, threads=threads or 1, num_cpus=None, slots=None)
+    raise ValueError(f"unknown backend {name!r}; use local or ray")

@@ -1,0 +1,231 @@
+"""``dendritic sweep EXPERIMENT``: run (or preview) one of the paper's grids, resumably."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .grids import AXES, EXPERIMENTS, FLAGS, expand, get_experiment, parse_list
+
+__all__ = ["add_sweep_parser", "cmd_sweep"]
+
+PROG = "dendritic"
+_TABLE_COLUMNS = ("model", "dataset", "dendrites", "somata", "layers", "seed", "sigma", "lr", "epochs")
+#: A dry run prints the whole table up to this many rows, else the first and last HEAD rows.
+_FULL_TABLE = 40
+_HEAD = 10
+#: --reclaim: a run on another host silent for this long belongs to a dead coordinator.
+RECLAIM_AFTER = 300.0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def add_sweep_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register ``sweep`` on the main parser's subparsers."""
+    lines = "\n".join(f"  {e.name:<11} {e.size():>5} runs  {e.description}" for e in EXPERIMENTS.values())
+    p = sub.add_parser(
+        "sweep",
+        help="run one of the paper's experiment grids (resumable, parallel, local or Ray)",
+        description="Run a named experiment grid of the paper (SPEC §5) into the results store. "
+        "Re-running skips finished runs and retries failed or interrupted ones. Filters take "
+        "comma-separated lists and may only shrink the grid.",
+        epilog=f"experiments (default sizes, per dataset):\n{lines}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("experiment", metavar="EXPERIMENT", help=", ".join(EXPERIMENTS))
+    g = p.add_argument_group("filters (comma-separated lists)")
+    g.add_argument(
+        "--dataset", "--datasets", dest="dataset", default=None, help="default fmnist; main takes several"
+    )
+    g.add_argument("--models", default=None, help="e.g. dANN-LRF,vANN")
+    g.add_argument("--dendrites", default=None, help="D values, e.g. 1,4,16")
+    g.add_argument("--somata", default=None, help="S values, e.g. 32,128")
+    g.add_argument("--trials", default=None, help="trial seeds, e.g. 1 or 1,2")
+    g.add_argument("--sigma", default=None, help="noise levels (noise experiment)")
+    g.add_argument("--layers", default=None, help="depths (depth experiment)")
+    g.add_argument("--lr", default=None, help="learning rates (lr experiment)")
+    o = p.add_argument_group("overrides")
+    o.add_argument("--epochs", type=_positive_int, default=None, help="epochs per run (default: the paper's)")
+    o.add_argument("--limit", type=_positive_int, default=None, help="at most this many training images")
+    o.add_argument(
+        "--workers", type=_positive_int, default=1, help="parallel runs (local backend; default 1)"
+    )
+    o.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="torch threads per run (local: CPUs // workers; ray: 1)",
+    )
+    o.add_argument("--store", default="runs.db", help="SQLite results store (default runs.db)")
+    o.add_argument("--data-dir", default=None, help="dataset folder (must be readable on every Ray node)")
+    o.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    o.add_argument("--checkpoints", metavar="DIR", default=None, help="save every trained model in DIR")
+    x = p.add_argument_group("execution")
+    x.add_argument("--backend", choices=("local", "ray"), default="local")
+    x.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address (auto, ray://host:10001); default: start Ray locally",
+    )
+    x.add_argument(
+        "--dry-run", action="store_true", help="print the runs, how many are finished, and a time estimate"
+    )
+    x.add_argument(
+        "--reclaim",
+        action="store_true",
+        help="retry runs left 'running' by a coordinator on another host that has not "
+        "heartbeat for 5 minutes (e.g. a re-queued Slurm job on a different node)",
+    )
+    x.add_argument("--quiet", action="store_true", help="no progress bar (summary lines still print)")
+    p.set_defaults(func=cmd_sweep)
+    return p
+
+
+def _filters(args: argparse.Namespace) -> dict[str, Any]:
+    names = {"dataset": "dataset", "model": "models", "dendrites": "dendrites", "somata": "somata",
+             "seed": "trials", "sigma": "sigma", "layers": "layers", "lr": "lr"}  # fmt: skip
+    out: dict[str, Any] = {}
+    for axis in AXES:
+        value = getattr(args, names[axis])
+        if value is not None:
+            items = parse_list(value)
+            if not items:
+                raise ValueError(f"{FLAGS[axis]} names no value")
+            out[axis] = items
+    return out
+
+
+def _cell(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _table(rows: list[dict[str, Any]], done: set[int]) -> list[str]:
+    cols = ["#", *_TABLE_COLUMNS, "status"]
+    body = [
+        [str(i + 1), *(_cell(r[c]) for c in _TABLE_COLUMNS), "finished" if i in done else "to run"]
+        for i, r in enumerate(rows)
+    ]
+    if len(body) > _FULL_TABLE:
+        body = [*body[:_HEAD], ["..."] + [""] * (len(cols) - 1), *body[-_HEAD:]]
+    widths = [max(len(row[i]) for row in [cols, *body]) for i in range(len(cols))]
+    return ["  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in [cols, *body]]
+
+
+def _hours(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 72 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def dry_run(args: argparse.Namespace, configs: list[Any]) -> int:
+    from dendritic.store import RunStore, config_key
+
+    from .backends import available_cpus
+    from .estimate import estimate_seconds, measured_epoch_seconds
+
+    finished: set[str] = set()
+    measured: dict[Any, float] = {}
+    if Path(args.store).exists():  # a dry run never creates a store
+        with RunStore(args.store, readonly=True) as store:
+            finished = store.finished_keys()
+            measured = measured_epoch_seconds(store.list_runs(status="finished"))
+    dicts = [c.to_dict() for c in configs]
+    done = {i for i, d in enumerate(dicts) if config_key(d) in finished}
+    todo = [c for i, c in enumerate(configs) if i not in done]
+    for line in _table(dicts, done):
+        print(line)
+    workers = args.workers if args.backend == "local" else None
+    threads = args.threads or (max(1, available_cpus() // args.workers) if args.backend == "local" else 1)
+    wall, cpu, timed = estimate_seconds(todo, workers=workers or 1, threads=threads, measured=measured)
+    print(
+        f"{len(configs)} runs in {args.experiment}, {len(done)} already finished in {args.store}, {len(todo)} to run"
+    )
+    source = f"{timed} timed from finished runs in the store, the rest" if timed else "all"
+    if workers:
+        print(
+            f"estimated time: {_hours(wall)} with {workers} worker(s) x {threads} thread(s) "
+            f"({_hours(cpu)} of run time in total; {source} from the cost model in docs/sweeps.md)"
+        )
+    else:
+        print(
+            f"estimated run time: {_hours(cpu)} in total, divided by the Ray cluster's parallel runs ({source} from the cost model)"
+        )
+    return 0
+
+
+def _warn_oversubscription(workers: int, threads: int | None) -> None:
+    """Multi-threaded runs on a busy machine can be many times slower (docs/sweeps.md); say so."""
+    from .backends import available_cpus
+
+    cpus = available_cpus()
+    threads = threads or max(1, cpus // workers)
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return
+    if threads > 1 and load > 0.5:
+        print(
+            f"{PROG}: note: {threads} torch threads per run while the machine is already loaded "
+            f"({load:.1f} on {cpus} CPUs); on a shared machine --workers {cpus} --threads 1 is "
+            "usually much faster (see docs/sweeps.md)",
+            file=sys.stderr,
+        )
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    experiment = get_experiment(args.experiment)
+    args.experiment = experiment.name
+    configs = expand(experiment, _filters(args), epochs=args.epochs, limit=args.limit)
+    if args.dry_run:
+        return dry_run(args, configs)
+    if args.backend == "local" and args.address is not None:
+        raise ValueError("--address is for --backend ray")
+    from dendritic.store import RunStore
+
+    from .backends import LocalBackend, RayBackend
+    from .coordinator import run_sweep
+
+    if args.device != "cpu":
+        from dendritic.training.loop import resolve_device
+
+        resolve_device(args.device)  # fail here, not in every worker
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        raise FileNotFoundError(f"--data-dir {args.data_dir} is not a folder")
+    if args.backend == "ray":
+        try:
+            backend: Any = RayBackend(args.address, threads=args.threads or 1)
+        except ImportError as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 1
+    else:
+        backend = LocalBackend(args.workers)
+        _warn_oversubscription(args.workers, args.threads)
+    try:
+        with RunStore(args.store) as store:
+            report = run_sweep(
+                configs,
+                store,
+                backend=backend,
+                threads=args.threads,
+                data_dir=args.data_dir,
+                device=args.device,
+                checkpoints=args.checkpoints,
+                progress=not args.quiet and sys.stderr.isatty(),
+                reclaim=RECLAIM_AFTER if args.reclaim else None,
+            )
+    finally:
+        backend.close()
+    return 1 if report.failed else 0

@@ -1,0 +1,259 @@
+"""The paper's experiment grids (SPEC §5) as named experiments, and their expansion into runs.
+
+Each experiment is a product of axes (dataset, σ, learning rate, depth, trial, model, D, S).
+Filters may only *shrink* an axis: asking for a value the experiment does not contain is a
+one-line error naming the valid values, so a typo never silently launches the wrong sweep.
+Runs come out seed-major (every trial-1 run before any trial-2 run), so a half-finished sweep
+already covers the whole grid once, and consecutive runs share the same prepared data.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dendritic.data import canonical_name, dataset_names
+from dendritic.models.variants import MODEL_NAMES, resolve_name
+from dendritic.training.config import TrainConfig
+
+__all__ = [
+    "AXES",
+    "DENDRITES",
+    "EXPERIMENTS",
+    "FIGURE_MODELS",
+    "SOMATA",
+    "TRIALS",
+    "Experiment",
+    "expand",
+    "experiment_names",
+    "get_experiment",
+]
+
+#: Dendrites per soma and somata of the main grid (SPEC §5).
+DENDRITES: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+SOMATA: tuple[int, ...] = (32, 64, 128, 256, 512)
+TRIALS: tuple[int, ...] = (1, 2, 3, 4, 5)
+#: The five models of the paper's Fig. 2 and Fig. 7, used by every control experiment.
+FIGURE_MODELS: tuple[str, ...] = ("dANN-R", "dANN-LRF", "dANN-GRF", "pdANN", "vANN")
+DROPOUT_MODELS: tuple[str, ...] = ("vANN-0.2", "vANN-0.5", "vANN-0.8")
+
+#: Filterable axes, outermost first: the order runs are generated in. ``seed`` is the trial.
+AXES: tuple[str, ...] = ("dataset", "sigma", "lr", "layers", "seed", "model", "somata", "dendrites")
+_INT_AXES = {"layers", "seed", "somata", "dendrites"}
+_FLOAT_AXES = {"sigma", "lr"}
+#: The command-line flag of each axis, for error messages.
+FLAGS: dict[str, str] = {
+    "dataset": "--dataset",
+    "sigma": "--sigma",
+    "lr": "--lr",
+    "layers": "--layers",
+    "seed": "--trials",
+    "model": "--models",
+    "somata": "--somata",
+    "dendrites": "--dendrites",
+}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A named grid: ``axes`` hold the values run by default, ``fixed`` other TrainConfig fields.
+
+    ``datasets`` lists the datasets ``--dataset`` may pick (the default is ``axes['dataset']``);
+    it is the only axis a user may widen, because the paper ran the main grid on five datasets.
+    """
+
+    name: str
+    description: str
+    axes: Mapping[str, tuple[Any, ...]]
+    datasets: tuple[str, ...]
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+    def choices(self, axis: str) -> tuple[Any, ...]:
+        """Values a filter of ``axis`` may name."""
+        return self.datasets if axis == "dataset" else tuple(self.axes[axis])
+
+    def size(self) -> int:
+        """Number of runs with the default axes."""
+        n = 1
+        for axis in AXES:
+            n *= len(self.axes[axis])
+        return n
+
+
+def _experiment(
+    name: str,
+    description: str,
+    *,
+    models: Sequence[str] = FIGURE_MODELS,
+    dendrites: Sequence[int] = DENDRITES,
+    somata: Sequence[int] = SOMATA,
+    sigma: Sequence[float] = (0.0,),
+    lr: Sequence[float] = (1e-3,),
+    layers: Sequence[int] = (1,),
+    datasets: Sequence[str] | None = None,
+    fixed: Mapping[str, Any] | None = None,
+) -> Experiment:
+    axes = {
+        "dataset": ("fmnist",),
+        "sigma": tuple(float(s) for s in sigma),
+        "lr": tuple(float(v) for v in lr),
+        "layers": tuple(layers),
+        "seed": TRIALS,
+        "model": tuple(models),
+        "somata": tuple(somata),
+        "dendrites": tuple(dendrites),
+    }
+    return Experiment(name, description, axes, tuple(datasets or dataset_names()), dict(fixed or {}))
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e
+    for e in (
+        _experiment(
+            "main",
+            "all 12 models over D x S x 5 trials (2,100 runs per dataset; --dataset may name several)",
+            models=MODEL_NAMES,
+        ),
+        _experiment(
+            "noise",
+            "Fashion-MNIST with fixed Gaussian noise sigma in {0.25, 0.5, 0.75, 1.0}; the 5 figure models",
+            sigma=(0.25, 0.5, 0.75, 1.0),
+            datasets=("fmnist",),
+        ),
+        _experiment(
+            "sequential",
+            "class-sequential Fashion-MNIST (single-class batches, doubled epochs); the 5 figure models",
+            datasets=("fmnist",),
+            fixed={"sequential": True},
+        ),
+        _experiment(
+            "dropout",
+            "vANN controls with dropout 0.2 / 0.5 / 0.8 after every hidden layer",
+            models=DROPOUT_MODELS,
+        ),
+        _experiment(
+            "lr", "learning rates 0.01 and 1e-4 instead of 1e-3; the 5 figure models", lr=(0.01, 1e-4)
+        ),
+        _experiment(
+            "early-stop",
+            "early stopping (patience 10 on validation loss, at most 100 epochs); the 5 figure models",
+            fixed={"early_stop": True},
+        ),
+        _experiment(
+            "depth",
+            "L in {1,2,3,4} dendro-somatic layers, D in {8,16,32,64}, S in {256,512}; the 5 figure models",
+            layers=(1, 2, 3, 4),
+            dendrites=(8, 16, 32, 64),
+            somata=(256, 512),
+        ),
+    )
+}
+
+
+def experiment_names() -> tuple[str, ...]:
+    return tuple(EXPERIMENTS)
+
+
+def get_experiment(name: str) -> Experiment:
+    """The experiment called ``name``, or a one-line ValueError listing the valid names."""
+    key = str(name).strip().lower().replace("_", "-")
+    if key not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; valid experiments: {', '.join(EXPERIMENTS)}")
+    return EXPERIMENTS[key]
+
+
+def _format(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _normalise(axis: str, value: Any) -> Any:
+    """A filter value in the axis' own type and spelling; ValueError naming the flag if it cannot be."""
+    flag = FLAGS[axis]
+    text = str(value).strip()
+    try:
+        if axis in _INT_AXES:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value) if not isinstance(value, str) else int(text)
+        if axis in _FLOAT_AXES:
+            return float(value)
+        if axis == "dataset":
+            return canonical_name(text)
+        variant, rate = resolve_name(text)
+        return variant.name if rate is None else f"vANN-{rate:g}"
+    except ValueError:
+        kind = "an integer" if axis in _INT_AXES else "a number" if axis in _FLOAT_AXES else "a name"
+        raise ValueError(f"{flag} expects {kind}, got {text!r}") from None
+
+
+def parse_list(text: str | Iterable[Any] | None) -> list[str] | None:
+    """``"a,b, c"`` → ``["a", "b", "c"]``; None stays None; lists pass through."""
+    if text is None:
+        return None
+    items = text.split(",") if isinstance(text, str) else [str(v) for v in text]
+    items = [s.strip() for s in items if str(s).strip()]
+    return items
+
+
+def _select(experiment: Experiment, axis: str, wanted: Iterable[Any] | None) -> tuple[Any, ...]:
+    if wanted is None:
+        return tuple(experiment.axes[axis])
+    valid = experiment.choices(axis)
+    picked: list[Any] = []
+    for raw in wanted:
+        try:
+            value = _normalise(axis, raw)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; valid values: {', '.join(map(_format, valid))}") from None
+        if value not in valid:
+            raise ValueError(
+                f"{FLAGS[axis]} {str(raw).strip()} is not in the {experiment.name} grid; "
+                f"valid values: {', '.join(map(_format, valid))}"
+            )
+        if value not in picked:
+            picked.append(value)
+    if not picked:
+        raise ValueError(f"{FLAGS[axis]} names no value")
+    # Keep the grid's order whatever order the filter was written in.
+    return tuple(v for v in valid if v in picked)
+
+
+def expand(
+    experiment: Experiment | str,
+    filters: Mapping[str, Iterable[Any] | None] | None = None,
+    *,
+    epochs: int | None = None,
+    limit: int | None = None,
+) -> list[TrainConfig]:
+    """The runs of ``experiment``, shrunk by ``filters`` (axis name → allowed values).
+
+    Filter names are the axis names of :data:`AXES` (``seed`` is the trial) plus the plural
+    spellings of the command line (``models``, ``trials``, ``datasets``). ``epochs`` and
+    ``limit`` override every run (and so give runs of their own in the store).
+    """
+    exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
+    aliases = {"models": "model", "trials": "seed", "datasets": "dataset"}
+    chosen: dict[str, tuple[Any, ...]] = {}
+    for name, values in (filters or {}).items():
+        axis = aliases.get(name, name)
+        if axis not in AXES:
+            raise ValueError(f"unknown filter {name!r}; valid filters: {', '.join(AXES)}")
+        if values is not None:
+            chosen[axis] = _select(exp, axis, parse_list(values) if isinstance(values, str) else values)
+    values = [chosen.get(axis, tuple(exp.axes[axis])) for axis in AXES]
+    configs: list[TrainConfig] = []
+    for combo in itertools.product(*values):
+        point = dict(zip(AXES, combo, strict=True))
+        _, rate = resolve_name(point["model"])
+        configs.append(
+            TrainConfig(
+                **point,
+                **exp.fixed,
+                dropout=0.0 if rate is None else rate,
+                epochs=epochs,
+                limit=limit,
+            )
+        )
+    return configs
