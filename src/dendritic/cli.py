@@ -9,13 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "float_in", "main", "non_negative_int", "positive_int"]
 
 PROG = "dendritic"
 
 
 # ---------------------------------------------------------------------------- argument types
-def _positive_int(text: str) -> int:
+# Shared by the sub-command modules (sweeps, figures, continual): one wording for every bad number.
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -25,7 +26,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _non_negative_int(text: str) -> int:
+def non_negative_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -35,7 +36,7 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _float_in(low: float, high: float | None, *, low_open: bool = False, high_open: bool = False):
+def float_in(low: float, high: float | None, *, low_open: bool = False, high_open: bool = False):
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -209,27 +210,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", default="dANN-LRF", help="paper label, e.g. dANN-LRF, dANN-GRF, dANN-R, vANN, sANN"
     )
     p.add_argument("--dataset", default="fmnist", help="mnist, fmnist, kmnist, emnist or cifar10")
-    p.add_argument("--dendrites", type=_positive_int, default=16, help="dendrites per soma, D (default 16)")
-    p.add_argument("--somata", type=_positive_int, default=256, help="somata, S (default 256)")
-    p.add_argument("--synapses", type=_positive_int, default=16, help="inputs per dendrite (default 16)")
-    p.add_argument("--layers", type=_positive_int, default=1, help="dendro-somatic layers (default 1)")
+    p.add_argument("--dendrites", type=positive_int, default=16, help="dendrites per soma, D (default 16)")
+    p.add_argument("--somata", type=positive_int, default=256, help="somata, S (default 256)")
+    p.add_argument("--synapses", type=positive_int, default=16, help="inputs per dendrite (default 16)")
+    p.add_argument("--layers", type=positive_int, default=1, help="dendro-somatic layers (default 1)")
     p.add_argument(
-        "--seed", type=_non_negative_int, default=1, help="trial seed: wiring, weights, splits, noise"
+        "--seed", type=non_negative_int, default=1, help="trial seed: wiring, weights, splits, noise"
     )
+    p.add_argument("--epochs", type=positive_int, default=None, help="default: the paper's count per dataset")
+    p.add_argument("--lr", type=float_in(0, None, low_open=True), default=1e-3, help="Adam learning rate")
+    p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument(
-        "--epochs", type=_positive_int, default=None, help="default: the paper's count per dataset"
+        "--dropout", type=float_in(0, 1, high_open=True), default=0.0, help="after every hidden layer"
     )
-    p.add_argument("--lr", type=_float_in(0, None, low_open=True), default=1e-3, help="Adam learning rate")
-    p.add_argument("--batch-size", type=_positive_int, default=128)
-    p.add_argument(
-        "--dropout", type=_float_in(0, 1, high_open=True), default=0.0, help="after every hidden layer"
-    )
-    p.add_argument("--sigma", type=_float_in(0, None), default=0.0, help="Gaussian noise s.d. on all splits")
+    p.add_argument("--sigma", type=float_in(0, None), default=0.0, help="Gaussian noise s.d. on all splits")
     p.add_argument(
         "--sequential", action="store_true", help="class-sequential protocol (single-class batches)"
     )
     p.add_argument("--early-stop", action="store_true", help="patience 10 on validation loss, <= 100 epochs")
-    p.add_argument("--limit", type=_positive_int, default=None, help="use at most this many training images")
+    p.add_argument("--limit", type=positive_int, default=None, help="use at most this many training images")
     p.add_argument(
         "--random-mode",
         choices=("exact", "scatter"),
@@ -241,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replace", action="store_true", help="run again even if the store has this run finished")
     p.add_argument("--checkpoint", default=None, help="save the trained model here (safetensors + JSON)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for PyTorch")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for PyTorch")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_common_data(p)
     p.set_defaults(func=cmd_train)
@@ -254,9 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--status", choices=("running", "finished", "failed", "interrupted"))
     q.add_argument("--model")
     q.add_argument("--dataset")
-    q.add_argument("--limit", type=_positive_int)
+    q.add_argument("--limit", type=positive_int)
     q = runs_sub.add_parser("show", help="one run with its config and epochs, as JSON")
-    q.add_argument("run_id", type=_positive_int)
+    q.add_argument("run_id", type=positive_int)
     q = runs_sub.add_parser("export", help="one tidy row per run (and per epoch with --epochs)")
     q.add_argument("--format", choices=("csv", "json", "parquet"), default="csv")
     q.add_argument("--out", default=None, help="output file (default runs.FORMAT)")
@@ -275,13 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="demo-output", help="folder for the plot, table and store")
     p.add_argument("--store", default=None, help="results store (default OUT/runs.db)")
-    p.add_argument(
-        "--epochs", type=_positive_int, default=None, help="epochs per run (default: fits ~10 min)"
-    )
+    p.add_argument("--epochs", type=positive_int, default=None, help="epochs per run (default: fits ~10 min)")
     p.add_argument("--quick", action="store_true", help="a one-minute smoke version on a data subset")
     p.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="CPU threads (default 1: these small models gain little from more, and a busy "
         "machine makes extra threads wait on each other)",

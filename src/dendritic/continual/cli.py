@@ -116,7 +116,7 @@ def cmd_continual(args: argparse.Namespace) -> int:
 
 def add_continual_parser(sub: Any) -> None:
     """Register ``continual run`` and ``continual compare`` on the main parser's subcommands."""
-    from dendritic.cli import _add_common_data, _float_in, _non_negative_int, _positive_int
+    from dendritic.cli import _add_common_data, float_in, non_negative_int, positive_int
 
     p = sub.add_parser(
         "continual",
@@ -142,14 +142,14 @@ def add_continual_parser(sub: Any) -> None:
         q.add_argument("--dataset", default=None, help="any dataset of the registry (default fmnist)")
         q.add_argument(
             "--tasks",
-            type=_positive_int,
+            type=positive_int,
             default=None,
             help="number of tasks (split/permuted default 5; sorted: one per class)",
         )
-        q.add_argument("--epochs-per-task", type=_positive_int, default=5, help="default 5")
+        q.add_argument("--epochs-per-task", type=positive_int, default=5, help="default 5")
         q.add_argument(
             "--passes",
-            type=_positive_int,
+            type=positive_int,
             default=1,
             help="repeat the whole stream (matrix from the last pass; default 1)",
         )
@@ -158,16 +158,14 @@ def add_continual_parser(sub: Any) -> None:
             action="store_true",
             help="permuted: permute task 0 too (default: task 0 is the original images)",
         )
-        q.add_argument("--dendrites", type=_positive_int, default=16, help="D (default 16)")
-        q.add_argument("--somata", type=_positive_int, default=256, help="S (default 256)")
-        q.add_argument("--synapses", type=_positive_int, default=16, help="inputs per dendrite (default 16)")
-        q.add_argument(
-            "--lr", type=_float_in(0, None, low_open=True), default=1e-3, help="Adam learning rate"
-        )
-        q.add_argument("--limit", type=_positive_int, default=None, help="use at most this many images")
+        q.add_argument("--dendrites", type=positive_int, default=16, help="D (default 16)")
+        q.add_argument("--somata", type=positive_int, default=256, help="S (default 256)")
+        q.add_argument("--synapses", type=positive_int, default=16, help="inputs per dendrite (default 16)")
+        q.add_argument("--lr", type=float_in(0, None, low_open=True), default=1e-3, help="Adam learning rate")
+        q.add_argument("--limit", type=positive_int, default=None, help="use at most this many images")
         q.add_argument("--store", default="runs.db", help="SQLite results store (default runs.db)")
         q.add_argument("--no-store", action="store_true", help="do not record the runs")
-        q.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for PyTorch")
+        q.add_argument("--threads", type=positive_int, default=None, help="CPU threads for PyTorch")
         q.add_argument("--quiet", action="store_true", help="no progress lines")
         _add_common_data(q)
         q.set_defaults(func=cmd_continual)
@@ -178,7 +176,7 @@ def add_continual_parser(sub: Any) -> None:
     )
     run.add_argument("--model", default="dANN-LRF", help="paper label (default dANN-LRF)")
     run.add_argument(
-        "--seed", type=_non_negative_int, default=1, help="wiring, weights, class order, permutations"
+        "--seed", type=non_negative_int, default=1, help="wiring, weights, class order, permutations"
     )
     run.add_argument("--replace", action="store_true", help="train again even if the store has the run")
     run.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
@@ -195,6 +193,6 @@ def add_continual_parser(sub: Any) -> None:
         default="dANN-LRF",
         help="the target is this model's parameter count at --dendrites/--somata",
     )
-    cmp.add_argument("--target-params", type=_positive_int, default=None, help="match this count instead")
+    cmp.add_argument("--target-params", type=positive_int, default=None, help="match this count instead")
     cmp.add_argument("--out", default=None, help="folder for continual-summary.csv and the PNG figures")
     cmp.set_defaults(model="dANN-LRF", seed=1)

@@ -12,27 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dendritic.cli import non_negative_int, positive_int
+
 __all__ = ["add_figure_parsers", "cmd_analyze", "cmd_figures", "cmd_report"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
 
 
 def _names(text: str) -> list[str]:
@@ -178,18 +160,18 @@ def add_figure_parsers(sub: Any) -> None:
         "node activity (hit matrix, dead nodes, entropy, selectivity), real-weight statistics and t-SNE "
         "separability per hidden layer. Prints a summary; writes JSON, NPZ and PNGs.",
     )
-    p.add_argument("run_id", type=_positive_int, help="run id (see `dendritic runs list`)")
+    p.add_argument("run_id", type=positive_int, help="run id (see `dendritic runs list`)")
     p.add_argument("--out", default=None, help="output folder (default analysis/run-RUN_ID)")
     p.add_argument(
         "--tsne-samples",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=2000,
         help="first N test images embedded by t-SNE (default 2000, the paper's; 0 skips t-SNE)",
     )
     p.add_argument(
-        "--tsne-repeats", type=_positive_int, default=1, help="t-SNE repeats with seeds SEED.. (paper: 10)"
+        "--tsne-repeats", type=positive_int, default=1, help="t-SNE repeats with seeds SEED.. (paper: 10)"
     )
-    p.add_argument("--seed", type=_non_negative_int, default=0, help="t-SNE seed (default 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="t-SNE seed (default 0)")
     _common(p)
     p.set_defaults(func=cmd_analyze)
 
@@ -204,16 +186,16 @@ def add_figure_parsers(sub: Any) -> None:
     _selection(p)
     p.add_argument(
         "--tsne-samples",
-        type=_positive_int,
+        type=positive_int,
         default=500,
         help="test images per t-SNE in Fig 6 (default 500; paper 2000)",
     )
     p.add_argument(
-        "--tsne-repeats", type=_positive_int, default=1, help="t-SNE repeats per run in Fig 6 (paper 10)"
+        "--tsne-repeats", type=positive_int, default=1, help="t-SNE repeats per run in Fig 6 (paper 10)"
     )
     p.add_argument(
         "--tsne-trials",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="checkpointed trials per model in Fig 6 (paper 5)",
     )
@@ -242,7 +224,7 @@ def add_figure_parsers(sub: Any) -> None:
     )
     _selection(p)
     p.add_argument(
-        "--tsne-samples", type=_positive_int, default=500, help="test images per t-SNE when drawing Fig 6"
+        "--tsne-samples", type=positive_int, default=500, help="test images per t-SNE when drawing Fig 6"
     )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     _common(p)
