@@ -16,7 +16,7 @@ docs/sweeps.md for the protocol, the grids and running on a Ray / Slurm cluster.
 
 from .backends import RAY_INSTALL_HINT, LocalBackend, RayBackend, available_cpus, make_backend
 from .coordinator import SweepReport, plan, run_sweep, summary_line
-from .estimate import DEFAULT_COST, CostModel, calibrate, estimate_seconds, features
+from .estimate import DEFAULT_COST, CostModel, calibrate, estimate_seconds, features, fit_runs
 from .grids import (
     AXES,
     DENDRITES,
@@ -52,6 +52,7 @@ __all__ = [
     "expand",
     "experiment_names",
     "features",
+    "fit_runs",
     "get_experiment",
     "make_backend",
     "plan",

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dendritic.cli import positive_int
+
 from .grids import AXES, EXPERIMENTS, FLAGS, expand, get_experiment, parse_list
 
 __all__ = ["add_sweep_parser", "cmd_sweep"]
@@ -19,16 +21,6 @@ _FULL_TABLE = 40
 _HEAD = 10
 #: --reclaim: a run on another host silent for this long belongs to a dead coordinator.
 RECLAIM_AFTER = 300.0
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def add_sweep_parser(sub: Any) -> argparse.ArgumentParser:
@@ -56,14 +48,12 @@ def add_sweep_parser(sub: Any) -> argparse.ArgumentParser:
     g.add_argument("--layers", default=None, help="depths (depth experiment)")
     g.add_argument("--lr", default=None, help="learning rates (lr experiment)")
     o = p.add_argument_group("overrides")
-    o.add_argument("--epochs", type=_positive_int, default=None, help="epochs per run (default: the paper's)")
-    o.add_argument("--limit", type=_positive_int, default=None, help="at most this many training images")
-    o.add_argument(
-        "--workers", type=_positive_int, default=1, help="parallel runs (local backend; default 1)"
-    )
+    o.add_argument("--epochs", type=positive_int, default=None, help="epochs per run (default: the paper's)")
+    o.add_argument("--limit", type=positive_int, default=None, help="at most this many training images")
+    o.add_argument("--workers", type=positive_int, default=1, help="parallel runs (local backend; default 1)")
     o.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="torch threads per run (local: CPUs // workers; ray: 1)",
     )

@@ -35,6 +35,7 @@ from dendritic.store import RunStore, StoreError, config_key
 from dendritic.training.config import TrainConfig
 
 from .backends import Backend, LocalBackend, available_cpus
+from .estimate import DEFAULT_COST
 from .worker import Task, checkpoint_path
 
 __all__ = ["HEARTBEAT", "SweepReport", "run_sweep", "plan", "summary_line"]
@@ -98,8 +99,16 @@ def summary_line(config: TrainConfig | dict[str, Any], outcome: dict[str, Any], 
     )
 
 
-def plan(configs: Sequence[TrainConfig], store: RunStore | None) -> tuple[list[TrainConfig], int]:
-    """(runs still to do, number already finished), without duplicates, in sweep order."""
+def plan(
+    configs: Sequence[TrainConfig], store: RunStore | None, *, costliest_first: bool = True
+) -> tuple[list[TrainConfig], int]:
+    """(runs still to do, number already finished), without duplicates.
+
+    Runs keep their order across data blocks (dataset, noise, protocol, trial: so a worker's
+    prepared-data cache stays warm and trial 1 of everything comes first), but within a block
+    the costliest go first (by the cost model), so one long run does not start last and leave
+    the other workers idle at the end.
+    """
     finished = store.finished_keys() if store is not None else set()
     todo: list[TrainConfig] = []
     seen: set[str] = set()
@@ -113,7 +122,20 @@ def plan(configs: Sequence[TrainConfig], store: RunStore | None) -> tuple[list[T
             done += 1
         else:
             todo.append(config)
+    if costliest_first:
+        blocks: dict[tuple[Any, ...], int] = {}
+        for c in todo:
+            blocks.setdefault(_data_key(c), len(blocks))
+        todo.sort(key=lambda c: (blocks[_data_key(c)], -_cost(c)))  # stable within ties
     return todo, done
+
+
+def _data_key(c: TrainConfig) -> tuple[Any, ...]:
+    return (c.dataset, c.sigma, c.sequential, c.seed, c.limit, c.val_fraction)
+
+
+def _cost(c: TrainConfig) -> float:
+    return DEFAULT_COST.epoch_seconds(c) * c.resolved_epochs()
 
 
 def _log_epoch(store: RunStore, run_id: int, row: dict[str, Any]) -> None:

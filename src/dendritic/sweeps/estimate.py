@@ -5,9 +5,9 @@ seconds on one thread, where per sample ``dense`` counts the multiply-adds of al
 ``sparse`` the connections of gathered (embedding-bag) layers, and ``units`` the hidden units
 plus the structured dendrite→soma sums (element-wise work). An epoch is ``ceil(n_train/B)``
 steps plus a forward pass over the validation set (a third of a step's cost per sample).
-The constants were fitted by :func:`calibrate` on the development machine (see docs/sweeps.md);
-when the store already holds finished runs of the same model and size, their measured seconds
-per epoch are used instead.
+The constants were fitted to real runs and timed steps on the development machine
+(:func:`fit_runs`, :func:`calibrate`; see docs/sweeps.md); when the store already holds
+finished runs of the same model and size, their measured seconds per epoch are used instead.
 """
 
 from __future__ import annotations
@@ -62,9 +62,10 @@ class CostModel:
         return seconds / max(1, threads) ** self.thread_exponent
 
 
-# Fitted with calibrate() on the 2-core development VM (torch 2.13 CPU, 1 thread, load ~2.5 from
-# other jobs; 18 models from 2 to 2,100 ms per step, within ~30 %); see docs/sweeps.md.
-DEFAULT_COST = CostModel(c0=2.2e-3, a_dense=2.9e-10, a_sparse=1.0e-9, a_unit=2.3e-9)
+# Fitted (non-negative least squares on relative error) to 12 real Fashion-MNIST runs of the
+# timing sweep in docs/sweeps.md plus 9 timed steps of large models, 1 thread, torch 2.13 CPU with
+# the C++ sparse kernel and fused Adam, on the 2-core development VM; within ±20 % on 19 of 21.
+DEFAULT_COST = CostModel(c0=2.0e-3, a_dense=1.5e-10, a_sparse=5.5e-10, a_unit=0.0)
 
 
 def _split_sizes(config: TrainConfig) -> tuple[int, int]:
@@ -173,9 +174,10 @@ def time_step(model_name: str, dendrites: int, somata: int, *, steps: int = 6, b
     import torch.nn.functional as F
 
     from dendritic.models import build_model
+    from dendritic.training.loop import make_optimizer
 
     model = build_model(model_name, (28, 28, 1), 10, dendrites, somata, seed=1)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    opt = make_optimizer(model, 1e-3)  # the training loop's own (fused) Adam
     x, y = torch.rand(batch, 784), torch.randint(0, 10, (batch,))
     times = []
     for i in range(steps + 2):
