@@ -29,7 +29,7 @@ from dendritic.continual.benchmarks import (
     resolve_tasks,
 )
 from dendritic.continual.metrics import summarize
-from dendritic.training.loop import make_optimizer
+from dendritic.training.loop import make_optimizer, model_for
 
 __all__ = ["PROTOCOL", "ContinualConfig", "ContinualResult", "evaluate_task", "run_continual"]
 
@@ -285,7 +285,7 @@ def run_continual(
     and seed (comparisons reuse one).
     """
     from dendritic.data import prepare
-    from dendritic.models import build_model, count_parameters
+    from dendritic.models import count_parameters
     from dendritic.training.loop import resolve_device
 
     key = config.to_dict()
@@ -312,18 +312,7 @@ def run_continual(
         seed=config.seed,
         identity_first=config.identity_first,
     )
-    model = build_model(
-        config.model,
-        data.input_shape,
-        data.n_classes,
-        config.dendrites,
-        config.somata,
-        synapses=config.synapses,
-        layers=config.layers,
-        dropout=config.dropout,
-        seed=config.seed,
-        random_mode=config.random_mode,
-    ).to(dev)
+    model = model_for(config, data).to(dev)
     params = count_parameters(model)
     run_id = None
     if store is not None:

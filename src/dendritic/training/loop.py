@@ -108,6 +108,22 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     return loss_sum / n, correct / n
 
 
+def model_for(config: Any, data: Any) -> DendriticNet:
+    """The model a run config names, shaped for its prepared data (training and continual runs)."""
+    return build_model(
+        config.model,
+        data.input_shape,
+        data.n_classes,
+        config.dendrites,
+        config.somata,
+        synapses=config.synapses,
+        layers=config.layers,
+        dropout=config.dropout,
+        seed=config.seed,
+        random_mode=config.random_mode,
+    )
+
+
 def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
     """The paper's Adam (β 0.9/0.999, ε 1e-7); the fused implementation where torch has one.
 
@@ -187,18 +203,7 @@ def train(
             limit=config.limit,
             batch_size=config.batch_size,
         )
-    model = build_model(
-        config.model,
-        data.input_shape,
-        data.n_classes,
-        config.dendrites,
-        config.somata,
-        synapses=config.synapses,
-        layers=config.layers,
-        dropout=config.dropout,
-        seed=config.seed,
-        random_mode=config.random_mode,
-    ).to(dev)
+    model = model_for(config, data).to(dev)
     run_id = (
         store.start_run(config.to_dict(), meta=_meta(config, dev, model), replace=replace)
         if store is not None
