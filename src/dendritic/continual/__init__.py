@@ -23,9 +23,11 @@ from dendritic.continual.compare import (
     Comparison,
     ComparisonRow,
     compare,
+    comparisons_from_runs,
     match_parameters,
     parameter_count,
     parse_seeds,
+    summarize_results,
 )
 from dendritic.continual.metrics import (
     average_accuracy,
@@ -52,6 +54,7 @@ __all__ = [
     "backward_transfer",
     "build_benchmark",
     "compare",
+    "comparisons_from_runs",
     "evaluate_task",
     "forgetting",
     "forgetting_last",
@@ -64,6 +67,7 @@ __all__ = [
     "run_continual",
     "split_classes",
     "summarize",
+    "summarize_results",
     "task_permutation",
     "task_permutations",
 ]

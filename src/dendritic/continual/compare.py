@@ -9,6 +9,7 @@ S = 256 exactly and vANN on S = 87 (76,831 parameters).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import statistics
@@ -18,19 +19,22 @@ from typing import Any
 
 import numpy as np
 
-from dendritic.continual.runner import ContinualConfig, ContinualResult, run_continual
+from dendritic.continual.runner import METRIC_NAMES, PROTOCOL, ContinualConfig, ContinualResult, run_continual
 
 __all__ = [
     "COMPARE_MODELS",
     "Comparison",
     "ComparisonRow",
     "compare",
+    "comparisons_from_runs",
     "match_parameters",
     "parameter_count",
     "parse_seeds",
+    "summarize_results",
 ]
 
 COMPARE_MODELS = ("dANN-LRF", "dANN-GRF", "dANN-R", "sANN", "vANN")
+COMPARE_ORDER = {m: i for i, m in enumerate(COMPARE_MODELS)}
 MAX_SOMATA = 4096
 
 
@@ -249,7 +253,6 @@ def compare(
         for m in models
     }
     results: list[ContinualResult] = []
-    rows: list[ComparisonRow] = []
     cache: dict[int, Any] = {}
 
     def data_for(seed: int) -> Any:
@@ -258,7 +261,6 @@ def compare(
             cache[seed] = prepare(base.dataset, seed=seed, data_dir=data_dir, limit=base.limit)
         return cache[seed]
 
-    grouped: dict[tuple[str, str], list[ContinualResult]] = {}
     for seed in seed_list:
         for scen_config in configs_per_scenario:
             for m in models:
@@ -273,7 +275,6 @@ def compare(
                     data = data_for(seed)
                 result = run_continual(config, store=store, progress=False, data=data, threads=threads)
                 results.append(result)
-                grouped.setdefault((str(config.scenario), m), []).append(result)
                 if on_result is not None:
                     on_result(result)
                 if progress:
@@ -281,26 +282,99 @@ def compare(
 
                     note = " (from the store)" if result.reused else ""
                     print(result.summary() + note, file=sys.stderr, flush=True)
-    for scen_config in configs_per_scenario:
-        for m in models:
-            runs = grouped[(str(scen_config.scenario), m)]
-            d, s, count = sizes[m]
-            stats = {
-                name: _mean_sd([r.metrics.get(name, math.nan) for r in runs])
-                for name in ("acc", "forgetting", "forgetting_last", "bwt", "fwt", "la")
-            }
-            mean_matrix = np.mean([r.accuracy_matrix for r in runs], axis=0).tolist()
-            rows.append(
-                ComparisonRow(
-                    base.benchmark,
-                    str(scen_config.scenario),
-                    m,
-                    d,
-                    s,
-                    count,
-                    [r.config.seed for r in runs],
-                    stats,
-                    mean_matrix,
-                )
-            )
+    rows = summarize_results(results)
     return Comparison(int(target_params), rows, results)
+
+
+def summarize_results(results: Sequence[ContinualResult]) -> list[ComparisonRow]:
+    """One row per (benchmark, scenario, model, D, S), in order of first appearance: the mean ±
+    sample s.d. of each metric over the results' seeds and the mean accuracy matrix."""
+    grouped: dict[tuple[str, str, str, int, int], list[ContinualResult]] = {}
+    for r in results:
+        c = r.config
+        grouped.setdefault((c.benchmark, str(c.scenario), c.model, c.dendrites, c.somata), []).append(r)
+    rows = []
+    for (benchmark, scenario, model, d, s), runs in grouped.items():
+        stats = {name: _mean_sd([r.metrics.get(name, math.nan) for r in runs]) for name in METRIC_NAMES}
+        params = runs[0].trainable_params or parameter_count(
+            model,
+            d,
+            s,
+            _input_shape(runs[0].config.dataset),
+            _n_classes(runs[0].config.dataset),
+            synapses=runs[0].config.synapses,
+        )
+        mean_matrix = np.mean([r.accuracy_matrix for r in runs], axis=0).tolist()
+        rows.append(
+            ComparisonRow(
+                benchmark,
+                scenario,
+                model,
+                d,
+                s,
+                int(params),
+                [r.config.seed for r in runs],
+                stats,
+                mean_matrix,
+            )
+        )
+    return rows
+
+
+def _input_shape(dataset: str) -> tuple[int, ...]:
+    from dendritic.data import get_info
+
+    return tuple(get_info(dataset).input_shape)
+
+
+def _n_classes(dataset: str) -> int:
+    from dendritic.data import get_info
+
+    return int(get_info(dataset).n_classes)
+
+
+#: Settings that must agree for continual runs to be compared (model, size, seed and scenario vary).
+_VARYING = ("model", "dendrites", "somata", "seed", "scenario", "protocol")
+
+
+def comparisons_from_runs(runs: Iterable[dict[str, Any]]) -> list[tuple[str, Comparison]]:
+    """Finished continual runs of a store (``RunStore.list_runs``), grouped into comparisons.
+
+    Runs whose settings agree apart from model, size, seed and scenario form one comparison;
+    each comes with a title naming the dataset, benchmark and training budget. The target
+    parameter count is dANN-LRF's when it is present, otherwise the most common count.
+    Other runs (not continual, not finished, or unreadable) are left out.
+    """
+    from collections import Counter
+
+    groups: dict[str, tuple[ContinualConfig, list[ContinualResult]]] = {}
+    for run in runs:
+        if run.get("status") != "finished" or (run.get("config") or {}).get("protocol") != PROTOCOL:
+            continue
+        try:
+            result = ContinualResult.from_run(run)
+        except (ValueError, TypeError, KeyError):
+            continue
+        shared = {k: v for k, v in result.config.to_dict().items() if k not in _VARYING}
+        key = json.dumps(shared, sort_keys=True)
+        groups.setdefault(key, (result.config, []))[1].append(result)
+    out = []
+    for config, results in groups.values():
+        results.sort(
+            key=lambda r: (
+                str(r.config.scenario),
+                COMPARE_ORDER.get(r.config.model, 99),
+                r.config.model,
+                r.config.seed,
+            )
+        )
+        rows = summarize_results(results)
+        counts = Counter(r.params for r in rows)
+        lrf = [r.params for r in rows if r.model == "dANN-LRF"]
+        target = lrf[0] if lrf else counts.most_common(1)[0][0]
+        title = (
+            f"{config.benchmark} {config.dataset}, {config.tasks} tasks × {config.epochs_per_task} epochs"
+            + (f" × {config.passes} passes" if config.passes > 1 else "")
+        )
+        out.append((title, Comparison(int(target), rows, results)))
+    return out

@@ -17,6 +17,7 @@ __all__ = [
     "EXPERIMENTS",
     "StoreRuns",
     "experiments_of",
+    "is_continual",
     "is_experiment",
     "load_runs",
     "setting",
@@ -65,12 +66,21 @@ def _is_default(run: Mapping[str, Any], name: str) -> bool:
         return False
 
 
+def is_continual(run: Mapping[str, Any]) -> bool:
+    """A run of ``dendritic continual`` (its config says so): never part of a paper sweep."""
+    config = run.get("config") or {}
+    return run.get("protocol") == "continual" or config.get("protocol") == "continual"
+
+
 def experiments_of(run: Mapping[str, Any]) -> set[str]:
     """Every experiment whose recognition rule the run satisfies (SPEC §5).
 
     main = every setting at its main-protocol value; noise = sigma > 0; sequential = sequential;
     dropout = a vANN with dropout > 0; lr = lr ≠ 0.001; early-stop = early_stop; depth = layers > 1.
+    Continual runs belong to none: their accuracy is over a task stream, not the paper's protocol.
     """
+    if is_continual(run):
+        return set()
     out = set()
     off = {exp for exp, name in _VARIES.items() if not _is_default(run, name)}
     if not off:

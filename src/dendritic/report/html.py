@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from dendritic.figures.experiments import EXPERIMENTS, experiments_of
+from dendritic.figures.experiments import EXPERIMENTS, experiments_of, is_continual
 
 __all__ = ["ReportFigure", "build_report", "render_report", "run_counts"]
 
@@ -70,13 +70,24 @@ class _Content:
     notes: list[str] = field(default_factory=list)
     tables: list[Any] = field(default_factory=list)
     dataset: str | None = None
+    continual: list[_ContinualSection] = field(default_factory=list)
+
+
+@dataclass
+class _ContinualSection:
+    """One comparison of continual runs: its title, its table rows and its figures."""
+
+    title: str
+    rows: list[Any]
+    figures: list[ReportFigure]
 
 
 def run_counts(runs: Sequence[Mapping[str, Any]]) -> dict[str, Counter[str]]:
-    """experiment → Counter(status) over all runs; runs of no experiment count as "other"."""
-    out: dict[str, Counter[str]] = {e: Counter() for e in EXPERIMENTS}
+    """experiment → Counter(status) over all runs; continual runs count as "continual", runs
+    of no experiment as "other"."""
+    out: dict[str, Counter[str]] = {e: Counter() for e in (*EXPERIMENTS, "continual")}
     for run in runs:
-        exps = experiments_of(run) or {"other"}
+        exps = {"continual"} if is_continual(run) else (experiments_of(run) or {"other"})
         for e in exps:
             out.setdefault(e, Counter())[str(run.get("status"))] += 1
     return {e: c for e, c in out.items() if c}
@@ -172,6 +183,7 @@ def build_report(
 
     by_dataset = {d: _groups(runs.of("main", d)) for d in runs.datasets("main")}
     content.tables = [table1(by_dataset, on), table2(by_dataset, on)]
+    content.continual = _continual_sections(store.list_runs(status="finished"))
     page = render_report(
         content,
         counts=run_counts(store.list_runs()),
@@ -184,6 +196,71 @@ def build_report(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return out
+
+
+def _continual_sections(runs: Sequence[Mapping[str, Any]]) -> list[_ContinualSection]:
+    """The store's continual comparisons, each with its heat maps and forgetting plot drawn now."""
+    from dendritic.continual.compare import comparisons_from_runs
+    from dendritic.continual.figures import write_comparison_figures
+
+    sections = []
+    for i, (title, comparison) in enumerate(comparisons_from_runs([dict(r) for r in runs])):
+        figures = []
+        with tempfile.TemporaryDirectory(prefix="dendritic-continual-") as tmp:
+            for path in write_comparison_figures(comparison, tmp):
+                if path.stem == "continual-forgetting-vs-params":
+                    label, caption = (
+                        f"Forgetting vs parameters — {title}",
+                        "Forgetting (Chaudhry et al.; mean ± s.d. over seeds) of each model against "
+                        "its trainable parameters; marker shape = scenario.",
+                    )
+                else:
+                    scenario = path.stem.removeprefix(f"continual-{comparison.rows[0].benchmark}-")
+                    scenario = scenario.removesuffix("-matrices")
+                    label, caption = (
+                        f"Accuracy matrices ({scenario}) — {title}",
+                        "R[i, j]: test accuracy (%) on task j after training task i, mean over seeds; "
+                        "one panel per model.",
+                    )
+                figures.append(ReportFigure(f"continual-{i}-{path.stem}", label, caption, path.read_bytes()))
+        sections.append(_ContinualSection(title, comparison.rows, figures))
+    return sections
+
+
+def _continual_table(rows: Sequence[Any]) -> str:
+    def cell(row: Any, name: str) -> str:
+        mean, sd = row.stats[name]
+        if mean != mean:  # NaN: undefined for this run (e.g. FWT of one task)
+            return "–"
+        return f"{100 * mean:.2f}" + (f" ± {100 * sd:.2f}" if sd == sd else "")
+
+    head = ("scenario", "model", "D", "S", "parameters", "seeds", "ACC %", "forgetting", "BWT", "FWT")
+    out = ['<table class="data"><thead><tr>', *(f"<th>{h}</th>" for h in head), "</tr></thead><tbody>"]
+    for r in rows:
+        cells = (
+            r.scenario,
+            r.model,
+            r.dendrites,
+            r.somata,
+            f"{r.params:,}",
+            len(r.seeds),
+            cell(r, "acc"),
+            cell(r, "forgetting"),
+            cell(r, "bwt"),
+            cell(r, "fwt"),
+        )
+        out.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _figure_html(fig: ReportFigure) -> str:
+    data = base64.b64encode(fig.png).decode("ascii")
+    return (
+        f'<figure id="{_e(fig.name)}"><h3>{_e(fig.label)}</h3>'
+        f'<img src="data:image/png;base64,{data}" alt="{_e(fig.label)}">'
+        f"<figcaption>{_e(fig.caption)}</figcaption></figure>"
+    )
 
 
 def _e(text: Any) -> str:
@@ -249,6 +326,7 @@ def render_report(
         "<nav><h2>Contents</h2><ul>",
         '<li><a href="#runs">Runs</a></li><li><a href="#tables">Tables</a></li>',
         *(f'<li><a href="#{_e(f.name)}">{_e(f.label)}</a></li>' for f in content.figures),
+        *(['<li><a href="#continual">Continual learning</a></li>'] if content.continual else []),
         '<li><a href="#skipped">Not drawn</a></li><li><a href="#environment">Environment</a></li>',
         "</ul></nav>",
         '<h2 id="runs">Runs</h2>',
@@ -266,13 +344,16 @@ def render_report(
     parts.append('<h2 id="figures">Figures</h2>')
     if not content.figures:
         parts.append("<p><i>No figure could be drawn from this store.</i></p>")
-    for fig in content.figures:
-        data = base64.b64encode(fig.png).decode("ascii")
-        parts.append(
-            f'<figure id="{_e(fig.name)}"><h3>{_e(fig.label)}</h3>'
-            f'<img src="data:image/png;base64,{data}" alt="{_e(fig.label)}">'
-            f"<figcaption>{_e(fig.caption)}</figcaption></figure>"
-        )
+    parts += [_figure_html(fig) for fig in content.figures]
+    if content.continual:
+        parts += [
+            '<h2 id="continual">Continual learning</h2>',
+            "<p>Runs of <code>dendritic continual</code>: metrics in percentage points, mean ± sample "
+            "s.d. over seeds (definitions in docs/continual.md).</p>",
+        ]
+        for section in content.continual:
+            parts += [f"<h3>{_e(section.title)}</h3>", _continual_table(section.rows)]
+            parts += [_figure_html(fig) for fig in section.figures]
     parts.append('<h2 id="skipped">Not drawn</h2>')
     if content.skipped or content.notes:
         parts.append('<ul class="skipped">')
