@@ -214,3 +214,121 @@ def test_two_processes_build_at_once(tmp_path):
     env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path)}
     procs = [subprocess.Popen([sys.executable, "-c", script], env=env) for _ in range(2)]
     assert [p.wait(timeout=600) for p in procs] == [0, 0]
+
+
+# ------------------------------------------------------------------ fused dendro-somatic layer
+def _model_pass(name, dendrites, somata, layers, batch, dtype, fused, monkeypatch, *, train=True):
+    """Logits, activations and parameter gradients of one forward/backward, fused or layer by layer."""
+    from dendritic import build_model
+
+    monkeypatch.setenv("DENDRITIC_FUSED", "1" if fused else "0")
+    model = build_model(name, (28, 28, 1), 10, dendrites, somata, layers=layers, seed=3).to(dtype)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(batch, 784, generator=gen, dtype=dtype)
+    y = torch.randint(0, 10, (batch,), generator=gen)
+    with torch.no_grad():
+        logits, acts = model(x, return_activations=True)
+    F.cross_entropy(model(x), y).backward()
+    return logits, acts, {n: p.grad for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize(
+    "name, dendrites, somata, layers, batch",
+    [
+        ("dANN-LRF", 16, 32, 1, 128),
+        ("dANN-R", 4, 16, 2, 37),  # two layers: the input gradient of layer 2; batch tails
+        ("dANN-GRF", 1, 7, 1, 5),  # one dendrite per soma; batch below one vector
+        ("dANN-LRF", 3, 25, 3, 70),
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_fused_layer_matches_layer_by_layer(cpp, monkeypatch, name, dendrites, somata, layers, batch, dtype):
+    """Same sums in the same order: the fused forward equals the layer-by-layer one (to rounding
+    of a fused multiply-add at most) and the gradients agree to float tolerance."""
+    fused = _model_pass(name, dendrites, somata, layers, batch, dtype, True, monkeypatch)
+    plain = _model_pass(name, dendrites, somata, layers, batch, dtype, False, monkeypatch)
+    tol = 1e-6 if dtype == torch.float32 else 1e-13
+    assert rel_err(fused[0], plain[0]) <= tol
+    assert fused[1].keys() == plain[1].keys() and len(fused[1]) == 2 * layers
+    for key in plain[1]:
+        assert fused[1][key].shape == plain[1][key].shape
+        assert rel_err(fused[1][key], plain[1][key]) <= tol, key
+    assert fused[2].keys() == plain[2].keys()
+    for key in plain[2]:
+        assert rel_err(fused[2][key], plain[2][key]) <= 20 * tol, key
+
+
+def test_fused_layer_is_used_only_where_it_applies(cpp, monkeypatch):
+    from dendritic import build_model
+
+    monkeypatch.setenv("DENDRITIC_FUSED", "1")
+    assert kernels.fused_layers_enabled(torch.zeros(2, 2))
+    assert not kernels.fused_layers_enabled(torch.zeros(2, 2, dtype=torch.float16))
+    assert all(layer.fusable for layer in build_model("dANN-LRF", (28, 28, 1), 10, 4, 16, layers=2).layers)
+    for name in ("sANN", "vANN", "pdANN", "vANN-LRF"):
+        assert not build_model(name, (28, 28, 1), 10, 4, 8).layers[0].fusable, name
+    assert not build_model("dANN-R", 784, 10, 4, 8, dropout=0.5).layers[0].fusable
+    assert not build_model("dANN-R", 784, 10, 4, 8, oracle=True).layers[0].fusable
+    monkeypatch.setenv("DENDRITIC_FUSED", "0")
+    assert not kernels.fused_layers_enabled(torch.zeros(2, 2))
+
+
+def test_fused_layer_gradcheck_and_threads(cpp):
+    indices, offsets = wiring(12, 6, None, seed=4)  # irregular fan-in, empty dendrites included
+    gen = torch.Generator().manual_seed(0)
+    args = [
+        torch.randn(12, 9, dtype=torch.float64, generator=gen),  # h
+        torch.randn(indices.numel(), dtype=torch.float64, generator=gen),  # synapses
+        torch.randn(6, dtype=torch.float64, generator=gen),  # dendrite biases
+        torch.randn(6, dtype=torch.float64, generator=gen),  # dendrite → soma weights
+        torch.randn(3, dtype=torch.float64, generator=gen),  # soma biases
+    ]
+    args = [a.requires_grad_(True) for a in args]
+
+    def f(h, w, bd, v, bs):
+        return kernels.dendritic_layer_t(h, w, bd, indices, offsets, v, bs, 2, 0.1)[0]
+
+    assert torch.autograd.gradcheck(f, tuple(args))
+    # thread count does not change any number (each soma is one thread's work)
+    n_in, n_dend = 784, 4096
+    indices, offsets = wiring(n_in, n_dend, 16, seed=0)
+    big = [torch.randn(n_in, 128), torch.randn(indices.numel()), torch.randn(n_dend), torch.randn(n_dend)]
+    big += [torch.randn(256)]
+    big = [a.requires_grad_(True) for a in big]
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            for a in big:
+                a.grad = None
+            out, _ = kernels.dendritic_layer_t(
+                big[0], big[1], big[2], indices, offsets, big[3], big[4], 16, 0.1
+            )
+            out.backward(torch.ones_like(out))
+            results.append([out.detach(), *(a.grad for a in big)])
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_fused_layer_rejects_bad_shapes(cpp):
+    indices, offsets = wiring(10, 6, 2, seed=0)
+    h, w = torch.randn(10, 4), torch.randn(12)
+    with pytest.raises(ValueError, match="cannot form"):
+        kernels.dendritic_layer_t(
+            h, w, torch.zeros(6), indices, offsets, torch.ones(6), torch.zeros(4), 2, 0.1
+        )
+    with pytest.raises(ValueError, match="slope"):
+        kernels.dendritic_layer_t(
+            h, w, torch.zeros(6), indices, offsets, torch.ones(6), torch.zeros(3), 2, 1.5
+        )
+
+
+@pytest.mark.parametrize("shape", [(128, 784), (1, 5), (7, 1), (2048, 3072), (0, 4)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.uint8])
+def test_feature_major_transpose(cpp, shape, dtype):
+    x = (torch.rand(shape) * 100).to(dtype)
+    out = kernels.feature_major(x)
+    assert out.is_contiguous() and torch.equal(out, x.t())

@@ -254,3 +254,23 @@ def test_killed_run_is_never_recorded_as_finished(tmp_path, data_dir, sig):
         assert run["status"] == "interrupted"
         assert run["test_accuracy"] is None
         assert len(store.epochs(run_id)) >= 2
+
+
+def test_fused_layers_give_the_same_metrics(data_dir, monkeypatch):
+    """The fused C++ dendro-somatic layer (the default on the CPU) against the layer-by-layer
+    path it replaced: the same seed gives the same metrics to float tolerance."""
+    from dendritic.layers.kernels import available_kernels
+
+    if "cpp" not in available_kernels():
+        pytest.skip("C++ kernels unavailable")
+    runs = {}
+    for fused in ("1", "0"):
+        monkeypatch.setenv("DENDRITIC_FUSED", fused)
+        runs[fused] = train(small(epochs=4, lr=0.01), data_dir=data_dir)
+    a, b = runs["1"], runs["0"]
+    for ea, eb in zip(a.history, b.history, strict=True):
+        assert ea.train_loss == pytest.approx(eb.train_loss, rel=1e-4)
+        assert ea.val_loss == pytest.approx(eb.val_loss, rel=1e-4)
+        assert abs(ea.val_accuracy - eb.val_accuracy) <= 1 / 70  # at most one of 70 images flips
+    assert a.test_loss == pytest.approx(b.test_loss, rel=1e-4)
+    assert abs(a.test_accuracy - b.test_accuracy) <= 1 / 200

@@ -75,11 +75,18 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 from torch.utils.weak import WeakIdKeyDictionary
 
-__all__ = ["available_kernels", "kernel_backend", "sparse_matmul_t"]
+__all__ = [
+    "available_kernels",
+    "dendritic_layer_t",
+    "fused_layers_enabled",
+    "kernel_backend",
+    "sparse_matmul_t",
+]
 
 log = logging.getLogger(__name__)
 
 ENV_VAR = "DENDRITIC_KERNEL"
+FUSED_ENV_VAR = "DENDRITIC_FUSED"
 BACKENDS = ("bag", "cpp")
 _OPS_NAMESPACE = "dendritic_kernels"
 # grad-h reads grad_out one block of outputs at a time; a block of this many bytes stays in L2.
@@ -367,6 +374,221 @@ at::Tensor spmm_t_transposed(const at::Tensor& grad_out, const at::Tensor& weigh
   return out;
 }
 
+// ---------------------------------------------------------------------------------------------
+// A whole dendro-somatic layer in one pass: dendrite d = leaky(Σ_c w[c] · x[idx[c]] + bd[d]);
+// soma s = leaky(Σ_{d of s} v[d] · dendrite d + bs[s]), soma s owning dendrites s·D .. s·D + D − 1.
+// Each dendrite's row is used for its soma while it is still in registers, so the (dendrites, B)
+// activations are written once (only when the backward needs them) and never read back in the
+// forward; the same sums in the same order as the unfused layers, so the outputs are identical.
+
+// leaky(z) = z > 0 ? z : slope · z (F.leaky_relu, bit for bit, for 0 < slope < 1).
+template <typename T> inline typename Vec<T>::type leaky_v(typename Vec<T>::type z, T slope) {
+  const typename Vec<T>::type s = z * slope;
+  return z > s ? z : s;
+}
+template <typename T> inline T leaky_s(T z, T slope) { return z > T(0) ? z : z * slope; }
+
+template <typename T, int K>
+inline void layer_block(const T* __restrict x, int64_t B, const int64_t* __restrict idx, const T* __restrict w,
+                        const int64_t* __restrict off, int64_t n_dend, int64_t nnz, const T* __restrict bd,
+                        const T* __restrict v, T bs, int64_t d0, int64_t d1, T slope, T* __restrict A,
+                        T* __restrict out) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::L;
+  V soma[K];
+  for (int k = 0; k < K; ++k) soma[k] = V{};
+  for (int64_t d = d0; d < d1; ++d) {
+    V acc[K];
+    for (int k = 0; k < K; ++k) acc[k] = V{};
+    const int64_t c1 = row_end(off, d, n_dend, nnz);
+    for (int64_t c = off[d]; c < c1; ++c) {
+      const T wc = w[c];
+      const T* s = x + idx[c] * B;
+#pragma GCC unroll 16
+      for (int k = 0; k < K; ++k) acc[k] += wc * loadu<T>(s + k * L);
+    }
+    const T vd = v[d], b = bd[d];
+#pragma GCC unroll 16
+    for (int k = 0; k < K; ++k) {
+      const V a = leaky_v<T>(acc[k] + b, slope);
+      if (A != nullptr) storeu<T>(A + d * B + k * L, a);
+      soma[k] += vd * a;
+    }
+  }
+#pragma GCC unroll 16
+  for (int k = 0; k < K; ++k) storeu<T>(out + k * L, leaky_v<T>(soma[k] + bs, slope));
+}
+
+template <typename T>
+inline void layer_tail(const T* x, int64_t B, const int64_t* idx, const T* w, const int64_t* off, int64_t n_dend,
+                       int64_t nnz, const T* bd, const T* v, T bs, int64_t d0, int64_t d1, T slope, T* A, T* out,
+                       int64_t b0) {
+  for (int64_t b = b0; b < B; ++b) {
+    T soma = 0;
+    for (int64_t d = d0; d < d1; ++d) {
+      T acc = 0;
+      const int64_t c1 = row_end(off, d, n_dend, nnz);
+      for (int64_t c = off[d]; c < c1; ++c) acc += w[c] * x[idx[c] * B + b];
+      const T a = leaky_s<T>(acc + bd[d], slope);
+      if (A != nullptr) A[d * B + b] = a;
+      soma += v[d] * a;
+    }
+    out[b] = leaky_s<T>(soma + bs, slope);
+  }
+}
+
+// Somata per parallel chunk: at least ~32k multiply-adds each, so small layers stay on one thread.
+inline int64_t soma_grain(int64_t S, int64_t nnz, int64_t B) {
+  const int64_t per_soma = std::max<int64_t>(1, (nnz / std::max<int64_t>(S, 1) + 1) * std::max<int64_t>(B, 1));
+  return std::max<int64_t>(1, (int64_t(1) << 15) / per_soma);
+}
+
+std::tuple<at::Tensor, at::Tensor> dendritic_layer(const at::Tensor& x, const at::Tensor& w, const at::Tensor& idx,
+                                                   const at::Tensor& off, const at::Tensor& bd, const at::Tensor& v,
+                                                   const at::Tensor& bs, int64_t D, double slope, bool keep) {
+  check_common(x, w, idx, off);
+  const int64_t n_dend = off.numel(), S = bs.numel(), B = x.size(1), nnz = idx.numel();
+  TORCH_CHECK(D > 0 && S * D == n_dend && bd.numel() == n_dend && v.numel() == n_dend && w.numel() == nnz,
+              "layer sizes disagree");
+  for (const at::Tensor* t : {&bd, &v, &bs})
+    TORCH_CHECK(t->scalar_type() == x.scalar_type() && t->is_contiguous(), "biases and soma weights: contiguous, same dtype");
+  auto out = at::empty({S, B}, x.options());
+  auto A = keep ? at::empty({n_dend, B}, x.options()) : at::empty({0}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dendritic_layer", [&] {
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    const scalar_t* wp = w.data_ptr<scalar_t>();
+    const int64_t* ip = idx.data_ptr<int64_t>();
+    const int64_t* op = off.data_ptr<int64_t>();
+    const scalar_t* bdp = bd.data_ptr<scalar_t>();
+    const scalar_t* vp = v.data_ptr<scalar_t>();
+    const scalar_t* bsp = bs.data_ptr<scalar_t>();
+    scalar_t* Ap = keep ? A.data_ptr<scalar_t>() : nullptr;
+    scalar_t* outp = out.data_ptr<scalar_t>();
+    const scalar_t sl = static_cast<scalar_t>(slope);
+    constexpr int L = Vec<scalar_t>::L;
+    at::parallel_for(0, S, soma_grain(S, nnz, B), [&](int64_t s0, int64_t s1) {
+      for (int64_t s = s0; s < s1; ++s) {
+        const int64_t d0 = s * D, d1 = d0 + D;
+        int64_t b = 0;
+        for (; b + NV * L <= B; b += NV * L)
+          layer_block<scalar_t, NV>(xp + b, B, ip, wp, op, n_dend, nnz, bdp, vp, bsp[s], d0, d1, sl,
+                                    Ap ? Ap + b : nullptr, outp + s * B + b);
+        for (; b + L <= B; b += L)
+          layer_block<scalar_t, 1>(xp + b, B, ip, wp, op, n_dend, nnz, bdp, vp, bsp[s], d0, d1, sl,
+                                   Ap ? Ap + b : nullptr, outp + s * B + b);
+        if (b < B) layer_tail<scalar_t>(xp, B, ip, wp, op, n_dend, nnz, bdp, vp, bsp[s], d0, d1, sl, Ap, outp + s * B, b);
+      }
+    });
+  });
+  return {out, A};
+}
+
+// Σ_b a[b] (vector lanes, then the tail)
+template <typename T> inline T row_sum(const T* a, int64_t B) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::L;
+  V acc = V{};
+  int64_t b = 0;
+  for (; b + L <= B; b += L) acc += loadu<T>(a + b);
+  T s = 0;
+  for (int j = 0; j < L; ++j) s += acc[j];
+  for (; b < B; ++b) s += a[b];
+  return s;
+}
+
+// dst[b] = scale · g[b] · (a[b] > 0 ? 1 : slope): the gradient through a leaky ReLU whose output is a
+template <typename T> inline void leaky_grad(const T* g, const T* a, T scale, T slope, int64_t B, T* dst) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::L;
+  const V one = V{} + T(1), sl = V{} + slope, zero = V{};
+  int64_t b = 0;
+  for (; b + L <= B; b += L) {
+    const V av = loadu<T>(a + b);
+    storeu<T>(dst + b, (scale * loadu<T>(g + b)) * (av > zero ? one : sl));
+  }
+  for (; b < B; ++b) dst[b] = (scale * g[b]) * (a[b] > T(0) ? T(1) : slope);
+}
+
+// Gradients of dendritic_layer: (w, bd, v, bs) and, when need_gx, the dendrites' pre-activation
+// gradient G (dendrites, B) from which the caller gathers the input gradient.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> dendritic_layer_backward(
+    const at::Tensor& g_out, const at::Tensor& out, const at::Tensor& A, const at::Tensor& x, const at::Tensor& w,
+    const at::Tensor& idx, const at::Tensor& off, const at::Tensor& v, int64_t D, double slope, bool need_gx) {
+  check_common(x, w, idx, off);
+  const int64_t n_dend = off.numel(), S = out.size(0), B = x.size(1), nnz = idx.numel();
+  TORCH_CHECK(g_out.is_contiguous() && out.is_contiguous() && A.is_contiguous() && g_out.sizes() == out.sizes() &&
+                  out.size(1) == B && A.size(0) == n_dend && A.size(1) == B && S * D == n_dend,
+              "saved tensors disagree");
+  auto gw = at::empty({nnz}, x.options());
+  auto gbd = at::empty({n_dend}, x.options());
+  auto gv = at::empty({n_dend}, x.options());
+  auto gbs = at::empty({S}, x.options());
+  auto G = need_gx ? at::empty({n_dend, B}, x.options()) : at::empty({0}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dendritic_layer_backward", [&] {
+    const scalar_t* gp = g_out.data_ptr<scalar_t>();
+    const scalar_t* outp = out.data_ptr<scalar_t>();
+    const scalar_t* Ap = A.data_ptr<scalar_t>();
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    const int64_t* ip = idx.data_ptr<int64_t>();
+    const int64_t* op = off.data_ptr<int64_t>();
+    const scalar_t* vp = v.data_ptr<scalar_t>();
+    scalar_t* gwp = gw.data_ptr<scalar_t>();
+    scalar_t* gbdp = gbd.data_ptr<scalar_t>();
+    scalar_t* gvp = gv.data_ptr<scalar_t>();
+    scalar_t* gbsp = gbs.data_ptr<scalar_t>();
+    scalar_t* Gp = need_gx ? G.data_ptr<scalar_t>() : nullptr;
+    const scalar_t sl = static_cast<scalar_t>(slope);
+    at::parallel_for(0, S, soma_grain(S, nnz, B), [&](int64_t s0, int64_t s1) {
+      std::vector<scalar_t> gz(B), scratch(B);
+      std::vector<int64_t> dend(std::max<int64_t>(D, 1));
+      for (int64_t s = s0; s < s1; ++s) {
+        leaky_grad<scalar_t>(gp + s * B, outp + s * B, scalar_t(1), sl, B, gz.data());
+        gbsp[s] = row_sum<scalar_t>(gz.data(), B);
+        const int64_t d0 = s * D;
+        for (int64_t k = 0; k < D; ++k) dend[k] = d0 + k;
+        int64_t k = 0;  // soma weights: ⟨gz, A[d]⟩, eight dendrites per pass over gz
+        for (; k + 8 <= D; k += 8) dots<scalar_t, 8>(gz.data(), Ap, B, dend.data() + k, gvp + d0 + k);
+        for (; k + 4 <= D; k += 4) dots<scalar_t, 4>(gz.data(), Ap, B, dend.data() + k, gvp + d0 + k);
+        for (; k < D; ++k) dots<scalar_t, 1>(gz.data(), Ap, B, dend.data() + k, gvp + d0 + k);
+        for (int64_t d = d0; d < d0 + D; ++d) {
+          scalar_t* ga = Gp ? Gp + d * B : scratch.data();
+          leaky_grad<scalar_t>(gz.data(), Ap + d * B, vp[d], sl, B, ga);
+          gbdp[d] = row_sum<scalar_t>(ga, B);
+          const int64_t c1 = row_end(op, d, n_dend, nnz);
+          int64_t c = op[d];
+          for (; c + 8 <= c1; c += 8) dots<scalar_t, 8>(ga, xp, B, ip + c, gwp + c);
+          for (; c + 4 <= c1; c += 4) dots<scalar_t, 4>(ga, xp, B, ip + c, gwp + c);
+          for (; c < c1; ++c) dots<scalar_t, 1>(ga, xp, B, ip + c, gwp + c);
+        }
+      }
+    });
+  });
+  return {gw, gbd, gv, gbs, G};
+}
+
+// out (n, B) = xᵀ for x (B, n): tiles of 8 rows × 64 columns, so reads and writes stay in cache lines.
+at::Tensor transpose_2d(const at::Tensor& x) {
+  TORCH_CHECK(x.device().is_cpu() && x.dim() == 2 && x.is_contiguous(), "expected a contiguous 2-D CPU tensor");
+  const int64_t B = x.size(0), n = x.size(1);
+  auto out = at::empty({n, B}, x.options());
+  AT_DISPATCH_ALL_TYPES_AND(at::kBool, x.scalar_type(), "transpose_2d", [&] {
+    const scalar_t* src = x.data_ptr<scalar_t>();
+    scalar_t* dst = out.data_ptr<scalar_t>();
+    constexpr int64_t TB = 8, TN = 64;
+    at::parallel_for(0, (n + TN - 1) / TN, std::max<int64_t>(1, 4096 / std::max<int64_t>(B, 1)), [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t i0 = t * TN, i1 = std::min(n, i0 + TN);
+        for (int64_t b0 = 0; b0 < B; b0 += TB) {
+          const int64_t b1 = std::min(B, b0 + TB);
+          for (int64_t i = i0; i < i1; ++i)
+            for (int64_t b = b0; b < b1; ++b) dst[i * B + b] = src[b * n + i];
+        }
+      }
+    });
+  });
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(dendritic_kernels, m) {
@@ -374,6 +596,9 @@ TORCH_LIBRARY(dendritic_kernels, m) {
   m.def("sddmm_t", &sddmm_t);
   m.def("transpose_blocked", &transpose_blocked);
   m.def("spmm_t_transposed", &spmm_t_transposed);
+  m.def("dendritic_layer", &dendritic_layer);
+  m.def("dendritic_layer_backward", &dendritic_layer_backward);
+  m.def("transpose_2d", &transpose_2d);
 }
 """
 
@@ -734,3 +959,114 @@ def sparse_matmul_t(
         idx, off = plan.wiring(indices, offsets)
         return _ops().spmm_t(h, weight, idx, off, n_out)  # no graph to record: skip autograd's overhead
     return _SparseMatmulT.apply(h, weight, indices, offsets, plan)
+
+
+# --------------------------------------------------------------------------- fused dendro-somatic layer
+
+
+def fused_layers_enabled(h: torch.Tensor) -> bool:
+    """Whether :func:`dendritic_layer_t` runs for activations like ``h`` in this process.
+
+    Needs the C++ kernels (``DENDRITIC_KERNEL`` not ``bag``), a CPU float32/float64 tensor, and
+    ``DENDRITIC_FUSED`` not set to ``0`` (the switch that gives back the layer-by-layer path).
+    """
+    if os.environ.get(FUSED_ENV_VAR, "").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    return h.is_cpu and h.dtype in _CPP_DTYPES and kernel_backend() == "cpp"
+
+
+class _DendriticLayerT(torch.autograd.Function):
+    """Forward and backward of a whole dendro-somatic layer in two C++ calls.
+
+    Saved for backward: the input, the dendrites' activations (written by the forward while they
+    are in registers) and the somata's output; leaky-ReLU's gradient is read off the outputs.
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, bias_d, weight_s, bias_s, indices, offsets, plan, per_soma, slope):  # type: ignore[override]
+        idx, off = plan.wiring(indices, offsets)
+        out, dendrites = _ops().dendritic_layer(
+            h, weight, idx, off, bias_d, weight_s, bias_s, per_soma, slope, True
+        )
+        ctx.plan, ctx.per_soma, ctx.slope = plan, per_soma, slope
+        ctx.save_for_backward(h, weight, weight_s, out, dendrites, indices, offsets)
+        ctx.mark_non_differentiable(dendrites)
+        ctx.set_materialize_grads(False)  # no zero-filled (n_dend, B) gradient for the dendrites
+        return out, dendrites
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out, _grad_dendrites):  # type: ignore[override]
+        h, weight, weight_s, out, dendrites, indices, offsets = ctx.saved_tensors
+        plan: _Plan = ctx.plan
+        ops = _ops()
+        idx, off = plan.wiring(indices, offsets)
+        need_h = bool(ctx.needs_input_grad[0])
+        if grad_out is None:  # the somata did not reach the loss
+            grad_out = torch.zeros_like(out)
+        grad_out = grad_out.to(h.dtype).contiguous()
+        gw, gbd, gv, gbs, pre = ops.dendritic_layer_backward(
+            grad_out, out, dendrites, h, weight, idx, off, weight_s, ctx.per_soma, ctx.slope, need_h
+        )
+        grad_h = None
+        if need_h:
+            block = min(_block_for(pre.shape[1], pre.element_size()), max(1, plan.n_out))
+            starts, rows, perm, fan_out = plan.transposed_for(indices, offsets, block)
+            n_blocks = (plan.n_out + block - 1) // block
+            grad_h = ops.spmm_t_transposed(pre, weight, starts, rows, perm, fan_out, plan.n_in, n_blocks)
+        return grad_h, gw, gbd, gv, gbs, None, None, None, None, None
+
+
+def dendritic_layer_t(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    bias_d: torch.Tensor,
+    indices: torch.Tensor,
+    offsets: torch.Tensor,
+    weight_s: torch.Tensor,
+    bias_s: torch.Tensor,
+    per_soma: int,
+    slope: float,
+    *,
+    keep_dendrites: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(n_in, B)`` → somata ``(S, B)`` of a dendro-somatic layer, in one fused C++ pass.
+
+    Dendrite d = leaky(Σ_c weight[c] · h[indices[c]] + bias_d[d]) over its CSR connections;
+    soma s = leaky(Σ_k weight_s[s·D + k] · dendrite(s·D + k) + bias_s[s]) with D = ``per_soma``
+    (the blocks wiring of dANNs: each soma sums only its own dendrites). Returns the somata and,
+    when recorded (``keep_dendrites``, or always while autograd records), the dendrites' (n_dend,
+    B) activations — not differentiable. Callers check :func:`fused_layers_enabled` first.
+    """
+    n_dend = offsets.numel()
+    if per_soma < 1 or bias_s.numel() * per_soma != n_dend or weight_s.numel() != n_dend:
+        raise ValueError(f"{n_dend} dendrites cannot form {bias_s.numel()} somata of {per_soma}")
+    if not 0.0 < slope < 1.0:
+        raise ValueError(f"the fused layer needs a leaky-ReLU slope in (0, 1), got {slope}")
+    plan = _plan(indices, offsets, h.shape[0], n_dend, None)
+    h = h.contiguous()
+    params = (weight, bias_d, weight_s, bias_s)
+    if torch.is_grad_enabled() and (h.requires_grad or any(p.requires_grad for p in params)):
+        return _DendriticLayerT.apply(h, *params, indices, offsets, plan, per_soma, slope)
+    idx, off = plan.wiring(indices, offsets)
+    out, dendrites = _ops().dendritic_layer(
+        h,
+        weight.detach(),
+        idx,
+        off,
+        bias_d.detach(),
+        weight_s.detach(),
+        bias_s.detach(),
+        per_soma,
+        slope,
+        keep_dendrites,
+    )
+    return out, (dendrites if keep_dendrites else None)
+
+
+def feature_major(x: torch.Tensor) -> torch.Tensor:
+    """``(B, n)`` → contiguous ``(n, B)``: the layers' layout. A tiled C++ copy on the CPU (about
+    4× faster than ``x.t().contiguous()`` for a batch of images), torch's copy elsewhere."""
+    if x.dim() == 2 and x.is_cpu and x.is_contiguous() and not x.requires_grad and kernel_backend() == "cpp":
+        return _ops().transpose_2d(x)
+    return x.t().contiguous()

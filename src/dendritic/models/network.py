@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dendritic.layers.kernels import dendritic_layer_t, feature_major, fused_layers_enabled
 from dendritic.layers.sparse import MaskedLinear, SparseLinear
 from dendritic.models.variants import Variant, resolve_name
 from dendritic.wiring import sampling
@@ -89,13 +90,53 @@ def build_wiring(
 
 
 class DendroSomaticLayer(nn.Module):
-    """Dendrites (leaky-ReLU) then somata (leaky-ReLU), each optionally followed by dropout."""
+    """Dendrites (leaky-ReLU) then somata (leaky-ReLU), each optionally followed by dropout.
+
+    When the dendrites are sparse, each soma sums only its own D dendrites (the dANNs) and there
+    is no dropout, the CPU runs the whole layer as one fused C++ pass (``layers.kernels``);
+    otherwise, and always for the oracle, layer by layer. Both give the same numbers.
+    """
 
     def __init__(self, dendrites: nn.Module, somata: nn.Module, dropout: float) -> None:
         super().__init__()
         self.dendrites = dendrites
         self.somata = somata
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.fusable = (
+            dropout == 0
+            and isinstance(dendrites, SparseLinear)
+            and isinstance(somata, SparseLinear)
+            and dendrites.kernel == "bag"
+            and somata.kernel == "blocks"
+        )
+
+    def forward_t(
+        self, h: torch.Tensor, keep_dendrites: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Feature-major ``(n_in, B)`` → (somata ``(S, B)``, dendrites ``(n_dend, B)`` or None).
+
+        The somata come before their dropout (the caller applies ``self.dropout``), so recorded
+        activations are the units' own outputs.
+        """
+        if self.fusable and fused_layers_enabled(h):
+            d, s = self.dendrites, self.somata
+            return dendritic_layer_t(
+                h,
+                d.weight,
+                d.bias,
+                d.indices,
+                d.offsets,
+                s.weight,
+                s.bias,
+                d.out_features // s.out_features,
+                NEGATIVE_SLOPE,
+                keep_dendrites=keep_dendrites,
+            )
+        # Every forward_t returns a fresh tensor that its backward does not need, so the
+        # activation can overwrite it in place (one pass and one buffer less per layer).
+        dendrites = F.leaky_relu(self.dendrites.forward_t(h), NEGATIVE_SLOPE, inplace=True)
+        somata = F.leaky_relu(self.somata.forward_t(self.dropout(dendrites)), NEGATIVE_SLOPE, inplace=True)
+        return somata, (dendrites if keep_dendrites else None)
 
 
 class DendriticNet(nn.Module):
@@ -180,17 +221,13 @@ class DendriticNet(nn.Module):
         self, x: torch.Tensor, return_activations: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         # Hidden activations are kept feature-major, (units, batch): see SparseLinear.forward_t.
-        h = self._flatten(x).t().contiguous()
+        h = feature_major(self._flatten(x))
         activations: dict[str, torch.Tensor] = {}
-        # Every forward_t returns a fresh tensor that its backward does not need, so the
-        # activation can overwrite it in place (one pass and one buffer less per layer).
         for index, layer in enumerate(self.layers, start=1):
-            h = F.leaky_relu(layer.dendrites.forward_t(h), NEGATIVE_SLOPE, inplace=True)
+            h, dendrites = layer.forward_t(h, keep_dendrites=return_activations)
             if return_activations:
-                activations[f"dendrites_{index}"] = h.t()
-            h = layer.dropout(h)
-            h = F.leaky_relu(layer.somata.forward_t(h), NEGATIVE_SLOPE, inplace=True)
-            if return_activations:
+                assert dendrites is not None
+                activations[f"dendrites_{index}"] = dendrites.t()
                 activations[f"somata_{index}"] = h.t()
             h = layer.dropout(h)
         logits = self.output.forward_t(h).t()
