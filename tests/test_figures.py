@@ -266,8 +266,41 @@ def test_make_figures_writes_what_the_store_allows(drawn, workspace):
     for name in ("table1", "table2"):
         assert (out / f"{name}.csv").stat().st_size > 100 and (out / f"{name}.md").stat().st_size > 100
     assert (out / "figures.json").is_file() and (out / "fig6-scores.csv").is_file()
+    stats = (out / "fig6-anova.md").read_text(encoding="utf-8")
+    assert "two-way ANOVA (model × layer)" in stats
+    assert stats.count("not computed") == 3  # one t-SNE per model and layer: no replicates
     assert set(drawn.analyses) == {"dANN-LRF", "vANN"}  # only models with a checkpoint
     assert {r["run"]["id"] for rs in drawn.analyses.values() for r in rs} == set(workspace["real"].values())
+
+
+def test_fig6_statistics_with_replicates(tmp_path):
+    """With replicate t-SNE runs the file holds each score's ANOVA and the pairwise model tests."""
+    from dendritic.figures.driver import FiguresResult, _write_scores
+
+    rng = np.random.default_rng(0)
+
+    def analysis(shift):
+        reps = lambda: [  # noqa: E731
+            {
+                "silhouette": shift + rng.normal(0, 0.01),
+                "neighbourhood_hit": 0.8 + rng.normal(0, 0.01),
+                "trustworthiness": 0.9 + rng.normal(0, 0.01),
+            }
+            for _ in range(3)
+        ]
+        return {
+            "run": {"id": 1},
+            "embedding": {"dendrites_1": {"repeats": reps()}, "somata_1": {"repeats": reps()}},
+        }
+
+    analyses = {"dANN-LRF": [analysis(0.3), analysis(0.3)], "vANN": [analysis(0.1), analysis(0.1)]}
+    result = FiguresResult()
+    _write_scores(tmp_path, analyses, result)
+    text = (tmp_path / "fig6-anova.md").read_text(encoding="utf-8")
+    assert "**silhouette**" in text and "| model |" in text
+    assert "Pairwise Welch tests between models within each layer (2 tests, Bonferroni)" in text
+    line = next(row for row in text.splitlines() if row.startswith("| dendrites_1 | dANN-LRF | vANN |"))
+    assert float(line.split("|")[-2]) < 1e-6  # 0.3 vs 0.1 with sd 0.01: clearly different
 
 
 def _count(fig) -> int:

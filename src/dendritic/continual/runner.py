@@ -29,13 +29,12 @@ from dendritic.continual.benchmarks import (
     resolve_tasks,
 )
 from dendritic.continual.metrics import summarize
-from dendritic.training.loop import make_optimizer, model_for
+from dendritic.training.loop import eval_batch_size, make_optimizer, model_for
 
 __all__ = ["PROTOCOL", "ContinualConfig", "ContinualResult", "evaluate_task", "run_continual"]
 
 #: Marks continual runs in the results store, so their keys never collide with ``train`` runs.
 PROTOCOL = "continual"
-EVAL_BATCH = 2048
 METRIC_NAMES = ("acc", "bwt", "forgetting", "forgetting_last", "fwt", "la")
 
 
@@ -224,9 +223,10 @@ def evaluate_task(model: torch.nn.Module, bench: Benchmark, task: Task) -> float
     x, y = bench.test_set(task)
     device = next(model.parameters()).device
     correct = 0
-    for start in range(0, len(x), EVAL_BATCH):
-        logits = bench.logits(task, model(x[start : start + EVAL_BATCH].to(device)).cpu())
-        correct += int((logits.argmax(dim=1) == y[start : start + EVAL_BATCH]).sum())
+    step = eval_batch_size(device)
+    for start in range(0, len(x), step):
+        logits = bench.logits(task, model(x[start : start + step].to(device)).cpu())
+        correct += int((logits.argmax(dim=1) == y[start : start + step]).sum())
     model.train(was_training)
     return correct / max(len(x), 1)
 

@@ -537,10 +537,11 @@ def _analyse_best(
 def _write_scores(
     out: Path, analyses: Mapping[str, Sequence[Mapping[str, Any]]], result: FiguresResult
 ) -> None:
-    """Fig 6's scores as a tidy CSV, and the model × layer ANOVA of each score when it is defined."""
+    """Fig 6's scores as a tidy CSV, and per score the model × layer ANOVA and the Welch tests
+    between models within each layer (Bonferroni over all of a score's tests), where defined."""
     import csv
 
-    from dendritic.analysis.stats import two_way_anova
+    from dendritic.analysis.stats import pairwise_by_level, two_way_anova
 
     rows = paper.score_table(analyses)
     if not rows:
@@ -565,6 +566,23 @@ def _write_scores(
             f = "" if math.isnan(row.f) else f"{row.f:.3g}"
             p = "" if math.isnan(row.p) else f"{row.p:.3g}"
             lines.append(f"| {source} | {row.ss:.4g} | {row.df} | {f} | {p} |")
+        lines.append("")
+        try:
+            tests = pairwise_by_level([(r["model"], r["layer"], r[key]) for r in rows])
+        except ValueError as exc:
+            lines += [f"Pairwise tests not computed ({exc}).", ""]
+            continue
+        lines += [
+            f"Pairwise Welch tests between models within each layer ({len(tests)} tests, Bonferroni):",
+            "",
+            "| layer | model a | model b | mean a | mean b | t | p | p (Bonferroni) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for t in tests:
+            lines.append(
+                f"| {t.within} | {t.a} | {t.b} | {t.mean_a:.4g} | {t.mean_b:.4g} | {t.t:.3g} | {t.p:.3g} "
+                f"| {t.p_adjusted:.3g} |"
+            )
         lines.append("")
     if any_ok or rows:
         path = out / "fig6-anova.md"

@@ -40,6 +40,13 @@ __all__ = [
 EVAL_BATCH = 2048
 
 
+def eval_batch_size(device: torch.device | str) -> int:
+    """Samples per evaluation forward pass: 256 on the CPU, where the sparse kernels keep a
+    (units, 256) slice of the input in cache (a 2,048 batch is 1.6-2× slower there), and
+    ``EVAL_BATCH`` on GPUs, which want big batches."""
+    return 256 if torch.device(device).type == "cpu" else EVAL_BATCH
+
+
 @dataclass
 class EpochMetrics:
     epoch: int
@@ -99,9 +106,10 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     was_training = model.training
     model.eval()
     loss_sum, correct = 0.0, 0
-    for start in range(0, len(x), EVAL_BATCH):
-        logits = model(x[start : start + EVAL_BATCH])
-        target = y[start : start + EVAL_BATCH]
+    step = eval_batch_size(x.device)
+    for start in range(0, len(x), step):
+        logits = model(x[start : start + step])
+        target = y[start : start + step]
         loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
         correct += int((logits.argmax(dim=1) == target).sum().item())
     model.train(was_training)
