@@ -15,7 +15,7 @@ Usage::
 
     python benchmarks/bench_epoch.py [--models dANN-LRF,dANN-GRF,dANN-R,pdANN,vANN]
         [--sizes 1x32,16x256,64x512] [--impl ours,masked] [--threads 1] [--repeats 3]
-        [--steps N] [--full-epochs] [--limit N] [--data-dir DIR]
+        [--steps N] [--full-epochs [--full-epochs-max S]] [--limit N] [--data-dir DIR]
         [--out docs/benchmarks.md] [--json results.json]
 
     # smoke test: python benchmarks/bench_epoch.py --limit 2000 --repeats 1 --sizes 1x32
@@ -247,7 +247,11 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     result["epoch_s_from_steps"] = steps_per_epoch * steps["step_s"]
     result["epoch_s"] = result["epoch_s_from_steps"]
     result["epoch_source"] = f"from {steps['steps'] * repeats} steps"
-    if spec.get("full_epochs") and not oracle:
+    if (
+        spec.get("full_epochs")
+        and not oracle
+        and result["epoch_s_from_steps"] <= float(spec.get("full_epochs_max") or math.inf)
+    ):
         epochs = time_epochs(model, data, repeats)
         result["epochs"] = epochs
         result["epoch_s"] = epochs["epoch_s"]
@@ -441,18 +445,19 @@ def notes(results: Sequence[dict[str, Any]], args: argparse.Namespace) -> list[s
     )
     out = [
         f"- **Epoch time** (training only, no validation pass): {steps_per_epoch} steps "
-        f"(ceil(n_train / {BATCH})) × the median time of one step. A step is the inner loop of "
-        "`dendritic.training.loop._fit`: index a shuffled batch of the in-memory training tensor, "
+        f"(ceil(n_train / {BATCH})) × the median time of one step. A step is "
+        "`dendritic.training.loop.train_step`, what `dendritic train` runs per batch: index a shuffled batch of the in-memory training tensor, "
         "forward, cross-entropy, `zero_grad(set_to_none=True)`, backward, Adam step from "
         "`make_optimizer` (lr 1e-3, ε 1e-7, fused), running loss/accuracy sums. After "
         f"{WARMUP_STEPS} warm-up steps, {args.repeats} repeat(s) time a block of steps each "
         f"(block length chosen from one timed step so that a block lasts ≥ {TARGET_REPEAT_S} s, "
         f"{MIN_STEPS} steps at least, an epoch at most, unless `--steps` is given); "
-        "'from N steps' counts all timed steps. 'measured' (`--full-epochs`, ours only) is the "
-        "median of whole epochs. The masked oracle is always estimated from steps." + limit_note,
+        "'from N steps' counts all timed steps. 'measured' (`--full-epochs`, ours only, where the "
+        "step estimate is at most `--full-epochs-max` s) is the median of whole epochs. The masked oracle is always estimated from steps."
+        + limit_note,
         "- **Speed-up** = masked s/epoch ÷ ours s/epoch, as shown in the table.",
         "- **Evaluation**: `dendritic.training.loop.evaluate` (eval mode, `torch.no_grad`, batches of "
-        "2048) on the validation set plus the test set, median of the repeats (timed once when it "
+        "256 on the CPU) on the validation set plus the test set, median of the repeats (timed once when it "
         f"takes over {SLOW_EVAL_S:.0f} s). A run evaluates the validation set every epoch and the "
         "test set once, so 'eval % of epoch' is an upper bound on the per-epoch overhead.",
         "- **Peak memory**: `ru_maxrss` of a fresh process per configuration, so each row's peak is "
@@ -588,6 +593,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=_positive, default=3, help="timed repeats; the median is reported")
     parser.add_argument("--steps", type=_positive, default=None, help="steps per repeat (default: adaptive)")
     parser.add_argument("--full-epochs", action="store_true", help="also time whole epochs of the ours rows")
+    parser.add_argument(
+        "--full-epochs-max",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="with --full-epochs, only where the step estimate is at most this long (default 120)",
+    )
     parser.add_argument("--limit", type=_positive, default=None, help="fewer samples (smoke tests only)")
     parser.add_argument("--data-dir", default=None, help="where the Fashion-MNIST files are")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per configuration")
@@ -624,6 +636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "repeats": args.repeats,
             "steps": args.steps,
             "full_epochs": args.full_epochs,
+            "full_epochs_max": args.full_epochs_max,
             "limit": args.limit,
             "data_dir": args.data_dir,
         }

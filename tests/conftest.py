@@ -2,9 +2,15 @@ import os
 
 import pytest
 import torch
+from torch.utils.cpp_extension import get_default_build_root
 
 # Tests are small; more threads only add contention on the 2-core CI machine.
 torch.set_num_threads(1)
+
+# Many tests point XDG_CACHE_HOME at a temporary folder (to isolate the dataset cache); the C++
+# kernels' cache would follow it, and every subprocess would compile them again (~25 s each).
+# Pin it to the real cache for the whole session instead.
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", get_default_build_root())
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,5 @@
-"""``sparse_matmul_t``: a sparse layer's product over its real connections, fast on CPU.
+"""``sparse_matmul_t``: a sparse layer's product over its real connections, fast on CPU; and
+``dendritic_layer_t``: a whole dendro-somatic layer of a dANN fused into one pass.
 
 Activations are feature-major: ``h`` is ``(n_in, B)``, the result ``(n_out, B)``. The wiring is
 CSR over outputs (``offsets`` (n_out,) start of each output's connections, ``indices`` (nnz,) input
@@ -52,6 +53,21 @@ grad-h with per-thread buffers was ~2× slower than the tiled gather (Zen 1 reti
 store per two cycles); an untiled gather was 2.5× slower at (64, 512) (``grad_out`` is 16 MB).
 The forward is load-bound (one load per multiply-add), so it only matches ``embedding_bag``,
 which runs the same loop; the gain is in the backward, where ``embedding_bag`` is slow.
+
+**The fused layer** (``dendritic_layer_t``, used by ``DendriticNet`` for dANN-R/LRF/GRF, whose
+somata each sum only their own D dendrites, when there is no dropout): one C++ call computes
+dendrite = leaky(Σ synapses + bias) and, while that row of the batch is still in registers,
+adds it into its soma, then soma = leaky(Σ + bias). The (dendrites, B) activations are written
+once, for the backward (not at all under ``no_grad`` unless asked for), instead of being written
+by the product and then read and rewritten by the bias add, the activation, the soma product
+and their three backward passes. The backward is one call too: per soma, the gradient through
+its leaky-ReLU (read off the saved output), its bias and weights, then per dendrite the gradient
+through its activation, bias and synapses (the dot products of ``sddmm_t``) — the pre-activation
+gradient of the dendrites is only materialised when the layer's input needs a gradient (deeper
+layers), and then goes through ``spmm_t_transposed``. Each soma is one thread's work, so the
+results do not depend on the thread count; the sums run in the same order as the layer-by-layer
+path, so the forward is the same to the last bit (up to how a compiler contracts a multiply-add)
+and the gradients agree to float rounding (tested). ``DENDRITIC_FUSED=0`` turns it off.
 """
 
 from __future__ import annotations
