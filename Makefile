@@ -36,7 +36,7 @@ test-all: setup
 	$(BIN)/python -m pytest -q -m ""
 
 bench: setup
-	$(BIN)/python benchmarks/bench_layers.py
+	$(BIN)/python benchmarks/bench_epoch.py --threads 1 --repeats 3 --full-epochs --full-epochs-max 25 --out docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
