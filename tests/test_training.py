@@ -274,3 +274,40 @@ def test_fused_layers_give_the_same_metrics(data_dir, monkeypatch):
         assert abs(ea.val_accuracy - eb.val_accuracy) <= 1 / 70  # at most one of 70 images flips
     assert a.test_loss == pytest.approx(b.test_loss, rel=1e-4)
     assert abs(a.test_accuracy - b.test_accuracy) <= 1 / 200
+
+
+def test_adam_matches_torch_and_falls_back():
+    """dendritic's CPU Adam is torch's formula in one C++ call: same parameters after many steps
+    (float rounding), the same state_dict, and torch's own step whenever the fast path cannot run."""
+    from dendritic.layers.kernels import available_kernels
+    from dendritic.training.optim import Adam
+
+    gen = torch.Generator().manual_seed(0)
+    start = [torch.randn(1000, generator=gen), torch.randn(30, 7, generator=gen, dtype=torch.float64)]
+    ours = [torch.nn.Parameter(t.clone()) for t in start]
+    ref = [torch.nn.Parameter(t.clone()) for t in start]
+    a = Adam(ours, lr=1e-2, eps=1e-7)
+    b = torch.optim.Adam(ref, lr=1e-2, eps=1e-7)
+    for step in range(40):
+        grads = [torch.randn(t.shape, generator=gen, dtype=t.dtype) for t in start]
+        for p, g in zip(ours, grads, strict=True):
+            p.grad = g.clone()
+        for p, g in zip(ref, grads, strict=True):
+            p.grad = g.clone()
+        if step == 30:  # one parameter without a gradient: torch's step from here on, seamlessly
+            ours[1].grad = ref[1].grad = None
+        a.step()
+        b.step()
+    for p, q in zip(ours, ref, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    sa, sb = a.state_dict()["state"], b.state_dict()["state"]
+    assert float(sa[0]["step"]) == float(sb[0]["step"]) == 40.0
+    assert float(sa[1]["step"]) == float(sb[1]["step"]) == 39.0
+    torch.testing.assert_close(sa[0]["exp_avg_sq"], sb[0]["exp_avg_sq"], rtol=1e-5, atol=1e-8)
+    if "cpp" in available_kernels():
+        fresh = [torch.nn.Parameter(torch.ones(4))]
+        c = Adam(fresh, lr=0.1)
+        fresh[0].grad = torch.ones(4)
+        c.step()
+        assert c._steps == 1  # the C++ path ran
+        torch.testing.assert_close(fresh[0].detach(), torch.full((4,), 0.9))  # first step moves by lr

@@ -118,8 +118,10 @@ _CPP_SOURCE = r"""
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 #if defined(__AVX__)
 #include <immintrin.h>
@@ -582,7 +584,49 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> dendritic
   return {gw, gbd, gv, gbs, G};
 }
 
-// out (n, B) = xᵀ for x (B, n): tiles of 8 rows × 64 columns, so reads and writes stay in cache lines.
+// out (n, B) = xᵀ for x (B, n), in 8 × 8 tiles (AVX registers for float32), so every read and
+// write is a run of 8 contiguous values.
+#if defined(__AVX__)
+inline void transpose8x8(const float* src, int64_t ld_src, float* dst, int64_t ld_dst) {
+  __m256 r[8], t[8];
+  for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(src + k * ld_src);
+  for (int k = 0; k < 4; ++k) {
+    t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+    t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+  }
+  for (int k = 0; k < 2; ++k) {
+    r[4 * k + 0] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], 0x44);
+    r[4 * k + 1] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], 0xEE);
+    r[4 * k + 2] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
+    r[4 * k + 3] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xEE);
+  }
+  for (int k = 0; k < 4; ++k) {
+    _mm256_storeu_ps(dst + k * ld_dst, _mm256_permute2f128_ps(r[k], r[k + 4], 0x20));
+    _mm256_storeu_ps(dst + (k + 4) * ld_dst, _mm256_permute2f128_ps(r[k], r[k + 4], 0x31));
+  }
+}
+#endif
+
+template <typename T>
+void transpose_tiles(const T* src, T* dst, int64_t B, int64_t n, int64_t i0, int64_t i1) {
+  int64_t b0 = 0;
+#if defined(__AVX__)
+  if constexpr (std::is_same_v<T, float>) {
+    for (; b0 + 8 <= B; b0 += 8) {
+      int64_t i = i0;
+      for (; i + 8 <= i1; i += 8) transpose8x8(src + b0 * n + i, n, dst + i * B + b0, B);
+      for (; i < i1; ++i)
+        for (int64_t b = b0; b < b0 + 8; ++b) dst[i * B + b] = src[b * n + i];
+    }
+  }
+#endif
+  for (; b0 < B; b0 += 8) {
+    const int64_t b1 = std::min(B, b0 + 8);
+    for (int64_t i = i0; i < i1; ++i)
+      for (int64_t b = b0; b < b1; ++b) dst[i * B + b] = src[b * n + i];
+  }
+}
+
 at::Tensor transpose_2d(const at::Tensor& x) {
   TORCH_CHECK(x.device().is_cpu() && x.dim() == 2 && x.is_contiguous(), "expected a contiguous 2-D CPU tensor");
   const int64_t B = x.size(0), n = x.size(1);
@@ -590,19 +634,55 @@ at::Tensor transpose_2d(const at::Tensor& x) {
   AT_DISPATCH_ALL_TYPES_AND(at::kBool, x.scalar_type(), "transpose_2d", [&] {
     const scalar_t* src = x.data_ptr<scalar_t>();
     scalar_t* dst = out.data_ptr<scalar_t>();
-    constexpr int64_t TB = 8, TN = 64;
-    at::parallel_for(0, (n + TN - 1) / TN, std::max<int64_t>(1, 4096 / std::max<int64_t>(B, 1)), [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t i0 = t * TN, i1 = std::min(n, i0 + TN);
-        for (int64_t b0 = 0; b0 < B; b0 += TB) {
-          const int64_t b1 = std::min(B, b0 + TB);
-          for (int64_t i = i0; i < i1; ++i)
-            for (int64_t b = b0; b < b1; ++b) dst[i * B + b] = src[b * n + i];
-        }
-      }
-    });
+    constexpr int64_t TN = 64;  // columns of x per task: a (B, 64) panel
+    at::parallel_for(0, (n + TN - 1) / TN, std::max<int64_t>(1, 16384 / std::max<int64_t>(B * TN, 1)),
+                     [&](int64_t t0, int64_t t1) {
+                       for (int64_t t = t0; t < t1; ++t)
+                         transpose_tiles<scalar_t>(src, dst, B, n, t * TN, std::min(n, (t + 1) * TN));
+                     });
   });
   return out;
+}
+
+// One Adam step over a list of float32/float64 parameters (torch's formula, as its fused CPU
+// kernel computes it): m ← m + (1 − β1)(g − m); v ← β2·v + (1 − β2)·g²;
+// p ← p − lr / (1 − β1^t) · m / (√v / √(1 − β2^t) + ε). One call instead of torch.optim's
+// per-step Python, which costs more than the arithmetic for a model of 76 k parameters.
+void adam_step_(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
+                int64_t step, double lr, double beta1, double beta2, double eps) {
+  TORCH_CHECK(params.size() == grads.size() && params.size() == exp_avgs.size() && params.size() == exp_avg_sqs.size(),
+              "adam_step_: lists of different lengths");
+  TORCH_CHECK(step >= 1, "adam_step_: step counts from 1");
+  const double bc1 = 1.0 - std::pow(beta1, double(step)), bc2_sqrt = std::sqrt(1.0 - std::pow(beta2, double(step)));
+  for (size_t k = 0; k < params.size(); ++k) {
+    const at::Tensor& p = params[k];
+    const at::Tensor& g = grads[k];
+    const at::Tensor& m = exp_avgs[k];
+    const at::Tensor& v = exp_avg_sqs[k];
+    TORCH_CHECK(p.device().is_cpu() && p.is_contiguous() && g.is_contiguous() && m.is_contiguous() && v.is_contiguous() &&
+                    g.numel() == p.numel() && m.numel() == p.numel() && v.numel() == p.numel() &&
+                    g.scalar_type() == p.scalar_type() && m.scalar_type() == p.scalar_type() &&
+                    v.scalar_type() == p.scalar_type(),
+                "adam_step_: parameter, gradient and moments must be contiguous CPU tensors of one shape and dtype");
+    AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "adam_step_", [&] {
+      scalar_t* pp = p.data_ptr<scalar_t>();
+      const scalar_t* gp = g.data_ptr<scalar_t>();
+      scalar_t* mp = m.data_ptr<scalar_t>();
+      scalar_t* vp = v.data_ptr<scalar_t>();
+      const scalar_t w1 = scalar_t(1 - beta1), b2 = scalar_t(beta2), w2 = scalar_t(1 - beta2);
+      const scalar_t step_size = scalar_t(lr / bc1), bc2s = scalar_t(bc2_sqrt), ep = scalar_t(eps);
+      at::parallel_for(0, p.numel(), 1 << 15, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const scalar_t gi = gp[i];
+          const scalar_t mi = mp[i] + w1 * (gi - mp[i]);
+          const scalar_t vi = vp[i] * b2 + w2 * gi * gi;
+          mp[i] = mi;
+          vp[i] = vi;
+          pp[i] -= step_size * mi / (std::sqrt(vi) / bc2s + ep);
+        }
+      });
+    });
+  }
 }
 
 }  // namespace
@@ -615,6 +695,7 @@ TORCH_LIBRARY(dendritic_kernels, m) {
   m.def("dendritic_layer", &dendritic_layer);
   m.def("dendritic_layer_backward", &dendritic_layer_backward);
   m.def("transpose_2d", &transpose_2d);
+  m.def("adam_step_", &adam_step_);
 }
 """
 
