@@ -117,12 +117,17 @@ def test_cpp_threads_agree(cpp, fan_in):
     gen = torch.Generator().manual_seed(0)
     h, weight = torch.randn(n_in, 128, generator=gen), torch.randn(indices.numel(), generator=gen)
     grad_out = torch.randn(n_out, 128, generator=gen)
+    assert_same_on_1_and_2_threads(lambda: run("cpp", h, weight, indices, offsets, grad_out, True, fan_in))
+
+
+def assert_same_on_1_and_2_threads(compute) -> None:
+    """``compute()`` (a list of tensors) gives bit-identical results on one and two threads."""
     threads = torch.get_num_threads()
+    results = []
     try:
-        results = []
         for n in (1, 2):
             torch.set_num_threads(n)
-            results.append(run("cpp", h, weight, indices, offsets, grad_out, True, fan_in))
+            results.append(compute())
     finally:
         torch.set_num_threads(threads)
     for a, b in zip(*results, strict=True):
@@ -295,22 +300,15 @@ def test_fused_layer_gradcheck_and_threads(cpp):
     big = [torch.randn(n_in, 128), torch.randn(indices.numel()), torch.randn(n_dend), torch.randn(n_dend)]
     big += [torch.randn(256)]
     big = [a.requires_grad_(True) for a in big]
-    threads = torch.get_num_threads()
-    results = []
-    try:
-        for n in (1, 2):
-            torch.set_num_threads(n)
-            for a in big:
-                a.grad = None
-            out, _ = kernels.dendritic_layer_t(
-                big[0], big[1], big[2], indices, offsets, big[3], big[4], 16, 0.1
-            )
-            out.backward(torch.ones_like(out))
-            results.append([out.detach(), *(a.grad for a in big)])
-    finally:
-        torch.set_num_threads(threads)
-    for a, b in zip(*results, strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+    def compute():
+        for a in big:
+            a.grad = None
+        out, _ = kernels.dendritic_layer_t(big[0], big[1], big[2], indices, offsets, big[3], big[4], 16, 0.1)
+        out.backward(torch.ones_like(out))
+        return [out.detach(), *(a.grad for a in big)]
+
+    assert_same_on_1_and_2_threads(compute)
 
 
 def test_fused_layer_rejects_bad_shapes(cpp):
