@@ -137,10 +137,12 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
     """The paper's Adam (β 0.9/0.999, ε 1e-7).
 
     On the CPU, :class:`dendritic.training.optim.Adam`: torch's Adam with one C++ call per step
-    (the same formula; torch's per-step Python costs a tenth of a dANN step). Elsewhere the
-    fused implementation where torch has one.
+    (the same formula; torch's per-step Python costs a tenth of a dANN step). Elsewhere, and
+    where the C++ kernels are not built, torch's fused implementation where it has one.
     """
-    if all(p.is_cpu for p in model.parameters()):
+    from dendritic.layers.kernels import kernel_backend
+
+    if all(p.is_cpu for p in model.parameters()) and kernel_backend() == "cpp":
         from dendritic.training.optim import Adam
 
         return Adam(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-7)
