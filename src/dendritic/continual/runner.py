@@ -9,6 +9,7 @@ evaluated on every task's test set, giving one row of the accuracy matrix.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -29,6 +30,7 @@ from dendritic.continual.benchmarks import (
     resolve_tasks,
 )
 from dendritic.continual.metrics import summarize
+from dendritic.store import RunRecorder
 from dendritic.training.loop import eval_batch_size, make_optimizer, model_for
 
 __all__ = ["PROTOCOL", "ContinualConfig", "ContinualResult", "evaluate_task", "run_continual"]
@@ -314,34 +316,26 @@ def run_continual(
     )
     model = model_for(config, data).to(dev)
     params = count_parameters(model)
-    run_id = None
+    recorder = None
     if store is not None:
         meta = {"device": str(dev), "trainable_params": params, "extra": {"protocol": PROTOCOL}}
-        run_id = store.start_run(key, meta=meta, replace=replace)
-    try:
-        result = _stream(config, model, bench, dev, store, run_id, progress)
+        recorder = RunRecorder(store, key, meta=meta, replace=replace)
+    # The recorder marks the run failed or interrupted if anything below raises.
+    with recorder if recorder is not None else contextlib.nullcontext():
+        result = _stream(config, model, bench, dev, recorder, progress)
         result.trainable_params = params
-        if store is not None:
-            store.finish_run(
-                run_id,
+        if recorder is not None:
+            recorder.finish(
                 test_accuracy=result.metrics["acc"],
                 epochs_run=config.passes * config.tasks * config.epochs_per_task,
                 wall_seconds=result.seconds,
                 trainable_params=params,
                 extra=result.store_extra(),
             )
-        result.run_id = run_id
+            result.run_id = recorder.id
         if keep_model:
             result.model = model
         return result
-    except KeyboardInterrupt as exc:
-        if store is not None:
-            store.fail_run(run_id, exc, status="interrupted")
-        raise
-    except BaseException as exc:
-        if store is not None:
-            store.fail_run(run_id, exc)
-        raise
 
 
 def _stream(
@@ -349,8 +343,7 @@ def _stream(
     model: torch.nn.Module,
     bench: Benchmark,
     dev: torch.device,
-    store: Any | None,
-    run_id: int | None,
+    recorder: RunRecorder | None,
     progress: bool,
 ) -> ContinualResult:
     t_start = time.perf_counter()
@@ -370,9 +363,8 @@ def _stream(
                 epoch_no += 1
                 if not math.isfinite(loss):
                     raise FloatingPointError(f"training diverged on task {task.index} (loss {loss})")
-                if store is not None:
-                    store.log_epoch(
-                        run_id,
+                if recorder is not None:
+                    recorder.log_epoch(
                         epoch_no,
                         train_loss=loss,
                         train_accuracy=acc,

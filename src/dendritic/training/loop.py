@@ -7,6 +7,7 @@ generators seeded by the run's seed, so the same config gives the same metrics o
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from dendritic.models import build_model, count_parameters, paper_parameter_count
 from dendritic.models.checkpoint import save as save_checkpoint
 from dendritic.models.network import DendriticNet
+from dendritic.store import RunRecorder
 from dendritic.training.config import TrainConfig
 
 __all__ = [
@@ -243,21 +245,22 @@ def train(
             batch_size=config.batch_size,
         )
     model = model_for(config, data).to(dev)
-    run_id = (
-        store.start_run(config.to_dict(), meta=_meta(config, dev, model), replace=replace)
+    recorder = (
+        RunRecorder(store, config.to_dict(), meta=_meta(config, dev, model), replace=replace)
         if store is not None
         else None
     )
-    try:
-        result = _fit(config, model, data, dev, epochs, store, run_id, progress, on_epoch)
+    # The recorder marks the run failed or interrupted if anything below raises.
+    with recorder if recorder is not None else contextlib.nullcontext():
+        run_id = recorder.id if recorder is not None else None
+        result = _fit(config, model, data, dev, epochs, recorder, progress, on_epoch)
         if checkpoint is not None:
             path = save_checkpoint(
                 model, checkpoint, extra={"run_id": run_id, "train_config": config.to_dict()}
             )
             result.checkpoint = str(path)
-        if store is not None:
-            store.finish_run(
-                run_id,
+        if recorder is not None:
+            recorder.finish(
                 test_accuracy=result.test_accuracy,
                 test_loss=result.test_loss,
                 best_epoch=result.best_epoch,
@@ -267,14 +270,6 @@ def train(
             )
         result.run_id = run_id
         return result
-    except KeyboardInterrupt as exc:
-        if store is not None:
-            store.fail_run(run_id, exc, status="interrupted")
-        raise
-    except BaseException as exc:
-        if store is not None:
-            store.fail_run(run_id, exc)
-        raise
 
 
 def _fit(
@@ -283,8 +278,7 @@ def _fit(
     data: Any,
     dev: torch.device,
     epochs: int,
-    store: Any | None,
-    run_id: int | None,
+    recorder: RunRecorder | None,
     progress: bool,
     on_epoch: Callable[[EpochMetrics], None] | None,
 ) -> RunResult:
@@ -336,8 +330,8 @@ def _fit(
             if not math.isfinite(train_loss):
                 raise FloatingPointError(f"training diverged at epoch {epoch} (loss {train_loss})")
             history.append(metrics)
-            if store is not None:
-                store.log_epoch(run_id, epoch, **metrics.as_dict())
+            if recorder is not None:
+                recorder.log_epoch(epoch, **metrics.as_dict())
             if on_epoch is not None:
                 on_epoch(metrics)
             if progress:
