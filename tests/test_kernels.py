@@ -330,3 +330,37 @@ def test_feature_major_transpose(cpp, shape, dtype):
     x = (torch.rand(shape) * 100).to(dtype)
     out = kernels.feature_major(x)
     assert out.is_contiguous() and torch.equal(out, x.t())
+
+
+# ------------------------------------------------------------------ output layer + loss
+@pytest.mark.parametrize("batch", [1, 7, 128])
+def test_head_loss_matches_torch(cpp, batch):
+    gen = torch.Generator().manual_seed(batch)
+    h = torch.randn(33, batch, generator=gen, requires_grad=True)
+    weight = torch.randn(10, 33, generator=gen, requires_grad=True)
+    bias = torch.randn(10, generator=gen, requires_grad=True)
+    target = torch.randint(0, 10, (batch,), generator=gen)
+    loss, correct = kernels.head_loss_t(h, weight, bias, target)
+    loss.backward()
+    ours = [loss.detach(), h.grad, weight.grad, bias.grad]
+    for t in (h, weight, bias):
+        t.grad = None
+    logits = F.linear(h.t(), weight, bias)
+    ref_loss = F.cross_entropy(logits, target)
+    ref_loss.backward()
+    assert int(correct) == int((logits.argmax(dim=1) == target).sum())
+    for a, b in zip(ours, [ref_loss.detach(), h.grad, weight.grad, bias.grad], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_head_loss_gradcheck_and_bad_target(cpp):
+    gen = torch.Generator().manual_seed(0)
+    args = [
+        torch.randn(6, 4, dtype=torch.float64, generator=gen, requires_grad=True),
+        torch.randn(3, 6, dtype=torch.float64, generator=gen, requires_grad=True),
+        torch.randn(3, dtype=torch.float64, generator=gen, requires_grad=True),
+    ]
+    target = torch.tensor([0, 2, 1, 2])
+    assert torch.autograd.gradcheck(lambda h, w, b: kernels.head_loss_t(h, w, b, target)[0], tuple(args))
+    with pytest.raises(RuntimeError, match="not a class"):
+        kernels.head_loss_t(args[0], args[1], args[2], torch.tensor([0, 1, 3, 0]))

@@ -1,5 +1,7 @@
-"""``sparse_matmul_t``: a sparse layer's product over its real connections, fast on CPU; and
-``dendritic_layer_t``: a whole dendro-somatic layer of a dANN fused into one pass.
+"""``sparse_matmul_t``: a sparse layer's product over its real connections, fast on CPU;
+``dendritic_layer_t``: a whole dendro-somatic layer of a dANN fused into one pass; and the small
+C++ pieces of a training step (``head_loss_t``: output layer + cross-entropy + accuracy count;
+``feature_major``: the batch transposed; ``adam_step_``, used by ``dendritic.training.optim``).
 
 Activations are feature-major: ``h`` is ``(n_in, B)``, the result ``(n_out, B)``. The wiring is
 CSR over outputs (``offsets`` (n_out,) start of each output's connections, ``indices`` (nnz,) input
@@ -95,6 +97,7 @@ __all__ = [
     "available_kernels",
     "dendritic_layer_t",
     "fused_layers_enabled",
+    "head_loss_t",
     "kernel_backend",
     "sparse_matmul_t",
 ]
@@ -716,6 +719,118 @@ void adam_step_(at::TensorList params, at::TensorList grads, at::TensorList exp_
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The output layer and the loss of a training step in one call each way. Feature-major:
+// h (S, B), weight (C, S), bias (C), target (B). Forward: logits = weight·h + bias, the mean
+// cross-entropy over the batch, the softmax (saved for the backward) and the number of correct
+// argmax predictions (first maximum, as torch.argmax). Backward: with G = (softmax − onehot)·g/B,
+// grad_weight = G·hᵀ, grad_bias = Σ_b G, grad_h = weightᵀ·G. A few dozen small PyTorch operators
+// (addmm, log-softmax, nll, argmax, their backward) cost far more dispatch than arithmetic here.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> head_forward(const at::Tensor& h, const at::Tensor& weight,
+                                                            const at::Tensor& bias, const at::Tensor& target) {
+  TORCH_CHECK(h.device().is_cpu() && h.dim() == 2 && h.is_contiguous(), "h must be a contiguous (S, B) CPU tensor");
+  TORCH_CHECK(weight.dim() == 2 && weight.is_contiguous() && weight.size(1) == h.size(0) &&
+                  weight.scalar_type() == h.scalar_type(), "weight must be contiguous (C, S) of h's dtype");
+  TORCH_CHECK(bias.is_contiguous() && bias.numel() == weight.size(0) && bias.scalar_type() == h.scalar_type(),
+              "bias must be contiguous (C,) of h's dtype");
+  TORCH_CHECK(target.scalar_type() == at::kLong && target.is_contiguous() && target.numel() == h.size(1),
+              "target must be int64 (B,)");
+  const int64_t S = h.size(0), B = h.size(1), C = weight.size(0);
+  auto probs = at::empty({C, B}, h.options());
+  auto loss = at::empty({}, h.options());
+  auto correct = at::empty({}, target.options());
+  AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "head_forward", [&] {
+    constexpr int L = Vec<scalar_t>::L;
+    const scalar_t* hp = h.data_ptr<scalar_t>();
+    const scalar_t* wp = weight.data_ptr<scalar_t>();
+    const scalar_t* bp = bias.data_ptr<scalar_t>();
+    const int64_t* yp = target.data_ptr<int64_t>();
+    scalar_t* pp = probs.data_ptr<scalar_t>();
+    for (int64_t c = 0; c < C; ++c) std::fill(pp + c * B, pp + (c + 1) * B, bp[c]);
+    for (int64_t s = 0; s < S; ++s) {  // logits[c, :] += weight[c, s] · h[s, :]
+      const scalar_t* row = hp + s * B;
+      for (int64_t c = 0; c < C; ++c) {
+        const scalar_t wcs = wp[c * S + s];
+        scalar_t* dst = pp + c * B;
+        int64_t b = 0;
+        for (; b + L <= B; b += L) storeu<scalar_t>(dst + b, loadu<scalar_t>(dst + b) + wcs * loadu<scalar_t>(row + b));
+        for (; b < B; ++b) dst[b] += wcs * row[b];
+      }
+    }
+    double total = 0;
+    int64_t hits = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t y = yp[b];
+      TORCH_CHECK(y >= 0 && y < C, "target ", y, " is not a class in [0, ", C, ")");
+      int64_t best = 0;
+      scalar_t top = pp[b];
+      for (int64_t c = 1; c < C; ++c)
+        if (pp[c * B + b] > top) top = pp[c * B + b], best = c;
+      hits += best == y;
+      scalar_t sum = 0;
+      for (int64_t c = 0; c < C; ++c) sum += std::exp(pp[c * B + b] - top);
+      const scalar_t lse = top + std::log(sum);
+      total += double(lse - pp[y * B + b]);
+      for (int64_t c = 0; c < C; ++c) pp[c * B + b] = std::exp(pp[c * B + b] - lse);
+    }
+    loss.fill_(total / double(std::max<int64_t>(B, 1)));
+    correct.fill_(hits);
+  });
+  return {loss, probs, correct};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> head_backward(const at::Tensor& grad_loss, const at::Tensor& probs,
+                                                             const at::Tensor& h, const at::Tensor& weight,
+                                                             const at::Tensor& target, bool need_h) {
+  const int64_t S = h.size(0), B = h.size(1), C = weight.size(0);
+  TORCH_CHECK(probs.is_contiguous() && probs.size(0) == C && probs.size(1) == B, "saved softmax does not match");
+  auto gw = at::empty({C, S}, h.options());
+  auto gb = at::empty({C}, h.options());
+  auto gh = need_h ? at::empty({S, B}, h.options()) : at::empty({0}, h.options());
+  AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "head_backward", [&] {
+    using V = typename Vec<scalar_t>::type;
+    constexpr int L = Vec<scalar_t>::L;
+    const scalar_t scale = grad_loss.item<scalar_t>() / scalar_t(std::max<int64_t>(B, 1));
+    const int64_t* yp = target.data_ptr<int64_t>();
+    std::vector<scalar_t> G(probs.data_ptr<scalar_t>(), probs.data_ptr<scalar_t>() + C * B);
+    for (int64_t b = 0; b < B; ++b) G[yp[b] * B + b] -= scalar_t(1);
+    for (auto& g : G) g *= scale;
+    scalar_t* gbp = gb.data_ptr<scalar_t>();
+    for (int64_t c = 0; c < C; ++c) gbp[c] = row_sum<scalar_t>(G.data() + c * B, B);
+    const scalar_t* hp = h.data_ptr<scalar_t>();
+    const scalar_t* wp = weight.data_ptr<scalar_t>();
+    scalar_t* gwp = gw.data_ptr<scalar_t>();
+    scalar_t* ghp = need_h ? gh.data_ptr<scalar_t>() : nullptr;
+    at::parallel_for(0, S, std::max<int64_t>(1, 4096 / std::max<int64_t>(C * B, 1)), [&](int64_t s0, int64_t s1) {
+      for (int64_t s = s0; s < s1; ++s) {
+        const scalar_t* row = hp + s * B;
+        for (int64_t c = 0; c < C; ++c) {  // grad_weight[c, s] = ⟨G[c, :], h[s, :]⟩
+          const scalar_t* g = G.data() + c * B;
+          V acc = V{};
+          int64_t b = 0;
+          for (; b + L <= B; b += L) acc += loadu<scalar_t>(g + b) * loadu<scalar_t>(row + b);
+          scalar_t sum = 0;
+          for (int j = 0; j < L; ++j) sum += acc[j];
+          for (; b < B; ++b) sum += g[b] * row[b];
+          gwp[c * S + s] = sum;
+        }
+        if (ghp != nullptr) {  // grad_h[s, :] = Σ_c weight[c, s] · G[c, :]
+          scalar_t* dst = ghp + s * B;
+          std::fill(dst, dst + B, scalar_t(0));
+          for (int64_t c = 0; c < C; ++c) {
+            const scalar_t wcs = wp[c * S + s];
+            const scalar_t* g = G.data() + c * B;
+            int64_t b = 0;
+            for (; b + L <= B; b += L) storeu<scalar_t>(dst + b, loadu<scalar_t>(dst + b) + wcs * loadu<scalar_t>(g + b));
+            for (; b < B; ++b) dst[b] += wcs * g[b];
+          }
+        }
+      }
+    });
+  });
+  return {gh, gw, gb};
+}
+
 }  // namespace
 
 TORCH_LIBRARY(dendritic_kernels, m) {
@@ -727,6 +842,8 @@ TORCH_LIBRARY(dendritic_kernels, m) {
   m.def("dendritic_layer_backward", &dendritic_layer_backward);
   m.def("transpose_2d", &transpose_2d);
   m.def("adam_step_", &adam_step_);
+  m.def("head_forward", &head_forward);
+  m.def("head_backward", &head_backward);
 }
 """
 
@@ -1198,3 +1315,39 @@ def feature_major(x: torch.Tensor) -> torch.Tensor:
     if x.dim() == 2 and x.is_cpu and x.is_contiguous() and not x.requires_grad and kernel_backend() == "cpp":
         return _ops().transpose_2d(x)
     return x.t().contiguous()
+
+
+# --------------------------------------------------------------------------- output layer + loss
+
+
+class _HeadLossT(torch.autograd.Function):
+    """Output layer, softmax cross-entropy and accuracy count of a step: one C++ call each way."""
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, target):  # type: ignore[override]
+        loss, probs, correct = _ops().head_forward(h, weight, bias, target)
+        ctx.save_for_backward(probs, h, weight, target)
+        ctx.mark_non_differentiable(correct)
+        return loss, correct
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_loss, _grad_correct):  # type: ignore[override]
+        probs, h, weight, target = ctx.saved_tensors
+        grad_h, grad_w, grad_b = _ops().head_backward(
+            grad_loss, probs, h, weight, target, bool(ctx.needs_input_grad[0])
+        )
+        return (grad_h if ctx.needs_input_grad[0] else None), grad_w, grad_b, None
+
+
+def head_loss_t(
+    h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy of ``weight · h + bias`` (h feature-major ``(S, B)``) against
+    ``target``, and the number of correct argmax predictions (not differentiable).
+
+    The same numbers as ``F.cross_entropy(F.linear(h.t(), weight, bias), target)`` to float
+    rounding; C++ on the CPU (check :func:`fused_layers_enabled` first).
+    """
+    h = h.contiguous()
+    return _HeadLossT.apply(h, weight, bias, target.contiguous())

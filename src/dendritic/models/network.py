@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dendritic.layers.kernels import dendritic_layer_t, feature_major, fused_layers_enabled
+from dendritic.layers.kernels import dendritic_layer_t, feature_major, fused_layers_enabled, head_loss_t
 from dendritic.layers.sparse import MaskedLinear, SparseLinear
 from dendritic.models.variants import Variant, resolve_name
 from dendritic.wiring import sampling
@@ -220,7 +220,26 @@ class DendriticNet(nn.Module):
     def forward(
         self, x: torch.Tensor, return_activations: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        # Hidden activations are kept feature-major, (units, batch): see SparseLinear.forward_t.
+        h, activations = self._hidden(x, return_activations)
+        logits = self.output.forward_t(h).t()
+        return (logits, activations) if return_activations else logits
+
+    def loss_and_correct(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean cross-entropy of a batch and its number of correct predictions (what a training
+        step needs). On the CPU the output layer, loss and count are one C++ call each way."""
+        h, _ = self._hidden(x, False)
+        if fused_layers_enabled(h) and self.output.kernel == "dense":
+            return head_loss_t(h, self.output.weight, self.output.bias, target)
+        logits = self.output.forward_t(h).t()
+        loss = F.cross_entropy(logits, target)
+        with torch.no_grad():
+            correct = (logits.argmax(dim=1) == target).sum()
+        return loss, correct
+
+    def _hidden(
+        self, x: torch.Tensor, return_activations: bool
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The last hidden layer's output, feature-major (units, batch), and the recorded activations."""
         h = feature_major(self._flatten(x))
         activations: dict[str, torch.Tensor] = {}
         for index, layer in enumerate(self.layers, start=1):
@@ -230,8 +249,7 @@ class DendriticNet(nn.Module):
                 activations[f"dendrites_{index}"] = dendrites.t()
                 activations[f"somata_{index}"] = h.t()
             h = layer.dropout(h)
-        logits = self.output.forward_t(h).t()
-        return (logits, activations) if return_activations else logits
+        return h, activations
 
     # ------------------------------------------------------------------ inspection
     @property

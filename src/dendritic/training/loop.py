@@ -168,14 +168,18 @@ def train_step(
     count to the running tensors in place (no ``.item()``: the step never waits on a sync)."""
     # index_select: about 3× faster than x_train[idx] for a batch of images
     xb, yb = torch.index_select(x_train, 0, idx), torch.index_select(y_train, 0, idx)
-    logits = model(xb)
-    loss = F.cross_entropy(logits, yb)
+    if isinstance(model, DendriticNet):
+        loss, hits = model.loss_and_correct(xb, yb)
+    else:
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        hits = (logits.detach().argmax(dim=1) == yb).sum()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     with torch.no_grad():
-        loss_sum += loss.detach() * len(yb)
-        correct += (logits.argmax(dim=1) == yb).sum()
+        loss_sum.add_(loss.detach(), alpha=len(yb))
+        correct.add_(hits)
 
 
 def batch_order(n: int, sequential: bool, generator: torch.Generator) -> torch.Tensor:
