@@ -32,48 +32,63 @@ class Adam(torch.optim.Adam):
     ) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, foreach=False)
         self._steps = 0  # steps taken by the fast path (state["step"] is synced on demand)
+        self._static_ok: bool | None = None
+        self._moment_cache: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
 
-    def _fast_path(self) -> list[tuple[list[torch.Tensor], dict[str, Any]]] | None:
+    def _fast_path(self) -> list[tuple[list[torch.Tensor], list[torch.Tensor], dict[str, Any]]] | None:
+        """Per group (params, grads, group) when the C++ step applies now, else None.
+
+        What cannot change between steps (dtype, device, layout, the group's options) is checked
+        once; only the gradients are looked at every step.
+        """
+        if self._static_ok is None:
+            self._static_ok = kernel_backend() == "cpp" and all(
+                not (g["weight_decay"] or g["amsgrad"] or g["maximize"] or g.get("differentiable"))
+                and all(
+                    p.is_cpu and p.dtype in (torch.float32, torch.float64) and p.is_contiguous()
+                    for p in g["params"]
+                )
+                for g in self.param_groups
+            )
+        if not self._static_ok:
+            return None
         groups = []
         for group in self.param_groups:
             params = group["params"]
-            if group["weight_decay"] or group["amsgrad"] or group["maximize"] or group.get("differentiable"):
-                return None
-            for p in params:
-                g = p.grad
-                if (
-                    g is None
-                    or not p.is_cpu
-                    or p.dtype not in (torch.float32, torch.float64)
-                    or g.dtype != p.dtype
-                    or g.is_sparse
-                    or not p.is_contiguous()
-                ):
+            grads = [p.grad for p in params]
+            for p, g in zip(params, grads, strict=True):
+                if g is None or g.dtype != p.dtype or g.is_sparse or not g.is_contiguous():
                     return None
-            groups.append((params, group))
-        if kernel_backend() != "cpp":
-            return None
+            groups.append((params, grads, group))
         return groups
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """As torch's, without its per-call profiling and bookkeeping (``set_to_none`` default)."""
+        if not set_to_none:
+            return super().zero_grad(set_to_none=False)
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+        return None
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:  # type: ignore[override]
-        groups = self._fast_path() if closure is None else None
+        groups = self._fast_path() if closure is None and self._steps >= 0 else None
         if groups is None:
-            self._sync_steps()
-            self._steps = -1  # mixed use: from now on torch's step counts
-            return super().step(closure)
-        if self._steps < 0:  # torch's own step was used before: keep using it
+            if self._steps >= 0:  # leaving the fast path for good: torch's step counts from here
+                self._sync_steps()
+                self._steps = -1
             return super().step(closure)
         self._steps += 1
         ops = torch.ops.dendritic_kernels
-        for params, group in groups:
-            moments = [self._moments(p) for p in params]
+        for params, grads, group in groups:
+            exp_avgs, exp_avg_sqs = self._moment_lists(params)
             beta1, beta2 = group["betas"]
             ops.adam_step_(
                 params,
-                [p.grad.contiguous() for p in params],
-                [m for m, _ in moments],
-                [v for _, v in moments],
+                grads,
+                exp_avgs,
+                exp_avg_sqs,
                 self._steps,
                 float(group["lr"]),
                 float(beta1),
@@ -81,6 +96,13 @@ class Adam(torch.optim.Adam):
                 float(group["eps"]),
             )
         return None
+
+    def _moment_lists(self, params: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        key = id(params)
+        if key not in self._moment_cache:
+            moments = [self._moments(p) for p in params]
+            self._moment_cache[key] = ([m for m, _ in moments], [v for _, v in moments])
+        return self._moment_cache[key]
 
     def _moments(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         state = self.state[p]
@@ -104,3 +126,4 @@ class Adam(torch.optim.Adam):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self._steps = -1  # restored moments carry torch's step counts: let torch continue
+        self._moment_cache.clear()
