@@ -649,7 +649,8 @@ at::Tensor transpose_2d(const at::Tensor& x) {
 
 // One Adam step over a list of float32/float64 parameters (torch's formula, as its fused CPU
 // kernel computes it): m ← m + (1 − β1)(g − m); v ← β2·v + (1 − β2)·g²;
-// p ← p − lr / (1 − β1^t) · m / (√v / √(1 − β2^t) + ε). One call instead of torch.optim's
+// p ← p − lr / (1 − β1^t) · m / (√v / √(1 − β2^t) + ε) (the division by √(1 − β2^t) as a
+// multiplication by its inverse: one division per element instead of two). One call instead of torch.optim's
 // per-step Python, which costs more than the arithmetic for a model of 76 k parameters.
 template <typename T> inline typename Vec<T>::type vsqrt(typename Vec<T>::type v) {
 #if defined(__AVX__)
@@ -693,7 +694,7 @@ void adam_step_(at::TensorList params, at::TensorList grads, at::TensorList exp_
       scalar_t* mp = m.data_ptr<scalar_t>();
       scalar_t* vp = v.data_ptr<scalar_t>();
       const scalar_t w1 = scalar_t(1 - beta1), b2 = scalar_t(beta2), w2 = scalar_t(1 - beta2);
-      const scalar_t step_size = scalar_t(lr / bc1), bc2s = scalar_t(bc2_sqrt), ep = scalar_t(eps);
+      const scalar_t step_size = scalar_t(lr / bc1), inv_bc2s = scalar_t(1.0 / bc2_sqrt), ep = scalar_t(eps);
       at::parallel_for(0, p.numel(), 1 << 15, [&](int64_t i0, int64_t i1) {
         using V = typename Vec<scalar_t>::type;
         constexpr int L = Vec<scalar_t>::L;
@@ -704,7 +705,7 @@ void adam_step_(at::TensorList params, at::TensorList grads, at::TensorList exp_
           const V vi = loadu<scalar_t>(vp + i) * b2 + w2 * gi * gi;
           storeu<scalar_t>(mp + i, mi);
           storeu<scalar_t>(vp + i, vi);
-          storeu<scalar_t>(pp + i, loadu<scalar_t>(pp + i) - step_size * mi / (vsqrt<scalar_t>(vi) / bc2s + ep));
+          storeu<scalar_t>(pp + i, loadu<scalar_t>(pp + i) - step_size * mi / (vsqrt<scalar_t>(vi) * inv_bc2s + ep));
         }
         for (; i < i1; ++i) {
           const scalar_t gi = gp[i];
@@ -712,7 +713,7 @@ void adam_step_(at::TensorList params, at::TensorList grads, at::TensorList exp_
           const scalar_t vi = vp[i] * b2 + w2 * gi * gi;
           mp[i] = mi;
           vp[i] = vi;
-          pp[i] -= step_size * mi / (std::sqrt(vi) / bc2s + ep);
+          pp[i] -= step_size * mi / (std::sqrt(vi) * inv_bc2s + ep);
         }
       });
     });
@@ -746,17 +747,33 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> head_forward(const at::Tensor& h,
     const scalar_t* bp = bias.data_ptr<scalar_t>();
     const int64_t* yp = target.data_ptr<int64_t>();
     scalar_t* pp = probs.data_ptr<scalar_t>();
-    for (int64_t c = 0; c < C; ++c) std::fill(pp + c * B, pp + (c + 1) * B, bp[c]);
-    for (int64_t s = 0; s < S; ++s) {  // logits[c, :] += weight[c, s] · h[s, :]
-      const scalar_t* row = hp + s * B;
-      for (int64_t c = 0; c < C; ++c) {
-        const scalar_t wcs = wp[c * S + s];
-        scalar_t* dst = pp + c * B;
-        int64_t b = 0;
-        for (; b + L <= B; b += L) storeu<scalar_t>(dst + b, loadu<scalar_t>(dst + b) + wcs * loadu<scalar_t>(row + b));
-        for (; b < B; ++b) dst[b] += wcs * row[b];
+    // logits[c, :] = bias[c] + Σ_s weight[c, s] · h[s, :], eight classes × one vector of the
+    // batch held in registers while s runs, so each h value is loaded once per eight classes
+    using V = typename Vec<scalar_t>::type;
+    int64_t b = 0;
+    for (; b + L <= B; b += L) {
+      for (int64_t c0 = 0; c0 < C; c0 += 8) {
+        const int K = int(std::min<int64_t>(8, C - c0));
+        V acc[8];
+        for (int k = 0; k < 8; ++k) acc[k] = V{} + (k < K ? bp[c0 + k] : scalar_t(0));
+        for (int64_t s = 0; s < S; ++s) {
+          const V hv = loadu<scalar_t>(hp + s * B + b);
+          const scalar_t* w = wp + c0 * S + s;
+          if (K == 8) {
+            for (int k = 0; k < 8; ++k) acc[k] += w[k * S] * hv;
+          } else {
+            for (int k = 0; k < K; ++k) acc[k] += w[k * S] * hv;
+          }
+        }
+        for (int k = 0; k < K; ++k) storeu<scalar_t>(pp + (c0 + k) * B + b, acc[k]);
       }
     }
+    for (; b < B; ++b)
+      for (int64_t c = 0; c < C; ++c) {
+        scalar_t acc = bp[c];
+        for (int64_t s = 0; s < S; ++s) acc += wp[c * S + s] * hp[s * B + b];
+        pp[c * B + b] = acc;
+      }
     double total = 0;
     int64_t hits = 0;
     for (int64_t b = 0; b < B; ++b) {
@@ -801,28 +818,36 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> head_backward(const at::Tensor& g
     const scalar_t* wp = weight.data_ptr<scalar_t>();
     scalar_t* gwp = gw.data_ptr<scalar_t>();
     scalar_t* ghp = need_h ? gh.data_ptr<scalar_t>() : nullptr;
+    // per hidden unit s, one pass over the batch: grad_weight[c, s] = ⟨G[c, :], h[s, :]⟩ (eight
+    // classes' sums in registers) and grad_h[s, :] = Σ_c weight[c, s] · G[c, :]
     at::parallel_for(0, S, std::max<int64_t>(1, 4096 / std::max<int64_t>(C * B, 1)), [&](int64_t s0, int64_t s1) {
       for (int64_t s = s0; s < s1; ++s) {
         const scalar_t* row = hp + s * B;
-        for (int64_t c = 0; c < C; ++c) {  // grad_weight[c, s] = ⟨G[c, :], h[s, :]⟩
-          const scalar_t* g = G.data() + c * B;
-          V acc = V{};
+        scalar_t* dst = ghp != nullptr ? ghp + s * B : nullptr;
+        if (dst != nullptr) std::fill(dst, dst + B, scalar_t(0));
+        for (int64_t c0 = 0; c0 < C; c0 += 8) {
+          const int K = int(std::min<int64_t>(8, C - c0));
+          V acc[8];
+          for (int k = 0; k < 8; ++k) acc[k] = V{};
           int64_t b = 0;
-          for (; b + L <= B; b += L) acc += loadu<scalar_t>(g + b) * loadu<scalar_t>(row + b);
-          scalar_t sum = 0;
-          for (int j = 0; j < L; ++j) sum += acc[j];
-          for (; b < B; ++b) sum += g[b] * row[b];
-          gwp[c * S + s] = sum;
-        }
-        if (ghp != nullptr) {  // grad_h[s, :] = Σ_c weight[c, s] · G[c, :]
-          scalar_t* dst = ghp + s * B;
-          std::fill(dst, dst + B, scalar_t(0));
-          for (int64_t c = 0; c < C; ++c) {
-            const scalar_t wcs = wp[c * S + s];
-            const scalar_t* g = G.data() + c * B;
-            int64_t b = 0;
-            for (; b + L <= B; b += L) storeu<scalar_t>(dst + b, loadu<scalar_t>(dst + b) + wcs * loadu<scalar_t>(g + b));
-            for (; b < B; ++b) dst[b] += wcs * g[b];
+          for (; b + L <= B; b += L) {
+            const V hv = loadu<scalar_t>(row + b);
+            V gsum = V{};
+            for (int k = 0; k < K; ++k) {
+              const V gv = loadu<scalar_t>(G.data() + (c0 + k) * B + b);
+              acc[k] += gv * hv;
+              gsum += wp[(c0 + k) * S + s] * gv;
+            }
+            if (dst != nullptr) storeu<scalar_t>(dst + b, loadu<scalar_t>(dst + b) + gsum);
+          }
+          for (int k = 0; k < K; ++k) {
+            scalar_t sum = 0;
+            for (int j = 0; j < L; ++j) sum += acc[k][j];
+            const scalar_t* g = G.data() + (c0 + k) * B;
+            for (int64_t bb = b; bb < B; ++bb) sum += g[bb] * row[bb];
+            gwp[(c0 + k) * S + s] = sum;
+            if (dst != nullptr)
+              for (int64_t bb = b; bb < B; ++bb) dst[bb] += wp[(c0 + k) * S + s] * g[bb];
           }
         }
       }
