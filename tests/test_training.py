@@ -311,3 +311,9 @@ def test_adam_matches_torch_and_falls_back():
         c.step()
         assert c._steps == 1  # the C++ path ran
         torch.testing.assert_close(fresh[0].detach(), torch.full((4,), 0.9))  # first step moves by lr
+        late = torch.nn.Parameter(torch.ones(2))  # a group added later starts its own step count
+        c.add_param_group({"params": [late]})
+        fresh[0].grad, late.grad = torch.ones(4), torch.ones(2)
+        c.step()
+        torch.testing.assert_close(late.detach(), torch.full((2,), 0.9))
+        torch.testing.assert_close(fresh[0].detach(), torch.full((4,), 0.8))

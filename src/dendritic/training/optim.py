@@ -23,6 +23,8 @@ __all__ = ["Adam"]
 class Adam(torch.optim.Adam):
     """``torch.optim.Adam`` (no weight decay, no AMSGrad) with a C++ fast path on the CPU."""
 
+    _static_ok: bool | None
+
     def __init__(
         self,
         params: Iterable[torch.Tensor],
@@ -32,7 +34,7 @@ class Adam(torch.optim.Adam):
     ) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, foreach=False)
         self._steps = 0  # steps taken by the fast path (state["step"] is synced on demand)
-        self._static_ok: bool | None = None
+        self._static_ok = None
         self._moment_cache: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
 
     def _fast_path(self) -> list[tuple[list[torch.Tensor], list[torch.Tensor], dict[str, Any]]] | None:
@@ -61,6 +63,15 @@ class Adam(torch.optim.Adam):
                     return None
             groups.append((params, grads, group))
         return groups
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        self._static_ok = None  # a new group: check the fast path's conditions again
+        if getattr(self, "_steps", 0) > 0:
+            # The fast path keeps one step count for all parameters; the new ones start at zero,
+            # so torch's per-parameter counts take over from here.
+            self._sync_steps()
+            self._steps = -1
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """As torch's, without its per-call profiling and bookkeeping (``set_to_none`` default)."""
