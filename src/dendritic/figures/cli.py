@@ -214,7 +214,9 @@ def add_figure_parsers(sub: Any) -> None:
         "report",
         help="one self-contained HTML page: figures, tables, run counts, versions",
         description="Write one HTML file with the figures embedded (base64 PNG), Tables 1-2, run counts by "
-        "experiment and status, and the library / torch / Python versions. No external resources.",
+        "experiment and status, the continual-learning comparisons stored by `dendritic continual` "
+        "(tables, accuracy-matrix heat maps, forgetting vs parameters) and the library / torch / Python "
+        "versions. No external resources.",
     )
     p.add_argument("--out", default="report.html", help="HTML file to write (default report.html)")
     p.add_argument(
