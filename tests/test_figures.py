@@ -268,6 +268,10 @@ def test_make_figures_writes_what_the_store_allows(drawn, workspace):
     assert (out / "figures.json").is_file() and (out / "fig6-scores.csv").is_file()
     stats = (out / "fig6-anova.md").read_text(encoding="utf-8")
     assert "two-way ANOVA (model × layer)" in stats
+    assert "| dANN-LRF | dendrites_1 | 1 |" in stats  # the per-model means table
+    summary = (out / "fig5-summary.md").read_text(encoding="utf-8")
+    assert summary.count("| dANN-LRF |") == 2 and summary.count("| vANN |") == 2  # two layers each
+    assert (out / "fig5-summary.csv").is_file()
     assert stats.count("not computed") == 3  # one t-SNE per model and layer: no replicates
     assert set(drawn.analyses) == {"dANN-LRF", "vANN"}  # only models with a checkpoint
     assert {r["run"]["id"] for rs in drawn.analyses.values() for r in rs} == set(workspace["real"].values())

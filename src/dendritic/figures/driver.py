@@ -18,10 +18,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dendritic.analysis.selection import Group, group_runs
 from dendritic.figures import paper
 from dendritic.figures.experiments import StoreRuns, load_runs, skip_note
-from dendritic.figures.style import PAPER_MODELS, dataset_label, panel_axes, save_figure, use_headless_backend
+from dendritic.figures.style import (
+    PAPER_MODELS,
+    dataset_label,
+    order_models,
+    panel_axes,
+    save_figure,
+    use_headless_backend,
+)
 from dendritic.figures.tables import Table, selectable, table1, table2
 
 __all__ = ["FIGURES", "FigureInfo", "FiguresResult", "make_figures", "primary_dataset"]
@@ -291,6 +300,7 @@ def make_figures(
             need("Fig 5", bool(main_groups), ["main"], ds)
             if not analyses:
                 raise _Skip(f"Fig 5 skipped: {why}")
+            _write_activity_summary(out, analyses, result)
             return paper.fig5({m: rs[0] for m, rs in analyses.items()})
 
         def f6() -> Any:
@@ -534,6 +544,66 @@ def _analyse_best(
     return analyses, ""
 
 
+def _write_activity_summary(
+    out: Path, analyses: Mapping[str, Sequence[Mapping[str, Any]]], result: FiguresResult
+) -> None:
+    """Fig 5's numbers per model and hidden layer (``fig5-summary.csv`` / ``.md``): the analysed
+    runs, live and dead nodes, node-entropy median and IQR (bits), mean selectivity."""
+    import csv
+
+    rows = []
+    for model in order_models(analyses):
+        for res in analyses[model]:
+            run = res.get("run") or {}
+            for layer, a in (res.get("activity") or {}).items():
+                rows.append(
+                    {
+                        "model": model,
+                        "run_id": run.get("id"),
+                        "dendrites": run.get("dendrites"),
+                        "somata": run.get("somata"),
+                        "seed": run.get("seed"),
+                        "layer": layer,
+                        "nodes": a["n_nodes"],
+                        "dead": a["dead"],
+                        "sparsity": a["sparsity"],
+                        "entropy_median": a["entropy"]["median"],
+                        "entropy_iqr": a["entropy"]["iqr"],
+                        "selectivity_mean": a["selectivity"]["mean"],
+                    }
+                )
+    if not rows:
+        return
+    path = out / "fig5-summary.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result.written.append(path)
+
+    def num(value: Any, digits: int = 3) -> str:
+        return (
+            "–"
+            if value is None or (isinstance(value, float) and math.isnan(value))
+            else f"{value:.{digits}g}"
+        )
+
+    lines = [
+        "### Fig 5 — node activity of each model's analysed runs (test set)",
+        "",
+        "| model | run | D | S | layer | nodes | dead | entropy median (bits) | entropy IQR | selectivity (classes) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['run_id']} | {r['dendrites']} | {r['somata']} | {r['layer']} | {r['nodes']} "
+            f"| {r['dead']} | {num(r['entropy_median'])} | {num(r['entropy_iqr'])} | {num(r['selectivity_mean'])} |"
+        )
+    path = out / "fig5-summary.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result.written.append(path)
+
+
 def _write_scores(
     out: Path, analyses: Mapping[str, Sequence[Mapping[str, Any]]], result: FiguresResult
 ) -> None:
@@ -552,7 +622,19 @@ def _write_scores(
         writer.writeheader()
         writer.writerows(rows)
     result.written.append(path)
-    lines = ["### Fig 6 — two-way ANOVA (model × layer) of the separability scores", ""]
+    lines = ["### Fig 6 — separability scores, mean ± sd over trials × t-SNE repeats", ""]
+    lines += ["| model | layer | n | " + " | ".join(label for _, label in paper.SCORES) + " |"]
+    lines += ["|---|---|---|" + "---|" * len(paper.SCORES)]
+    for model in order_models(analyses):
+        for layer in sorted({r["layer"] for r in rows if r["model"] == model}):
+            cells = [r for r in rows if r["model"] == model and r["layer"] == layer]
+            stats = []
+            for key, _ in paper.SCORES:
+                vals = np.asarray([c[key] for c in cells], dtype=float)
+                sd = f" ± {vals.std(ddof=1):.3f}" if len(vals) > 1 else ""
+                stats.append(f"{vals.mean():.3f}{sd}")
+            lines.append(f"| {model} | {layer} | {len(cells)} | " + " | ".join(stats) + " |")
+    lines += ["", "### Fig 6 — two-way ANOVA (model × layer) of the separability scores", ""]
     any_ok = False
     for key, label in paper.SCORES:
         try:
