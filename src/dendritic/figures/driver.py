@@ -544,12 +544,22 @@ def _analyse_best(
     return analyses, ""
 
 
+def _write_rows_csv(path: Path, rows: Sequence[Mapping[str, Any]], result: FiguresResult) -> None:
+    """Tidy rows (same keys each) as a CSV file, recorded among the written files."""
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result.written.append(path)
+
+
 def _write_activity_summary(
     out: Path, analyses: Mapping[str, Sequence[Mapping[str, Any]]], result: FiguresResult
 ) -> None:
     """Fig 5's numbers per model and hidden layer (``fig5-summary.csv`` / ``.md``): the analysed
     runs, live and dead nodes, node-entropy median and IQR (bits), mean selectivity."""
-    import csv
 
     rows = []
     for model in order_models(analyses):
@@ -574,12 +584,7 @@ def _write_activity_summary(
                 )
     if not rows:
         return
-    path = out / "fig5-summary.csv"
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    result.written.append(path)
+    _write_rows_csv(out / "fig5-summary.csv", rows, result)
 
     def num(value: Any, digits: int = 3) -> str:
         return (
@@ -609,19 +614,13 @@ def _write_scores(
 ) -> None:
     """Fig 6's scores as a tidy CSV, and per score the model × layer ANOVA and the Welch tests
     between models within each layer (Bonferroni over all of a score's tests), where defined."""
-    import csv
 
     from dendritic.analysis.stats import pairwise_by_level, two_way_anova
 
     rows = paper.score_table(analyses)
     if not rows:
         return
-    path = out / "fig6-scores.csv"
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    result.written.append(path)
+    _write_rows_csv(out / "fig6-scores.csv", rows, result)
     lines = ["### Fig 6 — separability scores, mean ± sd over trials × t-SNE repeats", ""]
     lines += ["| model | layer | n | " + " | ".join(label for _, label in paper.SCORES) + " |"]
     lines += ["|---|---|---|" + "---|" * len(paper.SCORES)]
