@@ -8,7 +8,7 @@ sample of a training step, the achieved GFLOP/s and the speed-up of ours over th
 
 Every (model, D, S, implementation) runs in a fresh subprocess so each peak-memory figure is
 that configuration's own. Epoch time is ``ceil(n_train / 128)`` × the median time of a training
-step (the library's own ``dendritic.training.loop.train_step``); ``--full-epochs`` also times whole
+step (the library's own ``dendritic.training.loop.train_steps``, what ``dendritic train`` runs); ``--full-epochs`` also times whole
 epochs of the "ours" rows.
 
 Usage::
@@ -45,7 +45,7 @@ from torch import nn
 
 from dendritic import build_model, count_parameters
 from dendritic.layers.sparse import MaskedLinear, SparseLinear
-from dendritic.training.loop import batch_order, evaluate, make_optimizer, train_step
+from dendritic.training.loop import batch_order, evaluate, make_optimizer, train_steps
 
 MODELS = ("dANN-LRF", "dANN-GRF", "dANN-R", "pdANN", "vANN")
 SIZES = ((1, 32), (16, 256), (64, 512))
@@ -105,24 +105,27 @@ def flops_per_sample(model: nn.Module) -> dict[str, int]:
 # --------------------------------------------------------------------------- timing
 
 
-def _batches(n: int, batch: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Endless sample indices, reshuffled every pass over the data, as the trainer's epochs are."""
+def _blocks(n: int, batch: int, steps: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Endless runs of ``steps`` full batches of sample indices, reshuffled every pass over the
+    data as the trainer's epochs are (the partial last batch of a pass is left out)."""
+    span = min(steps, max(1, n // batch)) * batch  # at most the full batches there are
     while True:
         order = batch_order(n, False, generator)
-        for start in range(0, n, batch):
-            yield order[start : start + batch]
+        for start in range(0, max(1, n - span + 1), span):
+            yield order[start : start + span]
 
 
-def _train_batch(
+def _train(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     data: Any,
-    idx: torch.Tensor,
+    order: torch.Tensor,
     loss_sum: torch.Tensor,
     correct: torch.Tensor,
+    batch: int = BATCH,
 ) -> None:
-    """The library's own training step (what ``dendritic train`` runs per batch)."""
-    train_step(model, optimizer, data.x_train, data.y_train, idx, loss_sum, correct)
+    """What ``dendritic train`` runs: ``dendritic.training.loop.train_steps`` over ``order``."""
+    train_steps(model, optimizer, data.x_train, data.y_train, order, batch, loss_sum, correct)
 
 
 def time_steps(
@@ -143,22 +146,25 @@ def time_steps(
     """
     model.train()
     optimizer = make_optimizer(model, lr)
-    batches = _batches(len(data.x_train), batch, torch.Generator().manual_seed(seed))
+    n = len(data.x_train)
+    generator = torch.Generator().manual_seed(seed)
     loss_sum = torch.zeros(())
     correct = torch.zeros((), dtype=torch.long)
-    for _ in range(WARMUP_STEPS):
-        _train_batch(model, optimizer, data, next(batches), loss_sum, correct)
-    n_batches = math.ceil(len(data.x_train) / batch)
+    _train(model, optimizer, data, next(_blocks(n, batch, WARMUP_STEPS, generator)), loss_sum, correct, batch)
+    n_batches = max(1, n // batch)
     if steps is None:
+        one_batch = next(_blocks(n, batch, 1, generator))
         start = time.perf_counter()
-        _train_batch(model, optimizer, data, next(batches), loss_sum, correct)
+        _train(model, optimizer, data, one_batch, loss_sum, correct, batch)
         one = time.perf_counter() - start
         steps = min(n_batches, max(MIN_STEPS, math.ceil(TARGET_REPEAT_S / max(one, 1e-9))))
+    steps = min(steps, n_batches)
+    blocks = _blocks(n, batch, steps, generator)
     per_step = []
     for _ in range(repeats):
+        block = next(blocks)
         start = time.perf_counter()
-        for _ in range(steps):
-            _train_batch(model, optimizer, data, next(batches), loss_sum, correct)
+        _train(model, optimizer, data, block, loss_sum, correct, batch)
         loss_sum.item()  # results are ready (no-op on the CPU, a sync elsewhere)
         per_step.append((time.perf_counter() - start) / steps)
     return {"step_s": statistics.median(per_step), "steps": steps, "repeats": repeats, "per_step_s": per_step}
@@ -172,18 +178,15 @@ def time_epochs(
     optimizer = make_optimizer(model, lr)
     generator = torch.Generator().manual_seed(seed)
     n = len(data.x_train)
-    warm = _batches(n, batch, generator)
     zero_f, zero_l = torch.zeros(()), torch.zeros((), dtype=torch.long)
-    for _ in range(WARMUP_STEPS):
-        _train_batch(model, optimizer, data, next(warm), zero_f, zero_l)
+    _train(model, optimizer, data, next(_blocks(n, batch, WARMUP_STEPS, generator)), zero_f, zero_l, batch)
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
         order = batch_order(n, False, generator)
         loss_sum = torch.zeros(())
         correct = torch.zeros((), dtype=torch.long)
-        for first in range(0, n, batch):
-            _train_batch(model, optimizer, data, order[first : first + batch], loss_sum, correct)
+        _train(model, optimizer, data, order, loss_sum, correct, batch)
         loss_sum.item(), correct.item()
         seconds.append(time.perf_counter() - start)
     return {"epoch_s": statistics.median(seconds), "repeats": repeats, "per_epoch_s": seconds}
@@ -374,6 +377,40 @@ def table_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
+def _mark(result: dict[str, Any]) -> str:
+    """'†' on numbers carried over from an earlier run (``--reuse``) rather than measured now."""
+    return " †" if result.get("reused_from") else ""
+
+
+def _order_key(result: dict[str, Any]) -> tuple[Any, ...]:
+    model, impl = result["model"], result["impl"]
+    return (
+        MODELS.index(model) if model in MODELS else len(MODELS),
+        model,
+        result["dendrites"],
+        result["somata"],
+        IMPLS.index(impl) if impl in IMPLS else len(IMPLS),
+    )
+
+
+def carried_results(path: Path, threads: int, fresh: set[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """The results of an earlier ``--json`` file with this thread count that this run does not
+    measure again, each marked with where it came from."""
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        previous = payload["results"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SystemExit(f"bench_epoch: cannot reuse {path}: {error}") from None
+    carried = []
+    for result in previous:
+        key = (result.get("model"), result.get("dendrites"), result.get("somata"), result.get("impl"))
+        if key not in fresh and result.get("threads") == threads and _ok(result):
+            carried.append(
+                {**result, "reused_from": {"file": str(path), "command": payload.get("command", "?")}}
+            )
+    return carried
+
+
 def markdown_table(results: Sequence[dict[str, Any]]) -> str:
     """The main table: one row per model × size, ours and masked side by side."""
     lines = [HEADER, ALIGN]
@@ -385,7 +422,7 @@ def markdown_table(results: Sequence[dict[str, Any]]) -> str:
         def epoch(result: dict[str, Any] | None) -> str:
             if result is None:
                 return "–"
-            return fmt_seconds(result["epoch_s"]) if _ok(result) else "failed"
+            return (fmt_seconds(result["epoch_s"]) + _mark(result)) if _ok(result) else "failed"
 
         speedup = "–"
         if _ok(ours) and _ok(masked):
@@ -424,7 +461,7 @@ def masked_table(results: Sequence[dict[str, Any]]) -> str | None:
             f"{useful * masked['n_train'] / masked['epoch_s'] / 1e9:.3g}" if useful is not None else "–"
         )
         lines.append(
-            f"| {row['model']} | {row['dendrites']} | {row['somata']} | {masked['epoch_source']} "
+            f"| {row['model']} | {row['dendrites']} | {row['somata']} | {masked['epoch_source']}{_mark(masked)} "
             f"| {fmt_si(masked['flops']['train_step'])} | {fmt_si(useful)} "
             f"| {masked['gflops']:.3g} | {useful_rate} |"
         )
@@ -443,12 +480,21 @@ def notes(results: Sequence[dict[str, Any]], args: argparse.Namespace) -> list[s
         if args.limit
         else ""
     )
+    reused = sorted(
+        {(r["reused_from"]["file"], r["reused_from"]["command"]) for r in results if r.get("reused_from")}
+    )
     out = [
+        f"- **† Carried over**: not measured by this run but taken from `{Path(file).name}` (`{command}`), "
+        "an earlier run on the same machine; compare ratios within one run, since this machine's speed drifts."
+        for file, command in reused
+    ]
+    out += [
         f"- **Epoch time** (training only, no validation pass): {steps_per_epoch} steps "
         f"(ceil(n_train / {BATCH})) × the median time of one step. A step is "
-        "`dendritic.training.loop.train_step`, what `dendritic train` runs per batch: index a shuffled batch of the in-memory training tensor, "
-        "forward, cross-entropy, `zero_grad(set_to_none=True)`, backward, Adam step from "
-        "`make_optimizer` (lr 1e-3, ε 1e-7, fused), running loss/accuracy sums. After "
+        "what `dendritic train` runs, `dendritic.training.loop.train_steps` over a block of shuffled batches: "
+        "index a batch of the in-memory training tensor, forward, cross-entropy, backward, Adam step from "
+        "`make_optimizer` (lr 1e-3, ε 1e-7), running loss/accuracy sums; one-layer dANNs on the CPU run "
+        "the whole block in one C++ call, the other models step by step (autograd, `zero_grad(set_to_none=True)`). After "
         f"{WARMUP_STEPS} warm-up steps, {args.repeats} repeat(s) time a block of steps each "
         f"(block length chosen from one timed step so that a block lasts ≥ {TARGET_REPEAT_S} s, "
         f"{MIN_STEPS} steps at least, an epoch at most, unless `--steps` is given); "
@@ -605,6 +651,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per configuration")
     parser.add_argument("--out", type=Path, default=None, help="write the Markdown report here")
     parser.add_argument("--json", type=Path, default=None, help="write raw results as JSON here")
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="carry the rows this run does not measure over from an earlier --json file (marked †)",
+    )
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: child process
     args = parser.parse_args(argv)
     if args.one is None:
@@ -644,12 +697,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         for d, s in args.sizes
         for impl in args.impl
     ]
+    carried = []  # read before measuring, so a bad file fails at once
+    if args.reuse is not None:
+        fresh = {(spec["model"], spec["dendrites"], spec["somata"], spec["impl"]) for spec in specs}
+        carried = carried_results(args.reuse, args.threads, fresh)
     results = []
     for index, spec in enumerate(specs, start=1):
         result = run_child(spec, args.timeout)
         results.append(result)
         print(progress_line(index, len(specs), result), file=sys.stderr, flush=True)
     machine["load_end"] = os.getloadavg()
+    if carried:
+        results = sorted(results + carried, key=_order_key)
     backends = {r["kernel_backend"] for r in results if _ok(r)}
     machine["kernel_backend"] = ", ".join(sorted(backends)) if backends else "unknown"
     print(markdown_table(results))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -98,3 +99,36 @@ def test_measure_end_to_end_on_tiny_data(tmp_path):
     assert "| dANN-LRF | 2 | 4 | " in report and "×" in report
     assert "| dANN-LRF | 2 | 8 | – | failed |" in report
     assert "**failed**: dANN-LRF (2, 8) ours: ValueError: boom" in report
+
+
+def test_reuse_carries_unmeasured_rows_and_marks_them(tmp_path):
+    row = {
+        "model": "vANN", "dendrites": 1, "somata": 32, "impl": "masked", "threads": 1, "epoch_s": 1.5,
+        "epoch_source": "from 9 steps", "peak_mb": 500.0, "params": 25450, "n_train": 54000,
+        "flops": {"train_step": 100}, "gflops": 1.0, "steps_per_epoch": 422, "n_val": 6000, "n_test": 10000,
+        "baseline_peak_mb": 400.0,
+    }  # fmt: skip
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(
+        json.dumps(
+            {
+                "command": "python benchmarks/bench_epoch.py --threads 1",
+                "results": [
+                    row,
+                    {**row, "impl": "ours"},  # measured again now: not carried
+                    {**row, "somata": 64, "threads": 2},  # another thread count: not carried
+                    {**row, "somata": 128, "error": "boom"},  # failed rows are not carried
+                ],
+            }
+        )
+    )
+    carried = bench.carried_results(earlier, 1, {("vANN", 1, 32, "ours")})
+    assert [(r["model"], r["somata"], r["impl"]) for r in carried] == [("vANN", 32, "masked")]
+    assert carried[0]["reused_from"]["file"] == str(earlier)
+    assert "| 1.50 † |" in bench.markdown_table(carried)
+    notes = bench.notes(carried, bench.parse_args([]))
+    assert any("Carried over" in line and "earlier.json" in line for line in notes)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(SystemExit, match="cannot reuse"):
+        bench.carried_results(bad, 1, set())

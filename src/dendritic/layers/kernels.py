@@ -100,6 +100,7 @@ __all__ = [
     "head_loss_t",
     "kernel_backend",
     "sparse_matmul_t",
+    "train_steps_t",
 ]
 
 log = logging.getLogger(__name__)
@@ -464,6 +465,28 @@ inline int64_t soma_grain(int64_t S, int64_t nnz, int64_t B) {
   return std::max<int64_t>(1, (int64_t(1) << 15) / per_soma);
 }
 
+// The forward over raw pointers (x (n_in, B), A (n_dend, B) or null, out (S, B)): one thread per
+// range of somata, so the result does not depend on the thread count.
+template <typename T>
+void layer_forward(const T* xp, int64_t B, const T* wp, const int64_t* ip, const int64_t* op, int64_t n_dend,
+                   int64_t nnz, const T* bdp, const T* vp, const T* bsp, int64_t S, int64_t D, T sl, T* Ap,
+                   T* outp) {
+  constexpr int L = Vec<T>::L;
+  at::parallel_for(0, S, soma_grain(S, nnz, B), [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t d0 = s * D, d1 = d0 + D;
+      int64_t b = 0;
+      for (; b + NV * L <= B; b += NV * L)
+        layer_block<T, NV>(xp + b, B, ip, wp, op, n_dend, nnz, bdp, vp, bsp[s], d0, d1, sl, Ap ? Ap + b : nullptr,
+                           outp + s * B + b);
+      for (; b + L <= B; b += L)
+        layer_block<T, 1>(xp + b, B, ip, wp, op, n_dend, nnz, bdp, vp, bsp[s], d0, d1, sl, Ap ? Ap + b : nullptr,
+                          outp + s * B + b);
+      if (b < B) layer_tail<T>(xp, B, ip, wp, op, n_dend, nnz, bdp, vp, bsp[s], d0, d1, sl, Ap, outp + s * B, b);
+    }
+  });
+}
+
 std::tuple<at::Tensor, at::Tensor> dendritic_layer(const at::Tensor& x, const at::Tensor& w, const at::Tensor& idx,
                                                    const at::Tensor& off, const at::Tensor& bd, const at::Tensor& v,
                                                    const at::Tensor& bs, int64_t D, double slope, bool keep) {
@@ -476,30 +499,10 @@ std::tuple<at::Tensor, at::Tensor> dendritic_layer(const at::Tensor& x, const at
   auto out = at::empty({S, B}, x.options());
   auto A = keep ? at::empty({n_dend, B}, x.options()) : at::empty({0}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dendritic_layer", [&] {
-    const scalar_t* xp = x.data_ptr<scalar_t>();
-    const scalar_t* wp = w.data_ptr<scalar_t>();
-    const int64_t* ip = idx.data_ptr<int64_t>();
-    const int64_t* op = off.data_ptr<int64_t>();
-    const scalar_t* bdp = bd.data_ptr<scalar_t>();
-    const scalar_t* vp = v.data_ptr<scalar_t>();
-    const scalar_t* bsp = bs.data_ptr<scalar_t>();
-    scalar_t* Ap = keep ? A.data_ptr<scalar_t>() : nullptr;
-    scalar_t* outp = out.data_ptr<scalar_t>();
-    const scalar_t sl = static_cast<scalar_t>(slope);
-    constexpr int L = Vec<scalar_t>::L;
-    at::parallel_for(0, S, soma_grain(S, nnz, B), [&](int64_t s0, int64_t s1) {
-      for (int64_t s = s0; s < s1; ++s) {
-        const int64_t d0 = s * D, d1 = d0 + D;
-        int64_t b = 0;
-        for (; b + NV * L <= B; b += NV * L)
-          layer_block<scalar_t, NV>(xp + b, B, ip, wp, op, n_dend, nnz, bdp, vp, bsp[s], d0, d1, sl,
-                                    Ap ? Ap + b : nullptr, outp + s * B + b);
-        for (; b + L <= B; b += L)
-          layer_block<scalar_t, 1>(xp + b, B, ip, wp, op, n_dend, nnz, bdp, vp, bsp[s], d0, d1, sl,
-                                   Ap ? Ap + b : nullptr, outp + s * B + b);
-        if (b < B) layer_tail<scalar_t>(xp, B, ip, wp, op, n_dend, nnz, bdp, vp, bsp[s], d0, d1, sl, Ap, outp + s * B, b);
-      }
-    });
+    layer_forward<scalar_t>(x.data_ptr<scalar_t>(), B, w.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(),
+                            off.data_ptr<int64_t>(), n_dend, nnz, bd.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
+                            bs.data_ptr<scalar_t>(), S, D, static_cast<scalar_t>(slope),
+                            keep ? A.data_ptr<scalar_t>() : nullptr, out.data_ptr<scalar_t>());
   });
   return {out, A};
 }
@@ -530,8 +533,38 @@ template <typename T> inline void leaky_grad(const T* g, const T* a, T scale, T 
   for (; b < B; ++b) dst[b] = (scale * g[b]) * (a[b] > T(0) ? T(1) : slope);
 }
 
-// Gradients of dendritic_layer: (w, bd, v, bs) and, when need_gx, the dendrites' pre-activation
-// gradient G (dendrites, B) from which the caller gathers the input gradient.
+// Gradients of dendritic_layer: (w, bd, v, bs) and, when G is not null, the dendrites'
+// pre-activation gradient G (dendrites, B) from which the caller gathers the input gradient.
+template <typename T>
+void layer_backward(const T* gp, const T* outp, const T* Ap, const T* xp, int64_t B, const int64_t* ip,
+                    const int64_t* op, int64_t n_dend, int64_t nnz, const T* vp, int64_t S, int64_t D, T sl, T* gwp,
+                    T* gbdp, T* gvp, T* gbsp, T* Gp) {
+  at::parallel_for(0, S, soma_grain(S, nnz, B), [&](int64_t s0, int64_t s1) {
+    std::vector<T> gz(B), scratch(B);
+    std::vector<int64_t> dend(std::max<int64_t>(D, 1));
+    for (int64_t s = s0; s < s1; ++s) {
+      leaky_grad<T>(gp + s * B, outp + s * B, T(1), sl, B, gz.data());
+      gbsp[s] = row_sum<T>(gz.data(), B);
+      const int64_t d0 = s * D;
+      for (int64_t k = 0; k < D; ++k) dend[k] = d0 + k;
+      int64_t k = 0;  // soma weights: ⟨gz, A[d]⟩, eight dendrites per pass over gz
+      for (; k + 8 <= D; k += 8) dots<T, 8>(gz.data(), Ap, B, dend.data() + k, gvp + d0 + k);
+      for (; k + 4 <= D; k += 4) dots<T, 4>(gz.data(), Ap, B, dend.data() + k, gvp + d0 + k);
+      for (; k < D; ++k) dots<T, 1>(gz.data(), Ap, B, dend.data() + k, gvp + d0 + k);
+      for (int64_t d = d0; d < d0 + D; ++d) {
+        T* ga = Gp ? Gp + d * B : scratch.data();
+        leaky_grad<T>(gz.data(), Ap + d * B, vp[d], sl, B, ga);
+        gbdp[d] = row_sum<T>(ga, B);
+        const int64_t c1 = row_end(op, d, n_dend, nnz);
+        int64_t c = op[d];
+        for (; c + 8 <= c1; c += 8) dots<T, 8>(ga, xp, B, ip + c, gwp + c);
+        for (; c + 4 <= c1; c += 4) dots<T, 4>(ga, xp, B, ip + c, gwp + c);
+        for (; c < c1; ++c) dots<T, 1>(ga, xp, B, ip + c, gwp + c);
+      }
+    }
+  });
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> dendritic_layer_backward(
     const at::Tensor& g_out, const at::Tensor& out, const at::Tensor& A, const at::Tensor& x, const at::Tensor& w,
     const at::Tensor& idx, const at::Tensor& off, const at::Tensor& v, int64_t D, double slope, bool need_gx) {
@@ -546,53 +579,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> dendritic
   auto gbs = at::empty({S}, x.options());
   auto G = need_gx ? at::empty({n_dend, B}, x.options()) : at::empty({0}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dendritic_layer_backward", [&] {
-    const scalar_t* gp = g_out.data_ptr<scalar_t>();
-    const scalar_t* outp = out.data_ptr<scalar_t>();
-    const scalar_t* Ap = A.data_ptr<scalar_t>();
-    const scalar_t* xp = x.data_ptr<scalar_t>();
-    const int64_t* ip = idx.data_ptr<int64_t>();
-    const int64_t* op = off.data_ptr<int64_t>();
-    const scalar_t* vp = v.data_ptr<scalar_t>();
-    scalar_t* gwp = gw.data_ptr<scalar_t>();
-    scalar_t* gbdp = gbd.data_ptr<scalar_t>();
-    scalar_t* gvp = gv.data_ptr<scalar_t>();
-    scalar_t* gbsp = gbs.data_ptr<scalar_t>();
-    scalar_t* Gp = need_gx ? G.data_ptr<scalar_t>() : nullptr;
-    const scalar_t sl = static_cast<scalar_t>(slope);
-    at::parallel_for(0, S, soma_grain(S, nnz, B), [&](int64_t s0, int64_t s1) {
-      std::vector<scalar_t> gz(B), scratch(B);
-      std::vector<int64_t> dend(std::max<int64_t>(D, 1));
-      for (int64_t s = s0; s < s1; ++s) {
-        leaky_grad<scalar_t>(gp + s * B, outp + s * B, scalar_t(1), sl, B, gz.data());
-        gbsp[s] = row_sum<scalar_t>(gz.data(), B);
-        const int64_t d0 = s * D;
-        for (int64_t k = 0; k < D; ++k) dend[k] = d0 + k;
-        int64_t k = 0;  // soma weights: ⟨gz, A[d]⟩, eight dendrites per pass over gz
-        for (; k + 8 <= D; k += 8) dots<scalar_t, 8>(gz.data(), Ap, B, dend.data() + k, gvp + d0 + k);
-        for (; k + 4 <= D; k += 4) dots<scalar_t, 4>(gz.data(), Ap, B, dend.data() + k, gvp + d0 + k);
-        for (; k < D; ++k) dots<scalar_t, 1>(gz.data(), Ap, B, dend.data() + k, gvp + d0 + k);
-        for (int64_t d = d0; d < d0 + D; ++d) {
-          scalar_t* ga = Gp ? Gp + d * B : scratch.data();
-          leaky_grad<scalar_t>(gz.data(), Ap + d * B, vp[d], sl, B, ga);
-          gbdp[d] = row_sum<scalar_t>(ga, B);
-          const int64_t c1 = row_end(op, d, n_dend, nnz);
-          int64_t c = op[d];
-          for (; c + 8 <= c1; c += 8) dots<scalar_t, 8>(ga, xp, B, ip + c, gwp + c);
-          for (; c + 4 <= c1; c += 4) dots<scalar_t, 4>(ga, xp, B, ip + c, gwp + c);
-          for (; c < c1; ++c) dots<scalar_t, 1>(ga, xp, B, ip + c, gwp + c);
-        }
-      }
-    });
+    layer_backward<scalar_t>(g_out.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), A.data_ptr<scalar_t>(),
+                             x.data_ptr<scalar_t>(), B, idx.data_ptr<int64_t>(), off.data_ptr<int64_t>(), n_dend, nnz,
+                             v.data_ptr<scalar_t>(), S, D, static_cast<scalar_t>(slope), gw.data_ptr<scalar_t>(),
+                             gbd.data_ptr<scalar_t>(), gv.data_ptr<scalar_t>(), gbs.data_ptr<scalar_t>(),
+                             need_gx ? G.data_ptr<scalar_t>() : nullptr);
   });
   return {gw, gbd, gv, gbs, G};
 }
 
 // out (n, B) = xᵀ for x (B, n), in 8 × 8 tiles (AVX registers for float32), so every read and
-// write is a run of 8 contiguous values.
+// write is a run of 8 contiguous values. With `pick`, row b of x is x[pick[b]] (a batch gathered
+// from the training set and transposed in one pass).
 #if defined(__AVX__)
-inline void transpose8x8(const float* src, int64_t ld_src, float* dst, int64_t ld_dst) {
+inline void transpose8x8(const float* const* rows, int64_t col, float* dst, int64_t ld_dst) {
   __m256 r[8], t[8];
-  for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(src + k * ld_src);
+  for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(rows[k] + col);
   for (int k = 0; k < 4; ++k) {
     t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
     t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
@@ -611,23 +613,34 @@ inline void transpose8x8(const float* src, int64_t ld_src, float* dst, int64_t l
 #endif
 
 template <typename T>
-void transpose_tiles(const T* src, T* dst, int64_t B, int64_t n, int64_t i0, int64_t i1) {
+void transpose_tiles(const T* src, const int64_t* pick, T* dst, int64_t B, int64_t n, int64_t i0, int64_t i1) {
+  auto row = [&](int64_t b) { return src + (pick != nullptr ? pick[b] : b) * n; };
   int64_t b0 = 0;
 #if defined(__AVX__)
   if constexpr (std::is_same_v<T, float>) {
     for (; b0 + 8 <= B; b0 += 8) {
+      const float* rows[8];
+      for (int k = 0; k < 8; ++k) rows[k] = row(b0 + k);
       int64_t i = i0;
-      for (; i + 8 <= i1; i += 8) transpose8x8(src + b0 * n + i, n, dst + i * B + b0, B);
+      for (; i + 8 <= i1; i += 8) transpose8x8(rows, i, dst + i * B + b0, B);
       for (; i < i1; ++i)
-        for (int64_t b = b0; b < b0 + 8; ++b) dst[i * B + b] = src[b * n + i];
+        for (int k = 0; k < 8; ++k) dst[i * B + b0 + k] = rows[k][i];
     }
   }
 #endif
   for (; b0 < B; b0 += 8) {
     const int64_t b1 = std::min(B, b0 + 8);
     for (int64_t i = i0; i < i1; ++i)
-      for (int64_t b = b0; b < b1; ++b) dst[i * B + b] = src[b * n + i];
+      for (int64_t b = b0; b < b1; ++b) dst[i * B + b] = row(b)[i];
   }
+}
+
+template <typename T> void transpose_rows(const T* src, const int64_t* pick, int64_t B, int64_t n, T* dst) {
+  constexpr int64_t TN = 64;  // columns of x per task: a (B, 64) panel
+  at::parallel_for(0, (n + TN - 1) / TN, std::max<int64_t>(1, 16384 / std::max<int64_t>(B * TN, 1)),
+                   [&](int64_t t0, int64_t t1) {
+                     for (int64_t t = t0; t < t1; ++t) transpose_tiles<T>(src, pick, dst, B, n, t * TN, std::min(n, (t + 1) * TN));
+                   });
 }
 
 at::Tensor transpose_2d(const at::Tensor& x) {
@@ -635,14 +648,7 @@ at::Tensor transpose_2d(const at::Tensor& x) {
   const int64_t B = x.size(0), n = x.size(1);
   auto out = at::empty({n, B}, x.options());
   AT_DISPATCH_ALL_TYPES_AND(at::kBool, x.scalar_type(), "transpose_2d", [&] {
-    const scalar_t* src = x.data_ptr<scalar_t>();
-    scalar_t* dst = out.data_ptr<scalar_t>();
-    constexpr int64_t TN = 64;  // columns of x per task: a (B, 64) panel
-    at::parallel_for(0, (n + TN - 1) / TN, std::max<int64_t>(1, 16384 / std::max<int64_t>(B * TN, 1)),
-                     [&](int64_t t0, int64_t t1) {
-                       for (int64_t t = t0; t < t1; ++t)
-                         transpose_tiles<scalar_t>(src, dst, B, n, t * TN, std::min(n, (t + 1) * TN));
-                     });
+    transpose_rows<scalar_t>(x.data_ptr<scalar_t>(), nullptr, B, n, out.data_ptr<scalar_t>());
   });
   return out;
 }
@@ -672,50 +678,66 @@ template <typename T> inline typename Vec<T>::type vsqrt(typename Vec<T>::type v
   return v;
 }
 
-void adam_step_(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
-                int64_t step, double lr, double beta1, double beta2, double eps) {
+// Adam's constants for one step (torch's formula and its order of operations).
+struct AdamCoef {
+  double step_size, inv_bc2s, w1, b2, w2, eps;
+  AdamCoef(int64_t step, double lr, double beta1, double beta2, double eps_)
+      : step_size(lr / (1.0 - std::pow(beta1, double(step)))),
+        inv_bc2s(1.0 / std::sqrt(1.0 - std::pow(beta2, double(step)))),
+        w1(1 - beta1),
+        b2(beta2),
+        w2(1 - beta2),
+        eps(eps_) {}
+};
+
+template <typename T> void adam_update(T* pp, const T* gp, T* mp, T* vp, int64_t n, const AdamCoef& k) {
+  const T w1 = T(k.w1), b2 = T(k.b2), w2 = T(k.w2), step_size = T(k.step_size), inv_bc2s = T(k.inv_bc2s), ep = T(k.eps);
+  at::parallel_for(0, n, 1 << 15, [&](int64_t i0, int64_t i1) {
+    using V = typename Vec<T>::type;
+    constexpr int L = Vec<T>::L;
+    int64_t i = i0;
+    for (; i + L <= i1; i += L) {  // the same arithmetic, L lanes at a time
+      const V gi = loadu<T>(gp + i), m0 = loadu<T>(mp + i);
+      const V mi = m0 + w1 * (gi - m0);
+      const V vi = loadu<T>(vp + i) * b2 + w2 * gi * gi;
+      storeu<T>(mp + i, mi);
+      storeu<T>(vp + i, vi);
+      storeu<T>(pp + i, loadu<T>(pp + i) - step_size * mi / (vsqrt<T>(vi) * inv_bc2s + ep));
+    }
+    for (; i < i1; ++i) {
+      const T gi = gp[i];
+      const T mi = mp[i] + w1 * (gi - mp[i]);
+      const T vi = vp[i] * b2 + w2 * gi * gi;
+      mp[i] = mi;
+      vp[i] = vi;
+      pp[i] -= step_size * mi / (std::sqrt(vi) * inv_bc2s + ep);
+    }
+  });
+}
+
+void check_adam_lists(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs) {
   TORCH_CHECK(params.size() == grads.size() && params.size() == exp_avgs.size() && params.size() == exp_avg_sqs.size(),
-              "adam_step_: lists of different lengths");
-  TORCH_CHECK(step >= 1, "adam_step_: step counts from 1");
-  const double bc1 = 1.0 - std::pow(beta1, double(step)), bc2_sqrt = std::sqrt(1.0 - std::pow(beta2, double(step)));
+              "adam: lists of different lengths");
   for (size_t k = 0; k < params.size(); ++k) {
     const at::Tensor& p = params[k];
-    const at::Tensor& g = grads[k];
-    const at::Tensor& m = exp_avgs[k];
-    const at::Tensor& v = exp_avg_sqs[k];
-    TORCH_CHECK(p.device().is_cpu() && p.is_contiguous() && g.is_contiguous() && m.is_contiguous() && v.is_contiguous() &&
-                    g.numel() == p.numel() && m.numel() == p.numel() && v.numel() == p.numel() &&
-                    g.scalar_type() == p.scalar_type() && m.scalar_type() == p.scalar_type() &&
-                    v.scalar_type() == p.scalar_type(),
-                "adam_step_: parameter, gradient and moments must be contiguous CPU tensors of one shape and dtype");
+    for (const at::Tensor* t : {&grads[k], &exp_avgs[k], &exp_avg_sqs[k]})
+      TORCH_CHECK(p.device().is_cpu() && p.is_contiguous() && t->is_contiguous() && t->numel() == p.numel() &&
+                      t->scalar_type() == p.scalar_type() && t->device().is_cpu(),
+                  "adam: parameter, gradient and moments must be contiguous CPU tensors of one shape and dtype");
+    TORCH_CHECK(p.scalar_type() == at::kFloat || p.scalar_type() == at::kDouble, "adam: float32 or float64 parameters");
+  }
+}
+
+void adam_step_(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
+                int64_t step, double lr, double beta1, double beta2, double eps) {
+  check_adam_lists(params, grads, exp_avgs, exp_avg_sqs);
+  TORCH_CHECK(step >= 1, "adam_step_: step counts from 1");
+  const AdamCoef coef(step, lr, beta1, beta2, eps);
+  for (size_t k = 0; k < params.size(); ++k) {
+    const at::Tensor& p = params[k];
     AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "adam_step_", [&] {
-      scalar_t* pp = p.data_ptr<scalar_t>();
-      const scalar_t* gp = g.data_ptr<scalar_t>();
-      scalar_t* mp = m.data_ptr<scalar_t>();
-      scalar_t* vp = v.data_ptr<scalar_t>();
-      const scalar_t w1 = scalar_t(1 - beta1), b2 = scalar_t(beta2), w2 = scalar_t(1 - beta2);
-      const scalar_t step_size = scalar_t(lr / bc1), inv_bc2s = scalar_t(1.0 / bc2_sqrt), ep = scalar_t(eps);
-      at::parallel_for(0, p.numel(), 1 << 15, [&](int64_t i0, int64_t i1) {
-        using V = typename Vec<scalar_t>::type;
-        constexpr int L = Vec<scalar_t>::L;
-        int64_t i = i0;
-        for (; i + L <= i1; i += L) {  // the same arithmetic, L lanes at a time
-          const V gi = loadu<scalar_t>(gp + i), m0 = loadu<scalar_t>(mp + i);
-          const V mi = m0 + w1 * (gi - m0);
-          const V vi = loadu<scalar_t>(vp + i) * b2 + w2 * gi * gi;
-          storeu<scalar_t>(mp + i, mi);
-          storeu<scalar_t>(vp + i, vi);
-          storeu<scalar_t>(pp + i, loadu<scalar_t>(pp + i) - step_size * mi / (vsqrt<scalar_t>(vi) * inv_bc2s + ep));
-        }
-        for (; i < i1; ++i) {
-          const scalar_t gi = gp[i];
-          const scalar_t mi = mp[i] + w1 * (gi - mp[i]);
-          const scalar_t vi = vp[i] * b2 + w2 * gi * gi;
-          mp[i] = mi;
-          vp[i] = vi;
-          pp[i] -= step_size * mi / (std::sqrt(vi) * inv_bc2s + ep);
-        }
-      });
+      adam_update<scalar_t>(p.data_ptr<scalar_t>(), grads[k].data_ptr<scalar_t>(), exp_avgs[k].data_ptr<scalar_t>(),
+                            exp_avg_sqs[k].data_ptr<scalar_t>(), p.numel(), coef);
     });
   }
 }
@@ -727,6 +749,57 @@ void adam_step_(at::TensorList params, at::TensorList grads, at::TensorList exp_
 // argmax predictions (first maximum, as torch.argmax). Backward: with G = (softmax − onehot)·g/B,
 // grad_weight = G·hᵀ, grad_bias = Σ_b G, grad_h = weightᵀ·G. A few dozen small PyTorch operators
 // (addmm, log-softmax, nll, argmax, their backward) cost far more dispatch than arithmetic here.
+// Logits, softmax (into pp, (C, B)) and correct count; returns the summed cross-entropy.
+template <typename T>
+double head_forward_raw(const T* hp, int64_t S, int64_t B, const T* wp, const T* bp, int64_t C, const int64_t* yp,
+                        T* pp, int64_t& hits) {
+  constexpr int L = Vec<T>::L;
+  // logits[c, :] = bias[c] + Σ_s weight[c, s] · h[s, :], eight classes × one vector of the
+  // batch held in registers while s runs, so each h value is loaded once per eight classes
+  using V = typename Vec<T>::type;
+  int64_t b = 0;
+  for (; b + L <= B; b += L) {
+    for (int64_t c0 = 0; c0 < C; c0 += 8) {
+      const int K = int(std::min<int64_t>(8, C - c0));
+      V acc[8];
+      for (int k = 0; k < 8; ++k) acc[k] = V{} + (k < K ? bp[c0 + k] : T(0));
+      for (int64_t s = 0; s < S; ++s) {
+        const V hv = loadu<T>(hp + s * B + b);
+        const T* w = wp + c0 * S + s;
+        if (K == 8) {
+          for (int k = 0; k < 8; ++k) acc[k] += w[k * S] * hv;
+        } else {
+          for (int k = 0; k < K; ++k) acc[k] += w[k * S] * hv;
+        }
+      }
+      for (int k = 0; k < K; ++k) storeu<T>(pp + (c0 + k) * B + b, acc[k]);
+    }
+  }
+  for (; b < B; ++b)
+    for (int64_t c = 0; c < C; ++c) {
+      T acc = bp[c];
+      for (int64_t s = 0; s < S; ++s) acc += wp[c * S + s] * hp[s * B + b];
+      pp[c * B + b] = acc;
+    }
+  double total = 0;
+  hits = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t y = yp[b];
+    TORCH_CHECK(y >= 0 && y < C, "target ", y, " is not a class in [0, ", C, ")");
+    int64_t best = 0;
+    T top = pp[b];
+    for (int64_t c = 1; c < C; ++c)
+      if (pp[c * B + b] > top) top = pp[c * B + b], best = c;
+    hits += best == y;
+    T sum = 0;
+    for (int64_t c = 0; c < C; ++c) sum += std::exp(pp[c * B + b] - top);
+    const T lse = top + std::log(sum);
+    total += double(lse - pp[y * B + b]);
+    for (int64_t c = 0; c < C; ++c) pp[c * B + b] = std::exp(pp[c * B + b] - lse);
+  }
+  return total;
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> head_forward(const at::Tensor& h, const at::Tensor& weight,
                                                             const at::Tensor& bias, const at::Tensor& target) {
   TORCH_CHECK(h.device().is_cpu() && h.dim() == 2 && h.is_contiguous(), "h must be a contiguous (S, B) CPU tensor");
@@ -741,59 +814,61 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> head_forward(const at::Tensor& h,
   auto loss = at::empty({}, h.options());
   auto correct = at::empty({}, target.options());
   AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "head_forward", [&] {
-    constexpr int L = Vec<scalar_t>::L;
-    const scalar_t* hp = h.data_ptr<scalar_t>();
-    const scalar_t* wp = weight.data_ptr<scalar_t>();
-    const scalar_t* bp = bias.data_ptr<scalar_t>();
-    const int64_t* yp = target.data_ptr<int64_t>();
-    scalar_t* pp = probs.data_ptr<scalar_t>();
-    // logits[c, :] = bias[c] + Σ_s weight[c, s] · h[s, :], eight classes × one vector of the
-    // batch held in registers while s runs, so each h value is loaded once per eight classes
-    using V = typename Vec<scalar_t>::type;
-    int64_t b = 0;
-    for (; b + L <= B; b += L) {
-      for (int64_t c0 = 0; c0 < C; c0 += 8) {
-        const int K = int(std::min<int64_t>(8, C - c0));
-        V acc[8];
-        for (int k = 0; k < 8; ++k) acc[k] = V{} + (k < K ? bp[c0 + k] : scalar_t(0));
-        for (int64_t s = 0; s < S; ++s) {
-          const V hv = loadu<scalar_t>(hp + s * B + b);
-          const scalar_t* w = wp + c0 * S + s;
-          if (K == 8) {
-            for (int k = 0; k < 8; ++k) acc[k] += w[k * S] * hv;
-          } else {
-            for (int k = 0; k < K; ++k) acc[k] += w[k * S] * hv;
-          }
-        }
-        for (int k = 0; k < K; ++k) storeu<scalar_t>(pp + (c0 + k) * B + b, acc[k]);
-      }
-    }
-    for (; b < B; ++b)
-      for (int64_t c = 0; c < C; ++c) {
-        scalar_t acc = bp[c];
-        for (int64_t s = 0; s < S; ++s) acc += wp[c * S + s] * hp[s * B + b];
-        pp[c * B + b] = acc;
-      }
-    double total = 0;
     int64_t hits = 0;
-    for (int64_t b = 0; b < B; ++b) {
-      const int64_t y = yp[b];
-      TORCH_CHECK(y >= 0 && y < C, "target ", y, " is not a class in [0, ", C, ")");
-      int64_t best = 0;
-      scalar_t top = pp[b];
-      for (int64_t c = 1; c < C; ++c)
-        if (pp[c * B + b] > top) top = pp[c * B + b], best = c;
-      hits += best == y;
-      scalar_t sum = 0;
-      for (int64_t c = 0; c < C; ++c) sum += std::exp(pp[c * B + b] - top);
-      const scalar_t lse = top + std::log(sum);
-      total += double(lse - pp[y * B + b]);
-      for (int64_t c = 0; c < C; ++c) pp[c * B + b] = std::exp(pp[c * B + b] - lse);
-    }
+    const double total = head_forward_raw<scalar_t>(h.data_ptr<scalar_t>(), S, B, weight.data_ptr<scalar_t>(),
+                                                    bias.data_ptr<scalar_t>(), C, target.data_ptr<int64_t>(),
+                                                    probs.data_ptr<scalar_t>(), hits);
     loss.fill_(total / double(std::max<int64_t>(B, 1)));
     correct.fill_(hits);
   });
   return {loss, probs, correct};
+}
+
+// Gradients of the mean loss scaled by grad_loss: G (C, B) is scratch (may alias probs), gh may be null.
+template <typename T>
+void head_backward_raw(T grad_loss, const T* probs, const int64_t* yp, const T* hp, int64_t S, int64_t B,
+                       const T* wp, int64_t C, T* G, T* gwp, T* gbp, T* ghp) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::L;
+  const T scale = grad_loss / T(std::max<int64_t>(B, 1));
+  if (G != probs) std::copy(probs, probs + C * B, G);
+  for (int64_t b = 0; b < B; ++b) G[yp[b] * B + b] -= T(1);
+  for (int64_t k = 0; k < C * B; ++k) G[k] *= scale;
+  for (int64_t c = 0; c < C; ++c) gbp[c] = row_sum<T>(G + c * B, B);
+  // per hidden unit s, one pass over the batch: grad_weight[c, s] = ⟨G[c, :], h[s, :]⟩ (eight
+  // classes' sums in registers) and grad_h[s, :] = Σ_c weight[c, s] · G[c, :]
+  at::parallel_for(0, S, std::max<int64_t>(1, 4096 / std::max<int64_t>(C * B, 1)), [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      const T* row = hp + s * B;
+      T* dst = ghp != nullptr ? ghp + s * B : nullptr;
+      if (dst != nullptr) std::fill(dst, dst + B, T(0));
+      for (int64_t c0 = 0; c0 < C; c0 += 8) {
+        const int K = int(std::min<int64_t>(8, C - c0));
+        V acc[8];
+        for (int k = 0; k < 8; ++k) acc[k] = V{};
+        int64_t b = 0;
+        for (; b + L <= B; b += L) {
+          const V hv = loadu<T>(row + b);
+          V gsum = V{};
+          for (int k = 0; k < K; ++k) {
+            const V gv = loadu<T>(G + (c0 + k) * B + b);
+            acc[k] += gv * hv;
+            gsum += wp[(c0 + k) * S + s] * gv;
+          }
+          if (dst != nullptr) storeu<T>(dst + b, loadu<T>(dst + b) + gsum);
+        }
+        for (int k = 0; k < K; ++k) {
+          T sum = 0;
+          for (int j = 0; j < L; ++j) sum += acc[k][j];
+          const T* g = G + (c0 + k) * B;
+          for (int64_t bb = b; bb < B; ++bb) sum += g[bb] * row[bb];
+          gwp[(c0 + k) * S + s] = sum;
+          if (dst != nullptr)
+            for (int64_t bb = b; bb < B; ++bb) dst[bb] += wp[(c0 + k) * S + s] * g[bb];
+        }
+      }
+    }
+  });
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> head_backward(const at::Tensor& grad_loss, const at::Tensor& probs,
@@ -805,55 +880,90 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> head_backward(const at::Tensor& g
   auto gb = at::empty({C}, h.options());
   auto gh = need_h ? at::empty({S, B}, h.options()) : at::empty({0}, h.options());
   AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "head_backward", [&] {
-    using V = typename Vec<scalar_t>::type;
-    constexpr int L = Vec<scalar_t>::L;
-    const scalar_t scale = grad_loss.item<scalar_t>() / scalar_t(std::max<int64_t>(B, 1));
-    const int64_t* yp = target.data_ptr<int64_t>();
-    std::vector<scalar_t> G(probs.data_ptr<scalar_t>(), probs.data_ptr<scalar_t>() + C * B);
-    for (int64_t b = 0; b < B; ++b) G[yp[b] * B + b] -= scalar_t(1);
-    for (auto& g : G) g *= scale;
-    scalar_t* gbp = gb.data_ptr<scalar_t>();
-    for (int64_t c = 0; c < C; ++c) gbp[c] = row_sum<scalar_t>(G.data() + c * B, B);
-    const scalar_t* hp = h.data_ptr<scalar_t>();
-    const scalar_t* wp = weight.data_ptr<scalar_t>();
-    scalar_t* gwp = gw.data_ptr<scalar_t>();
-    scalar_t* ghp = need_h ? gh.data_ptr<scalar_t>() : nullptr;
-    // per hidden unit s, one pass over the batch: grad_weight[c, s] = ⟨G[c, :], h[s, :]⟩ (eight
-    // classes' sums in registers) and grad_h[s, :] = Σ_c weight[c, s] · G[c, :]
-    at::parallel_for(0, S, std::max<int64_t>(1, 4096 / std::max<int64_t>(C * B, 1)), [&](int64_t s0, int64_t s1) {
-      for (int64_t s = s0; s < s1; ++s) {
-        const scalar_t* row = hp + s * B;
-        scalar_t* dst = ghp != nullptr ? ghp + s * B : nullptr;
-        if (dst != nullptr) std::fill(dst, dst + B, scalar_t(0));
-        for (int64_t c0 = 0; c0 < C; c0 += 8) {
-          const int K = int(std::min<int64_t>(8, C - c0));
-          V acc[8];
-          for (int k = 0; k < 8; ++k) acc[k] = V{};
-          int64_t b = 0;
-          for (; b + L <= B; b += L) {
-            const V hv = loadu<scalar_t>(row + b);
-            V gsum = V{};
-            for (int k = 0; k < K; ++k) {
-              const V gv = loadu<scalar_t>(G.data() + (c0 + k) * B + b);
-              acc[k] += gv * hv;
-              gsum += wp[(c0 + k) * S + s] * gv;
-            }
-            if (dst != nullptr) storeu<scalar_t>(dst + b, loadu<scalar_t>(dst + b) + gsum);
-          }
-          for (int k = 0; k < K; ++k) {
-            scalar_t sum = 0;
-            for (int j = 0; j < L; ++j) sum += acc[k][j];
-            const scalar_t* g = G.data() + (c0 + k) * B;
-            for (int64_t bb = b; bb < B; ++bb) sum += g[bb] * row[bb];
-            gwp[(c0 + k) * S + s] = sum;
-            if (dst != nullptr)
-              for (int64_t bb = b; bb < B; ++bb) dst[bb] += wp[(c0 + k) * S + s] * g[bb];
-          }
-        }
-      }
-    });
+    std::vector<scalar_t> G(C * B);
+    head_backward_raw<scalar_t>(grad_loss.item<scalar_t>(), probs.data_ptr<scalar_t>(), target.data_ptr<int64_t>(),
+                                h.data_ptr<scalar_t>(), S, B, weight.data_ptr<scalar_t>(), C, G.data(),
+                                gw.data_ptr<scalar_t>(), gb.data_ptr<scalar_t>(),
+                                need_h ? gh.data_ptr<scalar_t>() : nullptr);
   });
   return {gh, gw, gb};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Whole training steps of a one-layer dANN (dendro-somatic layer → dense output → softmax
+// cross-entropy → Adam), one after another without returning to Python: per step, the batch
+// order[t·batch : (t+1)·batch] is gathered and transposed, then the same kernels as the
+// step-by-step path run in the same order (so the parameters come out the same, bit for bit), and
+// the batch's summed loss and correct count are added to loss_sum and correct. Buffers are
+// allocated once per call. params: dendrite weights (nnz), dendrite biases, soma weights (n_dend),
+// soma biases (S), output weight (C, S), output bias (C); the Adam moments in the same order.
+void train_steps(const at::Tensor& x_train, const at::Tensor& y_train, const at::Tensor& order, int64_t batch,
+                 at::TensorList params, at::TensorList exp_avgs, at::TensorList exp_avg_sqs, const at::Tensor& idx,
+                 const at::Tensor& off, int64_t D, double slope, int64_t step0, double lr, double beta1,
+                 double beta2, double eps, const at::Tensor& loss_sum, const at::Tensor& correct) {
+  TORCH_CHECK(params.size() == 6, "train_steps: six parameters (w, bd, v, bs, W, b)");
+  check_adam_lists(params, params, exp_avgs, exp_avg_sqs);
+  const at::Tensor &w = params[0], &bd = params[1], &v = params[2], &bs = params[3], &W = params[4], &bW = params[5];
+  check_common(x_train, w, idx, off);
+  const int64_t N = x_train.size(0), n_in = x_train.size(1), n_dend = off.numel(), nnz = idx.numel();
+  const int64_t S = bs.numel(), C = bW.numel(), M = order.numel();
+  for (const at::Tensor& p : params) TORCH_CHECK(p.scalar_type() == x_train.scalar_type(), "train_steps: one dtype");
+  TORCH_CHECK(D > 0 && S * D == n_dend && bd.numel() == n_dend && v.numel() == n_dend && w.numel() == nnz &&
+                  W.dim() == 2 && W.size(0) == C && W.size(1) == S,
+              "train_steps: layer sizes disagree");
+  TORCH_CHECK(y_train.scalar_type() == at::kLong && y_train.is_contiguous() && y_train.numel() == N,
+              "train_steps: y_train must be int64 (N,)");
+  TORCH_CHECK(order.scalar_type() == at::kLong && order.is_contiguous() && order.dim() == 1,
+              "train_steps: order must be 1-D int64");
+  TORCH_CHECK(loss_sum.numel() == 1 && loss_sum.scalar_type() == x_train.scalar_type() && correct.numel() == 1 &&
+                  correct.scalar_type() == at::kLong, "train_steps: loss_sum (x's dtype) and correct (int64) scalars");
+  TORCH_CHECK(batch > 0 && step0 >= 0, "train_steps: batch > 0, step0 >= 0");
+  const int64_t Bmax = std::min(batch, std::max<int64_t>(M, 1));
+  auto opts = x_train.options();
+  auto xT = at::empty({n_in * Bmax}, opts), A = at::empty({n_dend * Bmax}, opts), out = at::empty({S * Bmax}, opts);
+  auto probs = at::empty({C * Bmax}, opts), gh = at::empty({S * Bmax}, opts);
+  std::vector<at::Tensor> grads;
+  for (const at::Tensor& p : params) grads.push_back(at::empty({p.numel()}, opts));
+  std::vector<int64_t> yb(Bmax);
+  const int64_t* rows_all = order.data_ptr<int64_t>();
+  const int64_t* y = y_train.data_ptr<int64_t>();
+  for (int64_t k = 0; k < M; ++k)
+    TORCH_CHECK(rows_all[k] >= 0 && rows_all[k] < N, "train_steps: sample ", rows_all[k], " not in [0, ", N, ")");
+  AT_DISPATCH_FLOATING_TYPES(x_train.scalar_type(), "train_steps", [&] {
+    using T = scalar_t;
+    const T sl = static_cast<T>(slope);
+    T* xt = xT.data_ptr<T>();
+    T* Ap = A.data_ptr<T>();
+    T* op = out.data_ptr<T>();
+    T* pp = probs.data_ptr<T>();
+    T* ghp = gh.data_ptr<T>();
+    T* g[6];
+    for (int k = 0; k < 6; ++k) g[k] = grads[k].data_ptr<T>();
+    T ls = loss_sum.data_ptr<T>()[0];
+    int64_t hits_total = correct.data_ptr<int64_t>()[0];
+    for (int64_t b0 = 0, t = 0; b0 < M; b0 += batch, ++t) {
+      const int64_t nb = std::min(batch, M - b0);
+      const int64_t* rows = rows_all + b0;
+      for (int64_t b = 0; b < nb; ++b) yb[b] = y[rows[b]];
+      transpose_rows<T>(x_train.data_ptr<T>(), rows, nb, n_in, xt);
+      layer_forward<T>(xt, nb, w.data_ptr<T>(), idx.data_ptr<int64_t>(), off.data_ptr<int64_t>(), n_dend, nnz,
+                       bd.data_ptr<T>(), v.data_ptr<T>(), bs.data_ptr<T>(), S, D, sl, Ap, op);
+      int64_t hits = 0;
+      const double total = head_forward_raw<T>(op, S, nb, W.data_ptr<T>(), bW.data_ptr<T>(), C, yb.data(), pp, hits);
+      const T loss = T(total / double(nb));
+      head_backward_raw<T>(T(1), pp, yb.data(), op, S, nb, W.data_ptr<T>(), C, pp, g[4], g[5], ghp);
+      layer_backward<T>(ghp, op, Ap, xt, nb, idx.data_ptr<int64_t>(), off.data_ptr<int64_t>(), n_dend, nnz,
+                        v.data_ptr<T>(), S, D, sl, g[0], g[1], g[2], g[3], nullptr);
+      const AdamCoef coef(step0 + t + 1, lr, beta1, beta2, eps);
+      for (int k = 0; k < 6; ++k)
+        adam_update<T>(params[k].data_ptr<T>(), g[k], exp_avgs[k].data_ptr<T>(), exp_avg_sqs[k].data_ptr<T>(),
+                       params[k].numel(), coef);
+      ls = ls + T(nb) * loss;
+      hits_total += hits;
+    }
+    loss_sum.data_ptr<T>()[0] = ls;
+    correct.data_ptr<int64_t>()[0] = hits_total;
+  });
 }
 
 }  // namespace
@@ -869,6 +979,7 @@ TORCH_LIBRARY(dendritic_kernels, m) {
   m.def("adam_step_", &adam_step_);
   m.def("head_forward", &head_forward);
   m.def("head_backward", &head_backward);
+  m.def("train_steps", &train_steps);
 }
 """
 
@@ -1376,3 +1487,64 @@ def head_loss_t(
     """
     h = h.contiguous()
     return _HeadLossT.apply(h, weight, bias, target.contiguous())
+
+
+# --------------------------------------------------------------------------- whole training steps
+
+
+def train_steps_t(
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    order: torch.Tensor,
+    batch: int,
+    params: list[torch.Tensor],
+    indices: torch.Tensor,
+    offsets: torch.Tensor,
+    per_soma: int,
+    slope: float,
+    exp_avgs: list[torch.Tensor],
+    exp_avg_sqs: list[torch.Tensor],
+    step: int,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    loss_sum: torch.Tensor,
+    correct: torch.Tensor,
+) -> None:
+    """``ceil(len(order) / batch)`` Adam steps of a one-layer dANN in one C++ call.
+
+    ``params`` = [dendrite weights, dendrite biases, soma weights, soma biases, output weight
+    (C, S), output bias], updated in place with their moments; ``step`` is the number of steps
+    already taken. The batch's summed loss and correct count are added to ``loss_sum`` (the
+    parameters' dtype) and ``correct`` (int64). Each step runs the same kernels in the same order as
+    ``dendritic_layer_t`` + ``head_loss_t`` + ``Adam``, without the per-step Python and autograd
+    (about 1.8 ms of a 3.5 ms step at D=16, S=256). Callers check :func:`fused_layers_enabled`.
+    """
+    n_dend = offsets.numel()
+    if len(params) != 6 or len(exp_avgs) != 6 or len(exp_avg_sqs) != 6:
+        raise ValueError("train_steps_t takes six parameters and their two moments each")
+    plan = _plan(indices, offsets, x_train.shape[1], n_dend, None)
+    idx, off = plan.wiring(indices, offsets)
+    if order.dtype != torch.int64:
+        raise TypeError(f"order must be int64 sample indices, got {order.dtype}")
+    with torch.no_grad():
+        _ops().train_steps(
+            x_train,
+            y_train,
+            order.contiguous(),
+            int(batch),
+            [p.detach() for p in params],
+            exp_avgs,
+            exp_avg_sqs,
+            idx,
+            off,
+            int(per_soma),
+            float(slope),
+            int(step),
+            float(lr),
+            float(betas[0]),
+            float(betas[1]),
+            float(eps),
+            loss_sum,
+            correct,
+        )

@@ -33,6 +33,7 @@ __all__ = [
     "RunResult",
     "batch_order",
     "train_step",
+    "train_steps",
     "evaluate",
     "make_optimizer",
     "resolve_device",
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 EVAL_BATCH = 2048
+BAR_CHUNK = 20  # batches between progress-bar refreshes
 
 
 def eval_batch_size(device: torch.device | str) -> int:
@@ -182,6 +184,105 @@ def train_step(
         correct.add_(hits)
 
 
+def _fused_steps(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, x_train: torch.Tensor, y_train: torch.Tensor
+) -> tuple[list[torch.Tensor], Any] | None:
+    """(parameters, the optimizer's fused state) when whole training steps can run in C++.
+
+    That is a one-layer dANN whose layer is fused (sparse dendrites, each soma summing its own,
+    no dropout) with a dense output layer, in training mode, on the CPU, with
+    :class:`dendritic.training.optim.Adam` on exactly its parameters; anything else, None.
+    """
+    from dendritic.layers.kernels import fused_layers_enabled
+    from dendritic.training.optim import Adam
+
+    if not (
+        isinstance(model, DendriticNet)
+        and isinstance(optimizer, Adam)
+        and model.training
+        and len(model.layers) == 1
+        and model.layers[0].fusable
+        and model.output.kernel == "dense"
+        and fused_layers_enabled(x_train)
+        and x_train.is_contiguous()
+        and x_train.numel() == len(x_train) * model.n_inputs
+        and y_train.dtype == torch.int64
+        and y_train.is_cpu
+        and y_train.is_contiguous()
+    ):
+        return None
+    layer = model.layers[0]
+    d, s, o = layer.dendrites, layer.somata, model.output
+    params = [d.weight, d.bias, s.weight, s.bias, o.weight, o.bias]
+    if any(p is None or not p.requires_grad or p.dtype != x_train.dtype for p in params):
+        return None
+    if sum(1 for _ in model.parameters()) != len(params):
+        return None
+    state = optimizer.fused_state(params)
+    return None if state is None else (params, state)
+
+
+def train_steps(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    order: torch.Tensor,
+    batch: int,
+    loss_sum: torch.Tensor,
+    correct: torch.Tensor,
+) -> None:
+    """``ceil(len(order) / batch)`` optimisation steps, batch by batch over the samples ``order``.
+
+    For a one-layer dANN trained with the library's Adam on the CPU, all of them in one C++ call
+    (``layers.kernels.train_steps_t``: the same kernels in the same order as :func:`train_step`,
+    so the same parameters; ``DENDRITIC_FUSED=0`` turns it off); otherwise :func:`train_step` per
+    batch. Adds each batch's summed loss and correct count to ``loss_sum`` and ``correct``.
+    """
+    fused = _fused_steps(model, optimizer, x_train, y_train)
+    if fused is None:
+        for start in range(0, len(order), batch):
+            train_step(model, optimizer, x_train, y_train, order[start : start + batch], loss_sum, correct)
+        return
+    from dendritic.layers.kernels import train_steps_t
+    from dendritic.models.network import NEGATIVE_SLOPE
+
+    params, (exp_avgs, exp_avg_sqs, step, group) = fused
+    layer = model.layers[0]
+    sums = (
+        loss_sum
+        if loss_sum.dtype == x_train.dtype and loss_sum.is_cpu
+        else torch.zeros((), dtype=x_train.dtype)
+    )
+    count = correct if correct.dtype == torch.int64 and correct.is_cpu else torch.zeros((), dtype=torch.int64)
+    train_steps_t(
+        x_train.reshape(len(x_train), model.n_inputs),
+        y_train,
+        order,
+        batch,
+        params,
+        layer.dendrites.indices,
+        layer.dendrites.offsets,
+        layer.dendrites.out_features // layer.somata.out_features,
+        NEGATIVE_SLOPE,
+        exp_avgs,
+        exp_avg_sqs,
+        step,
+        float(group["lr"]),
+        tuple(group["betas"]),
+        float(group["eps"]),
+        sums,
+        count,
+    )
+    optimizer.advance(math.ceil(len(order) / batch))
+    for p in params:
+        p.grad = None  # the per-step path leaves the last gradients; these were never materialised
+    if sums is not loss_sum:
+        loss_sum.add_(sums.to(loss_sum))
+    if count is not correct:
+        correct.add_(count.to(correct))
+
+
 def batch_order(n: int, sequential: bool, generator: torch.Generator) -> torch.Tensor:
     """Sample order of one epoch: reshuffled every epoch, or kept (class-sorted) when sequential."""
     return torch.arange(n) if sequential else torch.randperm(n, generator=generator)
@@ -314,20 +415,29 @@ def _fit(
             )
             loss_sum = torch.zeros((), device=dev)
             correct = torch.zeros((), dtype=torch.long, device=dev)
-            for b in range(n_batches):
-                train_step(
-                    model, optimizer, x_train, y_train, order[b * batch : (b + 1) * batch], loss_sum, correct
+            # a live bar refreshes every `chunk` batches; without one, the epoch is one call
+            chunk = BAR_CHUNK if bar is not None else n_batches
+            for first in range(0, n_batches, chunk):
+                last = min(first + chunk, n_batches)
+                train_steps(
+                    model,
+                    optimizer,
+                    x_train,
+                    y_train,
+                    order[first * batch : last * batch],
+                    batch,
+                    loss_sum,
+                    correct,
                 )
                 if bar is not None:
-                    bar.update(1)
-                    if b % 20 == 0 or b == n_batches - 1:
-                        seen = min((b + 1) * batch, n)
-                        bar.set_description(f"epoch {epoch}/{epochs}", refresh=False)
-                        bar.set_postfix(
-                            loss=f"{loss_sum.item() / seen:.4f}",
-                            acc=f"{correct.item() / seen:.4f}",
-                            refresh=False,
-                        )
+                    seen = min(last * batch, n)
+                    bar.update(last - first)
+                    bar.set_description(f"epoch {epoch}/{epochs}", refresh=False)
+                    bar.set_postfix(
+                        loss=f"{loss_sum.item() / seen:.4f}",
+                        acc=f"{correct.item() / seen:.4f}",
+                        refresh=False,
+                    )
             train_loss, train_acc = loss_sum.item() / n, correct.item() / n
             val_loss, val_acc = evaluate(model, x_val, y_val)
             metrics = EpochMetrics(epoch, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - t0)

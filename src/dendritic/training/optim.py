@@ -43,16 +43,7 @@ class Adam(torch.optim.Adam):
         What cannot change between steps (dtype, device, layout, the group's options) is checked
         once; only the gradients are looked at every step.
         """
-        if self._static_ok is None:
-            self._static_ok = kernel_backend() == "cpp" and all(
-                not (g["weight_decay"] or g["amsgrad"] or g["maximize"] or g.get("differentiable"))
-                and all(
-                    p.is_cpu and p.dtype in (torch.float32, torch.float64) and p.is_contiguous()
-                    for p in g["params"]
-                )
-                for g in self.param_groups
-            )
-        if not self._static_ok:
+        if not self._static_checks():
             return None
         groups = []
         for group in self.param_groups:
@@ -63,6 +54,41 @@ class Adam(torch.optim.Adam):
                     return None
             groups.append((params, grads, group))
         return groups
+
+    def _static_checks(self) -> bool:
+        if self._static_ok is None:
+            self._static_ok = kernel_backend() == "cpp" and all(
+                not (g["weight_decay"] or g["amsgrad"] or g["maximize"] or g.get("differentiable"))
+                and all(
+                    p.is_cpu and p.dtype in (torch.float32, torch.float64) and p.is_contiguous()
+                    for p in g["params"]
+                )
+                for g in self.param_groups
+            )
+        return self._static_ok
+
+    def fused_state(
+        self, params: list[torch.Tensor]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor], int, dict[str, Any]] | None:
+        """(exp_avgs, exp_avg_sqs, steps taken, group) for ``params`` in that order, when this
+        optimizer's one group holds exactly them and the C++ step applies; else None.
+
+        For training loops that run whole steps in C++ (``layers.kernels.train_steps_t``); they
+        call :meth:`advance` with the number of steps they took.
+        """
+        if self._steps < 0 or len(self.param_groups) != 1 or not self._static_checks():
+            return None
+        group = self.param_groups[0]
+        if len(group["params"]) != len(params) or {id(p) for p in group["params"]} != {id(p) for p in params}:
+            return None
+        moments = [self._moments(p) for p in params]
+        return [m for m, _ in moments], [v for _, v in moments], self._steps, group
+
+    def advance(self, steps: int) -> None:
+        """Count ``steps`` steps taken outside :meth:`step` with the moments of :meth:`fused_state`."""
+        if self._steps < 0:
+            raise RuntimeError("this optimizer has left the fast path; its steps are torch's")
+        self._steps += int(steps)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)

@@ -1,0 +1,205 @@
+"""Whole training steps in one C++ call (``training.loop.train_steps``) against the step-by-step
+path: the same parameters bit for bit, the same running loss and count, the same optimizer state,
+and a fallback for everything it does not cover."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from dendritic import build_model
+from dendritic.layers.kernels import available_kernels, train_steps_t
+from dendritic.training.loop import _fused_steps, make_optimizer, train_step, train_steps
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cpp() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if "cpp" not in available_kernels():
+            pytest.skip("C++ kernels unavailable")
+
+
+def _data(n: int, dtype: torch.dtype, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 784, generator=gen, dtype=dtype), torch.randint(0, 10, (n,), generator=gen)
+
+
+def _pair(name: str, dendrites: int, somata: int, dtype: torch.dtype = torch.float32, **kw):
+    models = [build_model(name, (28, 28, 1), 10, dendrites, somata, seed=3, **kw).to(dtype) for _ in range(2)]
+    return models, [make_optimizer(m, 1e-2) for m in models]
+
+
+def _step_by_step(model, opt, x, y, order, batch, loss_sum, correct) -> None:
+    for start in range(0, len(order), batch):
+        train_step(model, opt, x, y, order[start : start + batch], loss_sum, correct)
+
+
+def _assert_same_parameters(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q), name
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    "name,dendrites,somata", [("dANN-LRF", 16, 12), ("dANN-GRF", 4, 7), ("dANN-R", 1, 5)]
+)
+def test_fused_steps_match_step_by_step_bit_for_bit(name, dendrites, somata, dtype):
+    n, batch = 300, 64  # 4 full batches and a tail of 44
+    x, y = _data(n, dtype)
+    (a, b), (opt_a, opt_b) = _pair(name, dendrites, somata, dtype)
+    assert _fused_steps(b, opt_b, x, y) is not None
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(1))
+    sums = [torch.zeros((), dtype=dtype) for _ in range(2)]
+    hits = [torch.zeros((), dtype=torch.long) for _ in range(2)]
+    for _ in range(2):  # two epochs: the second starts from moments and a step count > 0
+        _step_by_step(a, opt_a, x, y, order, batch, sums[0], hits[0])
+        train_steps(b, opt_b, x, y, order, batch, sums[1], hits[1])
+    _assert_same_parameters(a, b)
+    assert int(hits[0]) == int(hits[1])
+    torch.testing.assert_close(sums[0], sums[1], rtol=1e-6, atol=0)
+    state_a, state_b = opt_a.state_dict(), opt_b.state_dict()
+    for k, sa in state_a["state"].items():
+        sb = state_b["state"][k]
+        assert float(sa["step"]) == float(sb["step"]) == 10.0
+        assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+
+
+def test_fused_steps_hand_over_to_the_optimizers_own_step():
+    """Steps in C++, then ordinary steps (the optimizer's count continues), then C++ again."""
+    x, y = _data(256, torch.float32)
+    (a, b), (opt_a, opt_b) = _pair("dANN-LRF", 4, 8)
+    order = torch.randperm(256, generator=torch.Generator().manual_seed(2))
+    sums, hits = torch.zeros(()), torch.zeros((), dtype=torch.long)
+    _step_by_step(a, opt_a, x, y, order, 32, sums, hits)
+    train_steps(b, opt_b, x, y, order[:96], 32, sums, hits)
+    _step_by_step(b, opt_b, x, y, order[96:160], 32, sums, hits)
+    train_steps(b, opt_b, x, y, order[160:], 32, sums, hits)
+    _assert_same_parameters(a, b)
+    assert opt_b._steps == 8
+
+
+def test_fused_steps_give_the_same_results_on_one_and_two_threads():
+    x, y = _data(200, torch.float32)
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            (model, _), (opt, _) = _pair("dANN-GRF", 16, 16)
+            train_steps(
+                model, opt, x, y, torch.arange(200), 50, torch.zeros(()), torch.zeros((), dtype=torch.long)
+            )
+            results.append([p.detach().clone() for p in model.parameters()])
+    finally:
+        torch.set_num_threads(threads)
+    for p, q in zip(*results, strict=True):
+        assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("vANN", {}),  # dense dendrites: not a fused layer
+        ("pdANN", {}),  # sparse dendrites, dense somata
+        ("dANN-LRF", {"layers": 2}),  # deeper nets run step by step
+        ("dANN-LRF", {"dropout": 0.2}),
+    ],
+)
+def test_other_models_fall_back_to_step_by_step(name, kw):
+    x, y = _data(200, torch.float32)
+    (a, b), (opt_a, opt_b) = _pair(name, 4, 32, **kw)
+    assert _fused_steps(b, opt_b, x, y) is None
+    torch.manual_seed(0)
+    _step_by_step(a, opt_a, x, y, torch.arange(200), 64, torch.zeros(()), torch.zeros((), dtype=torch.long))
+    torch.manual_seed(0)
+    train_steps(b, opt_b, x, y, torch.arange(200), 64, torch.zeros(()), torch.zeros((), dtype=torch.long))
+    _assert_same_parameters(a, b)
+
+
+def test_fused_steps_are_skipped_when_turned_off_or_not_applicable(monkeypatch):
+    x, y = _data(64, torch.float32)
+    (model, _), (opt, _) = _pair("dANN-LRF", 4, 6)
+    assert _fused_steps(model, opt, x, y) is not None
+    model.eval()
+    assert _fused_steps(model, opt, x, y) is None  # evaluation mode: not a training step
+    model.train()
+    assert _fused_steps(model, torch.optim.Adam(model.parameters()), x, y) is None  # torch's Adam
+    assert _fused_steps(model, opt, x, y.to(torch.int32)) is None
+    model.layers[0].somata.bias.requires_grad_(False)  # a frozen parameter
+    assert _fused_steps(model, opt, x, y) is None
+    model.layers[0].somata.bias.requires_grad_(True)
+    monkeypatch.setenv("DENDRITIC_FUSED", "0")
+    assert _fused_steps(model, opt, x, y) is None
+
+
+def test_bad_sample_indices_are_refused_before_any_step():
+    x, y = _data(64, torch.float32)
+    (model, _), (opt, _) = _pair("dANN-LRF", 4, 6)
+    before = [p.detach().clone() for p in model.parameters()]
+    sums, hits = torch.zeros(()), torch.zeros((), dtype=torch.long)
+    with pytest.raises(RuntimeError, match=r"sample 64 not in \[0, 64\)"):
+        train_steps(model, opt, x, y, torch.tensor([0, 1, 64]), 2, sums, hits)
+    with pytest.raises(TypeError, match="int64"):
+        train_steps(model, opt, x, y, torch.tensor([0, 1], dtype=torch.int32), 2, sums, hits)
+    for p, q in zip(model.parameters(), before, strict=True):
+        assert torch.equal(p, q)
+    assert opt._steps == 0 and float(sums) == 0.0
+
+
+def test_train_steps_t_checks_its_arguments():
+    x, y = _data(16, torch.float32)
+    (model, _), (opt, _) = _pair("dANN-LRF", 4, 6)
+    layer = model.layers[0]
+    params, (m, v, step, group) = _fused_steps(model, opt, x, y)
+    args = dict(
+        indices=layer.dendrites.indices,
+        offsets=layer.dendrites.offsets,
+        per_soma=4,
+        slope=0.1,
+        step=step,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-7,
+    )
+    with pytest.raises(ValueError, match="six parameters"):
+        train_steps_t(
+            x,
+            y,
+            torch.arange(16),
+            8,
+            params[:5],
+            exp_avgs=m,
+            exp_avg_sqs=v,
+            loss_sum=torch.zeros(()),
+            correct=torch.zeros((), dtype=torch.long),
+            **args,
+        )
+    with pytest.raises(RuntimeError, match="loss_sum"):
+        train_steps_t(
+            x,
+            y,
+            torch.arange(16),
+            8,
+            params,
+            exp_avgs=m,
+            exp_avg_sqs=v,
+            loss_sum=torch.zeros((), dtype=torch.float64),
+            correct=torch.zeros((), dtype=torch.long),
+            **args,
+        )
+    with pytest.raises(RuntimeError, match="layer sizes disagree"):
+        train_steps_t(
+            x,
+            y,
+            torch.arange(16),
+            8,
+            params,
+            exp_avgs=m,
+            exp_avg_sqs=v,
+            loss_sum=torch.zeros(()),
+            correct=torch.zeros((), dtype=torch.long),
+            **{**args, "per_soma": 3},
+        )
