@@ -203,3 +203,30 @@ def test_train_steps_t_checks_its_arguments():
             correct=torch.zeros((), dtype=torch.long),
             **{**args, "per_soma": 3},
         )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_whole_set_evaluation_in_cpp_matches_the_model_forward(dtype, monkeypatch):
+    from dendritic.training.loop import _fused_dann, evaluate
+
+    x, y = _data(700, dtype)  # two full batches of 256 and a tail
+    (model, _), (opt, _) = _pair("dANN-LRF", 16, 12, dtype)
+    train_steps(
+        model,
+        opt,
+        x,
+        y,
+        torch.arange(700),
+        100,
+        torch.zeros((), dtype=dtype),
+        torch.zeros((), dtype=torch.long),
+    )
+    assert _fused_dann(model, x, y) is not None
+    fused = evaluate(model, x, y)
+    assert model.training  # evaluation leaves the mode as it was
+    monkeypatch.setenv("DENDRITIC_FUSED", "0")  # model(x) batch by batch, torch's loss
+    assert _fused_dann(model, x, y) is None
+    plain = evaluate(model, x, y)
+    assert fused[0] == pytest.approx(plain[0], rel=1e-5)
+    assert abs(fused[1] - plain[1]) <= 1 / 700
+    assert evaluate(model, x[:0], y[:0]) == (0.0, 0.0)

@@ -1,7 +1,9 @@
 """``sparse_matmul_t``: a sparse layer's product over its real connections, fast on CPU;
 ``dendritic_layer_t``: a whole dendro-somatic layer of a dANN fused into one pass; and the small
 C++ pieces of a training step (``head_loss_t``: output layer + cross-entropy + accuracy count;
-``feature_major``: the batch transposed; ``adam_step_``, used by ``dendritic.training.optim``).
+``feature_major``: the batch transposed; ``adam_step_``, used by ``dendritic.training.optim``);
+and for one-layer dANNs, ``train_steps_t`` (many whole training steps in one call, the same
+kernels in the same order) and ``evaluate_dann_t`` (a whole evaluation set in one call).
 
 Activations are feature-major: ``h`` is ``(n_in, B)``, the result ``(n_out, B)``. The wiring is
 CSR over outputs (``offsets`` (n_out,) start of each output's connections, ``indices`` (nnz,) input
@@ -100,6 +102,7 @@ __all__ = [
     "head_loss_t",
     "kernel_backend",
     "sparse_matmul_t",
+    "evaluate_dann_t",
     "train_steps_t",
 ]
 
@@ -966,6 +969,47 @@ void train_steps(const at::Tensor& x_train, const at::Tensor& y_train, const at:
   });
 }
 
+// Evaluation of a one-layer dANN over a whole set, no gradients: Σ cross-entropy (in double) and
+// the number of correct predictions, in batches of `batch` samples (x (N, n_in) row-major),
+// with the forward kernels of a training step and buffers allocated once.
+std::tuple<double, int64_t> evaluate_dann(const at::Tensor& x, const at::Tensor& y, int64_t batch,
+                                          at::TensorList params, const at::Tensor& idx, const at::Tensor& off,
+                                          int64_t D, double slope) {
+  TORCH_CHECK(params.size() == 6, "evaluate_dann: six parameters (w, bd, v, bs, W, b)");
+  const at::Tensor &w = params[0], &bd = params[1], &v = params[2], &bs = params[3], &W = params[4], &bW = params[5];
+  check_common(x, w, idx, off);
+  const int64_t N = x.size(0), n_in = x.size(1), n_dend = off.numel(), nnz = idx.numel(), S = bs.numel(),
+                C = bW.numel();
+  for (const at::Tensor& p : params)
+    TORCH_CHECK(p.scalar_type() == x.scalar_type() && p.is_contiguous() && p.device().is_cpu(),
+                "evaluate_dann: contiguous CPU parameters of x's dtype");
+  TORCH_CHECK(D > 0 && S * D == n_dend && bd.numel() == n_dend && v.numel() == n_dend && w.numel() == nnz &&
+                  W.dim() == 2 && W.size(0) == C && W.size(1) == S,
+              "evaluate_dann: layer sizes disagree");
+  TORCH_CHECK(y.scalar_type() == at::kLong && y.is_contiguous() && y.numel() == N, "evaluate_dann: y must be int64 (N,)");
+  TORCH_CHECK(batch > 0, "evaluate_dann: batch > 0");
+  const int64_t Bmax = std::min(batch, std::max<int64_t>(N, 1));
+  auto opts = x.options();
+  auto xT = at::empty({n_in * Bmax}, opts), out = at::empty({S * Bmax}, opts), probs = at::empty({C * Bmax}, opts);
+  double total = 0;
+  int64_t hits_total = 0;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "evaluate_dann", [&] {
+    using T = scalar_t;
+    for (int64_t b0 = 0; b0 < N; b0 += batch) {
+      const int64_t nb = std::min(batch, N - b0);
+      transpose_rows<T>(x.data_ptr<T>() + b0 * n_in, nullptr, nb, n_in, xT.data_ptr<T>());
+      layer_forward<T>(xT.data_ptr<T>(), nb, w.data_ptr<T>(), idx.data_ptr<int64_t>(), off.data_ptr<int64_t>(), n_dend,
+                       nnz, bd.data_ptr<T>(), v.data_ptr<T>(), bs.data_ptr<T>(), S, D, static_cast<T>(slope), nullptr,
+                       out.data_ptr<T>());
+      int64_t hits = 0;
+      total += head_forward_raw<T>(out.data_ptr<T>(), S, nb, W.data_ptr<T>(), bW.data_ptr<T>(), C,
+                                   y.data_ptr<int64_t>() + b0, probs.data_ptr<T>(), hits);
+      hits_total += hits;
+    }
+  });
+  return {total, hits_total};
+}
+
 }  // namespace
 
 TORCH_LIBRARY(dendritic_kernels, m) {
@@ -980,6 +1024,7 @@ TORCH_LIBRARY(dendritic_kernels, m) {
   m.def("head_forward", &head_forward);
   m.def("head_backward", &head_backward);
   m.def("train_steps", &train_steps);
+  m.def("evaluate_dann", &evaluate_dann);
 }
 """
 
@@ -1548,3 +1593,33 @@ def train_steps_t(
             loss_sum,
             correct,
         )
+
+
+def evaluate_dann_t(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch: int,
+    params: list[torch.Tensor],
+    indices: torch.Tensor,
+    offsets: torch.Tensor,
+    per_soma: int,
+    slope: float,
+) -> tuple[float, int]:
+    """(Σ cross-entropy, correct count) of a one-layer dANN over ``x`` (N, n_in), in batches of
+    ``batch``, in one C++ call: the forward of :func:`train_steps_t` without gradients or the
+    per-batch Python of ``model(x)`` (most of an evaluation for small models)."""
+    if len(params) != 6:
+        raise ValueError("evaluate_dann_t takes six parameters")
+    plan = _plan(indices, offsets, x.shape[1], offsets.numel(), None)
+    idx, off = plan.wiring(indices, offsets)
+    total, hits = _ops().evaluate_dann(
+        x.contiguous(),
+        y.contiguous(),
+        int(batch),
+        [p.detach() for p in params],
+        idx,
+        off,
+        int(per_soma),
+        float(slope),
+    )
+    return float(total), int(hits)

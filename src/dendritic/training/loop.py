@@ -107,17 +107,34 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """Mean cross-entropy and accuracy, in eval mode, without autograd."""
+    step = eval_batch_size(x.device)
+    n = max(len(x), 1)
+    params = _fused_dann(model, x, y)
+    if params is not None:  # a one-layer dANN on the CPU: the whole set in one C++ call
+        from dendritic.layers.kernels import evaluate_dann_t
+        from dendritic.models.network import NEGATIVE_SLOPE
+
+        layer = model.layers[0]
+        total, hits = evaluate_dann_t(
+            x.reshape(len(x), model.n_inputs),
+            y,
+            step,
+            params,
+            layer.dendrites.indices,
+            layer.dendrites.offsets,
+            layer.dendrites.out_features // layer.somata.out_features,
+            NEGATIVE_SLOPE,
+        )
+        return total / n, hits / n
     was_training = model.training
     model.eval()
     loss_sum, correct = 0.0, 0
-    step = eval_batch_size(x.device)
     for start in range(0, len(x), step):
         logits = model(x[start : start + step])
         target = y[start : start + step]
         loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
         correct += int((logits.argmax(dim=1) == target).sum().item())
     model.train(was_training)
-    n = max(len(x), 1)
     return loss_sum / n, correct / n
 
 
@@ -184,39 +201,50 @@ def train_step(
         correct.add_(hits)
 
 
-def _fused_steps(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, x_train: torch.Tensor, y_train: torch.Tensor
-) -> tuple[list[torch.Tensor], Any] | None:
-    """(parameters, the optimizer's fused state) when whole training steps can run in C++.
+def _fused_dann(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor] | None:
+    """The six parameters of a one-layer dANN that C++ can train or evaluate whole on ``x``, ``y``.
 
-    That is a one-layer dANN whose layer is fused (sparse dendrites, each soma summing its own,
-    no dropout) with a dense output layer, in training mode, on the CPU, with
-    :class:`dendritic.training.optim.Adam` on exactly its parameters; anything else, None.
+    That is a :class:`DendriticNet` with one fused layer (sparse dendrites, each soma summing its
+    own, no dropout) and a dense output layer, with CPU tensors of one float dtype; else None.
     """
     from dendritic.layers.kernels import fused_layers_enabled
-    from dendritic.training.optim import Adam
 
     if not (
         isinstance(model, DendriticNet)
-        and isinstance(optimizer, Adam)
-        and model.training
         and len(model.layers) == 1
         and model.layers[0].fusable
         and model.output.kernel == "dense"
-        and fused_layers_enabled(x_train)
-        and x_train.is_contiguous()
-        and x_train.numel() == len(x_train) * model.n_inputs
-        and y_train.dtype == torch.int64
-        and y_train.is_cpu
-        and y_train.is_contiguous()
+        and fused_layers_enabled(x)
+        and x.is_contiguous()
+        and x.numel() == len(x) * model.n_inputs
+        and y.dtype == torch.int64
+        and y.is_cpu
+        and y.is_contiguous()
     ):
         return None
     layer = model.layers[0]
     d, s, o = layer.dendrites, layer.somata, model.output
     params = [d.weight, d.bias, s.weight, s.bias, o.weight, o.bias]
-    if any(p is None or not p.requires_grad or p.dtype != x_train.dtype for p in params):
+    if any(p is None or p.dtype != x.dtype for p in params) or sum(1 for _ in model.parameters()) != len(
+        params
+    ):
         return None
-    if sum(1 for _ in model.parameters()) != len(params):
+    return params
+
+
+def _fused_steps(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, x_train: torch.Tensor, y_train: torch.Tensor
+) -> tuple[list[torch.Tensor], Any] | None:
+    """(parameters, the optimizer's fused state) when whole training steps can run in C++: a
+    model :func:`_fused_dann` accepts, in training mode, every parameter trainable, and
+    :class:`dendritic.training.optim.Adam` on exactly its parameters; anything else, None.
+    """
+    from dendritic.training.optim import Adam
+
+    if not (isinstance(optimizer, Adam) and model.training):
+        return None
+    params = _fused_dann(model, x_train, y_train)
+    if params is None or not all(p.requires_grad for p in params):
         return None
     state = optimizer.fused_state(params)
     return None if state is None else (params, state)
