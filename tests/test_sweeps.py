@@ -471,3 +471,43 @@ def test_runs_of_a_coordinator_on_another_host_are_left_alone_unless_reclaimed(t
         assert report.done == 1
         run = store.find(config.to_dict())
         assert run["status"] == "finished" and run["attempts"] == 2 and run["host"] != "elsewhere"
+
+
+def test_cost_model_knows_the_whole_step_path_of_one_layer_danns():
+    from dendritic.sweeps.estimate import CostModel, fit_runs
+
+    fused = TrainConfig(model="dANN-LRF", dendrites=16, somata=256)
+    assert features(fused)["fused"] == 1.0
+    for other in (
+        TrainConfig(model="vANN", dendrites=1, somata=256),
+        TrainConfig(model="sANN", dendrites=16, somata=256),  # random cables: step by step
+        TrainConfig(model="pdANN", dendrites=16, somata=256),
+        TrainConfig(model="dANN-LRF", dendrites=16, somata=256, layers=2),
+        TrainConfig(model="dANN-LRF", dendrites=16, somata=256, dropout=0.2),
+    ):
+        assert features(other)["fused"] == 0.0, other.model
+    # the default constants against the benchmark (docs/benchmarks.md: 1.19 s per epoch, 1 thread)
+    assert 0.9 < DEFAULT_COST.epoch_seconds(fused) < 1.6
+    # runs made by a known model give its constants back, each kind from its own runs
+    truth = CostModel(c0=1e-3, a_dense=2e-10, a_sparse=6e-10, a_unit=1e-11, c0_fused=2e-4, a_fused=4e-10)
+    configs = [
+        TrainConfig(model=m, dendrites=d, somata=s)
+        for m in ("dANN-R", "dANN-GRF", "vANN", "sANN", "pdANN")
+        for d, s in ((1, 32), (4, 64), (16, 256))
+    ]
+    runs = [
+        {
+            "status": "finished",
+            "wall_seconds": 25 * truth.epoch_seconds(c),
+            "epochs_run": 25,
+            "config": c.to_dict(),
+        }
+        for c in configs
+    ]
+    fitted = fit_runs(runs)
+    assert fitted.c0_fused == pytest.approx(2e-4, rel=1e-3) and fitted.a_fused == pytest.approx(
+        4e-10, rel=1e-3
+    )
+    assert fitted.c0 == pytest.approx(1e-3, rel=1e-2) and fitted.a_dense == pytest.approx(2e-10, rel=1e-2)
+    for config in configs:
+        assert fitted.epoch_seconds(config) == pytest.approx(truth.epoch_seconds(config), rel=1e-3)

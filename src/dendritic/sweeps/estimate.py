@@ -16,7 +16,7 @@ import math
 import statistics
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dendritic.data import get_info
@@ -45,8 +45,14 @@ class CostModel:
     #: Speed-up of one run given t threads is t ** thread_exponent. 0: on the shared 2-core
     #: development VM two threads were *slower* than one (see docs/sweeps.md), so none is assumed.
     thread_exponent: float = 0.0
+    #: One-layer dANNs train whole epochs in one C++ call (``training.loop.train_steps``): a step
+    #: costs ``c0_fused + B·a_fused·sparse`` (the synapses dominate everything else there).
+    c0_fused: float = 1.0e-4
+    a_fused: float = 3.3e-10
 
     def step_seconds(self, feats: Mapping[str, float], batch: int = 128) -> float:
+        if feats.get("fused"):
+            return self.c0_fused + batch * feats["sparse"] * self.a_fused
         per_sample = (
             feats["dense"] * self.a_dense + feats["sparse"] * self.a_sparse + feats["units"] * self.a_unit
         )
@@ -57,7 +63,7 @@ class CostModel:
         n_train, n_val = _split_sizes(config)
         steps = math.ceil(n_train / config.batch_size)
         step = self.step_seconds(feats, config.batch_size)
-        per_sample = (step - self.c0) / config.batch_size
+        per_sample = (step - (self.c0_fused if feats.get("fused") else self.c0)) / config.batch_size
         seconds = steps * step + n_val * per_sample / 3.0
         return seconds / max(1, threads) ** self.thread_exponent
 
@@ -98,7 +104,11 @@ def features(config: TrainConfig | Mapping[str, Any]) -> dict[str, float]:
         units += ds + s
         n_in = s
     dense += s * info.n_classes
-    return {"dense": dense, "sparse": sparse, "units": units}
+    # the whole-step C++ path of training.loop.train_steps (on the CPU)
+    fused = (
+        cfg.layers == 1 and not cfg.dropout and variant.synapses != "dense" and variant.cables == "structured"
+    )
+    return {"dense": dense, "sparse": sparse, "units": units, "fused": float(fused)}
 
 
 def _run_key(config: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -169,23 +179,22 @@ CALIBRATION_POINTS: tuple[tuple[str, int, int], ...] = (
 
 
 def time_step(model_name: str, dendrites: int, somata: int, *, steps: int = 6, batch: int = 128) -> float:
-    """Median seconds of one training step (forward, backward, Adam) on random Fashion-MNIST-shaped data."""
+    """Median seconds of one training step (forward, backward, Adam) on random Fashion-MNIST-shaped
+    data, run the way training runs it (``training.loop.train_steps``)."""
     import torch
-    import torch.nn.functional as F
 
     from dendritic.models import build_model
-    from dendritic.training.loop import make_optimizer
+    from dendritic.training.loop import make_optimizer, train_steps
 
     model = build_model(model_name, (28, 28, 1), 10, dendrites, somata, seed=1)
-    opt = make_optimizer(model, 1e-3)  # the training loop's own (fused) Adam
-    x, y = torch.rand(batch, 784), torch.randint(0, 10, (batch,))
+    opt = make_optimizer(model, 1e-3)  # the training loop's own Adam
+    x, y = torch.rand(4 * batch, 784), torch.randint(0, 10, (4 * batch,))
+    loss_sum, correct = torch.zeros(()), torch.zeros((), dtype=torch.long)
     times = []
     for i in range(steps + 2):
+        first = (i % 4) * batch
         t = time.perf_counter()
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_steps(model, opt, x, y, torch.arange(first, first + batch), batch, loss_sum, correct)
         if i >= 2:  # warm-up
             times.append(time.perf_counter() - t)
     return statistics.median(times)
@@ -193,21 +202,43 @@ def time_step(model_name: str, dendrites: int, somata: int, *, steps: int = 6, b
 
 def calibrate(points: Sequence[tuple[str, int, int]] = CALIBRATION_POINTS, *, threads: int = 1) -> CostModel:
     """Time a few models here and fit the constants (non-negative least squares on relative error)."""
-    import numpy as np
     import torch
 
     torch.set_num_threads(threads)
     rows, targets = [], []
+    fused_rows, fused_targets = [], []
     for name, d, s in points:
         f = features(TrainConfig(model=name, dendrites=d, somata=s))
-        rows.append([1.0, 128 * f["dense"], 128 * f["sparse"], 128 * f["units"]])
-        targets.append(time_step(name, d, s))
-    a = np.array(rows) / np.array(targets)[:, None]  # relative error: small models count too
-    b = np.ones(len(targets))
-    coef = _nnls(a, b)
-    return CostModel(
-        c0=float(coef[0]), a_dense=float(coef[1]), a_sparse=float(coef[2]), a_unit=float(coef[3])
-    )
+        seconds = time_step(name, d, s)
+        if f["fused"]:
+            fused_rows.append([1.0, 128 * f["sparse"]])
+            fused_targets.append(seconds)
+        else:
+            rows.append([1.0, 128 * f["dense"], 128 * f["sparse"], 128 * f["units"]])
+            targets.append(seconds)
+    return _model_from_fits(rows, targets, fused_rows, fused_targets)
+
+
+def _model_from_fits(
+    rows: list[list[float]],
+    targets: list[float],
+    fused_rows: list[list[float]],
+    fused_targets: list[float],
+) -> CostModel:
+    """Both fits (relative error, so small models count too); a part without two points keeps
+    the default constants."""
+    import numpy as np
+
+    constants: dict[str, float] = {}
+    if len(rows) >= 2:
+        coef = _nnls(np.array(rows) / np.array(targets)[:, None], np.ones(len(targets)))
+        constants |= {"c0": coef[0], "a_dense": coef[1], "a_sparse": coef[2], "a_unit": coef[3]}
+    if len(fused_rows) >= 2:
+        coef = _nnls(np.array(fused_rows) / np.array(fused_targets)[:, None], np.ones(len(fused_targets)))
+        constants |= {"c0_fused": coef[0], "a_fused": coef[1]}
+    if not constants:
+        raise ValueError("fitting the cost model needs at least two finished runs of one kind")
+    return replace(DEFAULT_COST, **{k: float(v) for k, v in constants.items()})
 
 
 def fit_runs(runs: Iterable[Mapping[str, Any]]) -> CostModel:
@@ -217,10 +248,9 @@ def fit_runs(runs: Iterable[Mapping[str, Any]]) -> CostModel:
     in the constants: ``steps·c0 + (n_train + n_val/3)·(a_dense·dense + a_sparse·sparse + a_unit·units)``.
     The fit minimises relative error with non-negative constants. Runs of few model families
     cannot separate ``a_sparse`` from ``a_unit``; the fit then puts the cost on one of them.
+    One-layer dANNs (the whole-step C++ path) fit ``c0_fused`` and ``a_fused`` separately.
     """
-    import numpy as np
-
-    rows, targets = [], []
+    rows, targets, fused_rows, fused_targets = [], [], [], []
     for run in runs:
         seconds, epochs = run.get("wall_seconds"), run.get("epochs_run")
         if run.get("status") != "finished" or not seconds or not epochs:
@@ -229,22 +259,14 @@ def fit_runs(runs: Iterable[Mapping[str, Any]]) -> CostModel:
         f = features(cfg)
         n_train, n_val = _split_sizes(cfg)
         weight = n_train + n_val / 3.0
-        rows.append(
-            [
-                math.ceil(n_train / cfg.batch_size),
-                weight * f["dense"],
-                weight * f["sparse"],
-                weight * f["units"],
-            ]
-        )
+        steps = math.ceil(n_train / cfg.batch_size)
+        if f["fused"]:
+            fused_rows.append([steps, weight * f["sparse"]])
+            fused_targets.append(float(seconds) / int(epochs))
+            continue
+        rows.append([steps, weight * f["dense"], weight * f["sparse"], weight * f["units"]])
         targets.append(float(seconds) / int(epochs))
-    if len(rows) < 2:
-        raise ValueError("fitting the cost model needs at least two finished runs")
-    a = np.array(rows) / np.array(targets)[:, None]
-    coef = _nnls(a, np.ones(len(targets)))
-    return CostModel(
-        c0=float(coef[0]), a_dense=float(coef[1]), a_sparse=float(coef[2]), a_unit=float(coef[3])
-    )
+    return _model_from_fits(rows, targets, fused_rows, fused_targets)
 
 
 def _nnls(a: Any, b: Any) -> Any:
