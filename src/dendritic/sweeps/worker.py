@@ -54,7 +54,7 @@ def clear_data_cache() -> None:
 
 
 def _prepared(config: Any, data_dir: str | None) -> Any:
-    from dendritic.data import prepare
+    from dendritic.training.loop import data_for
 
     key = (
         config.dataset,
@@ -71,16 +71,7 @@ def _prepared(config: Any, data_dir: str | None) -> Any:
         return _DATA_CACHE[key]
     while len(_DATA_CACHE) >= DATA_CACHE_SIZE:
         _DATA_CACHE.popitem(last=False)
-    data = prepare(
-        config.dataset,
-        seed=config.seed,
-        sigma=config.sigma,
-        sequential=config.sequential,
-        val_fraction=config.val_fraction,
-        data_dir=data_dir,
-        limit=config.limit,
-        batch_size=config.batch_size,
-    )
+    data = data_for(config, data_dir)
     _DATA_CACHE[key] = data
     return data
 

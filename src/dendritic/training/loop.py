@@ -138,6 +138,25 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     return loss_sum / n, correct / n
 
 
+def data_for(
+    config: TrainConfig, data_dir: str | os.PathLike[str] | None = None, download: bool = True
+) -> Any:
+    """The prepared data (split, noise, order) a training config asks for."""
+    from dendritic.data import prepare
+
+    return prepare(
+        config.dataset,
+        seed=config.seed,
+        sigma=config.sigma,
+        sequential=config.sequential,
+        val_fraction=config.val_fraction,
+        data_dir=data_dir,
+        download=download,
+        limit=config.limit,
+        batch_size=config.batch_size,
+    )
+
+
 def model_for(config: Any, data: Any) -> DendriticNet:
     """The model a run config names, shaped for its prepared data (training and continual runs)."""
     return build_model(
@@ -359,24 +378,12 @@ def train(
     ready :class:`dendritic.data.PreparedData` (sweeps reuse one); otherwise it is prepared from
     ``config``. ``checkpoint`` saves the final model there (safetensors + JSON).
     """
-    from dendritic.data import prepare
-
     dev = resolve_device(device)
     if threads is not None:
         torch.set_num_threads(threads)
     epochs = config.resolved_epochs()
     if data is None:
-        data = prepare(
-            config.dataset,
-            seed=config.seed,
-            sigma=config.sigma,
-            sequential=config.sequential,
-            val_fraction=config.val_fraction,
-            data_dir=data_dir,
-            download=download,
-            limit=config.limit,
-            batch_size=config.batch_size,
-        )
+        data = data_for(config, data_dir, download)
     model = model_for(config, data).to(dev)
     recorder = (
         RunRecorder(store, config.to_dict(), meta=_meta(config, dev, model), replace=replace)
