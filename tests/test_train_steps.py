@@ -153,56 +153,29 @@ def test_train_steps_t_checks_its_arguments():
     x, y = _data(16, torch.float32)
     (model, _), (opt, _) = _pair("dANN-LRF", 4, 6)
     layer = model.layers[0]
-    params, (m, v, step, group) = _fused_steps(model, opt, x, y)
-    args = dict(
+    params, (m, v, step, _group) = _fused_steps(model, opt, x, y)
+    good = dict(
+        params=params,
         indices=layer.dendrites.indices,
         offsets=layer.dendrites.offsets,
         per_soma=4,
         slope=0.1,
+        exp_avgs=m,
+        exp_avg_sqs=v,
         step=step,
         lr=1e-3,
         betas=(0.9, 0.999),
         eps=1e-7,
+        loss_sum=torch.zeros(()),
+        correct=torch.zeros((), dtype=torch.long),
     )
-    with pytest.raises(ValueError, match="six parameters"):
-        train_steps_t(
-            x,
-            y,
-            torch.arange(16),
-            8,
-            params[:5],
-            exp_avgs=m,
-            exp_avg_sqs=v,
-            loss_sum=torch.zeros(()),
-            correct=torch.zeros((), dtype=torch.long),
-            **args,
-        )
-    with pytest.raises(RuntimeError, match="loss_sum"):
-        train_steps_t(
-            x,
-            y,
-            torch.arange(16),
-            8,
-            params,
-            exp_avgs=m,
-            exp_avg_sqs=v,
-            loss_sum=torch.zeros((), dtype=torch.float64),
-            correct=torch.zeros((), dtype=torch.long),
-            **args,
-        )
-    with pytest.raises(RuntimeError, match="layer sizes disagree"):
-        train_steps_t(
-            x,
-            y,
-            torch.arange(16),
-            8,
-            params,
-            exp_avgs=m,
-            exp_avg_sqs=v,
-            loss_sum=torch.zeros(()),
-            correct=torch.zeros((), dtype=torch.long),
-            **{**args, "per_soma": 3},
-        )
+    for change, error, message in (
+        ({"params": params[:5]}, ValueError, "six parameters"),
+        ({"loss_sum": torch.zeros((), dtype=torch.float64)}, RuntimeError, "loss_sum"),
+        ({"per_soma": 3}, RuntimeError, "layer sizes disagree"),
+    ):
+        with pytest.raises(error, match=message):
+            train_steps_t(x, y, torch.arange(16), 8, **{**good, **change})
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
