@@ -20,5 +20,17 @@ def _no_network(monkeypatch):
     yield
 
 
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    """A private dataset cache (XDG_CACHE_HOME), no $DENDRITIC_DATA, an empty in-memory cache."""
+    from dendritic.data import clear_cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("DENDRITIC_DATA", raising=False)
+    clear_cache()
+    yield
+    clear_cache()
+
+
 def pytest_report_header(config):
     return f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}"

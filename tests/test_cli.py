@@ -10,20 +10,14 @@ from pathlib import Path
 import pytest
 
 from dendritic.cli import main
-from dendritic.data import clear_cache
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fakedata import write_dataset  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.delenv("DENDRITIC_DATA", raising=False)
+def _isolated(isolated_cache, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    clear_cache()
-    yield
-    clear_cache()
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from dendritic.continual import (
     summarize,
     task_permutations,
 )
-from dendritic.data import clear_cache, prepare
+from dendritic.data import prepare
 from dendritic.models import build_model, count_parameters
 from dendritic.store import RunStore
 
@@ -40,13 +40,8 @@ from fakedata import write_dataset  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.delenv("DENDRITIC_DATA", raising=False)
+def _isolated(isolated_cache, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    clear_cache()
-    yield
-    clear_cache()
 
 
 @pytest.fixture

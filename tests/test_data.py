@@ -41,6 +41,8 @@ from dendritic.data import (
     train_val_split,
 )
 
+pytestmark = pytest.mark.usefixtures("isolated_cache")
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -141,16 +143,6 @@ def py2_pickle(obj) -> bytes:
     buf = io.BytesIO()
     Py2StylePickler(buf, protocol=2).dump(obj)
     return buf.getvalue()
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """Private cache, no $DENDRITIC_DATA, empty in-memory cache."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.delenv("DENDRITIC_DATA", raising=False)
-    clear_cache()
-    yield
-    clear_cache()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from dendritic.cli import main
-from dendritic.data import clear_cache
 from dendritic.store import RunStore, config_key
 from dendritic.sweeps import (
     EXPERIMENTS,
@@ -28,15 +27,10 @@ from fakedata import write_dataset  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+def _isolated(isolated_cache, monkeypatch):
     # Sweeps do not depend on the sparse kernel; the portable one never compiles anything, so
-    # worker processes (whose extension cache follows XDG_CACHE_HOME) start in a known time.
+    # worker processes start in a known time.
     monkeypatch.setenv("DENDRITIC_KERNEL", "bag")
-    monkeypatch.delenv("DENDRITIC_DATA", raising=False)
-    clear_cache()
-    yield
-    clear_cache()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from dendritic import build_model
-from dendritic.data import clear_cache, prepare
+from dendritic.data import prepare
 from dendritic.models.checkpoint import CheckpointError, checkpoint_paths, load, save
 from dendritic.store import RunStore
 from dendritic.training import TrainConfig, train
@@ -25,13 +25,7 @@ from fakedata import write_dataset  # noqa: E402
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.delenv("DENDRITIC_DATA", raising=False)
-    clear_cache()
-    yield
-    clear_cache()
+pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 
 @pytest.fixture
