@@ -212,7 +212,16 @@ def _start_cli_run(tmp_path, data_dir):
         "--dendrites", "8", "--somata", "256", "--epochs", "500", "--data-dir", str(data_dir),
         "--store", str(tmp_path / "runs.db"), "--threads", "1", "--quiet",
     ]  # fmt: skip
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell's background job inherits SIGINT ignored, and Python then never installs its Ctrl-C
+    # handler: give the child the default disposition, as a terminal's foreground process has.
+    return subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def _wait_for_epochs(path, n=2, timeout=120):
