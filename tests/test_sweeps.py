@@ -379,6 +379,46 @@ def test_sigkilled_worker_fails_only_its_run_and_the_sweep_goes_on(tmp_path, big
     assert {r["id"]: r["attempts"] for r in runs}[victim] == 2
 
 
+def test_sigterm_stops_the_sweep_marks_its_runs_interrupted_and_ends_the_workers(tmp_path, big_data_dir):
+    """What a cluster scheduler does at a time limit: SIGTERM to the coordinator alone."""
+    db, pids = tmp_path / "runs.db", tmp_path / "worker-pids"
+    proc = _start(
+        _sweep_cmd(tmp_path, big_data_dir, "--workers", "1"), tmp_path, DENDRITIC_SWEEP_WORKER_PIDS=str(pids)
+    )
+    try:
+        deadline = time.time() + 120
+        while not (pids.exists() and len(pids.read_text().splitlines()) >= 2):  # 2nd run dispatched
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.time() < deadline, "the second run never started"
+            time.sleep(0.02)
+        worker, victim = map(int, pids.read_text().splitlines()[1].split())
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, stderr
+    assert "terminated (SIGTERM)" in stderr and "Traceback" not in stderr
+    with RunStore(db, readonly=True) as store:
+        run = store.get_run(victim)
+        assert run["status"] == "interrupted" and "SIGTERM" in run["error"]
+    deadline = time.time() + 10
+    while time.time() < deadline:  # the worker does not outlive its coordinator
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(worker, signal.SIGKILL)
+        raise AssertionError("the worker process outlived the terminated sweep")
+    done = subprocess.run(
+        _sweep_cmd(tmp_path, big_data_dir, "--workers", "1"), capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr
+    _check_complete(db, 6)
+
+
 # ---------------------------------------------------------------- Ray
 def test_ray_backend_gives_the_same_results_as_local(tmp_path, data_dir, pool):
     pytest.importorskip("ray")

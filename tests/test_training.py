@@ -239,7 +239,9 @@ def _wait_for_epochs(path, n=2, timeout=120):
     raise AssertionError("the run never logged its epochs")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"]
+)
 def test_killed_run_is_never_recorded_as_finished(tmp_path, data_dir, sig):
     proc = _start_cli_run(tmp_path, data_dir)
     try:
@@ -251,6 +253,9 @@ def test_killed_run_is_never_recorded_as_finished(tmp_path, data_dir, sig):
     if sig == signal.SIGINT:
         assert proc.returncode == 130
         assert "Traceback" not in stderr and "interrupted" in stderr
+    if sig == signal.SIGTERM:  # unwinds like Ctrl-C, with the conventional 128 + 15
+        assert proc.returncode == 143
+        assert "Traceback" not in stderr and "terminated (SIGTERM)" in stderr
     with RunStore(tmp_path / "runs.db", readonly=True) as store:
         assert store.integrity_check() == ["ok"]
         run = store.get_run(run_id)

@@ -297,7 +297,9 @@ def run_sweep(
             with contextlib.suppress(StoreError):
                 store.fail_run(
                     run_id,
-                    exc if not isinstance(exc, KeyboardInterrupt) else "sweep interrupted (Ctrl-C)",
+                    exc
+                    if not isinstance(exc, KeyboardInterrupt)
+                    else f"sweep interrupted ({exc or 'Ctrl-C'})",
                     status="interrupted",
                 )
         raise
