@@ -8,7 +8,7 @@ sample of a training step, the achieved GFLOP/s and the speed-up of ours over th
 
 Every (model, D, S, implementation) runs in a fresh subprocess so each peak-memory figure is
 that configuration's own. Epoch time is ``ceil(n_train / 128)`` × the median time of a training
-step (the library's own ``dendritic.training.loop.train_steps``, what ``dendritic train`` runs); ``--full-epochs`` also times whole
+step (the library's own ``dendritic.training.loop.train_epoch``, what ``dendritic train`` runs); ``--full-epochs`` also times whole
 epochs of the "ours" rows.
 
 Usage::
@@ -45,7 +45,7 @@ from torch import nn
 
 from dendritic import build_model, count_parameters
 from dendritic.layers.sparse import MaskedLinear, SparseLinear
-from dendritic.training.loop import batch_order, evaluate, make_optimizer, train_steps
+from dendritic.training.loop import batch_order, evaluate, make_optimizer, train_epoch
 
 MODELS = ("dANN-LRF", "dANN-GRF", "dANN-R", "pdANN", "vANN")
 SIZES = ((1, 32), (16, 256), (64, 512))
@@ -124,8 +124,8 @@ def _train(
     correct: torch.Tensor,
     batch: int = BATCH,
 ) -> None:
-    """What ``dendritic train`` runs: ``dendritic.training.loop.train_steps`` over ``order``."""
-    train_steps(model, optimizer, data.x_train, data.y_train, order, batch, loss_sum, correct)
+    """What ``dendritic train`` runs: ``dendritic.training.loop.train_epoch`` over ``order``."""
+    train_epoch(model, optimizer, data.x_train, data.y_train, order, batch, loss_sum, correct)
 
 
 def time_steps(
@@ -491,10 +491,10 @@ def notes(results: Sequence[dict[str, Any]], args: argparse.Namespace) -> list[s
     out += [
         f"- **Epoch time** (training only, no validation pass): {steps_per_epoch} steps "
         f"(ceil(n_train / {BATCH})) × the median time of one step. A step is "
-        "what `dendritic train` runs, `dendritic.training.loop.train_steps` over a block of shuffled batches: "
+        "what `dendritic train` runs, `dendritic.training.loop.train_epoch` over a block of shuffled batches: "
         "index a batch of the in-memory training tensor, forward, cross-entropy, backward, Adam step from "
         "`make_optimizer` (lr 1e-3, ε 1e-7), running loss/accuracy sums; one-layer dANNs on the CPU run "
-        "the whole block in one C++ call, the other models step by step (autograd, `zero_grad(set_to_none=True)`). After "
+        "20 steps per C++ call, the other models step by step (autograd, `zero_grad(set_to_none=True)`). After "
         f"{WARMUP_STEPS} warm-up steps, {args.repeats} repeat(s) time a block of steps each "
         f"(block length chosen from one timed step so that a block lasts ≥ {TARGET_REPEAT_S} s, "
         f"{MIN_STEPS} steps at least, an epoch at most, unless `--steps` is given); "
