@@ -347,18 +347,29 @@ def test_sigkilled_coordinator_resumes_without_loss_or_duplicates(tmp_path, big_
             assert run["attempts"] == before[run["key"]]["attempts"]
 
 
-def test_sigkilled_worker_fails_only_its_run_and_the_sweep_goes_on(tmp_path, big_data_dir):
-    db, pids = tmp_path / "runs.db", tmp_path / "worker-pids"
+def _start_one_worker_sweep(tmp_path, data_dir):
+    """A one-worker sweep, returned once its second run is dispatched: (process, worker pid, run id)."""
+    pids = tmp_path / "worker-pids"
     proc = _start(
-        _sweep_cmd(tmp_path, big_data_dir, "--workers", "1"), tmp_path, DENDRITIC_SWEEP_WORKER_PIDS=str(pids)
+        _sweep_cmd(tmp_path, data_dir, "--workers", "1"), tmp_path, DENDRITIC_SWEEP_WORKER_PIDS=str(pids)
     )
     try:
         deadline = time.time() + 120
-        while not (pids.exists() and len(pids.read_text().splitlines()) >= 2):  # 2nd run dispatched
+        while not (pids.exists() and len(pids.read_text().splitlines()) >= 2):
             assert proc.poll() is None, proc.communicate()[1]
             assert time.time() < deadline, "the second run never started"
             time.sleep(0.02)
-        pid, victim = map(int, pids.read_text().splitlines()[1].split())
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    worker, run_id = map(int, pids.read_text().splitlines()[1].split())
+    return proc, worker, run_id
+
+
+def test_sigkilled_worker_fails_only_its_run_and_the_sweep_goes_on(tmp_path, big_data_dir):
+    db = tmp_path / "runs.db"
+    proc, pid, victim = _start_one_worker_sweep(tmp_path, big_data_dir)
+    try:
         os.kill(pid, signal.SIGKILL)
         _, stderr = proc.communicate(timeout=180)
     finally:
@@ -381,17 +392,9 @@ def test_sigkilled_worker_fails_only_its_run_and_the_sweep_goes_on(tmp_path, big
 
 def test_sigterm_stops_the_sweep_marks_its_runs_interrupted_and_ends_the_workers(tmp_path, big_data_dir):
     """What a cluster scheduler does at a time limit: SIGTERM to the coordinator alone."""
-    db, pids = tmp_path / "runs.db", tmp_path / "worker-pids"
-    proc = _start(
-        _sweep_cmd(tmp_path, big_data_dir, "--workers", "1"), tmp_path, DENDRITIC_SWEEP_WORKER_PIDS=str(pids)
-    )
+    db = tmp_path / "runs.db"
+    proc, worker, victim = _start_one_worker_sweep(tmp_path, big_data_dir)
     try:
-        deadline = time.time() + 120
-        while not (pids.exists() and len(pids.read_text().splitlines()) >= 2):  # 2nd run dispatched
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.time() < deadline, "the second run never started"
-            time.sleep(0.02)
-        worker, victim = map(int, pids.read_text().splitlines()[1].split())
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
     finally:
