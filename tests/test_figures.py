@@ -464,3 +464,32 @@ def test_figures_cli_select_on_test(workspace, capsys, tmp_path):
     assert (out / "fig3.png").stat().st_size > 1000 and (out / "fig3.pdf").read_bytes()[:5] == b"%PDF-"
     assert not (out / "fig2.png").exists()
     assert "chosen on the test split" in (out / "table1.md").read_text()
+
+
+def test_analyses_in_worker_processes_match_the_serial_ones(drawn, workspace, tmp_path):
+    """``workers=2`` analyses the checkpoints in fresh processes; the Fig 5 numbers and the
+    t-SNE scores come back identical and in the same order."""
+    store = RunStore(workspace["db"], readonly=True)
+    lines: list[str] = []
+    try:
+        result = make_figures(
+            store,
+            tmp_path / "figures",
+            data_dir=workspace["data"],
+            tsne_samples=60,
+            download=False,
+            formats=("png",),
+            only=["fig5", "fig6"],
+            log=lines.append,
+            workers=2,
+        )
+    finally:
+        store.close()
+    assert set(result.figures) == {"fig5", "fig6"}
+    assert any("in 2 processes" in line for line in lines), lines
+    serial = (workspace["root"] / "figures" / "fig5-summary.csv").read_text(encoding="utf-8")
+    assert (tmp_path / "figures" / "fig5-summary.csv").read_text(encoding="utf-8") == serial
+    scores = (workspace["root"] / "figures" / "fig6-scores.csv").read_text(encoding="utf-8")
+    assert (tmp_path / "figures" / "fig6-scores.csv").read_text(encoding="utf-8") == scores
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        make_figures(None, tmp_path / "x", workers=0)

@@ -91,6 +91,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
             formats=args.format,
             only=args.only,
             log=_progress(args.quiet),
+            workers=args.workers,
         )
     finally:
         store.close()
@@ -117,6 +118,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             tsne_samples=args.tsne_samples,
             log=_progress(args.quiet),
+            workers=args.workers,
         )
     finally:
         store.close()
@@ -135,6 +137,15 @@ def _common(p: argparse.ArgumentParser, *, data: bool = True) -> None:
             default=None,
             help="folder holding the dataset files (else $DENDRITIC_DATA, the user cache, Debian's folder)",
         )
+
+
+def _workers(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="processes for the per-run analyses of Figs 5-6, mostly single-threaded t-SNE (default 1)",
+    )
 
 
 def _selection(p: argparse.ArgumentParser) -> None:
@@ -208,6 +219,7 @@ def add_figure_parsers(sub: Any) -> None:
     p.add_argument("--format", type=_names, default=["png", "pdf"], help="file formats (default png,pdf)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     _common(p)
+    _workers(p)
     p.set_defaults(func=cmd_figures)
 
     p = sub.add_parser(
@@ -230,4 +242,5 @@ def add_figure_parsers(sub: Any) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     _common(p)
+    _workers(p)
     p.set_defaults(func=cmd_report)

@@ -12,7 +12,7 @@ import json
 import math
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -196,6 +196,7 @@ def make_figures(
     only: Iterable[str] | None = None,
     download: bool = True,
     log: Callable[[str], None] | None = None,
+    workers: int = 1,
 ) -> FiguresResult:
     """Draw every figure of SPEC §8 that the store's runs allow; write tables and a manifest.
 
@@ -203,7 +204,10 @@ def make_figures(
     ``dataset``: dataset of the per-dataset figures (default :func:`primary_dataset`).
     ``tsne_*``: images embedded, t-SNE repeats and trials per model for Fig 6 (the paper used
     2,000 × 10 × 5). ``only``: names from :data:`FIGURES` to draw (tables are always written).
+    ``workers``: processes for the per-run analyses of Figs 5–6 (mostly t-SNE, single-threaded).
     """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     if on not in ("validation", "test"):
         raise ValueError(f"on must be 'validation' or 'test', got {on!r}")
     wanted = set(FIGURES) if only is None else set(only)
@@ -293,6 +297,7 @@ def make_figures(
             tsne_trials=tsne_trials if "fig6" in wanted else 1,
             download=download,
             say=say,
+            workers=workers,
         )
         result.analyses = analyses
 
@@ -495,10 +500,12 @@ def _analyse_best(
     tsne_trials: int,
     download: bool,
     say: Callable[[str], None],
+    workers: int = 1,
 ) -> tuple[dict[str, list[dict[str, Any]]], str]:
     """Per paper model, analyses of up to ``tsne_trials`` checkpointed runs of its best
-    configuration among those with a checkpoint; or ({}, why not)."""
-    from dendritic.analysis.run_analysis import analyze_run, resolve_checkpoint
+    configuration among those with a checkpoint; or ({}, why not). ``workers`` > 1 analyses
+    the runs in that many processes."""
+    from dendritic.analysis.run_analysis import resolve_checkpoint
 
     store_path = getattr(store, "path", None)
     by_id = {r["id"]: r for r in main}
@@ -513,8 +520,7 @@ def _analyse_best(
     with_ckpt = {i for i, r in by_id.items() if r.get("checkpoint") and has_checkpoint(r)}
     if not with_ckpt:
         return {}, "needs checkpoints of the main sweep's runs (`dendritic sweep main --checkpoints DIR`)"
-    analyses: dict[str, list[dict[str, Any]]] = {}
-    problems = []
+    jobs: list[tuple[str, int, str]] = []  # (model, run id, what the progress line says)
     usable = selectable(groups, on)
     for model in PAPER_MODELS:
         candidates = [g for g in usable if g.model == model and any(i in with_ckpt for i in g.run_ids)]
@@ -525,23 +531,82 @@ def _analyse_best(
             (i for i in best.run_ids if i in with_ckpt), key=lambda i: (by_id[i].get("seed") or 0, i)
         )
         for run_id in ids[: max(1, tsne_trials)]:
-            say(f"analysing run {run_id} ({model} D={best.dendrites} S={best.somata})")
-            try:
-                res = analyze_run(
-                    store,
-                    run_id,
-                    data_dir=data_dir,
-                    tsne_samples=tsne_samples,
-                    tsne_repeats=tsne_repeats,
-                    download=download,
-                )
-            except (OSError, ValueError) as exc:
-                problems.append(f"run {run_id}: {exc}")
-                continue
-            analyses.setdefault(model, []).append(res)
+            jobs.append((model, run_id, f"run {run_id} ({model} D={best.dendrites} S={best.somata})"))
+    options = {
+        "data_dir": None if data_dir is None else str(data_dir),
+        "tsne_samples": tsne_samples,
+        "tsne_repeats": tsne_repeats,
+        "download": download,
+    }
+    analyses: dict[str, list[dict[str, Any]]] = {}
+    problems = []
+    parallel = workers > 1 and len(jobs) > 1 and store_path is not None
+    for (model, run_id, _), outcome in zip(
+        jobs,
+        _analyse_parallel(store_path, jobs, options, workers, say)
+        if parallel
+        else _analyse_serial(store, jobs, options, say),
+        strict=True,
+    ):
+        if isinstance(outcome, (OSError, ValueError)):
+            problems.append(f"run {run_id}: {outcome}")
+            continue
+        analyses.setdefault(model, []).append(outcome)
     if not analyses:
         return {}, "no checkpoint could be analysed (" + "; ".join(problems[:3]) + ")"
     return analyses, ""
+
+
+def _analyse_serial(
+    store: Any, jobs: Sequence[tuple[str, int, str]], options: Mapping[str, Any], say: Callable[[str], None]
+) -> Iterator[dict[str, Any] | Exception]:
+    from dendritic.analysis.run_analysis import analyze_run
+
+    for _, run_id, label in jobs:
+        say(f"analysing {label}")
+        try:
+            yield analyze_run(store, run_id, **options)
+        except (OSError, ValueError) as exc:
+            yield exc
+
+
+def _analyse_one(store_path: str, run_id: int, options: Mapping[str, Any], threads: int) -> dict[str, Any]:
+    """One run's analyses in a worker process, with its own read-only store connection."""
+    import torch
+
+    from dendritic.analysis.run_analysis import analyze_run
+    from dendritic.store import RunStore
+
+    torch.set_num_threads(threads)
+    with RunStore(store_path, readonly=True) as store:
+        return analyze_run(store, run_id, **options)
+
+
+def _analyse_parallel(
+    store_path: Any,
+    jobs: Sequence[tuple[str, int, str]],
+    options: Mapping[str, Any],
+    workers: int,
+    say: Callable[[str], None],
+) -> Iterator[dict[str, Any] | Exception]:
+    """The runs' analyses in ``workers`` fresh processes (t-SNE is single-threaded, and most of
+    the time); results come back in job order, so the figures do not depend on ``workers``."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = min(workers, len(jobs))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [
+            pool.submit(_analyse_one, str(store_path), run_id, options, threads) for _, run_id, _ in jobs
+        ]
+        say(f"analysing {len(jobs)} runs in {workers} processes")
+        for (_, _, label), future in zip(jobs, futures, strict=True):
+            try:
+                yield future.result()
+            except (OSError, ValueError) as exc:
+                yield exc
+            say(f"analysed {label}")
 
 
 def _write_rows_csv(path: Path, rows: Sequence[Mapping[str, Any]], result: FiguresResult) -> None:

@@ -144,11 +144,13 @@ def build_report(
     data_dir: str | os.PathLike[str] | None = None,
     tsne_samples: int = 500,
     log: Callable[[str], None] | None = None,
+    workers: int = 1,
 ) -> Path:
     """Write the HTML report of ``store`` to ``out``; returns its path.
 
     ``figures_dir``: embed the figures of a ``dendritic figures`` folder; without it the figures
-    are drawn now (PNG only, into a temporary folder). Tables are always computed from the store.
+    are drawn now (PNG only, into a temporary folder; ``workers`` processes analyse the
+    checkpoints of Figs 5–6). Tables are always computed from the store.
     """
     from dendritic.figures.driver import make_figures
     from dendritic.figures.experiments import load_runs
@@ -168,6 +170,7 @@ def build_report(
                 tsne_samples=tsne_samples,
                 formats=("png",),
                 log=log,
+                workers=workers,
             )
             from dendritic.figures.driver import FIGURES
 
