@@ -153,7 +153,8 @@ def test_train_steps_t_checks_its_arguments():
     x, y = _data(16, torch.float32)
     (model, _), (opt, _) = _pair("dANN-LRF", 4, 6)
     layer = model.layers[0]
-    params, (m, v, step, _group) = _fused_steps(model, opt, x, y)
+    dann, (m, v, step, _group) = _fused_steps(model, opt, x, y)
+    params = dann.params
     good = dict(
         params=params,
         indices=layer.dendrites.indices,

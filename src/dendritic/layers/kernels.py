@@ -892,6 +892,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> head_backward(const at::Tensor& g
   return {gh, gw, gb};
 }
 
+// What train_steps and evaluate_dann both ask of their arguments: six parameters (w, bd, v, bs,
+// W, b) of x's dtype, contiguous on the CPU, forming one dendro-somatic layer of D dendrites per
+// soma and a (C, S) output layer; int64 labels, one per row of x.
+void check_dann(const char* who, const at::Tensor& x, const at::Tensor& y, at::TensorList params,
+                const at::Tensor& idx, const at::Tensor& off, int64_t D) {
+  TORCH_CHECK(params.size() == 6, who, ": six parameters (w, bd, v, bs, W, b)");
+  const at::Tensor &w = params[0], &bd = params[1], &v = params[2], &bs = params[3], &W = params[4], &bW = params[5];
+  check_common(x, w, idx, off);
+  for (const at::Tensor& p : params)
+    TORCH_CHECK(p.scalar_type() == x.scalar_type() && p.is_contiguous() && p.device().is_cpu(), who,
+                ": contiguous CPU parameters of x's dtype");
+  const int64_t n_dend = off.numel(), S = bs.numel(), C = bW.numel();
+  TORCH_CHECK(D > 0 && S * D == n_dend && bd.numel() == n_dend && v.numel() == n_dend && w.numel() == idx.numel() &&
+                  W.dim() == 2 && W.size(0) == C && W.size(1) == S,
+              who, ": layer sizes disagree");
+  TORCH_CHECK(y.scalar_type() == at::kLong && y.is_contiguous() && y.numel() == x.size(0), who,
+              ": labels must be int64, one per sample");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Whole training steps of a one-layer dANN (dendro-somatic layer → dense output → softmax
 // cross-entropy → Adam), one after another without returning to Python: per step, the batch
@@ -904,18 +923,11 @@ void train_steps(const at::Tensor& x_train, const at::Tensor& y_train, const at:
                  at::TensorList params, at::TensorList exp_avgs, at::TensorList exp_avg_sqs, const at::Tensor& idx,
                  const at::Tensor& off, int64_t D, double slope, int64_t step0, double lr, double beta1,
                  double beta2, double eps, const at::Tensor& loss_sum, const at::Tensor& correct) {
-  TORCH_CHECK(params.size() == 6, "train_steps: six parameters (w, bd, v, bs, W, b)");
+  check_dann("train_steps", x_train, y_train, params, idx, off, D);
   check_adam_lists(params, params, exp_avgs, exp_avg_sqs);
   const at::Tensor &w = params[0], &bd = params[1], &v = params[2], &bs = params[3], &W = params[4], &bW = params[5];
-  check_common(x_train, w, idx, off);
   const int64_t N = x_train.size(0), n_in = x_train.size(1), n_dend = off.numel(), nnz = idx.numel();
   const int64_t S = bs.numel(), C = bW.numel(), M = order.numel();
-  for (const at::Tensor& p : params) TORCH_CHECK(p.scalar_type() == x_train.scalar_type(), "train_steps: one dtype");
-  TORCH_CHECK(D > 0 && S * D == n_dend && bd.numel() == n_dend && v.numel() == n_dend && w.numel() == nnz &&
-                  W.dim() == 2 && W.size(0) == C && W.size(1) == S,
-              "train_steps: layer sizes disagree");
-  TORCH_CHECK(y_train.scalar_type() == at::kLong && y_train.is_contiguous() && y_train.numel() == N,
-              "train_steps: y_train must be int64 (N,)");
   TORCH_CHECK(order.scalar_type() == at::kLong && order.is_contiguous() && order.dim() == 1,
               "train_steps: order must be 1-D int64");
   TORCH_CHECK(loss_sum.numel() == 1 && loss_sum.scalar_type() == x_train.scalar_type() && correct.numel() == 1 &&
@@ -975,18 +987,10 @@ void train_steps(const at::Tensor& x_train, const at::Tensor& y_train, const at:
 std::tuple<double, int64_t> evaluate_dann(const at::Tensor& x, const at::Tensor& y, int64_t batch,
                                           at::TensorList params, const at::Tensor& idx, const at::Tensor& off,
                                           int64_t D, double slope) {
-  TORCH_CHECK(params.size() == 6, "evaluate_dann: six parameters (w, bd, v, bs, W, b)");
+  check_dann("evaluate_dann", x, y, params, idx, off, D);
   const at::Tensor &w = params[0], &bd = params[1], &v = params[2], &bs = params[3], &W = params[4], &bW = params[5];
-  check_common(x, w, idx, off);
   const int64_t N = x.size(0), n_in = x.size(1), n_dend = off.numel(), nnz = idx.numel(), S = bs.numel(),
                 C = bW.numel();
-  for (const at::Tensor& p : params)
-    TORCH_CHECK(p.scalar_type() == x.scalar_type() && p.is_contiguous() && p.device().is_cpu(),
-                "evaluate_dann: contiguous CPU parameters of x's dtype");
-  TORCH_CHECK(D > 0 && S * D == n_dend && bd.numel() == n_dend && v.numel() == n_dend && w.numel() == nnz &&
-                  W.dim() == 2 && W.size(0) == C && W.size(1) == S,
-              "evaluate_dann: layer sizes disagree");
-  TORCH_CHECK(y.scalar_type() == at::kLong && y.is_contiguous() && y.numel() == N, "evaluate_dann: y must be int64 (N,)");
   TORCH_CHECK(batch > 0, "evaluate_dann: batch > 0");
   const int64_t Bmax = std::min(batch, std::max<int64_t>(N, 1));
   auto opts = x.options();

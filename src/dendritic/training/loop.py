@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -113,22 +113,11 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     """Mean cross-entropy and accuracy, in eval mode, without autograd."""
     step = eval_batch_size(x.device)
     n = max(len(x), 1)
-    params = _fused_dann(model, x, y)
-    if params is not None:  # a one-layer dANN on the CPU: the whole set in one C++ call
+    dann = _fused_dann(model, x, y)
+    if dann is not None:  # a one-layer dANN on the CPU: the whole set in one C++ call
         from dendritic.layers.kernels import evaluate_dann_t
-        from dendritic.models.network import NEGATIVE_SLOPE
 
-        layer = model.layers[0]
-        total, hits = evaluate_dann_t(
-            x.reshape(len(x), model.n_inputs),
-            y,
-            step,
-            params,
-            layer.dendrites.indices,
-            layer.dendrites.offsets,
-            layer.dendrites.out_features // layer.somata.out_features,
-            NEGATIVE_SLOPE,
-        )
+        total, hits = evaluate_dann_t(x.reshape(len(x), model.n_inputs), y, step, dann.params, *dann.wiring)
         return total / n, hits / n
     was_training = model.training
     model.eval()
@@ -224,13 +213,21 @@ def train_step(
         correct.add_(hits)
 
 
-def _fused_dann(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor] | None:
-    """The six parameters of a one-layer dANN that C++ can train or evaluate whole on ``x``, ``y``.
+class _FusedDANN(NamedTuple):
+    """A one-layer dANN as the whole-step C++ kernels take it."""
+
+    params: list[torch.Tensor]  # dendrite weights and biases, soma weights and biases, output layer
+    wiring: tuple[torch.Tensor, torch.Tensor, int, float]  # indices, offsets, D, leaky-ReLU slope
+
+
+def _fused_dann(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> _FusedDANN | None:
+    """A one-layer dANN that C++ can train or evaluate whole on ``x``, ``y``.
 
     That is a :class:`DendriticNet` with one fused layer (sparse dendrites, each soma summing its
     own, no dropout) and a dense output layer, with CPU tensors of one float dtype; else None.
     """
     from dendritic.layers.kernels import fused_layers_enabled
+    from dendritic.models.network import NEGATIVE_SLOPE
 
     if not (
         isinstance(model, DendriticNet)
@@ -252,13 +249,13 @@ def _fused_dann(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> lis
         params
     ):
         return None
-    return params
+    return _FusedDANN(params, (d.indices, d.offsets, d.out_features // s.out_features, NEGATIVE_SLOPE))
 
 
 def _fused_steps(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer, x_train: torch.Tensor, y_train: torch.Tensor
-) -> tuple[list[torch.Tensor], Any] | None:
-    """(parameters, the optimizer's fused state) when whole training steps can run in C++: a
+) -> tuple[_FusedDANN, Any] | None:
+    """(the model's parts, the optimizer's fused state) when whole training steps can run in C++: a
     model :func:`_fused_dann` accepts, in training mode, every parameter trainable, and
     :class:`dendritic.training.optim.Adam` on exactly its parameters; anything else, None.
     """
@@ -266,11 +263,11 @@ def _fused_steps(
 
     if not (isinstance(optimizer, Adam) and model.training):
         return None
-    params = _fused_dann(model, x_train, y_train)
-    if params is None or not all(p.requires_grad for p in params):
+    dann = _fused_dann(model, x_train, y_train)
+    if dann is None or not all(p.requires_grad for p in dann.params):
         return None
-    state = optimizer.fused_state(params)
-    return None if state is None else (params, state)
+    state = optimizer.fused_state(dann.params)
+    return None if state is None else (dann, state)
 
 
 def train_steps(
@@ -296,10 +293,8 @@ def train_steps(
             train_step(model, optimizer, x_train, y_train, order[start : start + batch], loss_sum, correct)
         return
     from dendritic.layers.kernels import train_steps_t
-    from dendritic.models.network import NEGATIVE_SLOPE
 
-    params, (exp_avgs, exp_avg_sqs, step, group) = fused
-    layer = model.layers[0]
+    dann, (exp_avgs, exp_avg_sqs, step, group) = fused
     sums = (
         loss_sum
         if loss_sum.dtype == x_train.dtype and loss_sum.is_cpu
@@ -311,11 +306,8 @@ def train_steps(
         y_train,
         order,
         batch,
-        params,
-        layer.dendrites.indices,
-        layer.dendrites.offsets,
-        layer.dendrites.out_features // layer.somata.out_features,
-        NEGATIVE_SLOPE,
+        dann.params,
+        *dann.wiring,
         exp_avgs,
         exp_avg_sqs,
         step,
@@ -326,7 +318,7 @@ def train_steps(
         count,
     )
     optimizer.advance(math.ceil(len(order) / batch))
-    for p in params:
+    for p in dann.params:
         p.grad = None  # the per-step path leaves the last gradients; these were never materialised
     if sums is not loss_sum:
         loss_sum.add_(sums.to(loss_sum))

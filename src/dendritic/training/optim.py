@@ -81,8 +81,7 @@ class Adam(torch.optim.Adam):
         group = self.param_groups[0]
         if len(group["params"]) != len(params) or {id(p) for p in group["params"]} != {id(p) for p in params}:
             return None
-        moments = [self._moments(p) for p in params]
-        return [m for m, _ in moments], [v for _, v in moments], self._steps, group
+        return (*self._moments_of(params), self._steps, group)
 
     def advance(self, steps: int) -> None:
         """Count ``steps`` steps taken outside :meth:`step` with the moments of :meth:`fused_state`."""
@@ -137,9 +136,13 @@ class Adam(torch.optim.Adam):
     def _moment_lists(self, params: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         key = id(params)
         if key not in self._moment_cache:
-            moments = [self._moments(p) for p in params]
-            self._moment_cache[key] = ([m for m, _ in moments], [v for _, v in moments])
+            self._moment_cache[key] = self._moments_of(params)
         return self._moment_cache[key]
+
+    def _moments_of(self, params: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(exp_avgs, exp_avg_sqs) of ``params``, in their order."""
+        moments = [self._moments(p) for p in params]
+        return [m for m, _ in moments], [v for _, v in moments]
 
     def _moments(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         state = self.state[p]
