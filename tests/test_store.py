@@ -206,8 +206,15 @@ def test_unique_key_and_retry_semantics(store):
         store.finish_run(rid)
     with pytest.raises(StoreError, match="not running"):
         store.log_epoch(rid, 2, train_loss=0.1)
-    assert store.start_run(cfg(), replace=True) == rid
-    assert store.get_run(rid)["status"] == "running" and store.get_run(rid)["test_accuracy"] is None
+    # --replace runs again in a row of its own; the finished result is kept until it finishes.
+    new = store.start_run(cfg(), replace=True)
+    assert new != rid and store.get_run(new)["status"] == "running"
+    assert store.get_run(rid)["status"] == "finished" and store.get_run(rid)["test_accuracy"] == 0.5
+    store.finish_run(new, test_accuracy=0.75)
+    assert store.find(cfg())["id"] == new and store.find(cfg())["test_accuracy"] == 0.75
+    with pytest.raises(RunNotFound):
+        store.get_run(rid)
+    rid = new
 
     other = store.start_run(cfg(seed=1))
     assert other != rid and len(store) == 2

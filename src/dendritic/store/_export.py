@@ -108,20 +108,24 @@ def _write_parquet(path: Path, rows: list[dict[str, Any]], columns: list[str]) -
 
 
 def write_rows(
-    path: str | os.PathLike[str], rows: list[dict[str, Any]], columns: list[str], fmt: str
+    path: str | os.PathLike[str],
+    rows: list[dict[str, Any]],
+    columns: list[str],
+    fmt: str,
+    *,
+    protected: Sequence[str | os.PathLike[str]] = (),
 ) -> Path:
-    """Write rows to ``path`` in ``fmt``; the file appears complete or not at all."""
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise StoreError(f"cannot export to {target}: directory {target.parent} does not exist")
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    """Write rows to ``path`` in ``fmt``; the file appears complete or not at all, and never
+    replaces one of the ``protected`` files (the store being exported)."""
+    from dendritic.errors import PathError
+    from dendritic.files import atomic_write, check_output_file
+
+    try:
+        target = check_output_file(path, option="export file", protected=protected, create_parents=False)
+    except PathError as exc:
+        raise StoreError(f"cannot export: {exc}") from None
     writer = {"csv": _write_csv, "json": _write_json, "parquet": _write_parquet}[fmt]
     try:
-        writer(tmp, rows, columns)
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise StoreError(f"cannot export to {target}: {exc.strerror or exc}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return target
+        return atomic_write(target, lambda tmp: writer(tmp, rows, columns))
+    except PathError as exc:
+        raise StoreError(f"export failed: {exc}") from None

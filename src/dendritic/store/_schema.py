@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Callable
 
 #: Version written to ``PRAGMA user_version``; bump it and add a migration when the schema changes.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: ``PRAGMA application_id`` of run stores ("dANN"), so other SQLite files are not mistaken for one.
 APPLICATION_ID = 0x64414E4E
@@ -33,6 +33,7 @@ META_COLUMNS = (
     "trainable_params",
     "paper_params",
     "checkpoint",
+    "data",
 )
 
 #: Run columns that ``finish_run(**metrics)`` may set.
@@ -46,6 +47,7 @@ FINAL_COLUMNS = (
     "paper_params",
     "checkpoint",
     "device",
+    "data",
 )
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
@@ -81,6 +83,7 @@ RUN_COLUMNS = (
     "best_epoch",
     "epochs_run",
     "checkpoint",
+    "data",
     "extra",
 )
 
@@ -135,8 +138,14 @@ CREATE TABLE epochs (
 ) WITHOUT ROWID;
 """
 
+
+def _v1_to_v2(conn: sqlite3.Connection) -> None:
+    """v2: ``data``, the provenance of a run's dataset (resolved files and their SHA-256)."""
+    conn.execute("ALTER TABLE runs ADD COLUMN data TEXT")
+
+
 #: ``MIGRATIONS[v]`` upgrades a version-``v`` file to ``v + 1`` inside the open transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
@@ -144,6 +153,8 @@ def create_schema(conn: sqlite3.Connection) -> None:
     for statement in _SCHEMA_V1.split(";"):
         if statement.strip():
             conn.execute(statement)
+    for version in range(1, SCHEMA_VERSION):
+        MIGRATIONS[version](conn)
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 

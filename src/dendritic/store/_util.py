@@ -13,12 +13,14 @@ from datetime import datetime, timezone
 from pathlib import PurePath
 from typing import Any
 
+from dendritic.errors import DendriticError
 
-class StoreError(ValueError):
+
+class StoreError(DendriticError, ValueError):
     """A run-store problem the user can act on; the message is always one line."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(one_line(message))
+        ValueError.__init__(self, one_line(message))
 
 
 class RunNotFound(StoreError, KeyError):

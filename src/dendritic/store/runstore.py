@@ -80,11 +80,14 @@ _TAIL = (
     "torch_version",
     "python_version",
     "checkpoint",
+    "data",
     "error",
     "extra",
 )
 _RESERVED = set(_LEAD) | set(_TAIL) | {"run_id", "epoch", *EPOCH_METRICS}
 _ANY_OF = (tuple, set, frozenset)
+#: Key suffix of a run that replaces a finished one until it finishes (see start_run).
+_REPLACING = ":replace"
 _MISSING = object()
 # Connections inherited through fork(): kept referenced so they are never closed in the child
 # (closing a parent's SQLite connection in a child can disturb the parent's locks and WAL).
@@ -172,8 +175,10 @@ class RunStore:
         timeout: float = 30.0,
         readonly: bool = False,
     ) -> None:
+        if not str(os.fspath(path)).strip():
+            raise StoreError("the results store path is empty; give a file name such as runs.db")
         memory = str(path) == ":memory:"
-        target = Path(path)
+        target = Path(path).expanduser()
         if not memory and target.is_dir():
             target = target / DEFAULT_FILENAME
         self.path = target
@@ -186,6 +191,10 @@ class RunStore:
         self._closed = False
         self._conn: sqlite3.Connection | None = None
         self._conn_pid = os.getpid()
+        #: Schema version of the file; a read-only store may be older than SCHEMA_VERSION.
+        self.schema_version = SCHEMA_VERSION
+        #: True when a read-only store had to be opened as immutable (read-only media).
+        self.immutable = False
         self._conn = self._open()
 
     # ------------------------------------------------------------------ connection management
@@ -201,9 +210,23 @@ class RunStore:
                 raise StoreError(f"cannot open run store {path}: directory {parent} does not exist")
             if self.readonly and not path.exists():
                 raise StoreError(f"cannot open run store {path}: no such file")
+            if path.exists() and not path.is_file():
+                raise StoreError(f"cannot open run store {path}: not a file")
+        if not self.readonly or self._memory:
+            return self._connect(str(path), uri=False)
         try:
-            uri = self.readonly and not self._memory
-            target = f"{path.resolve().as_uri()}?mode=ro" if uri else str(path)
+            return self._connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        except StoreError as exc:
+            # On read-only media SQLite cannot create the WAL index (-shm) a WAL-mode file needs
+            # even for reading; nobody can write such a file, so reading it as immutable is safe.
+            if "unable to open" not in str(exc) and "readonly" not in str(exc):
+                raise
+        self.immutable = True
+        return self._connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)
+
+    def _connect(self, target: str, *, uri: bool) -> sqlite3.Connection:
+        path = self.path
+        try:
             conn = sqlite3.connect(
                 target, timeout=self.timeout, isolation_level=None, check_same_thread=False, uri=uri
             )
@@ -241,10 +264,13 @@ class RunStore:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
+        self.schema_version = version
         if version == SCHEMA_VERSION:
             return
         if self.readonly:
-            raise StoreError(f"cannot open run store {self.path} read-only: it is not initialised")
+            if version == 0:
+                raise StoreError(f"cannot open run store {self.path} read-only: it is not initialised")
+            return  # an older schema reads fine; columns it lacks read as None
         conn.execute("BEGIN IMMEDIATE")
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]  # another opener won?
@@ -343,9 +369,24 @@ class RunStore:
         return "running" if pid_alive(row["pid"], row["pid_start"]) else "interrupted"
 
     def _run_dict(self, row: sqlite3.Row) -> dict[str, Any]:
+        """A row as a dict, JSON decoded. A damaged value never hides the run: it reads as empty
+        and ``problem`` says what is wrong, so listings show every run and name the bad one."""
         out = dict(row)
-        out["config"] = json.loads(out["config"])
-        out["extra"] = json.loads(out["extra"]) if out["extra"] else {}
+        problems = []
+        for name, empty in (("config", {}), ("extra", {}), ("data", None)):
+            text = out.get(name)
+            if not text:
+                out[name] = empty
+                continue
+            try:
+                out[name] = json.loads(text)
+            except (TypeError, ValueError) as exc:
+                out[name] = empty
+                problems.append(f"its stored {name} is not valid JSON ({one_line(exc)})")
+        if not isinstance(out["config"], dict):
+            out["config"] = {}
+            problems.append("its stored config is not a JSON object")
+        out["problem"] = f"run {out['id']}: " + "; ".join(problems) if problems else None
         out["stored_status"] = out["status"]
         out["status"] = self._effective_status(row)
         return out
@@ -375,6 +416,7 @@ class RunStore:
             "trainable_params": None,
             "paper_params": None,
             "checkpoint": None,
+            "data": None,
         }
         extra: dict[str, Any] = {}
         for name, value in (meta or {}).items():
@@ -400,6 +442,8 @@ class RunStore:
             return to_float(value)
         if name == "checkpoint":
             return os.fspath(value)
+        if name == "data":
+            return to_json(value)
         if name in _TEXT_COLUMNS:
             return str(value)
         return value  # pragma: no cover
@@ -419,7 +463,11 @@ class RunStore:
         (failed, interrupted) is retried in the same row: its epochs and error are cleared.
         A finished run raises :class:`StoreError` unless ``replace=True``; so does one that is
         still running in another live process. ``meta`` sets host, pid, device, versions,
-        trainable_params, paper_params, checkpoint; other meta keys are kept in ``extra``.
+        trainable_params, paper_params, checkpoint, data; other meta keys are kept in ``extra``.
+
+        Replacing a finished run never loses it: the new attempt runs in a row of its own (key
+        ``KEY:replace``) and takes the old row's place only when :meth:`finish_run` records its
+        result; until then, or if it fails or is killed, the old result stays as it was.
         """
         text = canonical_config(config)
         key = config_key(config)
@@ -429,53 +477,76 @@ class RunStore:
         now = utc_now()
         with self._write() as conn:
             row = conn.execute("SELECT * FROM runs WHERE key = ?", (key,)).fetchone()
-            if row is None:
-                cols = ["key", "status", "created_at", "started_at", "heartbeat_at", "epochs_run"]
-                cols += list(values)
-                params = [key, "running", now, now, now, 0, *values.values()]
-                cur = conn.execute(
-                    f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                    params,
-                )
-                run_id = int(cur.lastrowid)
-            else:
-                run_id = int(row["id"])
-                if row["config"] != text:
-                    raise StoreError(
-                        f"config key {key} of run {run_id} belongs to a different config "
-                        "(hash collision or edited file)"
-                    )
-                mine = row["host"] == self._host and row["pid"] == os.getpid()
+            if row is not None and row["status"] == "finished":
+                self._check_same_config(row, key, text)
                 if not replace:
-                    if row["status"] == "finished":
-                        raise StoreError(
-                            f"run {run_id} (key {key}) already finished; pass replace=True to run it again"
-                        )
-                    if self._effective_status(row) == "running" and not mine:
-                        raise StoreError(
-                            f"run {run_id} (key {key}) is still running (pid {row['pid']} on "
-                            f"{row['host']}); pass replace=True to take it over"
-                        )
-                conn.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
-                reset = {
-                    **values,
-                    "status": "running",
-                    "started_at": now,
-                    "heartbeat_at": now,
-                    "finished_at": None,
-                    "wall_seconds": None,
-                    "error": None,
-                    "test_accuracy": None,
-                    "test_loss": None,
-                    "best_epoch": None,
-                    "epochs_run": 0,
-                }
-                assignments = ", ".join(f"{c} = ?" for c in reset)
-                conn.execute(
-                    f"UPDATE runs SET {assignments}, attempts = attempts + 1 WHERE id = ?",
-                    [*reset.values(), run_id],
-                )
+                    raise StoreError(
+                        f"run {row['id']} (key {key}) already finished; run it again with --replace "
+                        "(replace=True), which keeps this result until the new run finishes"
+                    )
+                run_id = self._start_attempt(conn, f"{key}{_REPLACING}", text, values, now, takeover=True)
+            else:
+                run_id = self._start_attempt(conn, key, text, values, now, takeover=replace, row=row)
         self._t0[run_id] = time.monotonic()
+        return run_id
+
+    @staticmethod
+    def _check_same_config(row: sqlite3.Row, key: str, text: str) -> None:
+        if row["config"] != text:
+            raise StoreError(
+                f"config key {key} of run {row['id']} belongs to a different config "
+                "(hash collision or edited file)"
+            )
+
+    def _start_attempt(
+        self,
+        conn: sqlite3.Connection,
+        key: str,
+        text: str,
+        values: dict[str, Any],
+        now: str,
+        *,
+        takeover: bool,
+        row: sqlite3.Row | None = None,
+    ) -> int:
+        """Start (or restart, in the same row) the unfinished run of ``key``; returns its id."""
+        if row is None:
+            row = conn.execute("SELECT * FROM runs WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            cols = ["key", "status", "created_at", "started_at", "heartbeat_at", "epochs_run"]
+            cols += list(values)
+            params = [key, "running", now, now, now, 0, *values.values()]
+            cur = conn.execute(
+                f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", params
+            )
+            return int(cur.lastrowid)
+        run_id = int(row["id"])
+        self._check_same_config(row, key, text)
+        mine = row["host"] == self._host and row["pid"] == os.getpid()
+        if not takeover and self._effective_status(row) == "running" and not mine:
+            raise StoreError(
+                f"run {run_id} (key {key}) is still running (pid {row['pid']} on "
+                f"{row['host']}); run it with --replace (replace=True) to take it over"
+            )
+        conn.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
+        reset = {
+            **values,
+            "status": "running",
+            "started_at": now,
+            "heartbeat_at": now,
+            "finished_at": None,
+            "wall_seconds": None,
+            "error": None,
+            "test_accuracy": None,
+            "test_loss": None,
+            "best_epoch": None,
+            "epochs_run": 0,
+        }
+        assignments = ", ".join(f"{c} = ?" for c in reset)
+        conn.execute(
+            f"UPDATE runs SET {assignments}, attempts = attempts + 1 WHERE id = ?",
+            [*reset.values(), run_id],
+        )
         return run_id
 
     def log_epoch(self, run_id: int, epoch: int, **metrics: Any) -> None:
@@ -559,6 +630,14 @@ class RunStore:
             row = self._row(conn, run_id)
             if row["status"] == "finished":
                 raise StoreError(f"run {run_id} is already finished")
+            if row["key"].endswith(_REPLACING):
+                # A replacement finished: only now does it take the place of the old result.
+                key = row["key"][: -len(_REPLACING)]
+                old = conn.execute("SELECT id, attempts FROM runs WHERE key = ?", (key,)).fetchone()
+                if old is not None:
+                    conn.execute("DELETE FROM runs WHERE id = ?", (old["id"],))  # epochs cascade
+                    cols["attempts"] = int(old["attempts"]) + int(row["attempts"])
+                cols["key"] = key
             cols.setdefault("best_epoch", self._best_epoch(conn, run_id))
             cols.setdefault("epochs_run", self._last_epoch(conn, run_id))
             cols.setdefault("wall_seconds", self._elapsed(run_id, row["started_at"], now))
@@ -789,6 +868,12 @@ class RunStore:
 
     # ------------------------------------------------------------------ export
 
+    def own_files(self) -> list[Path]:
+        """The database file and SQLite's companions: no output may ever replace them."""
+        from dendritic.files import sqlite_files
+
+        return [] if self._memory else sqlite_files(self.path)
+
     def _tidy_run(self, run: Mapping[str, Any]) -> tuple[dict, dict, dict]:
         lead = {c: run[c] for c in _LEAD}
         config: dict[str, Any] = {}
@@ -820,7 +905,7 @@ class RunStore:
         config_cols = columns_of(p[1] for p in parts)
         columns = [*_LEAD, *config_cols, *_TAIL]
         rows = [{**lead, **cfg, **tail} for lead, cfg, tail in parts]
-        return write_rows(path, rows, columns, fmt)
+        return write_rows(path, rows, columns, fmt, protected=self.own_files())
 
     def export_epochs(
         self,
@@ -851,7 +936,7 @@ class RunStore:
             row.update(ep)
             rows.append(row)
         first = ["run_id", *_LEAD[1:], *cfg_names.values(), "epoch", *EPOCH_METRICS]
-        return write_rows(path, rows, columns_of(rows, first=first), fmt)
+        return write_rows(path, rows, columns_of(rows, first=first), fmt, protected=self.own_files())
 
 
 class RunRecorder:
