@@ -417,8 +417,15 @@ def test_lookup_dataset_subfolder_aliases_and_torchvision(tmp_path, monkeypatch,
     monkeypatch.setenv("DENDRITIC_DATA", str(tmp_path / "tv"))
     assert "FashionMNIST" in load("fashion_mnist").sources[0]
     # torchvision layout ranks after the plain dataset folders of every root
-    dirs = search_dirs("fmnist", tmp_path / "root")
+    monkeypatch.setenv("DENDRITIC_DATA", str(tmp_path / "root"))
+    dirs = search_dirs("fmnist")
     assert dirs.index(sources.cache_dir() / "fmnist") < dirs.index(tmp_path / "root" / "FashionMNIST" / "raw")
+    # An explicit data_dir is searched alone: itself, its dataset sub-folders, torchvision's layout.
+    assert search_dirs("fmnist", tmp_path / "x") == [
+        tmp_path / "x",
+        *(tmp_path / "x" / s for s in ("fmnist", "fashion-mnist", "fashion_mnist", "fashionmnist")),
+        tmp_path / "x" / "FashionMNIST" / "raw",
+    ]
 
 
 def test_env_root_loose_files_are_not_taken(tmp_path, monkeypatch):
@@ -434,16 +441,41 @@ def test_debian_fashion_mnist_dir_is_searched():
     assert dirs[-1] == Path("/usr/share/datasets/fashion-mnist")
 
 
-def test_missing_dataset_message_is_one_line(tmp_path):
+def test_missing_dataset_message_is_one_line(no_system_dirs):
     with pytest.raises(DatasetNotFoundError) as exc:
-        load("mnist", data_dir=tmp_path / "nowhere")
+        load("mnist")
     msg = str(exc.value)
     assert isinstance(exc.value, FileNotFoundError)
     assert "\n" not in msg
     assert "MNIST (mnist) not found" in msg
-    assert str(tmp_path / "nowhere") in msg and str(sources.cache_dir() / "mnist") in msg
+    assert str(sources.cache_dir() / "mnist") in msg
     assert "--data-dir" in msg and "$DENDRITIC_DATA" in msg and "connected machine" in msg
     assert "DENDRITIC_OFFLINE" in msg
+
+
+# An explicit --data-dir is used as given, never replaced by a copy found elsewhere (issue 12).
+@pytest.mark.parametrize(
+    "make,reason",
+    [
+        (lambda d: None, "the folder does not exist"),
+        (lambda d: d.write_bytes(b"x"), "it is a file, not a folder"),
+        (lambda d: d.mkdir(), "holds none of the dataset's files"),
+        (
+            lambda d: (make_idx_dataset(d), (d / "t10k-labels-idx1-ubyte.gz").unlink()),
+            "lacks t10k-labels-idx1-ubyte",
+        ),
+    ],
+    ids=["missing", "a-file", "empty", "a-file-missing"],
+)
+def test_explicit_data_dir_never_falls_back(tmp_path, monkeypatch, make, reason):
+    make_idx_dataset(sources.cache_dir() / "mnist")  # a complete copy elsewhere must not be taken
+    monkeypatch.setenv("DENDRITIC_DATA", str(tmp_path / "env"))
+    make_idx_dataset(tmp_path / "env" / "mnist")
+    target = tmp_path / "given"
+    make(target)
+    with pytest.raises(DatasetNotFoundError) as exc:
+        load("mnist", data_dir=target)
+    assert reason in str(exc.value) and str(target) in str(exc.value) and "\n" not in str(exc.value)
 
 
 def test_missing_fmnist_message_mentions_apt(no_system_dirs):
@@ -717,3 +749,111 @@ def test_real_fashion_mnist():
     seq = prepare("fmnist", seed=1, sequential=True, data_dir=FMNIST_DEBIAN)
     assert np.bincount(seq.y_train.numpy()).tolist() == [5376] * 10
     assert np.bincount(seq.y_val.numpy()).tolist() == [624] * 10
+
+
+# --------------------------------------------------------------------------- provenance, identity, bombs
+
+
+def test_provenance_records_every_file_and_its_digest(tmp_path):
+    make_idx_dataset(tmp_path / "d")
+    raw = load("mnist", data_dir=tmp_path / "d")
+    prov = raw.provenance
+    assert prov["dataset"] == "mnist" and prov["folder"] == str(tmp_path / "d")
+    assert {f["part"] for f in prov["files"]} == {
+        "train_images",
+        "train_labels",
+        "test_images",
+        "test_labels",
+    }
+    for f in prov["files"]:
+        data = Path(f["file"]).read_bytes()
+        assert f["bytes"] == len(data) and f["sha256"] == hashlib.sha256(data).hexdigest()
+        assert f["content_sha256"] == hashlib.sha256(gzip.decompress(data)).hexdigest()
+        assert f["verified_by"] is None  # generated files match no published digest
+    assert prov["verified"] is False
+    assert prepare("mnist", seed=1, data_dir=tmp_path / "d").provenance == prov
+
+
+def test_another_datasets_files_are_refused_by_digest(tmp_path, monkeypatch):
+    """`--dataset mnist --data-dir <Fashion-MNIST>` must fail, not train on Fashion-MNIST."""
+    from dendritic.data import DatasetMismatchError, loading
+
+    make_idx_dataset(tmp_path / "d")
+    content = hashlib.sha256(gzip.decompress((tmp_path / "d" / "train-images-idx3-ubyte.gz").read_bytes()))
+    # Pretend these bytes are Fashion-MNIST's published training images.
+    monkeypatch.setitem(loading._BY_CONTENT, content.hexdigest(), ("fmnist", "train_images"))
+    with pytest.raises(DatasetMismatchError, match="is Fashion-MNIST's train images file, not MNIST's"):
+        load("mnist", data_dir=tmp_path / "d")
+    # Swapped parts of the right dataset are caught the same way.
+    monkeypatch.setitem(loading._BY_CONTENT, content.hexdigest(), ("mnist", "test_images"))
+    clear_cache()
+    with pytest.raises(DatasetMismatchError, match="MNIST's test images file, not MNIST's train images"):
+        load("mnist", data_dir=tmp_path / "d")
+
+
+@pytest.mark.skipif(not FMNIST_DEBIAN.is_dir(), reason="Debian's dataset-fashion-mnist absent")
+def test_real_fashion_mnist_is_not_taken_for_mnist():
+    from dendritic.data import DatasetMismatchError
+
+    with pytest.raises(DatasetMismatchError, match="Fashion-MNIST's train images file, not MNIST's"):
+        load("mnist", data_dir=FMNIST_DEBIAN)
+    prov = load("fmnist", data_dir=FMNIST_DEBIAN).provenance
+    assert prov["verified"] and {f["verified_by"] for f in prov["files"]} == {"content sha256"}
+
+
+def _bomb(items: int, payload: int) -> bytes:
+    """A small gzip whose IDX header announces ``items`` 28×28 images and which expands to
+    ``payload`` zero bytes."""
+    import zlib
+
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
+    out = comp.compress(struct.pack(">IIII", 0x803, items, 28, 28))
+    out += b"".join(comp.compress(b"\0" * (1 << 24)) for _ in range(payload >> 24))
+    return out + comp.flush()
+
+
+def test_gzip_bombs_are_refused_before_they_expand(tmp_path):
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Header announcing 2.35 GB: refused from the header alone.
+    with pytest.raises(CorruptDatasetError, match="announces 2,352,000,000 bytes"):
+        read_idx(_bomb(3_000_000, 1 << 26), magic=0x803)
+    # A plausible header with far more data behind it: refused after one byte too many.
+    with pytest.raises(CorruptDatasetError, match="holds more than"):
+        read_idx(_bomb(10, 1 << 26), magic=0x803)
+    # A dataset's file may not announce more images than the dataset has.
+    d = tmp_path / "d"
+    make_idx_dataset(d)
+    (d / "train-images-idx3-ubyte.gz").write_bytes(_bomb(70_000, 1 << 24))
+    with pytest.raises(CorruptDatasetError, match="70,000 items, more than 60,000"):
+        load("mnist", data_dir=d)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: no GB allocated
+
+
+def test_archive_members_are_size_checked(tmp_path):
+    from dendritic.data import readers
+
+    with zipfile.ZipFile(tmp_path / "a.zip", "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("big", b"\0" * 5000)
+    with pytest.raises(CorruptDatasetError, match="member of 5,000 bytes"):
+        readers.read_zip_members(tmp_path / "a.zip", ["big"], limit=4096)
+    with tarfile.open(tmp_path / "a.tar.gz", "w:gz") as tf:
+        info = tarfile.TarInfo("big")
+        info.size = 5000
+        tf.addfile(info, io.BytesIO(b"\0" * 5000))
+    with pytest.raises(CorruptDatasetError, match="member of 5,000 bytes"):
+        readers.read_tar_members(tmp_path / "a.tar.gz", ["big"], limit=4096)
+
+
+def test_empty_and_truncated_files_are_named(tmp_path):
+    d = tmp_path / "d"
+    make_idx_dataset(d)
+    (d / "t10k-labels-idx1-ubyte.gz").write_bytes(b"")
+    with pytest.raises(CorruptDatasetError, match=r"t10k-labels-idx1-ubyte.gz: too short"):
+        load("mnist", data_dir=d)
+    clear_cache()
+    data = (d / "train-images-idx3-ubyte.gz").read_bytes()
+    (d / "train-images-idx3-ubyte.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptDatasetError, match=r"train-images-idx3-ubyte.gz: broken gzip stream"):
+        load("mnist", data_dir=d)

@@ -12,7 +12,7 @@ layout and Debian's Fashion-MNIST package, and downloaded (checksum-verified, at
 when missing unless ``$DENDRITIC_OFFLINE`` is set. See :mod:`dendritic.data.sources`.
 """
 
-from .errors import CorruptDatasetError, DatasetNotFoundError, UnsafePickleError
+from .errors import CorruptDatasetError, DatasetMismatchError, DatasetNotFoundError, UnsafePickleError
 from .loading import RawDataset, clear_cache, load, verify_content
 from .protocol import (
     PreparedData,
@@ -31,6 +31,7 @@ __all__ = [
     "DATASETS",
     "CifarUnpickler",
     "CorruptDatasetError",
+    "DatasetMismatchError",
     "DatasetInfo",
     "DatasetNotFoundError",
     "PreparedData",

@@ -6,7 +6,9 @@ where a multi-line traceback message is hard to grep and easy to truncate.
 
 from __future__ import annotations
 
-__all__ = ["CorruptDatasetError", "DatasetNotFoundError", "UnsafePickleError"]
+from dendritic.errors import DendriticError
+
+__all__ = ["CorruptDatasetError", "DatasetMismatchError", "DatasetNotFoundError", "UnsafePickleError"]
 
 
 def one_line(text: object) -> str:
@@ -14,7 +16,7 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(DendriticError, FileNotFoundError):
     """No copy of the dataset was found and none could be downloaded.
 
     A ``FileNotFoundError`` so that callers that already handle missing files keep working.
@@ -27,7 +29,7 @@ class DatasetNotFoundError(FileNotFoundError):
         return str(self.args[0]) if self.args else ""
 
 
-class CorruptDatasetError(ValueError):
+class CorruptDatasetError(DendriticError, ValueError):
     """A dataset file exists but its content is not what it should be.
 
     Raised for bad magic numbers, sizes that disagree with the header, broken gzip/zip/tar
@@ -36,6 +38,10 @@ class CorruptDatasetError(ValueError):
 
     def __init__(self, message: str) -> None:
         super().__init__(one_line(message))
+
+
+class DatasetMismatchError(CorruptDatasetError):
+    """A file's digest is the one of another dataset's file (or of another part of this one)."""
 
 
 class UnsafePickleError(CorruptDatasetError):

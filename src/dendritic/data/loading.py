@@ -3,6 +3,10 @@
 Experiments load the same dataset for every (model, D, S, trial) run, so decoded arrays are
 kept in an LRU cache keyed by the dataset name and the files' paths, sizes and mtimes; the
 arrays are returned read-only so that one run cannot alter the data of the next.
+
+Every load also records its provenance (each file's path, size and SHA-256, and the SHA-256 of
+its decompressed content) and checks the files against every digest the registry knows: a file
+that is another dataset's (MNIST and Fashion-MNIST share file names) is refused by name.
 """
 
 from __future__ import annotations
@@ -10,23 +14,24 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import sources
-from .errors import CorruptDatasetError, DatasetNotFoundError
+from .errors import CorruptDatasetError, DatasetMismatchError, DatasetNotFoundError
 from .readers import (
     IDX_IMAGES_MAGIC,
     IDX_LABELS_MAGIC,
+    _read_source,
     gunzip_if_needed,
     read_cifar_batch,
     read_idx,
     read_tar_members,
     read_zip_members,
 )
-from .registry import CIFAR, DatasetInfo, get_info
+from .registry import CIFAR, DATASETS, DatasetInfo, get_info
 
 __all__ = ["RawDataset", "clear_cache", "load", "verify_content"]
 
@@ -43,12 +48,47 @@ class RawDataset:
     x_test: np.ndarray
     y_test: np.ndarray
     sources: tuple[str, ...]
+    #: Where the data came from: every file with its size and SHA-256 (see :func:`provenance`).
+    provenance: dict = field(default_factory=dict)
+
+
+def _known_digests() -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str]]]:
+    """Every digest the registry knows → (dataset, part): official files' MD5s, contents' SHA-256."""
+    by_md5: dict[str, tuple[str, str]] = {}
+    by_content: dict[str, tuple[str, str]] = {}
+    for info in DATASETS.values():
+        roles = {f"{base}.gz": role for role, base in info.parts}
+        for remote in info.remote:
+            if remote.md5 and remote.filename in roles:
+                by_md5[remote.md5] = (info.name, roles[remote.filename])
+        for role, digest in info.content_sha256:
+            by_content[digest] = (info.name, role)
+    return by_md5, by_content
+
+
+_BY_MD5, _BY_CONTENT = _known_digests()
+
+
+def _identify(info: DatasetInfo, role: str, origin: str, md5: str, content: str | None) -> str | None:
+    """Which known digest the part matches (None if none); another dataset's file is an error."""
+    for kind, table, digest in (("content", _BY_CONTENT, content), ("md5", _BY_MD5, md5)):
+        owner = table.get(digest) if digest else None
+        if owner is None:
+            continue
+        if owner != (info.name, role):
+            other = DATASETS[owner[0]].title
+            raise DatasetMismatchError(
+                f"{origin} is {other}'s {owner[1].replace('_', ' ')} file, not {info.title}'s "
+                f"{role.replace('_', ' ')}: the folder holds the wrong dataset (check --data-dir)"
+            )
+        return "content sha256" if kind == "content" else "official md5"
+    return None
 
 
 def _part_bytes(info: DatasetInfo, where: sources.Located) -> dict[str, tuple[bytes, str]]:
     """Raw bytes of every part, with the name to cite in error messages."""
     if where.kind == "files":
-        return {role: (path.read_bytes(), str(path)) for role, path in where.paths}
+        return {role: _read_source(path, str(path)) for role, path in where.paths}
     archive = where.paths[0][1]
     members = {role: f"{info.archive_prefix}{base}{info.archive_suffix}" for role, base in info.parts}
     if info.format == CIFAR:
@@ -71,18 +111,37 @@ def _check_pair(info: DatasetInfo, x: np.ndarray, y: np.ndarray, xo: str, yo: st
         )
 
 
-def _decode_idx(info: DatasetInfo, parts: dict[str, tuple[bytes, str]]) -> tuple[np.ndarray, ...]:
+def _idx_content(arr: np.ndarray, magic: int) -> bytes:
+    """The decompressed IDX file a uint8 array was read from (header + payload)."""
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    return header + np.ascontiguousarray(arr).tobytes()
+
+
+def _decode_idx(
+    info: DatasetInfo, parts: dict[str, tuple[bytes, str]]
+) -> tuple[tuple[np.ndarray, ...], dict[str, str]]:
+    """The four arrays, and the SHA-256 of each part's decompressed content."""
     out = []
-    for split in ("train", "test"):
+    contents: dict[str, str] = {}
+    h, w, _ = info.input_shape
+    for split, most in (("train", info.n_train), ("test", info.n_test)):
         (xb, xo), (yb, yo) = parts[f"{split}_images"], parts[f"{split}_labels"]
-        x = read_idx(xb, magic=IDX_IMAGES_MAGIC, origin=xo)
-        y = read_idx(yb, magic=IDX_LABELS_MAGIC, origin=yo).astype(np.int64)
+        item = (w, h) if info.transposed else (h, w)
+        x = read_idx(xb, magic=IDX_IMAGES_MAGIC, origin=xo, item_shape=item, max_items=most)
+        y = read_idx(yb, magic=IDX_LABELS_MAGIC, origin=yo, item_shape=(), max_items=most)
+        for role, arr, magic in (
+            (f"{split}_images", x, IDX_IMAGES_MAGIC),
+            (f"{split}_labels", y, IDX_LABELS_MAGIC),
+        ):
+            if arr.dtype == np.uint8:
+                contents[role] = hashlib.sha256(_idx_content(arr, magic)).hexdigest()
+        y = y.astype(np.int64)
         if info.transposed:
             x = x.transpose(0, 2, 1)
         x = np.ascontiguousarray(x)[..., None]
         _check_pair(info, x, y, xo, yo)
         out += [x, y]
-    return tuple(out)
+    return tuple(out), contents
 
 
 def _decode_cifar(info: DatasetInfo, parts: dict[str, tuple[bytes, str]]) -> tuple[np.ndarray, ...]:
@@ -97,15 +156,51 @@ def _decode_cifar(info: DatasetInfo, parts: dict[str, tuple[bytes, str]]) -> tup
     return x_train, y_train, x_test, y_test
 
 
+def _provenance(
+    info: DatasetInfo, where: sources.Located, parts: dict[str, tuple[bytes, str]], contents: dict[str, str]
+) -> dict:
+    """What a run records about its data: each part's file, size and digests, and whether a
+    digest the registry knows confirms it (another dataset's file raises here)."""
+    files = []
+    for role, (data, origin) in parts.items():
+        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        entry = {
+            "part": role,
+            "file": origin,
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        if role in contents:
+            entry["content_sha256"] = contents[role]
+        entry["verified_by"] = _identify(info, role, origin, md5, contents.get(role))
+        files.append(entry)
+    if where.kind == "archive":
+        archive = where.paths[0][1]
+        files.append({"part": "archive", "file": str(archive), "bytes": archive.stat().st_size})
+    return {
+        "dataset": info.name,
+        "folder": str(where.folder),
+        "files": files,
+        "verified": all(f.get("verified_by") for f in files if f["part"] != "archive"),
+    }
+
+
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _load_located(where: sources.Located) -> RawDataset:
     info = get_info(where.name)
     parts = _part_bytes(info, where)
-    arrays = _decode_cifar(info, parts) if info.format == CIFAR else _decode_idx(info, parts)
+    contents: dict[str, str] = {}
+    if info.format == CIFAR:
+        arrays = _decode_cifar(info, parts)
+    else:
+        arrays, contents = _decode_idx(info, parts)
+    provenance = _provenance(info, where, parts, contents)
     for a in arrays:
         a.flags.writeable = False
     x_train, y_train, x_test, y_test = arrays
-    return RawDataset(info, x_train, y_train, x_test, y_test, tuple(str(p) for p in where.files()))
+    return RawDataset(
+        info, x_train, y_train, x_test, y_test, tuple(str(p) for p in where.files()), provenance
+    )
 
 
 def clear_cache() -> None:
@@ -130,7 +225,7 @@ def load(
     deleted so that the next run fetches it again instead of failing forever.
     """
     info = get_info(name)
-    where = sources.locate(info.name, data_dir)
+    where = sources.locate(info.name, data_dir)  # an explicit data_dir holds it, or this raises
     if where is None:
         if not download:
             reason = "download=False"

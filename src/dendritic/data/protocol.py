@@ -200,6 +200,8 @@ class PreparedData:
     batch_size: int = 128
     limit: int | None = None
     sources: tuple[str, ...] = ()
+    #: The raw files this data came from, with their digests (recorded with every run).
+    provenance: dict | None = None
 
     @property
     def name(self) -> str:
@@ -277,4 +279,5 @@ def prepare(
         batch_size=batch_size,
         limit=limit,
         sources=raw.sources,
+        provenance=raw.provenance,
     )

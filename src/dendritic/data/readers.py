@@ -7,8 +7,8 @@ or a half-copied dataset is never mistaken for a valid one.
 
 from __future__ import annotations
 
-import gzip
 import io
+import math
 import os
 import pickle
 import tarfile
@@ -43,25 +43,74 @@ IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (N,)
 
 _CIFAR_PIXELS = 32 * 32 * 3
 
+#: Largest dataset file we read or decompress (EMNIST balanced's biggest part is 88 MB; the
+#: whole ``gzip.zip`` 562 MB). Sizes are checked against it before anything is allocated.
+MAX_FILE_BYTES = 1 << 30
 
-def _read_source(source: str | os.PathLike[str] | bytes, origin: str | None) -> tuple[bytes, str]:
+
+def _too_big(origin: str, what: str, size: int, limit: int) -> CorruptDatasetError:
+    return CorruptDatasetError(
+        f"{origin}: {what} {size:,} bytes, more than the {limit:,} a dataset file may hold "
+        "(not a dataset file, or a decompression bomb)"
+    )
+
+
+def _read_source(
+    source: str | os.PathLike[str] | bytes, origin: str | None, limit: int = MAX_FILE_BYTES
+) -> tuple[bytes, str]:
     if isinstance(source, bytes | bytearray | memoryview):
         return bytes(source), origin or "<bytes>"
     path = Path(source)
+    origin = origin or str(path)
     try:
-        return path.read_bytes(), origin or str(path)
+        size = path.stat().st_size
+        if size > limit:
+            raise _too_big(origin, "file of", size, limit)
+        return path.read_bytes(), origin
     except IsADirectoryError as exc:
-        raise CorruptDatasetError(f"{origin or path}: is a directory, not a file") from exc
+        raise CorruptDatasetError(f"{origin}: is a directory, not a file") from exc
 
 
-def gunzip_if_needed(data: bytes, origin: str) -> bytes:
-    """Decompress gzip data, recognised by its magic bytes rather than by the file name."""
+class _Gunzip:
+    """Incremental gzip decompression (multi-member streams too) that never produces more
+    than it is asked for, so a small file cannot expand into gigabytes unchecked."""
+
+    def __init__(self, data: bytes, origin: str) -> None:
+        self.origin = origin
+        self._pending = data
+        self._zlib = zlib.decompressobj(wbits=31)
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` decompressed bytes (fewer only at the end of the stream)."""
+        out = bytearray()
+        try:
+            while len(out) < n:
+                if self._zlib.eof:
+                    rest = self._zlib.unused_data
+                    if not rest.startswith(b"\x1f\x8b"):
+                        break  # trailing bytes after the last member are ignored, as gzip does
+                    self._zlib = zlib.decompressobj(wbits=31)
+                    self._pending = rest
+                before = self._pending
+                chunk = self._zlib.decompress(self._pending, n - len(out))
+                self._pending = self._zlib.unconsumed_tail
+                if not chunk and not self._zlib.eof and (not self._pending or self._pending == before):
+                    raise CorruptDatasetError(f"{self.origin}: broken gzip stream (truncated)")
+                out += chunk
+        except zlib.error as exc:
+            raise CorruptDatasetError(f"{self.origin}: broken gzip stream ({exc})") from exc
+        return bytes(out)
+
+
+def gunzip_if_needed(data: bytes, origin: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """Decompress gzip data, recognised by its magic bytes rather than by the file name; more
+    than ``limit`` decompressed bytes is an error raised before they are all produced."""
     if data[:2] != b"\x1f\x8b":
         return data
-    try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise CorruptDatasetError(f"{origin}: broken gzip stream ({exc})") from exc
+    out = _Gunzip(data, origin).read(limit + 1)
+    if len(out) > limit:
+        raise _too_big(origin, "decompresses to more than", limit, limit)
+    return out
 
 
 def read_idx(
@@ -69,53 +118,86 @@ def read_idx(
     *,
     magic: int | None = None,
     origin: str | None = None,
+    item_shape: tuple[int, ...] | None = None,
+    max_items: int | None = None,
+    limit: int = MAX_FILE_BYTES,
 ) -> np.ndarray:
     """Read an IDX file (gzipped or not) into a numpy array of the header's shape.
 
     ``magic`` pins the expected 4-byte header (``0x803`` images, ``0x801`` labels); a file
     whose payload size disagrees with its header is rejected, because a truncated or padded
-    file would otherwise silently shift every image.
+    file would otherwise silently shift every image. The header is checked first (magic,
+    ``item_shape`` of each item, at most ``max_items`` items, at most ``limit`` bytes), and only
+    then is the payload decompressed, exactly as much of it as the header announces.
     """
-    data, origin = _read_source(source, origin)
-    data = gunzip_if_needed(data, origin)
-    if len(data) < 4:
-        raise CorruptDatasetError(f"{origin}: too short for an IDX header ({len(data)} bytes)")
-    head = int.from_bytes(data[:4], "big")
-    zero, code, ndim = data[0:2], data[2], data[3]
+    data, origin = _read_source(source, origin, limit)
+    gz = data[:2] == b"\x1f\x8b"
+    stream = _Gunzip(data, origin) if gz else None
+    head_bytes = stream.read(4) if stream is not None else data[:4]
+    if len(head_bytes) < 4:
+        raise CorruptDatasetError(f"{origin}: too short for an IDX header ({len(head_bytes)} bytes)")
+    head = int.from_bytes(head_bytes, "big")
+    zero, code, ndim = head_bytes[0:2], head_bytes[2], head_bytes[3]
     if zero != b"\x00\x00" or code not in _IDX_DTYPES or ndim == 0:
         raise CorruptDatasetError(f"{origin}: bad IDX magic number 0x{head:08x}")
     if magic is not None and head != magic:
         raise CorruptDatasetError(f"{origin}: IDX magic number 0x{head:08x}, expected 0x{magic:08x}")
     header_len = 4 + 4 * ndim
-    if len(data) < header_len:
+    dims = stream.read(4 * ndim) if stream is not None else data[4:header_len]
+    if len(dims) < 4 * ndim:
         raise CorruptDatasetError(f"{origin}: truncated IDX header")
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(dims[4 * i : 4 + 4 * i], "big") for i in range(ndim))
+    if item_shape is not None and shape[1:] != tuple(item_shape):
+        raise CorruptDatasetError(f"{origin}: IDX items of shape {shape[1:]}, expected {tuple(item_shape)}")
+    if max_items is not None and shape[0] > max_items:
+        raise CorruptDatasetError(f"{origin}: IDX header says {shape[0]:,} items, more than {max_items:,}")
     dtype = _IDX_DTYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    actual = len(data) - header_len
+    expected = math.prod(shape) * dtype.itemsize
+    if expected > limit:
+        raise _too_big(origin, "IDX header announces", expected, limit)
+    if stream is not None:
+        payload = stream.read(expected + 1)
+        actual = len(payload)
+    else:
+        payload = data
+        actual = len(data) - header_len
     if actual != expected:
         raise CorruptDatasetError(
             f"{origin}: IDX header says shape {shape} ({expected} bytes of data) "
-            f"but the file holds {actual} bytes (truncated or not an IDX file)"
+            f"but the file holds {'more than ' if actual > expected else ''}{actual} bytes "
+            "(truncated or not an IDX file)"
         )
-    arr = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(shape)
-    return arr.astype(dtype.newbyteorder("="), copy=False)
+    arr = np.frombuffer(payload, dtype=dtype, offset=0 if stream is not None else header_len)
+    return arr.reshape(shape).astype(dtype.newbyteorder("="), copy=False)
 
 
-def read_zip_members(path: str | os.PathLike[str], members: Iterable[str]) -> dict[str, bytes]:
-    """Read named members of a zip archive (EMNIST's ``gzip.zip``) without extracting it."""
+def read_zip_members(
+    path: str | os.PathLike[str], members: Iterable[str], *, limit: int = MAX_FILE_BYTES
+) -> dict[str, bytes]:
+    """Read named members of a zip archive (EMNIST's ``gzip.zip``) without extracting it; each
+    member's size is checked before it is read."""
     wanted = list(members)
     try:
         with zipfile.ZipFile(path) as zf:
-            return {m: zf.read(m) for m in wanted}
+            out = {}
+            for m in wanted:
+                info = zf.getinfo(m)
+                if info.file_size > limit:
+                    raise _too_big(f"{path}:{m}", "member of", info.file_size, limit)
+                out[m] = zf.read(info)
+            return out
+    except CorruptDatasetError:
+        raise
     except KeyError as exc:
         raise CorruptDatasetError(f"{path}: archive lacks member {exc.args[0]!r}") from exc
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
         raise CorruptDatasetError(f"{path}: broken zip archive ({exc})") from exc
 
 
-def read_tar_members(path: str | os.PathLike[str], members: Iterable[str]) -> dict[str, bytes]:
-    """Read named regular-file members of a .tar.gz in one streaming pass.
+def read_tar_members(
+    path: str | os.PathLike[str], members: Iterable[str], *, limit: int = MAX_FILE_BYTES
+) -> dict[str, bytes]:
+    """Read named regular-file members of a .tar.gz in one streaming pass (sizes checked first).
 
     Nothing is extracted to disk, so archive path tricks (``../``, links) cannot write
     anywhere; links and other non-regular members with a wanted name are rejected.
@@ -129,6 +211,8 @@ def read_tar_members(path: str | os.PathLike[str], members: Iterable[str]) -> di
                     continue
                 if not info.isfile():
                     raise CorruptDatasetError(f"{path}: member {info.name!r} is not a file")
+                if info.size > limit:
+                    raise _too_big(f"{path}:{info.name}", "member of", info.size, limit)
                 handle = tf.extractfile(info)
                 if handle is None:  # pragma: no cover - isfile() members always have data
                     raise CorruptDatasetError(f"{path}: member {info.name!r} has no data")

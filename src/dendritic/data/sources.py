@@ -1,17 +1,22 @@
 """Finding the raw files on disk, and downloading them when allowed.
 
-Lookup order (first complete copy wins):
+With ``data_dir`` (the ``--data-dir`` option) only that folder is searched: the folder itself,
+``<data_dir>/<name>`` and torchvision's layout under it. A folder that does not exist, is a file,
+or lacks one of the dataset's files is an error naming what is missing; the run never falls back
+to a copy found elsewhere (that copy could be another dataset with the same file names).
 
-1. ``data_dir`` (the ``--data-dir`` option): the folder itself, then ``<data_dir>/<name>``;
-2. each root in ``$DENDRITIC_DATA`` (``os.pathsep``-separated): ``<root>/<name>``;
-3. the per-user cache ``$XDG_CACHE_HOME/dendritic`` (or ``~/.cache/dendritic``): ``<cache>/<name>``;
-4. torchvision's layout under those roots: ``<root>/FashionMNIST/raw`` ... ``<root>/cifar-10-batches-py``;
-5. system copies (Debian's ``/usr/share/datasets/fashion-mnist`` for Fashion-MNIST).
+Without it, the lookup order is (first complete copy wins):
 
-``<name>`` is the canonical name or an alias (``fmnist``, ``fashion-mnist`` ...). Roots other than
-``data_dir`` are only searched through such sub-folders: MNIST, Fashion-MNIST and KMNIST share
-file names, so loose files directly in a shared root could be silently taken for the wrong
-dataset.
+1. each root in ``$DENDRITIC_DATA`` (``os.pathsep``-separated): ``<root>/<name>``;
+2. the per-user cache ``$XDG_CACHE_HOME/dendritic`` (or ``~/.cache/dendritic``): ``<cache>/<name>``;
+3. torchvision's layout under those roots: ``<root>/FashionMNIST/raw`` ... ``<root>/cifar-10-batches-py``;
+4. system copies (Debian's ``/usr/share/datasets/fashion-mnist`` for Fashion-MNIST).
+
+``<name>`` is the canonical name or an alias (``fmnist``, ``fashion-mnist`` ...). These roots
+are only searched through such sub-folders: MNIST, Fashion-MNIST and KMNIST share file names, so
+loose files directly in a shared root could be silently taken for the wrong dataset. Whatever
+the folder, :func:`dendritic.data.load` also recognises files whose digests belong to another
+dataset, and records the SHA-256 of every file a run used.
 
 Downloads go to ``<cache>/<name>/``; each file is written to a temporary file in that folder,
 checked against its known digest, and only then ``os.replace``-d into place, so an interrupted
@@ -69,15 +74,14 @@ def _env_roots() -> list[Path]:
 def search_dirs(name: str, data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     """Every folder probed for ``name``, in priority order (see the module docstring)."""
     info = get_info(name)
-    explicit = Path(data_dir).expanduser() if data_dir is not None else None
-    roots = ([explicit] if explicit else []) + _env_roots() + [cache_dir()]
-    dirs: list[Path] = []
-    if explicit is not None:
-        dirs.append(explicit)
-    for root in roots:
-        dirs.extend(root / sub for sub in info.subdirs)
-    dirs.extend(root / info.torchvision_dir for root in roots)
-    dirs.extend(Path(d) for d in info.system_dirs)
+    if data_dir is not None:
+        explicit = Path(data_dir).expanduser()
+        dirs = [explicit, *(explicit / sub for sub in info.subdirs), explicit / info.torchvision_dir]
+    else:
+        roots = [*_env_roots(), cache_dir()]
+        dirs = [root / sub for root in roots for sub in info.subdirs]
+        dirs.extend(root / info.torchvision_dir for root in roots)
+        dirs.extend(Path(d) for d in info.system_dirs)
     seen: set[Path] = set()
     unique = []
     for d in dirs:
@@ -140,8 +144,13 @@ def _probe(info: DatasetInfo, folder: Path) -> Located | None:
 
 
 def locate(name: str, data_dir: str | os.PathLike[str] | None = None) -> Located | None:
-    """The first complete copy of ``name`` on disk, or None."""
+    """The first complete copy of ``name`` on disk, or None.
+
+    With ``data_dir`` the copy must be there: otherwise :class:`DatasetNotFoundError` says
+    what is missing (see the module docstring)."""
     info = get_info(name)
+    if data_dir is not None:
+        return _locate_in(info, Path(data_dir).expanduser())
     for folder in search_dirs(name, data_dir):
         hit = _probe(info, folder)
         if hit is not None:
@@ -149,15 +158,45 @@ def locate(name: str, data_dir: str | os.PathLike[str] | None = None) -> Located
     return None
 
 
+def _expected_files(info: DatasetInfo) -> str:
+    if info.format == CIFAR:
+        return "cifar-10-batches-py/ or cifar-10-python.tar.gz"
+    files = ", ".join(f"{base}[.gz]" for _, base in info.parts)
+    return f"{files} (or {info.archive})" if info.archive else files
+
+
+def _locate_in(info: DatasetInfo, folder: Path) -> Located:
+    """The copy of ``info`` in the user's ``--data-dir``, or a one-line error saying why not."""
+    where = f"{info.title} ({info.name}) not found in --data-dir {folder}"
+    if not folder.exists():
+        raise DatasetNotFoundError(f"{where}: the folder does not exist")
+    if not folder.is_dir():
+        raise DatasetNotFoundError(f"{where}: it is a file, not a folder")
+    candidates = search_dirs(info.name, folder)
+    for candidate in candidates:
+        hit = _probe(info, candidate)
+        if hit is not None:
+            return hit
+    # Say which files are missing from the folder that holds some of them.
+    subs = [c for c in candidates if c.is_dir()]
+    if info.extracted_dir:
+        subs += [c / info.extracted_dir for c in subs if (c / info.extracted_dir).is_dir()]
+    for sub in subs:
+        have = [b for _, b in info.parts if (sub / b).is_file() or (sub / f"{b}.gz").is_file()]
+        if have:
+            missing = [b for _, b in info.parts if b not in have]
+            raise DatasetNotFoundError(f"{where}: {sub} has {', '.join(have)} but lacks {', '.join(missing)}")
+    raise DatasetNotFoundError(
+        f"{where}: it holds none of the dataset's files; expected {_expected_files(info)}, directly "
+        f"in the folder or in {info.name}/ or {info.torchvision_dir}/ under it"
+    )
+
+
 def not_found_message(name: str, data_dir: str | os.PathLike[str] | None, reason: str) -> str:
     """One line: what was searched, why nothing was downloaded, and how to get the data."""
     info = get_info(name)
     searched = ", ".join(str(d) for d in search_dirs(name, data_dir))
-    files = ", ".join(f"{base}[.gz]" for _, base in info.parts[:2])
-    if info.format == CIFAR:
-        files = "cifar-10-batches-py/ or cifar-10-python.tar.gz"
-    elif info.archive:
-        files += f" ... or {info.archive}"
+    files = _expected_files(info)
     ways = [
         f"pass --data-dir DIR (data_dir=DIR) for a folder holding {files}",
         f"set $DENDRITIC_DATA to a folder containing {info.name}/",
