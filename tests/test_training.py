@@ -194,13 +194,13 @@ def test_tampered_or_truncated_checkpoints_fail_cleanly(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint"):
         load(tmp_path / "missing")
 
-    # A consistent but wrong digest-protected file: the digest matches, the wiring does not.
+    # The JSON is covered by its own digest: an edit is caught before anything else.
     save(model, tmp_path / "n")
     tensors_n, meta_n = checkpoint_paths(tmp_path / "n")
     document = json.loads(meta_n.read_text())
     document["wiring"][0][0]["n_out"] = 7
     meta_n.write_text(json.dumps(document))
-    with pytest.raises(CheckpointError, match="cannot rebuild"):
+    with pytest.raises(CheckpointError, match="does not match its own digest"):
         load(tmp_path / "n")
 
 

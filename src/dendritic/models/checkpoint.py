@@ -2,35 +2,48 @@
 
 A checkpoint is two files side by side: ``NAME.safetensors`` (parameters plus every layer's
 wiring as integer index arrays) and ``NAME.json`` (the model config, the wiring layout, library
-versions and the SHA-256 of the tensor file). :func:`load` checks the digest before reading a
-byte of tensor data, so a tampered or truncated file fails with one clear error instead of
-producing a silently different model.
+versions, the SHA-256 of the tensor file, and the SHA-256 of the JSON document itself).
+:func:`load` treats both files as untrusted: the JSON is size-bounded and strictly parsed, both
+digests are checked, every size the JSON states is checked against the tensor file's header
+before anything is allocated, and the wiring indices are validated before a kernel sees them.
+A tampered, truncated or oversized checkpoint fails with one clear error.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from dendritic.errors import DendriticError, PathError
+from dendritic.files import atomic_write, check_output_file, read_json
 from dendritic.models.network import DendriticNet
 from dendritic.wiring.connectivity import Connectivity
 
-__all__ = ["CheckpointError", "save", "load", "checkpoint_paths"]
+__all__ = ["CheckpointError", "check_target", "checkpoint_paths", "load", "read_metadata", "save"]
 
 FORMAT = "dendritic-checkpoint"
-FORMAT_VERSION = 1
+#: 2 adds ``document_sha256``, the digest of the JSON itself; version 1 files still load.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
+#: Bounds on what a checkpoint's JSON may state (far above any real model).
+MAX_JSON_BYTES = 16 << 20
+MAX_CLASSES = 1_000_000
+MAX_UNITS = 1 << 31
+MAX_INPUTS = 1 << 26
+MAX_LAYERS = 10_000
 
 
-class CheckpointError(ValueError):
-    """A checkpoint is missing, tampered with, truncated or from an unknown format."""
+class CheckpointError(DendriticError, ValueError):
+    """A checkpoint is missing, tampered with, truncated, oversized or from an unknown format."""
 
 
 def checkpoint_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -41,6 +54,23 @@ def checkpoint_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     return path.with_name(path.name + ".safetensors"), path.with_name(path.name + ".json")
 
 
+def check_target(
+    path: str | os.PathLike[str] | None,
+    *,
+    option: str = "--checkpoint",
+    protected: tuple[str | os.PathLike[str], ...] = (),
+) -> Path:
+    """Check where a checkpoint will be written, before the training that produces it: a
+    name, a writable folder (created if missing), and neither file one of ``protected``."""
+    if path is None or not str(os.fspath(path)).strip():
+        raise PathError(f"{option} is empty; give a path such as checkpoints/run1")
+    if str(os.fspath(path)).endswith(("/", os.sep)) or Path(path).name in ("", ".", ".."):
+        raise PathError(f"{option} {path} names a folder; give a file name inside it, e.g. {path}/run1")
+    for target in checkpoint_paths(path):
+        check_output_file(target, option=option, protected=protected)
+    return Path(path)
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -49,22 +79,20 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(target: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: never a half file."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _document_digest(document: dict[str, Any]) -> str:
+    body = {k: v for k, v in document.items() if k != "document_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def save(model: DendriticNet, path: str | os.PathLike[str], *, extra: dict[str, Any] | None = None) -> Path:
-    """Save ``model`` as ``path.safetensors`` + ``path.json``; returns the JSON path."""
+    """Save ``model`` as ``path.safetensors`` + ``path.json``; returns the JSON path.
+
+    Each file is written whole or not at all; a failure (a full disk, say) is a one-line
+    :class:`CheckpointError` and leaves no partial file.
+    """
+    check_target(path, option="checkpoint path")
     tensor_path, json_path = checkpoint_paths(path)
-    tensor_path.parent.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {
         name: param.detach().cpu().contiguous() for name, param in model.named_parameters()
     }
@@ -81,26 +109,40 @@ def save(model: DendriticNet, path: str | os.PathLike[str], *, extra: dict[str, 
                     tensors[f"wiring.{index}.{part}.centres"] = torch.from_numpy(conn.centres.copy())
             entry.append(info)
         layout.append(entry)
-    _atomic_write(tensor_path, lambda tmp: save_file(tensors, str(tmp)))
     import dendritic
 
-    document = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "config": model.config,
-        "input_shape": list(model.input_shape),
-        "n_classes": model.n_classes,
-        "dropout": _dropout_rate(model),
-        "wiring": layout,
-        "tensors": tensor_path.name,
-        "sha256": _sha256(tensor_path),
-        "dendritic_version": dendritic.__version__,
-        "torch_version": torch.__version__,
-        "extra": extra or {},
-    }
-    text = json.dumps(document, indent=2, sort_keys=True)
-    _atomic_write(json_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    try:
+        atomic_write(tensor_path, lambda tmp: save_file(tensors, str(tmp)))
+        document = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "config": model.config,
+            "input_shape": list(model.input_shape),
+            "n_classes": model.n_classes,
+            "dropout": _dropout_rate(model),
+            "wiring": layout,
+            "tensors": tensor_path.name,
+            "sha256": _sha256(tensor_path),
+            "dendritic_version": dendritic.__version__,
+            "torch_version": torch.__version__,
+            "extra": extra or {},
+        }
+        document["document_sha256"] = _document_digest(document)
+        text = json.dumps(document, indent=2, sort_keys=True, allow_nan=False)
+        atomic_write(json_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    except (PathError, SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"cannot write checkpoint {json_path.with_suffix('')}: {_reason(exc)}"
+        ) from None
     return json_path
+
+
+def _reason(exc: BaseException) -> str:
+    """The useful part of an error (safetensors wraps the OS error in Rust debug text)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if "StorageFull" in text or "No space left" in text:
+        return "No space left on device"
+    return text
 
 
 def _dropout_rate(model: DendriticNet) -> float:
@@ -108,23 +150,105 @@ def _dropout_rate(model: DendriticNet) -> float:
     return float(getattr(dropout, "p", 0.0))
 
 
+def _int_in(name: str, value: Any, low: int, high: int, where: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise CheckpointError(f"{where}: {name} must be an integer in [{low}, {high}], got {value!r}")
+    return value
+
+
+def _validate(document: Any, json_path: Path) -> dict[str, Any]:
+    """Every field the loader uses, with its type and bounds (before anything is allocated)."""
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise CheckpointError(f"{json_path} is not a dendritic checkpoint")
+    version = document.get("format_version")
+    if version not in READABLE_VERSIONS:
+        raise CheckpointError(
+            f"{json_path} has checkpoint format version {version!r}, this dendritic reads "
+            f"version{'s' if len(READABLE_VERSIONS) > 1 else ''} {', '.join(map(str, READABLE_VERSIONS))}"
+        )
+    if version >= 2 and document.get("document_sha256") != _document_digest(document):
+        raise CheckpointError(f"{json_path} does not match its own digest: modified or corrupt")
+    shape = document.get("input_shape")
+    if not isinstance(shape, list) or not 1 <= len(shape) <= 4:
+        raise CheckpointError(f"{json_path}: input_shape must be a list of 1 to 4 sizes, got {shape!r}")
+    for value in shape:
+        _int_in("input_shape", value, 1, MAX_INPUTS, json_path)
+    if math.prod(shape) > MAX_INPUTS:
+        raise CheckpointError(f"{json_path}: input_shape {shape} has more than {MAX_INPUTS:,} inputs")
+    _int_in("n_classes", document.get("n_classes"), 1, MAX_CLASSES, json_path)
+    dropout = document.get("dropout", 0.0)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise CheckpointError(f"{json_path}: dropout must be in [0, 1), got {dropout!r}")
+    wiring = document.get("wiring")
+    if not isinstance(wiring, list) or not 1 <= len(wiring) <= MAX_LAYERS:
+        raise CheckpointError(f"{json_path}: wiring must be a list of 1 to {MAX_LAYERS} layers")
+    for entry in wiring:
+        if not isinstance(entry, list) or len(entry) != 2:
+            raise CheckpointError(f"{json_path}: each wiring entry must be [inputs, cables]")
+        for info in entry:
+            if not isinstance(info, dict) or not isinstance(info.get("all_to_all"), bool):
+                raise CheckpointError(f"{json_path}: a wiring part lacks its all_to_all flag")
+            for name in ("n_in", "n_out"):
+                _int_in(f"wiring {name}", info.get(name), 1, MAX_UNITS, json_path)
+    for name in ("config", "extra"):
+        if not isinstance(document.get(name, {}), dict):
+            raise CheckpointError(f"{json_path}: {name} must be a JSON object")
+    if not isinstance(document.get("sha256"), str):
+        raise CheckpointError(f"{json_path}: the tensor file's sha256 is missing")
+    return document
+
+
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The JSON half of a checkpoint, validated."""
+    """The JSON half of a checkpoint, size-bounded, strictly parsed and validated."""
     _, json_path = checkpoint_paths(path)
     if not json_path.is_file():
         raise CheckpointError(f"no checkpoint at {json_path}")
     try:
-        document = json.loads(json_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{json_path} is not valid JSON ({exc})") from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise CheckpointError(f"{json_path} is not a dendritic checkpoint")
-    if document.get("format_version") != FORMAT_VERSION:
+        document = read_json(json_path, limit=MAX_JSON_BYTES)
+    except PathError as exc:
+        raise CheckpointError(str(exc)) from None
+    return _validate(document, json_path)
+
+
+def _check_sizes(document: dict[str, Any], tensor_path: Path) -> None:
+    """The JSON's sizes agree with the tensor file's header (read without loading any tensor),
+    so a lying JSON cannot make us allocate what the file does not hold."""
+    try:
+        with safe_open(str(tensor_path), framework="pt") as handle:
+            shapes = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{tensor_path} is not a readable tensor file ({_reason(exc)})") from None
+    expected = 0
+    previous = math.prod(document["input_shape"])
+    for index, entry in enumerate(document["wiring"]):
+        inputs, cables = entry
+        if inputs["n_in"] != previous or cables["n_in"] != inputs["n_out"]:
+            raise CheckpointError(
+                f"{tensor_path.with_suffix('.json')}: layer {index + 1} wiring does not chain"
+            )
+        for part, info in zip(("inputs", "cables"), entry, strict=True):
+            n_in, n_out = info["n_in"], info["n_out"]
+            prefix = f"wiring.{index}.{part}."
+            if info["all_to_all"]:
+                expected += n_in * n_out + n_out
+                continue
+            if shapes.get(prefix + "indptr") != (n_out + 1,) or len(shapes.get(prefix + "indices", ())) != 1:
+                raise CheckpointError(
+                    f"{tensor_path}: the wiring of layer {index + 1} ({part}) does not match the JSON"
+                )
+            if prefix + "centres" in shapes and shapes[prefix + "centres"] != (n_out,):
+                raise CheckpointError(
+                    f"{tensor_path}: the centres of layer {index + 1} do not match the JSON"
+                )
+            expected += shapes[prefix + "indices"][0] + n_out
+        previous = cables["n_out"]
+    expected += document["n_classes"] * previous + document["n_classes"]
+    stored = sum(math.prod(shape) for name, shape in shapes.items() if not name.startswith("wiring."))
+    if stored != expected:
         raise CheckpointError(
-            f"{json_path} has checkpoint format version {document.get('format_version')}, "
-            f"this dendritic reads version {FORMAT_VERSION}"
+            f"{tensor_path} holds {stored:,} parameter values, but its JSON describes a model "
+            f"with {expected:,}: the two files do not belong together"
         )
-    return document
 
 
 def load(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> DendriticNet:
@@ -137,6 +261,7 @@ def load(path: str | os.PathLike[str], *, map_location: str | torch.device = "cp
         raise CheckpointError(
             f"{tensor_path} does not match the digest in {json_path.name}: modified or corrupt"
         )
+    _check_sizes(document, tensor_path)
     try:
         tensors = load_file(str(tensor_path))
         wiring = []
@@ -147,11 +272,11 @@ def load(path: str | os.PathLike[str], *, map_location: str | torch.device = "cp
                     pair.append(Connectivity.all_to_all(info["n_in"], info["n_out"]))
                     continue
                 prefix = f"wiring.{index}.{part}."
-                conn = Connectivity(
-                    int(info["n_in"]),
-                    int(info["n_out"]),
-                    tensors.pop(prefix + "indptr").numpy().astype(np.int64),
-                    tensors.pop(prefix + "indices").numpy().astype(np.int64),
+                conn = Connectivity.from_csr(
+                    info["n_in"],
+                    info["n_out"],
+                    tensors.pop(prefix + "indptr").numpy(),
+                    tensors.pop(prefix + "indices").numpy(),
                 )
                 if prefix + "centres" in tensors:
                     conn = conn.with_centres(tensors.pop(prefix + "centres").numpy())
@@ -170,7 +295,6 @@ def load(path: str | os.PathLike[str], *, map_location: str | torch.device = "cp
             raise CheckpointError(f"{tensor_path} lacks parameters: {', '.join(sorted(missing))}")
     except CheckpointError:
         raise
-    except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"cannot rebuild the model from {json_path}: {message}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError, OSError, SafetensorError) as exc:
+        raise CheckpointError(f"cannot rebuild the model from {json_path}: {_reason(exc)}") from None
     return model.to(map_location)

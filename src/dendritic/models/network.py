@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,18 +12,98 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dendritic.errors import DendriticError
 from dendritic.layers.kernels import dendritic_layer_t, feature_major, fused_layers_enabled, head_loss_t
 from dendritic.layers.sparse import MaskedLinear, SparseLinear
 from dendritic.models.variants import Variant, resolve_name
 from dendritic.wiring import sampling
 from dendritic.wiring.connectivity import Connectivity
 
-__all__ = ["DendriticNet", "build_model", "build_model_from_masks", "build_wiring", "normalize_input_shape"]
+__all__ = [
+    "DendriticNet",
+    "ModelTooLargeError",
+    "build_model",
+    "build_model_from_masks",
+    "build_wiring",
+    "estimate_size",
+    "normalize_input_shape",
+]
 
 NEGATIVE_SLOPE = 0.1  # leaky-ReLU slope of dendrites and somata
+#: Seeds are 32-bit (numpy's and torch's generators take them; stores keep them as integers).
+MAX_SEED = 2**32 - 1
+#: Most dendro-somatic layers a network may have (the depth studies go to 20).
+MAX_LAYERS = 1000
 RANDOM_MODES = ("exact", "scatter")
 
 LayerWiring = tuple[Connectivity, Connectivity]  # (input → dendrites, dendrites → somata)
+
+#: Bytes one parameter costs while a model is built and trained: weights, gradients, Adam's two
+#: moments and the int64 wiring index (and its temporaries). Only used to refuse sizes that
+#: cannot fit, before numpy or torch try to allocate them.
+BYTES_PER_PARAMETER = 32
+
+
+class ModelTooLargeError(DendriticError, ValueError):
+    """The requested model cannot be built in this machine's memory."""
+
+
+def estimate_size(
+    variant: Variant,
+    input_shape: tuple[int, ...],
+    n_classes: int,
+    dendrites: int,
+    somata: int,
+    synapses: int,
+    layers: int,
+) -> tuple[int, int]:
+    """(parameters, bytes needed to build and train) of a model, in closed form, allocating
+    nothing. Receptive-field wiring also needs a pixel-distance table per layer."""
+    params, needed = 0, 0
+    shape = input_shape
+    n_dendrites = dendrites * somata
+    for _ in range(layers):
+        n_in = math.prod(shape)
+        channels = shape[2] if len(shape) == 3 else 1
+        fan_in = n_in if variant.synapses == "dense" else min(n_in, synapses * channels)
+        params += n_dendrites * (fan_in + 1)
+        params += (n_dendrites * somata if variant.cables == "dense" else n_dendrites) + somata
+        if variant.synapses in ("lrf", "grf"):
+            pixels = n_in // channels
+            needed += 16 * pixels * pixels
+        shape = (somata, 1, 1)  # a deeper layer sees the previous somata (as a near-square grid)
+    params += (somata + 1) * n_classes
+    return params, needed + BYTES_PER_PARAMETER * params
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available now (Linux's MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_fits(name: str, size: tuple[int, int], dendrites: int, somata: int, layers: int) -> None:
+    params, needed = size
+    available = _available_memory()
+    if available is not None and needed > available:
+        raise ModelTooLargeError(
+            f"{name} with D={dendrites}, S={somata}, {layers} layer(s) has about {params:,} parameters "
+            f"and needs about {_gigabytes(needed)} to build and train; this machine has "
+            f"{_gigabytes(available)} of memory available"
+        )
+
+
+def _gigabytes(n: int) -> str:
+    return f"{n / 1e9:.3g} GB" if n < 1e15 else f"{n / 1e9:.2e} GB"
 
 
 def normalize_input_shape(input_shape: int | Sequence[int]) -> tuple[int, ...]:
@@ -306,13 +387,17 @@ def build_model(
     somata = _positive_int("somata", somata)
     synapses = _positive_int("synapses", synapses)
     layers = _positive_int("layers", layers)
+    if layers > MAX_LAYERS:
+        raise ValueError(f"layers must be at most {MAX_LAYERS}, got {layers}")
     n_classes = _positive_int("n_classes", n_classes)
     if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
-    elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be an integer in [0, {MAX_SEED}], got {seed!r}")
+    size = estimate_size(variant, shape, n_classes, dendrites, somata, synapses, layers)
+    _check_fits(variant.name, size, dendrites, somata, layers)
     wiring_rng, weight_seed = _seeded(int(seed))
     wiring = build_wiring(variant, shape, dendrites, somata, synapses, layers, wiring_rng, random_mode)
     config = {

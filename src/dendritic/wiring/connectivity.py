@@ -77,6 +77,31 @@ class Connectivity:
         return cls(int(n_in), int(n_out), indptr, flat % n_in)
 
     @classmethod
+    def from_csr(cls, n_in: int, n_out: int, indptr: np.ndarray, indices: np.ndarray) -> Connectivity:
+        """From CSR arrays as stored (checkpoints): every invariant is checked, because a bad
+        index would make the kernels read outside their inputs."""
+        _check_sizes(n_in, n_out)
+        indptr, indices = np.asarray(indptr), np.asarray(indices)
+        for name, arr in (("indptr", indptr), ("indices", indices)):
+            if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+                raise ValueError(
+                    f"CSR {name} must be a 1-D integer array, got {arr.dtype} of shape {arr.shape}"
+                )
+        if indptr.shape[0] != n_out + 1:
+            raise ValueError(f"CSR indptr has {indptr.shape[0]} entries, expected n_out + 1 = {n_out + 1}")
+        indptr, indices = indptr.astype(np.int64), indices.astype(np.int64)
+        if indptr[0] != 0 or indptr[-1] != indices.size or np.any(np.diff(indptr) < 0):
+            raise ValueError("CSR indptr must rise from 0 to the number of indices")
+        if indices.size and (indices.min() < 0 or indices.max() >= n_in):
+            raise ValueError(f"CSR indices refer to inputs outside 0..{n_in - 1}")
+        if indices.size > 1:
+            row_start = np.zeros(indices.size, dtype=bool)
+            row_start[indptr[:-1][indptr[:-1] < indices.size]] = True
+            if np.any((np.diff(indices) <= 0) & ~row_start[1:]):
+                raise ValueError("CSR indices must be sorted and distinct within each output")
+        return cls(int(n_in), int(n_out), indptr, indices)
+
+    @classmethod
     def from_mask(cls, mask: np.ndarray) -> Connectivity:
         """From a dense 0/1 matrix of shape ``(n_in, n_out)`` (the Keras kernel orientation).
 
