@@ -76,11 +76,11 @@ def _run_cli(*args, cwd):
         (["train", "--dataset", "imagenet"], "unknown dataset"),
         (["train", "--dendrites", "0"], "expected a positive integer"),
         (["train", "--somata", "many"], "expected a positive integer"),
-        (["train", "--lr", "-1"], "expected a number in (0"),
-        (["train", "--dropout", "1.5"], "expected a number in [0, 1)"),
+        (["train", "--lr", "-1"], "expected a finite number in (0, 1000]"),
+        (["train", "--dropout", "1.5"], "expected a finite number in [0, 1)"),
         (["train", "--synapses", "5000", "--epochs", "1"], "synapses=5000 is larger than the input"),
         (["train", "--store", "/proc/nope/runs.db", "--epochs", "1"], "runs.db"),
-        (["runs", "show", "99"], "no results store"),
+        (["runs", "show", "99"], "cannot open run store runs.db: no such file"),
         (["train", "--device", "tpu"], "device"),
     ],
 )
@@ -91,16 +91,19 @@ def test_errors_are_one_line_with_non_zero_exit(args, message, tmp_path, data_di
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert message in lines[-1]
-    if result.returncode != 2:  # argparse usage errors print the usage line first
-        assert len(lines) == 1
+    assert len(lines) == 1 and message in lines[0]
 
 
 def test_missing_dataset_is_one_line(tmp_path):
     result = _run_cli("train", "--dataset", "kmnist", "--data-dir", str(tmp_path / "empty"), cwd=tmp_path)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "kmnist" in lines[0]
+    assert len(lines) == 1 and "--data-dir" in lines[0] and "empty does not exist" in lines[0]
+    (tmp_path / "empty").mkdir()
+    result = _run_cli("train", "--dataset", "kmnist", "--data-dir", str(tmp_path / "empty"), cwd=tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1
+    assert "Kuzushiji-MNIST (kmnist) not found in --data-dir" in lines[0] and "holds none" in lines[0]
 
 
 def test_runs_show_unknown_id(tmp_path, data_dir, capsys):

@@ -140,7 +140,9 @@ def test_report_cli_draws_figures_when_no_folder_is_given(tmp_path, capsys):
     assert text.count("data:image/png;base64,") == 1  # Fig 7, sequential panels only
     assert "Fig 2 skipped: needs runs of `dendritic sweep main`" in html.unescape(text)
     assert main(["report", "--store", str(tmp_path / "seq.db"), "--figures", str(tmp_path / "none")]) == 1
-    assert capsys.readouterr().err.strip() == f"dendritic: error: no figures folder at {tmp_path / 'none'}"
+    assert (
+        capsys.readouterr().err.strip() == f"dendritic: error: --figures {tmp_path / 'none'} does not exist"
+    )
 
 
 def test_continual_runs_form_comparisons(store_path):

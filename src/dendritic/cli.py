@@ -3,69 +3,156 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-__all__ = ["build_parser", "float_in", "main", "non_negative_int", "positive_int"]
+from dendritic.errors import DendriticError, one_line
+from dendritic.files import (
+    check_input_dir,
+    check_output_dir,
+    check_output_file,
+    nonempty_path,
+    sqlite_files,
+)
+
+__all__ = [
+    "MAX_COUNT",
+    "build_parser",
+    "float_in",
+    "int_in",
+    "lr_float",
+    "main",
+    "non_negative_int",
+    "positive_int",
+    "run_id_int",
+    "seed_int",
+    "sigma_float",
+    "threads_int",
+]
 
 PROG = "dendritic"
+
+#: Upper bound of plain counts (epochs, sizes, images...): far above any real use, and every
+#: number the CLI takes has a range, so no value can overflow SQLite or numpy further down.
+MAX_COUNT = 2**31 - 1
 
 
 # ---------------------------------------------------------------------------- argument types
 # Shared by the sub-command modules (sweeps, figures, continual): one wording for every bad number.
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def int_in(low: int, high: int, *, kind: str | None = None):
+    """An argparse type for integers in [low, high]."""
+    kind = kind or {0: "a non-negative integer", 1: "a positive integer"}.get(low, "an integer")
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {kind} in [{low}, {high}], got {text!r}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in some messages
+    parse.bounds = (low, high)  # type: ignore[attr-defined]  # read by the fuzz tests
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
+positive_int = int_in(1, MAX_COUNT)
+non_negative_int = int_in(0, MAX_COUNT)
+
+
+#: Trial seeds (numpy's and torch's generators take 32-bit seeds; models.network.MAX_SEED).
+seed_int = int_in(0, 2**32 - 1, kind="a seed")
+#: Run ids are SQLite integers.
+run_id_int = int_in(1, 2**63 - 1, kind="a run id")
+#: Torch CPU threads (OpenMP crashes the process when asked for tens of thousands;
+#: training.loop.MAX_THREADS).
+threads_int = int_in(1, 1024)
+#: Epochs of one run (training.config.MAX_EPOCHS).
+epochs_int = int_in(1, 100_000)
+#: Dendro-somatic layers of one network (models.network.MAX_LAYERS).
+layers_int = int_in(1, 1000)
 
 
 def float_in(low: float, high: float | None, *, low_open: bool = False, high_open: bool = False):
+    """An argparse type for finite numbers in a range (``high`` None: no upper bound)."""
+
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        ok = value == value and (value > low if low_open else value >= low)
+        ok = math.isfinite(value) and (value > low if low_open else value >= low)
         if high is not None:
             ok = ok and (value < high if high_open else value <= high)
         if not ok:
             left = "(" if low_open else "["
             right = "inf)" if high is None else f"{high:g}" + (")" if high_open else "]")
-            raise argparse.ArgumentTypeError(f"expected a number in {left}{low:g}, {right}, got {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"expected a finite number in {left}{low:g}, {right}, got {text!r}"
+            )
         return value
 
+    parse.__name__ = "number"
+    parse.bounds = (low, high, low_open, high_open)  # type: ignore[attr-defined]
     return parse
 
 
-# ---------------------------------------------------------------------------- commands
-def _open_store(path: str | None, *, readonly: bool = False):
+#: A learning rate or a noise level beyond these is a typo, not an experiment (pixels are in [0, 1]).
+lr_float = float_in(0, 1000, low_open=True)
+sigma_float = float_in(0, 100)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line too: what is wrong, and where help is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+# ---------------------------------------------------------------------------- paths
+def store_path(args: argparse.Namespace, *, default: str = "runs.db") -> Path:
+    """``--store``: not empty (an empty path would silently mean ./runs.db)."""
+    return nonempty_path(default if args.store is None else args.store, "--store")
+
+
+def open_store(path: str | os.PathLike[str] | None, *, readonly: bool = False):
+    """The results store; read commands open it read-only (read-only media included)."""
     from dendritic.store import RunStore
 
-    if readonly and path is not None and not Path(path).exists():
-        raise FileNotFoundError(f"no results store at {path}")
-    return RunStore(path or "runs.db", readonly=readonly)
+    return RunStore(nonempty_path(path, "--store"), readonly=readonly)
 
 
+def store_files(path: str | os.PathLike[str] | None) -> list[Path]:
+    """The store and SQLite's companion files: no output of a command may replace them."""
+    return [] if path is None or not str(path).strip() else sqlite_files(Path(path).expanduser())
+
+
+def check_data_dir(args: argparse.Namespace) -> None:
+    """``--data-dir`` must be an existing folder (never silently replaced by another copy)."""
+    if getattr(args, "data_dir", None) is not None:
+        check_input_dir(args.data_dir, option="--data-dir")
+
+
+def no_store_conflicts(args: argparse.Namespace) -> None:
+    if args.no_store:
+        given = (("--store", args.store is not None), ("--replace", getattr(args, "replace", False)))
+        clash = [flag for flag, used in given if used]
+        if clash:
+            raise ValueError(f"--no-store does not record the run, so {' and '.join(clash)} cannot apply")
+
+
+# ---------------------------------------------------------------------------- commands
 def cmd_train(args: argparse.Namespace) -> int:
+    from dendritic.models.checkpoint import check_target
     from dendritic.training import TrainConfig, train
 
     config = TrainConfig(
@@ -86,7 +173,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         limit=args.limit,
         random_mode=args.random_mode,
     )
-    store = None if args.no_store else _open_store(args.store)
+    no_store_conflicts(args)
+    check_data_dir(args)
+    path = None if args.no_store else store_path(args)
+    if args.checkpoint is not None:  # before any training: a bad path must not cost a run
+        check_target(args.checkpoint, protected=tuple(store_files(path)))
+    store = None if path is None else open_store(path)
     try:
         result = train(
             config,
@@ -101,7 +193,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         if store is not None:
             store.close()
-    where = f", run {result.run_id} in {args.store}" if result.run_id is not None else ""
+    where = f", run {result.run_id} in {path}" if result.run_id is not None else ""
     print(
         f"{config.model} on {config.dataset}: test accuracy {100 * result.test_accuracy:.2f} %, "
         f"test loss {result.test_loss:.4f}, {result.trainable_params:,} trainable parameters, "
@@ -140,7 +232,20 @@ RUN_COLUMNS = [
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    store = _open_store(args.store, readonly=True)
+    outputs: list[Path] = []
+    if args.runs_command == "export":  # every output checked before anything is written
+        protected = store_files(args.store)
+        out = check_output_file(
+            f"runs.{args.format or 'csv'}" if args.out is None else args.out,
+            option="--out",
+            protected=protected,
+            create_parents=False,
+        )
+        outputs = [out]
+        if args.epochs:
+            epochs_out = out.with_name(out.stem + "-epochs" + out.suffix)
+            outputs.append(check_output_file(epochs_out, option="--epochs file", protected=protected))
+    store = open_store(args.store, readonly=True)
     try:
         if args.runs_command == "list":
             rows = store.list_runs(
@@ -150,18 +255,17 @@ def cmd_runs(args: argparse.Namespace) -> int:
                 print(f"no runs in {args.store}")
                 return 0
             print(_format_table(rows, RUN_COLUMNS))
+            for row in rows:
+                if row.get("problem"):
+                    print(f"{PROG}: warning: {row['problem']}", file=sys.stderr)
         elif args.runs_command == "show":
             run = store.get_run(args.run_id)
             run["epochs"] = store.epochs(args.run_id)
             print(json.dumps(run, indent=2, default=str))
         elif args.runs_command == "export":
-            fmt = args.format
-            out = Path(args.out) if args.out else Path(f"runs.{fmt}")
-            path = store.export_runs(out, fmt)
-            print(f"wrote {path}")
+            print(f"wrote {store.export_runs(outputs[0], args.format)}")
             if args.epochs:
-                epochs_out = out.with_name(out.stem + "-epochs" + out.suffix)
-                print(f"wrote {store.export_epochs(epochs_out, fmt)}")
+                print(f"wrote {store.export_epochs(outputs[1], args.format)}")
     finally:
         store.close()
     return 0
@@ -170,6 +274,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from dendritic.demo import run_demo
 
+    check_data_dir(args)
+    store = None if args.store is None else store_path(args)
+    check_output_dir(args.out, option="--out", protected=store_files(store))
     run_demo(
         out=args.out,
         store_path=args.store,
@@ -193,7 +300,7 @@ def _add_common_data(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from dendritic import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG,
         description="Dendritic ANNs (Chavlis & Poirazi 2025): train, sweep and analyse the paper's models.",
     )
@@ -215,17 +322,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dendrites", type=positive_int, default=16, help="dendrites per soma, D (default 16)")
     p.add_argument("--somata", type=positive_int, default=256, help="somata, S (default 256)")
     p.add_argument("--synapses", type=positive_int, default=16, help="inputs per dendrite (default 16)")
-    p.add_argument("--layers", type=positive_int, default=1, help="dendro-somatic layers (default 1)")
     p.add_argument(
-        "--seed", type=non_negative_int, default=1, help="trial seed: wiring, weights, splits, noise"
+        "--layers", type=layers_int, default=1, help="dendro-somatic layers (default 1, at most 1000)"
     )
-    p.add_argument("--epochs", type=positive_int, default=None, help="default: the paper's count per dataset")
-    p.add_argument("--lr", type=float_in(0, None, low_open=True), default=1e-3, help="Adam learning rate")
+    p.add_argument("--seed", type=seed_int, default=1, help="trial seed: wiring, weights, splits, noise")
+    p.add_argument("--epochs", type=epochs_int, default=None, help="default: the paper's count per dataset")
+    p.add_argument("--lr", type=lr_float, default=1e-3, help="Adam learning rate, in (0, 1000]")
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument(
         "--dropout", type=float_in(0, 1, high_open=True), default=0.0, help="after every hidden layer"
     )
-    p.add_argument("--sigma", type=float_in(0, None), default=0.0, help="Gaussian noise s.d. on all splits")
+    p.add_argument(
+        "--sigma", type=sigma_float, default=0.0, help="Gaussian noise s.d. on all splits, in [0, 100]"
+    )
     p.add_argument(
         "--sequential", action="store_true", help="class-sequential protocol (single-class batches)"
     )
@@ -237,12 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="exact",
         help="random wiring: exactly n synapses per dendrite, or the reference's scatter",
     )
-    p.add_argument("--store", default="runs.db", help="SQLite results store (default runs.db)")
+    p.add_argument("--store", default=None, help="SQLite results store (default runs.db)")
     p.add_argument("--no-store", action="store_true", help="do not record the run")
     p.add_argument("--replace", action="store_true", help="run again even if the store has this run finished")
     p.add_argument("--checkpoint", default=None, help="save the trained model here (safetensors + JSON)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for PyTorch")
+    p.add_argument("--threads", type=threads_int, default=None, help="CPU threads for PyTorch (1-1024)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_common_data(p)
     p.set_defaults(func=cmd_train)
@@ -257,9 +366,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--dataset")
     q.add_argument("--limit", type=positive_int)
     q = runs_sub.add_parser("show", help="one run with its config and epochs, as JSON")
-    q.add_argument("run_id", type=positive_int)
+    q.add_argument("run_id", type=run_id_int)
     q = runs_sub.add_parser("export", help="one tidy row per run (and per epoch with --epochs)")
-    q.add_argument("--format", choices=("csv", "json", "parquet"), default="csv")
+    q.add_argument(
+        "--format",
+        choices=("csv", "json", "parquet"),
+        default=None,
+        help="default: from the --out suffix (.csv, .json, .parquet), else csv",
+    )
     q.add_argument("--out", default=None, help="output file (default runs.FORMAT)")
     q.add_argument("--epochs", action="store_true", help="also write the per-epoch table next to it")
     for action in runs_sub.choices.values():
@@ -276,11 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="demo-output", help="folder for the plot, table and store")
     p.add_argument("--store", default=None, help="results store (default OUT/runs.db)")
-    p.add_argument("--epochs", type=positive_int, default=None, help="epochs per run (default: fits ~10 min)")
+    p.add_argument("--epochs", type=epochs_int, default=None, help="epochs per run (default: fits ~10 min)")
     p.add_argument("--quick", action="store_true", help="a one-minute smoke version on a data subset")
     p.add_argument(
         "--threads",
-        type=positive_int,
+        type=threads_int,
         default=1,
         help="CPU threads (default 1: these small models gain little from more, and a busy "
         "machine makes extra threads wait on each other)",
@@ -302,7 +416,7 @@ def _one_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     if isinstance(exc, KeyError) and text.startswith("'") and text.endswith("'"):
         text = text[1:-1]
-    return text.splitlines()[0]
+    return one_line(text)
 
 
 class Terminated(KeyboardInterrupt):
@@ -328,8 +442,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, LookupError, FloatingPointError) as exc:
+    except BrokenPipeError:  # `dendritic runs show 1 | head`: the reader has all it wanted
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except (DendriticError, ValueError, OSError, LookupError, FloatingPointError) as exc:
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(
+            f"{PROG}: error: out of memory (try a smaller model, --limit or fewer --workers)", file=sys.stderr
+        )
         return 1
     finally:
         if previous is not None:

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dendritic.files import atomic_path
 from dendritic.training import TrainConfig, train
 
 __all__ = ["DEMO_GRID", "DemoRow", "run_demo", "verdict"]
@@ -97,7 +98,8 @@ def _plot(rows: list[DemoRow], path: Path, epochs: int) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend(frameon=False)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return path
 
@@ -169,7 +171,7 @@ def run_demo(
             f"{r.model:<9} {r.dendrites:>3} {r.somata:>4} {r.params:>11,} {100 * r.test_accuracy:>13.2f} {r.test_loss:>10.4f}"
         )
     table = out_dir / "demo-results.csv"
-    with table.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_path(table) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(
             ["model", "dendrites", "somata", "trainable_params", "test_accuracy", "test_loss", "seconds"]

@@ -22,6 +22,7 @@ import numpy as np
 from dendritic.analysis.activity import SELECTIVITY_THRESHOLD, HitCounter
 from dendritic.analysis.embedding import DEFAULT_K, separability, tsne
 from dendritic.analysis.weights import weight_histogram, weight_kde, weight_stats
+from dendritic.files import atomic_path, atomic_write_text
 
 __all__ = [
     "NO_CHECKPOINT",
@@ -398,12 +399,13 @@ def write_analysis(result: Mapping[str, Any], out: str | os.PathLike[str]) -> li
     out.mkdir(parents=True, exist_ok=True)
     written = []
     path = out / "analysis.json"
-    path.write_text(json.dumps(to_jsonable(result), indent=2), encoding="utf-8")
+    atomic_write_text(path, json.dumps(to_jsonable(result), indent=2))
     written.append(path)
     arrays = result.get("arrays") or {}
     if arrays:
         path = out / "arrays.npz"
-        np.savez_compressed(path, **{k.replace("/", "__"): v for k, v in arrays.items()})
+        with atomic_path(path) as tmp:
+            np.savez_compressed(tmp, **{k.replace("/", "__"): v for k, v in arrays.items()})
         written.append(path)
     from dendritic.figures.runplots import run_figures
     from dendritic.figures.style import save_figure, use_headless_backend

@@ -40,12 +40,20 @@ def _config(args: argparse.Namespace, **overrides: Any) -> Any:
     return ContinualConfig(**values)
 
 
+def _store(args: argparse.Namespace) -> Any:
+    """The store these runs are recorded in (None with --no-store), opened after every check."""
+    from dendritic.cli import check_data_dir, no_store_conflicts, open_store, store_path
+
+    no_store_conflicts(args)
+    check_data_dir(args)
+    return None if args.no_store else open_store(store_path(args))
+
+
 def _run(args: argparse.Namespace) -> int:
-    from dendritic.cli import _open_store
     from dendritic.continual.runner import run_continual
 
     config = _config(args)
-    store = None if args.no_store else _open_store(args.store)
+    store = _store(args)
     try:
         result = run_continual(
             config,
@@ -66,21 +74,25 @@ def _run(args: argparse.Namespace) -> int:
     print(result.format_matrix())
     if result.run_id is not None:
         how = "reused finished run" if result.reused else "run"
-        print(f"{how} {result.run_id} in {args.store}")
+        print(f"{how} {result.run_id} in {store.path}")
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from dendritic.cli import _open_store
+    from dendritic.cli import store_files
     from dendritic.continual.compare import compare, parse_seeds
+    from dendritic.files import check_output_dir
 
     scenarios = [s.strip() for s in args.scenario.split(",")] if args.scenario else None
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     base = _config(args, scenario=scenarios[0] if scenarios else None, seed=1)
     seeds = parse_seeds(args.seeds)
-    store = None if args.no_store else _open_store(args.store)
+    if args.out is not None:
+        protected = [] if args.no_store else store_files(args.store or "runs.db")
+        check_output_dir(args.out, option="--out", protected=protected)
+    store = _store(args)
     try:
         comparison = compare(
             base,
@@ -99,7 +111,7 @@ def _compare(args: argparse.Namespace) -> int:
             store.close()
     print(f"matched to {comparison.target_params:,} trainable parameters")
     print(comparison.format_table())
-    if args.out:
+    if args.out is not None:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         print(f"wrote {comparison.write_csv(out / 'continual-summary.csv')}")
@@ -116,7 +128,17 @@ def cmd_continual(args: argparse.Namespace) -> int:
 
 def add_continual_parser(sub: Any) -> None:
     """Register ``continual run`` and ``continual compare`` on the main parser's subcommands."""
-    from dendritic.cli import _add_common_data, float_in, non_negative_int, positive_int
+    from dendritic.cli import (
+        _add_common_data,
+        epochs_int,
+        int_in,
+        lr_float,
+        positive_int,
+        seed_int,
+        threads_int,
+    )
+
+    count_int = int_in(1, 1000)
 
     p = sub.add_parser(
         "continual",
@@ -142,14 +164,14 @@ def add_continual_parser(sub: Any) -> None:
         q.add_argument("--dataset", default=None, help="any dataset of the registry (default fmnist)")
         q.add_argument(
             "--tasks",
-            type=positive_int,
+            type=count_int,
             default=None,
             help="number of tasks (split/permuted default 5; sorted: one per class)",
         )
-        q.add_argument("--epochs-per-task", type=positive_int, default=5, help="default 5")
+        q.add_argument("--epochs-per-task", type=epochs_int, default=5, help="default 5")
         q.add_argument(
             "--passes",
-            type=positive_int,
+            type=count_int,
             default=1,
             help="repeat the whole stream (matrix from the last pass; default 1)",
         )
@@ -161,11 +183,11 @@ def add_continual_parser(sub: Any) -> None:
         q.add_argument("--dendrites", type=positive_int, default=16, help="D (default 16)")
         q.add_argument("--somata", type=positive_int, default=256, help="S (default 256)")
         q.add_argument("--synapses", type=positive_int, default=16, help="inputs per dendrite (default 16)")
-        q.add_argument("--lr", type=float_in(0, None, low_open=True), default=1e-3, help="Adam learning rate")
+        q.add_argument("--lr", type=lr_float, default=1e-3, help="Adam learning rate, in (0, 1000]")
         q.add_argument("--limit", type=positive_int, default=None, help="use at most this many images")
-        q.add_argument("--store", default="runs.db", help="SQLite results store (default runs.db)")
+        q.add_argument("--store", default=None, help="SQLite results store (default runs.db)")
         q.add_argument("--no-store", action="store_true", help="do not record the runs")
-        q.add_argument("--threads", type=positive_int, default=None, help="CPU threads for PyTorch")
+        q.add_argument("--threads", type=threads_int, default=None, help="CPU threads for PyTorch (1-1024)")
         q.add_argument("--quiet", action="store_true", help="no progress lines")
         _add_common_data(q)
         q.set_defaults(func=cmd_continual)
@@ -175,9 +197,7 @@ def add_continual_parser(sub: Any) -> None:
         help="class-il or task-il (split); domain-il (permuted); class-il (sorted)",
     )
     run.add_argument("--model", default="dANN-LRF", help="paper label (default dANN-LRF)")
-    run.add_argument(
-        "--seed", type=non_negative_int, default=1, help="wiring, weights, class order, permutations"
-    )
+    run.add_argument("--seed", type=seed_int, default=1, help="wiring, weights, class order, permutations")
     run.add_argument("--replace", action="store_true", help="train again even if the store has the run")
     run.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     run.add_argument("--json", action="store_true", help="print the matrix and metrics as JSON")

@@ -195,7 +195,9 @@ class Comparison:
 
         rows = [r.as_dict() for r in self.rows]
         columns = list(rows[0]) if rows else []
-        with open(path, "w", newline="", encoding="utf-8") as fh:
+        from dendritic.files import atomic_path
+
+        with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, columns)
             writer.writeheader()
             for row in rows:

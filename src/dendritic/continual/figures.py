@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from dendritic.figures.style import colour, use_headless_backend
+from dendritic.files import atomic_path
 
 __all__ = ["plot_accuracy_matrices", "plot_forgetting_vs_parameters", "write_comparison_figures"]
 
@@ -71,7 +72,8 @@ def plot_accuracy_matrices(
     if title:
         fig.suptitle(title, fontsize=10)
     out = Path(path)
-    fig.savefig(out, dpi=150, bbox_inches="tight")
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=150, bbox_inches="tight")
     plt.close(fig)
     return out
 
@@ -134,7 +136,8 @@ def plot_forgetting_vs_parameters(rows: Sequence[Any], path: str | os.PathLike[s
     ax.legend(handles, labels, fontsize=7, frameon=False)
     ax.grid(alpha=0.3)
     out = Path(path)
-    fig.savefig(out, dpi=150, bbox_inches="tight")
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=150, bbox_inches="tight")
     plt.close(fig)
     return out
 

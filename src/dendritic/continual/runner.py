@@ -295,9 +295,10 @@ def run_continual(
         row = store.find(key)
         if row is not None and row["status"] == "finished":
             return ContinualResult.from_run(row)
+    from dendritic.training.loop import set_threads
+
     dev = resolve_device(device)
-    if threads is not None:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     if data is None:
         data = prepare(
             config.dataset, seed=config.seed, data_dir=data_dir, download=download, limit=config.limit
@@ -318,7 +319,12 @@ def run_continual(
     params = count_parameters(model)
     recorder = None
     if store is not None:
-        meta = {"device": str(dev), "trainable_params": params, "extra": {"protocol": PROTOCOL}}
+        meta = {
+            "device": str(dev),
+            "trainable_params": params,
+            "data": data.provenance,
+            "extra": {"protocol": PROTOCOL},
+        }
         recorder = RunRecorder(store, key, meta=meta, replace=replace)
     # The recorder marks the run failed or interrupted if anything below raises.
     with recorder if recorder is not None else contextlib.nullcontext():

@@ -12,13 +12,36 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dendritic.cli import non_negative_int, positive_int
+from dendritic.cli import check_data_dir, int_in, open_store, run_id_int, seed_int, store_files
+from dendritic.files import check_input_dir, check_output_dir, check_output_file
 
 __all__ = ["add_figure_parsers", "cmd_analyze", "cmd_figures", "cmd_report"]
+
+#: Image formats matplotlib writes for us.
+FORMATS = ("png", "pdf", "svg")
+#: Suffixes of the files ``figures`` and ``analyze`` write into their folder.
+_WRITTEN = {".png", ".pdf", ".svg", ".csv", ".md", ".json", ".npz"}
+#: t-SNE sizes: the paper embeds 2,000 images 10 times; these bounds keep a typo from running for days.
+tsne_samples_int = int_in(1, 100_000)
+tsne_samples_or_none = int_in(0, 100_000)
+repeats_int = int_in(1, 1000)
+workers_int = int_in(1, 256)
 
 
 def _names(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _formats(text: str) -> list[str]:
+    formats = _names(text)
+    if not formats:
+        raise argparse.ArgumentTypeError(f"names no format; use one or more of {', '.join(FORMATS)}")
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown format {unknown[0]!r}; use one or more of {', '.join(FORMATS)}"
+        )
+    return formats
 
 
 class _MissingDependency(ValueError):
@@ -26,9 +49,15 @@ class _MissingDependency(ValueError):
 
 
 def _open_store(path: str) -> Any:
-    from dendritic.store import RunStore
+    return open_store(path, readonly=True)  # a missing file is a one-line error
 
-    return RunStore(path, readonly=True)  # a missing file is a one-line StoreError
+
+def _output_dir(args: argparse.Namespace) -> Path:
+    """``--out`` folder, checked before any work: never the store, nor a folder where one of
+    our outputs would land on the store."""
+    store = Path(args.store).expanduser()
+    names = [store.name] if store.suffix.lower() in _WRITTEN else []
+    return check_output_dir(args.out, option="--out", protected=store_files(args.store), names=names)
 
 
 def _check_analysis_deps() -> None:
@@ -51,6 +80,9 @@ def _progress(quiet: bool) -> Any:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    check_data_dir(args)
+    args.out = args.out if args.out is not None else str(Path("analysis") / f"run-{args.run_id}")
+    _output_dir(args)
     store = _open_store(args.store)  # bad paths fail first, before the slow imports
     try:
         _check_analysis_deps()
@@ -66,7 +98,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         )
     finally:
         store.close()
-    out = Path(args.out) if args.out else Path("analysis") / f"run-{args.run_id}"
+    out = Path(args.out)
     written = write_analysis(result, out)
     print(format_summary(result))
     print(f"wrote {len(written)} files to {out}/: {', '.join(p.name for p in written)}")
@@ -74,6 +106,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
+    check_data_dir(args)
+    _output_dir(args)
     store = _open_store(args.store)
     try:
         _check_analysis_deps()
@@ -104,6 +138,12 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    check_data_dir(args)
+    protected = store_files(args.store)
+    if args.figures is not None:  # the report reads these; it must not overwrite one
+        folder = check_input_dir(args.figures, option="--figures")
+        protected += [folder / "figures.json", *folder.glob("*.png")]
+    check_output_file(args.out, option="--out", protected=protected)
     store = _open_store(args.store)
     try:
         _check_analysis_deps()
@@ -142,7 +182,7 @@ def _common(p: argparse.ArgumentParser, *, data: bool = True) -> None:
 def _workers(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers",
-        type=positive_int,
+        type=workers_int,
         default=1,
         help="processes for the per-run analyses of Figs 5-6, mostly single-threaded t-SNE (default 1)",
     )
@@ -171,18 +211,18 @@ def add_figure_parsers(sub: Any) -> None:
         "node activity (hit matrix, dead nodes, entropy, selectivity), real-weight statistics and t-SNE "
         "separability per hidden layer. Prints a summary; writes JSON, NPZ and PNGs.",
     )
-    p.add_argument("run_id", type=positive_int, help="run id (see `dendritic runs list`)")
+    p.add_argument("run_id", type=run_id_int, help="run id (see `dendritic runs list`)")
     p.add_argument("--out", default=None, help="output folder (default analysis/run-RUN_ID)")
     p.add_argument(
         "--tsne-samples",
-        type=non_negative_int,
+        type=tsne_samples_or_none,
         default=2000,
         help="first N test images embedded by t-SNE (default 2000, the paper's; 0 skips t-SNE)",
     )
     p.add_argument(
-        "--tsne-repeats", type=positive_int, default=1, help="t-SNE repeats with seeds SEED.. (paper: 10)"
+        "--tsne-repeats", type=repeats_int, default=1, help="t-SNE repeats with seeds SEED.. (paper: 10)"
     )
-    p.add_argument("--seed", type=non_negative_int, default=0, help="t-SNE seed (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="t-SNE seed (default 0)")
     _common(p)
     p.set_defaults(func=cmd_analyze)
 
@@ -197,16 +237,16 @@ def add_figure_parsers(sub: Any) -> None:
     _selection(p)
     p.add_argument(
         "--tsne-samples",
-        type=positive_int,
+        type=tsne_samples_int,
         default=500,
         help="test images per t-SNE in Fig 6 (default 500; paper 2000)",
     )
     p.add_argument(
-        "--tsne-repeats", type=positive_int, default=1, help="t-SNE repeats per run in Fig 6 (paper 10)"
+        "--tsne-repeats", type=repeats_int, default=1, help="t-SNE repeats per run in Fig 6 (paper 10)"
     )
     p.add_argument(
         "--tsne-trials",
-        type=positive_int,
+        type=repeats_int,
         default=1,
         help="checkpointed trials per model in Fig 6 (paper 5)",
     )
@@ -216,7 +256,12 @@ def add_figure_parsers(sub: Any) -> None:
         default=None,
         help=f"comma-separated figures to draw, from: {', '.join(FIGURES)}",
     )
-    p.add_argument("--format", type=_names, default=["png", "pdf"], help="file formats (default png,pdf)")
+    p.add_argument(
+        "--format",
+        type=_formats,
+        default=["png", "pdf"],
+        help=f"file formats from {', '.join(FORMATS)} (default png,pdf)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     _common(p)
     _workers(p)
@@ -238,7 +283,7 @@ def add_figure_parsers(sub: Any) -> None:
     )
     _selection(p)
     p.add_argument(
-        "--tsne-samples", type=positive_int, default=500, help="test images per t-SNE when drawing Fig 6"
+        "--tsne-samples", type=tsne_samples_int, default=500, help="test images per t-SNE when drawing Fig 6"
     )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     _common(p)

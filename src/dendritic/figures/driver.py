@@ -32,6 +32,7 @@ from dendritic.figures.style import (
     use_headless_backend,
 )
 from dendritic.figures.tables import Table, selectable, table1, table2
+from dendritic.files import atomic_path, atomic_write_text, check_output_dir
 
 __all__ = ["FIGURES", "FigureInfo", "FiguresResult", "make_figures", "primary_dataset"]
 
@@ -214,9 +215,13 @@ def make_figures(
     unknown = sorted(wanted - set(FIGURES))
     if unknown:
         raise ValueError(f"unknown figure(s) {', '.join(unknown)}; choose from {', '.join(FIGURES)}")
+    formats = list(formats)
+    bad = [f for f in formats if f not in ("png", "pdf", "svg")]
+    if not formats or bad:
+        raise ValueError(f"formats must name one or more of png, pdf, svg, got {formats!r}")
     say = log or _log_default
     use_headless_backend()
-    out = Path(out)
+    out = check_output_dir(out, option="figures folder", protected=getattr(store, "own_files", list)())
     out.mkdir(parents=True, exist_ok=True)
     result = FiguresResult()
     runs = load_runs(store)
@@ -613,7 +618,7 @@ def _write_rows_csv(path: Path, rows: Sequence[Mapping[str, Any]], result: Figur
     """Tidy rows (same keys each) as a CSV file, recorded among the written files."""
     import csv
 
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -670,7 +675,7 @@ def _write_activity_summary(
             f"| {r['dead']} | {num(r['entropy_median'])} | {num(r['entropy_iqr'])} | {num(r['selectivity_mean'])} |"
         )
     path = out / "fig5-summary.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write_text(path, "\n".join(lines) + "\n")
     result.written.append(path)
 
 
@@ -732,7 +737,7 @@ def _write_scores(
         lines.append("")
     if any_ok or rows:
         path = out / "fig6-anova.md"
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        atomic_write_text(path, "\n".join(lines) + "\n")
         result.written.append(path)
 
 
@@ -758,5 +763,5 @@ def _write_manifest(out: Path, result: FiguresResult, *, on: str, runs: StoreRun
         "notes": result.notes,
     }
     path = out / "figures.json"
-    path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    atomic_write_text(path, json.dumps(doc, indent=2))
     return path

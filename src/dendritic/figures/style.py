@@ -7,6 +7,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dendritic.files import atomic_path
+
 if TYPE_CHECKING:  # matplotlib is an optional dependency (the ``analysis`` extra)
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -180,6 +182,7 @@ def save_figure(fig: Figure, stem: str | Path, formats: Iterable[str] = ("png", 
     with paper_style():
         for fmt in formats:
             path = stem.with_name(f"{stem.name}.{fmt}")
-            fig.savefig(path, format=fmt)
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=fmt)
             written.append(path)
     return written

@@ -23,6 +23,7 @@ from typing import Any
 
 from dendritic.analysis.selection import Group, best_configuration, cheapest_matching
 from dendritic.figures.style import dataset_label, order_datasets, order_models
+from dendritic.files import atomic_path, atomic_write_text
 
 __all__ = ["Table", "selectable", "table1", "table2"]
 
@@ -43,8 +44,7 @@ class Table:
     # ---------------------------------------------------------------- plain values
     def write_csv(self, path: str | Path) -> Path:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="", encoding="utf-8") as handle:
+        with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore")
             writer.writeheader()
             for row in self.rows:
@@ -76,10 +76,7 @@ class Table:
         return "\n".join(lines) + "\n"
 
     def write_markdown(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_markdown(), encoding="utf-8")
-        return path
+        return atomic_write_text(path, self.to_markdown())
 
     def to_html(self) -> str:
         header, cells = self.shown()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 import platform
 import tempfile
@@ -15,7 +14,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from dendritic.errors import PathError
 from dendritic.figures.experiments import EXPERIMENTS, experiments_of, is_continual
+from dendritic.files import atomic_write_text, check_output_file, read_bounded, read_json
 
 __all__ = ["ReportFigure", "build_report", "render_report", "run_counts"]
 
@@ -106,22 +107,74 @@ def _versions() -> dict[str, str]:
     return out
 
 
+#: Limits on what a figures folder may hand the report (ours are ~100 KB PNGs and a 10 KB manifest).
+MAX_PNG_BYTES = 32 << 20
+MAX_MANIFEST_BYTES = 1 << 20
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _figure_png(folder: Path, name: Any) -> bytes | None:
+    """The PNG of figure ``name`` inside ``folder``, or None if absent. A name that is not a
+    plain file name, or a file (or link) that leads outside the folder, is refused: a published
+    report must never embed a file from elsewhere on the machine."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\0" in name
+    ):
+        raise PathError(f"{folder / 'figures.json'} names figure {name!r}, which is not a plain file name")
+    png = folder / f"{name}.png"
+    if not png.exists():
+        return None
+    try:
+        png.resolve().relative_to(folder.resolve())
+    except ValueError:
+        raise PathError(f"{png} leads outside {folder} (a link?); refusing to embed it") from None
+    data = read_bounded(png, limit=MAX_PNG_BYTES)
+    if not data.startswith(_PNG_MAGIC):
+        raise PathError(f"{png} is not a PNG image")
+    return data
+
+
+def _text(manifest_path: Path, entry: dict[str, Any], key: str) -> str:
+    value = entry.get(key, "")
+    if not isinstance(value, str):
+        raise PathError(f"{manifest_path}: figure {key} must be text, got {type(value).__name__}")
+    return value
+
+
 def _from_folder(folder: Path, content: _Content) -> None:
     """Figures (PNG) of a folder written by ``dendritic figures``, with captions from figures.json."""
     if not folder.is_dir():
         raise FileNotFoundError(f"no figures folder at {folder}")
     manifest_path = folder / "figures.json"
     if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        for entry in manifest.get("figures", []):
-            png = folder / f"{entry['name']}.png"
-            if png.is_file():
+        manifest = read_json(manifest_path, limit=MAX_MANIFEST_BYTES)
+        entries = manifest.get("figures", []) if isinstance(manifest, dict) else None
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise PathError(f"{manifest_path} is not a figures manifest (no list of figures)")
+        for entry in entries:
+            png = _figure_png(folder, entry.get("name"))
+            if png is not None:
                 content.figures.append(
-                    ReportFigure(entry["name"], entry["label"], entry["caption"], png.read_bytes())
+                    ReportFigure(
+                        entry["name"],
+                        _text(manifest_path, entry, "label"),
+                        _text(manifest_path, entry, "caption"),
+                        png,
+                    )
                 )
-        content.skipped.update(manifest.get("skipped", {}))
-        content.notes += manifest.get("notes", [])
-        content.dataset = manifest.get("dataset")
+        skipped = manifest.get("skipped", {})
+        notes = manifest.get("notes", [])
+        if not isinstance(skipped, dict) or not isinstance(notes, list):
+            raise PathError(f"{manifest_path}: skipped must be an object and notes a list")
+        content.skipped.update({str(k): str(v) for k, v in skipped.items()})
+        content.notes += [str(n) for n in notes]
+        dataset = manifest.get("dataset")
+        content.dataset = dataset if isinstance(dataset, str) else None
         return
     from dendritic.figures.driver import FIGURES
 
@@ -131,7 +184,9 @@ def _from_folder(folder: Path, content: _Content) -> None:
     for png in pngs:
         info = FIGURES.get(png.stem)
         label = info.label if info else png.stem
-        content.figures.append(ReportFigure(png.stem, label, info.caption if info else "", png.read_bytes()))
+        data = _figure_png(folder, png.stem)
+        if data is not None:
+            content.figures.append(ReportFigure(png.stem, label, info.caption if info else "", data))
 
 
 def build_report(
@@ -156,6 +211,8 @@ def build_report(
     from dendritic.figures.experiments import load_runs
     from dendritic.figures.tables import table1, table2
 
+    protected = store.own_files() if hasattr(store, "own_files") else []
+    check_output_file(out, option="report file", protected=protected)
     content = _Content()
     if figures_dir is not None:
         _from_folder(Path(figures_dir), content)
@@ -195,10 +252,7 @@ def build_report(
         finished=len(runs.runs),
         per_model=Counter((r.get("dataset"), r.get("model")) for r in runs.runs),
     )
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
-    return out
+    return atomic_write_text(out, page)
 
 
 def _continual_sections(runs: Sequence[Mapping[str, Any]]) -> list[_ContinualSection]:

@@ -8,7 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dendritic.cli import positive_int
+from dendritic.cli import (
+    check_data_dir,
+    epochs_int,
+    int_in,
+    positive_int,
+    store_files,
+    store_path,
+    threads_int,
+)
+from dendritic.files import check_output_dir
 
 from .grids import AXES, EXPERIMENTS, FLAGS, expand, get_experiment, parse_list
 
@@ -21,6 +30,8 @@ _FULL_TABLE = 40
 _HEAD = 10
 #: --reclaim: a run on another host silent for this long belongs to a dead coordinator.
 RECLAIM_AFTER = 300.0
+#: Local worker processes: each is a Python process with torch loaded (~300 MB).
+workers_int = int_in(1, 256)
 
 
 def add_sweep_parser(sub: Any) -> argparse.ArgumentParser:
@@ -48,12 +59,14 @@ def add_sweep_parser(sub: Any) -> argparse.ArgumentParser:
     g.add_argument("--layers", default=None, help="depths (depth experiment)")
     g.add_argument("--lr", default=None, help="learning rates (lr experiment)")
     o = p.add_argument_group("overrides")
-    o.add_argument("--epochs", type=positive_int, default=None, help="epochs per run (default: the paper's)")
+    o.add_argument("--epochs", type=epochs_int, default=None, help="epochs per run (default: the paper's)")
     o.add_argument("--limit", type=positive_int, default=None, help="at most this many training images")
-    o.add_argument("--workers", type=positive_int, default=1, help="parallel runs (local backend; default 1)")
+    o.add_argument(
+        "--workers", type=workers_int, default=1, help="parallel runs (local backend; default 1, at most 256)"
+    )
     o.add_argument(
         "--threads",
-        type=positive_int,
+        type=threads_int,
         default=None,
         help="torch threads per run (local: CPUs // workers; ray: 1)",
     )
@@ -178,9 +191,13 @@ def _warn_oversubscription(workers: int, threads: int | None) -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     experiment = get_experiment(args.experiment)
     args.experiment = experiment.name
+    args.store = str(store_path(args))
     configs = expand(experiment, _filters(args), epochs=args.epochs, limit=args.limit)
     if args.dry_run:
         return dry_run(args, configs)
+    check_data_dir(args)
+    if args.checkpoints is not None:
+        check_output_dir(args.checkpoints, option="--checkpoints", protected=store_files(args.store))
     if args.backend == "local" and args.address is not None:
         raise ValueError("--address is for --backend ray")
     from dendritic.store import RunStore
@@ -192,19 +209,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         from dendritic.training.loop import resolve_device
 
         resolve_device(args.device)  # fail here, not in every worker
-    if args.data_dir is not None and not Path(args.data_dir).is_dir():
-        raise FileNotFoundError(f"--data-dir {args.data_dir} is not a folder")
-    if args.backend == "ray":
+    with RunStore(args.store) as store:  # opened (and checked) before any worker starts
+        if args.backend == "ray":
+            try:
+                backend: Any = RayBackend(args.address, threads=args.threads or 1)
+            except ImportError as exc:
+                print(f"{PROG}: error: {exc}", file=sys.stderr)
+                return 1
+        else:
+            backend = LocalBackend(args.workers)
+            _warn_oversubscription(args.workers, args.threads)
         try:
-            backend: Any = RayBackend(args.address, threads=args.threads or 1)
-        except ImportError as exc:
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return 1
-    else:
-        backend = LocalBackend(args.workers)
-        _warn_oversubscription(args.workers, args.threads)
-    try:
-        with RunStore(args.store) as store:
             report = run_sweep(
                 configs,
                 store,
@@ -216,6 +231,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 progress=not args.quiet and sys.stderr.isatty(),
                 reclaim=RECLAIM_AFTER if args.reclaim else None,
             )
-    finally:
-        backend.close()
+        finally:
+            backend.close()
     return 1 if report.failed else 0

@@ -161,6 +161,7 @@ def _record(store: RunStore, run_id: int, outcome: dict[str, Any], logged: set[i
         trainable_params=outcome["trainable_params"],
         paper_params=outcome["paper_params"],
         checkpoint=outcome.get("checkpoint"),
+        data=outcome.get("data"),
         extra={
             "worker_host": outcome.get("host"),
             "worker_pid": outcome.get("pid"),

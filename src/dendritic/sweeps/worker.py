@@ -90,9 +90,9 @@ def run_task(task: Task, on_epoch: Callable[[dict[str, Any]], None] | None = Non
         import torch
 
         from dendritic.training import TrainConfig, train
+        from dendritic.training.loop import set_threads
 
-        if task.threads is not None:
-            torch.set_num_threads(task.threads)
+        set_threads(task.threads)
         config = TrainConfig.from_dict(dict(task.config))
         data = _prepared(config, task.data_dir)
         report = None
@@ -125,6 +125,7 @@ def run_task(task: Task, on_epoch: Callable[[dict[str, Any]], None] | None = Non
         "checkpoint": result.checkpoint,
         "device": str(task.device),
         "threads": torch.get_num_threads(),
+        "data": data.provenance,
         "history": [{"epoch": m.epoch, **m.as_dict()} for m in result.history],
     }
 

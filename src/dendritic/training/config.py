@@ -6,12 +6,16 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from dendritic.models.network import MAX_LAYERS, MAX_SEED
 from dendritic.models.variants import resolve_name
 
-__all__ = ["TrainConfig", "MAX_EARLY_STOP_EPOCHS"]
+__all__ = ["MAX_COUNT", "MAX_EARLY_STOP_EPOCHS", "MAX_EPOCHS", "TrainConfig"]
 
 #: Early stopping trains for at most this many epochs (SPEC §4).
 MAX_EARLY_STOP_EPOCHS = 100
+#: Bounds of the integer fields: far above any real run, below anything that overflows.
+MAX_EPOCHS = 100_000
+MAX_COUNT = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -48,13 +52,15 @@ class TrainConfig:
         from dendritic.data import canonical_name
 
         object.__setattr__(self, "dataset", canonical_name(self.dataset))
-        for name in ("dendrites", "somata", "synapses", "layers", "batch_size", "patience"):
-            _check_int(name, getattr(self, name), minimum=1)
-        _check_int("seed", self.seed, minimum=0)
+        for name in ("dendrites", "somata", "synapses", "batch_size"):
+            _check_int(name, getattr(self, name), minimum=1, maximum=MAX_COUNT)
+        _check_int("layers", self.layers, minimum=1, maximum=MAX_LAYERS)
+        _check_int("patience", self.patience, minimum=1, maximum=MAX_EPOCHS)
+        _check_int("seed", self.seed, minimum=0, maximum=MAX_SEED)
         if self.epochs is not None:
-            _check_int("epochs", self.epochs, minimum=1)
+            _check_int("epochs", self.epochs, minimum=1, maximum=MAX_EPOCHS)
         if self.limit is not None:
-            _check_int("limit", self.limit, minimum=1)
+            _check_int("limit", self.limit, minimum=1, maximum=MAX_COUNT)
         _check_float("lr", self.lr, low=0.0, high=math.inf, low_open=True)
         _check_float("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
         _check_float("sigma", self.sigma, low=0.0, high=math.inf)
@@ -90,10 +96,9 @@ class TrainConfig:
         return cls(**data)
 
 
-def _check_int(name: str, value: Any, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        qualifier = "a positive" if minimum == 1 else "a non-negative"
-        raise ValueError(f"{name} must be {qualifier} integer, got {value!r}")
+def _check_int(name: str, value: Any, *, minimum: int, maximum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ValueError(f"{name} must be an integer in [{minimum}, {maximum}], got {value!r}")
 
 
 def _check_float(
@@ -109,5 +114,6 @@ def _check_float(
     if ok:
         ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
     if not ok:
-        left, right = "(" if low_open else "[", ")" if high_open else "]"
-        raise ValueError(f"{name} must be in {left}{low:g}, {high:g}{right}, got {value!r}")
+        left, right = "(" if low_open else "[", ")" if high_open or math.isinf(high) else "]"
+        kind = "a finite number in" if math.isinf(high) else "in"
+        raise ValueError(f"{name} must be {kind} {left}{low:g}, {high:g}{right}, got {value!r}")

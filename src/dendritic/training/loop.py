@@ -17,12 +17,14 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from dendritic.models import build_model, count_parameters, paper_parameter_count
+from dendritic.models.checkpoint import check_target as check_checkpoint_target
 from dendritic.models.checkpoint import save as save_checkpoint
 from dendritic.models.network import DendriticNet
 from dendritic.store import RunRecorder
@@ -42,6 +44,8 @@ __all__ = [
 ]
 
 EVAL_BATCH = 2048
+#: Most torch threads a run may ask for (far above any machine; OpenMP dies at ~20,000).
+MAX_THREADS = 1024
 # Batches per train_steps call. The whole-step C++ path returns to Python between calls, so this
 # bounds how late a progress bar refreshes and Ctrl-C or SIGTERM is acted on (about 0.1 s at
 # D=16, S=256 on one core); a call costs tens of microseconds.
@@ -362,7 +366,16 @@ def _paper_count(config: TrainConfig) -> int | None:
     return paper_parameter_count(config.model, config.dendrites, config.somata, config.synapses)
 
 
-def _meta(config: TrainConfig, device: torch.device, model: torch.nn.Module) -> dict[str, Any]:
+def set_threads(threads: int | None) -> None:
+    """Torch's CPU threads, bounded: OpenMP crashes the process when asked for 100,000."""
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"threads must be an integer in [1, {MAX_THREADS}], got {threads!r}")
+    torch.set_num_threads(threads)
+
+
+def _meta(config: TrainConfig, device: torch.device, model: torch.nn.Module, data: Any) -> dict[str, Any]:
     import dendritic
 
     return {
@@ -374,6 +387,7 @@ def _meta(config: TrainConfig, device: torch.device, model: torch.nn.Module) -> 
         "python_version": platform.python_version(),
         "trainable_params": count_parameters(model),
         "paper_params": _paper_count(config),
+        "data": getattr(data, "provenance", None),
     }
 
 
@@ -396,17 +410,21 @@ def train(
     ``store`` (a :class:`dendritic.store.RunStore`) records the run and every epoch; a run that
     raises or is interrupted is marked failed / interrupted, never finished. ``data`` may be a
     ready :class:`dendritic.data.PreparedData` (sweeps reuse one); otherwise it is prepared from
-    ``config``. ``checkpoint`` saves the final model there (safetensors + JSON).
+    ``config``. ``checkpoint`` saves the final model there (safetensors + JSON); its path is
+    checked before training starts, so a bad path never costs a run. The store records where
+    the data came from (files and SHA-256, see :mod:`dendritic.data.loading`).
     """
     dev = resolve_device(device)
-    if threads is not None:
-        torch.set_num_threads(threads)
+    set_threads(threads)
+    if checkpoint is not None:
+        protected = [] if store is None else store.own_files()
+        check_checkpoint_target(checkpoint, protected=tuple(protected))
     epochs = config.resolved_epochs()
     if data is None:
         data = data_for(config, data_dir, download)
     model = model_for(config, data).to(dev)
     recorder = (
-        RunRecorder(store, config.to_dict(), meta=_meta(config, dev, model), replace=replace)
+        RunRecorder(store, config.to_dict(), meta=_meta(config, dev, model, data), replace=replace)
         if store is not None
         else None
     )
@@ -418,7 +436,7 @@ def train(
             path = save_checkpoint(
                 model, checkpoint, extra={"run_id": run_id, "train_config": config.to_dict()}
             )
-            result.checkpoint = str(path)
+            result.checkpoint = str(Path(path).resolve())  # valid from any working folder
         if recorder is not None:
             recorder.finish(
                 test_accuracy=result.test_accuracy,
