@@ -12,16 +12,63 @@ import contextlib
 import multiprocessing as mp
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterable
 from multiprocessing.connection import wait
 from typing import Any, Protocol
 
+from dendritic.errors import DendriticError
+
 from .worker import Task, run_task, worker_main
 
-__all__ = ["Backend", "LocalBackend", "RayBackend", "RAY_INSTALL_HINT", "available_cpus", "make_backend"]
+__all__ = [
+    "RAY_AUTH_HINT",
+    "RAY_INSTALL_HINT",
+    "Backend",
+    "BackendError",
+    "LocalBackend",
+    "RayBackend",
+    "available_cpus",
+    "make_backend",
+]
 
 RAY_INSTALL_HINT = "the Ray backend needs Ray: pip install 'dendritic[ray]' (or pip install 'ray[default]')"
+#: What a user must set when a Ray cluster refuses the connection (docs/sweeps.md, "Ray").
+RAY_AUTH_HINT = (
+    "Ray enables token authentication once a token exists (~/.ray/auth_token, $RAY_AUTH_TOKEN or "
+    "$RAY_AUTH_TOKEN_PATH): export RAY_AUTH_MODE=token on every node, before `ray start` and "
+    "`dendritic sweep`, and give all nodes the same token (see docs/sweeps.md)"
+)
+
+
+class BackendError(DendriticError, RuntimeError):
+    """An executor cannot be used (e.g. a Ray cluster refuses the connection)."""
+
+
+def _ray_token_available() -> bool:
+    """Whether Ray would find an authentication token for this process."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.join(
+        os.path.expanduser("~"), ".ray", "auth_token"
+    )
+    return os.path.isfile(path)
+
+
+def _follow_ray_start_auth_rule() -> None:
+    """Connect the way ``ray start`` runs: it turns token authentication on when a token exists
+    and RAY_AUTH_MODE is unset, so a client that did not would be refused (InvalidAuthToken)."""
+    if "RAY_AUTH_MODE" in os.environ or not _ray_token_available():
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if "ray" in sys.modules:  # Ray read its configuration when imported: make it read it again
+        try:
+            from ray._raylet import Config
+
+            Config.initialize("")
+        except (ImportError, AttributeError):  # pragma: no cover - a Ray without token auth
+            pass
 
 
 def available_cpus() -> int:
@@ -183,6 +230,8 @@ class RayBackend:
         num_cpus: int | None = None,
         slots: int | None = None,
     ) -> None:
+        if address is not None and address != "local":
+            _follow_ray_start_auth_rule()
         try:
             import ray
         except ImportError:
@@ -192,12 +241,23 @@ class RayBackend:
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
             if address is None:
+                # "local": always a new instance, never a cluster some `ray start` left behind.
+                kwargs["address"] = "local"
                 kwargs["num_cpus"] = num_cpus or available_cpus()
             else:
                 kwargs["address"] = address
             # Workers import dendritic from wherever the driver does (editable installs, tests).
             kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": _python_path()}}
-            ray.init(**kwargs)
+            try:
+                ray.init(**kwargs)
+            except Exception as exc:
+                if address is None:
+                    raise
+                text = " ".join(str(exc).split())[:300]
+                hint = "" if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" else f"; {RAY_AUTH_HINT}"
+                raise BackendError(
+                    f"cannot connect to the Ray cluster at {address} ({type(exc).__name__}: {text}){hint}"
+                ) from None
             self._started = True
         self.threads = threads
         cpus = int(ray.cluster_resources().get("CPU", 1))
