@@ -116,7 +116,7 @@ class Adam(torch.optim.Adam):
                 self._steps = -1
             return super().step(closure)
         self._steps += 1
-        ops = torch.ops.dendritic_kernels
+        ops = torch.ops.dendritic
         for params, grads, group in groups:
             exp_avgs, exp_avg_sqs = self._moment_lists(params)
             beta1, beta2 = group["betas"]
