@@ -13,6 +13,24 @@ torch.set_num_threads(1)
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", get_default_build_root())
 
 
+def pytest_sessionstart(session):
+    """Under CI (DENDRITIC_REQUIRE_OPS=installed, or =any for a first-use build), a missing C++
+    build fails the run instead of letting the kernel tests fall back or skip."""
+    required = os.environ.get("DENDRITIC_REQUIRE_OPS", "").strip().lower()
+    if not required:
+        return
+    from dendritic.layers import kernels
+
+    if kernels.kernel_backend() != "cpp":
+        pytest.exit(f"the C++ operators could not be loaded: {kernels._STATE.error}", returncode=3)
+    if required == "installed" and kernels._STATE.source != "installed":
+        pytest.exit(
+            f"the C++ operators were not built at install time (loaded from: {kernels._STATE.source}); "
+            "run `pip install --no-build-isolation -e .` with torch and a compiler present",
+            returncode=3,
+        )
+
+
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch):
     """Tests never download: any attempt fails loudly."""

@@ -902,6 +902,32 @@ std::tuple<double, int64_t> evaluate_dann(const at::Tensor& x, const at::Tensor&
   return {total, hits_total};
 }
 
+
+// The two operators modules call. They carry the layer's transposed wiring (transpose_blocked of
+// its indices and offsets, made once when the layer is built) as inputs, so the registered
+// autograd formula has everything the backward needs and no cache is consulted while tracing.
+at::Tensor sparse_linear_t(const at::Tensor& h, const at::Tensor& weight, const at::Tensor& indices,
+                           const at::Tensor& offsets, const at::Tensor& t_starts, const at::Tensor& t_rows,
+                           const at::Tensor& t_perm, const at::Tensor& t_fan_out, int64_t n_out, int64_t n_blocks) {
+  TORCH_CHECK(t_starts.numel() == n_blocks * h.size(0) + 1 && t_rows.numel() == indices.numel() &&
+                  t_perm.numel() == indices.numel() && t_fan_out.numel() == h.size(0) + 1,
+              "sparse_linear_t: the transposed wiring does not match");
+  return spmm_t(h, weight, indices, offsets, n_out);
+}
+
+std::tuple<at::Tensor, at::Tensor> dendritic_layer_t(const at::Tensor& x, const at::Tensor& weight,
+                                                     const at::Tensor& indices, const at::Tensor& offsets,
+                                                     const at::Tensor& t_starts, const at::Tensor& t_rows,
+                                                     const at::Tensor& t_perm, const at::Tensor& t_fan_out,
+                                                     int64_t n_blocks, const at::Tensor& bias_d,
+                                                     const at::Tensor& weight_s, const at::Tensor& bias_s,
+                                                     int64_t per_soma, double slope, bool keep) {
+  TORCH_CHECK(t_starts.numel() == n_blocks * x.size(0) + 1 && t_rows.numel() == indices.numel() &&
+                  t_perm.numel() == indices.numel() && t_fan_out.numel() == x.size(0) + 1,
+              "dendritic_layer_t: the transposed wiring does not match");
+  return dendritic_layer(x, weight, indices, offsets, bias_d, weight_s, bias_s, per_soma, slope, keep);
+}
+
 }  // namespace
 
 // Schemas: what torch.compile, torch.export and the dispatcher know of each operator. Tensors
@@ -920,6 +946,13 @@ TORCH_LIBRARY(dendritic, m) {
       "dendritic_layer_backward(Tensor grad_out, Tensor out, Tensor dendrites, Tensor x, Tensor weight, "
       "Tensor indices, Tensor offsets, Tensor weight_s, int per_soma, float slope, bool need_grad_x) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "sparse_linear_t(Tensor h, Tensor weight, Tensor indices, Tensor offsets, Tensor t_starts, Tensor t_rows, "
+      "Tensor t_perm, Tensor t_fan_out, int n_out, int n_blocks) -> Tensor");
+  m.def(
+      "dendritic_layer_t(Tensor x, Tensor weight, Tensor indices, Tensor offsets, Tensor t_starts, Tensor t_rows, "
+      "Tensor t_perm, Tensor t_fan_out, int n_blocks, Tensor bias_d, Tensor weight_s, Tensor bias_s, int per_soma, "
+      "float slope, bool keep) -> (Tensor, Tensor)");
   m.def("transpose_2d(Tensor x) -> Tensor");
   m.def(
       "adam_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, int step, "
@@ -944,6 +977,8 @@ TORCH_LIBRARY_IMPL(dendritic, CPU, m) {
   m.impl("spmm_t_transposed", &spmm_t_transposed);
   m.impl("dendritic_layer", &dendritic_layer);
   m.impl("dendritic_layer_backward", &dendritic_layer_backward);
+  m.impl("sparse_linear_t", &sparse_linear_t);
+  m.impl("dendritic_layer_t", &dendritic_layer_t);
   m.impl("transpose_2d", &transpose_2d);
   m.impl("adam_step_", &adam_step_);
   m.impl("head_forward", &head_forward);

@@ -77,7 +77,6 @@ and the gradients agree to float rounding (tested). ``DENDRITIC_FUSED=0`` turns 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import shutil
@@ -94,6 +93,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 from torch.utils.weak import WeakIdKeyDictionary
+
+from dendritic.layers import buildinfo
 
 __all__ = [
     "available_kernels",
@@ -116,7 +117,7 @@ _OPS_NAMESPACE = "dendritic"
 _BLOCK_BYTES = 1 << 18
 
 #: The C++ source of the operators (also compiled by setup.py at install time).
-SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "ops.cpp"
+SOURCE = buildinfo.SOURCE
 
 
 # --------------------------------------------------------------------------- building the extension
@@ -128,6 +129,8 @@ class _LoadState:
 
     ok: bool | None = None
     built: bool = False  # compiled in this process, rather than loaded from the cache
+    source: str = ""  # "installed" (setup.py), "cache" (an earlier first use) or "built" (now)
+    library: str = ""
     error: str = ""
     seconds: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -139,21 +142,6 @@ _CPP_DTYPES = (torch.float32, torch.float64)
 
 def _ops():
     return getattr(torch.ops, _OPS_NAMESPACE)
-
-
-def _isa_flags() -> tuple[str, list[str]]:
-    """Vector flags for *this* CPU, and a tag that keeps their build apart from other CPUs' builds.
-
-    The tag is part of the cache directory's name, so a cache shared between machines never loads
-    an AVX2 build on a CPU without AVX2. ``ATEN_CPU_CAPABILITY`` lowers the capability torch reports.
-    """
-    try:
-        capability = str(torch.backends.cpu.get_cpu_capability()).upper()
-    except (AttributeError, RuntimeError):  # unknown: build for the baseline ISA
-        capability = "DEFAULT"
-    if capability in ("AVX2", "AVX512"):  # AVX-512 CPUs run the AVX2 build (the one measured)
-        return "avx2", ["-mavx2", "-mfma"]
-    return "base", []
 
 
 def _cache_directory() -> Path:
@@ -200,7 +188,7 @@ def _compile(name: str, library: Path, cflags: list[str], ldflags: list[str]) ->
     build = Path(tempfile.mkdtemp(prefix="build-", dir=library.parent))
     try:
         source = build / "ops.cpp"
-        shutil.copyfile(SOURCE, source)
+        shutil.copyfile(buildinfo.SOURCE, source)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             load(
@@ -223,11 +211,20 @@ def _ops_loaded() -> bool:
     return hasattr(getattr(torch.ops, _OPS_NAMESPACE), "spmm_t")
 
 
-def _load_cpp() -> bool:
-    """Load the C++ kernels, building them on first use; on any failure warn once and return False.
+def _prebuilt(tag: str, build: str) -> Path | None:
+    """The library ``setup.py`` compiled into the package, if it was built for exactly this source,
+    these flags, this torch and this CPU's instruction set (all in the build id of its name)."""
+    package = Path(__file__).resolve().parent.parent
+    return next(iter(sorted(package.glob(f"{buildinfo.library_stem(tag, build)}.*so"))), None)
 
-    The library's name carries a hash of the source, the flags and the torch version, so a changed
-    kernel or a new torch builds afresh, and a cached build loads without compiler or ninja.
+
+def _load_cpp() -> bool:
+    """Load the C++ operators: the library built at install time if it matches, else a cached
+    or new build of ``csrc/ops.cpp``; on any failure warn once and return False.
+
+    Every library is tied to a build id (a hash of the source, the flags and the torch version),
+    so a changed kernel or a new torch builds afresh, and a cached build loads without compiler
+    or ninja.
     """
     state = _STATE
     if state.ok is not None:
@@ -238,25 +235,31 @@ def _load_cpp() -> bool:
         start = time.perf_counter()
         try:
             if not _ops_loaded():
-                tag, isa = _isa_flags()
-                cflags = ["-O3", "-DNDEBUG", "-fopenmp", *isa]
-                ldflags = ["-fopenmp"]  # libgomp.so.1: the runtime torch already loaded, by soname
-                digest = hashlib.sha256(
-                    "\n".join([SOURCE.read_text(), *cflags, *ldflags, torch.__version__]).encode()
-                ).hexdigest()[:12]
-                name = f"{_OPS_NAMESPACE}_{tag}_{digest}"
-                directory = _cache_directory()
-                directory.mkdir(parents=True, exist_ok=True)
-                library = directory / f"{name}.so"
-                if not library.exists():
-                    with _build_lock(directory):
-                        if not library.exists():
-                            _compile(name, library, cflags, ldflags)
-                            state.built = True
+                tag, _ = buildinfo.isa_flags()
+                build = buildinfo.build_id()
+                library = _prebuilt(tag, build)
+                if library is not None:
+                    state.source = "installed"
+                else:
+                    name = f"{_OPS_NAMESPACE}_{tag}_{build}"
+                    directory = _cache_directory()
+                    directory.mkdir(parents=True, exist_ok=True)
+                    library = directory / f"{name}.so"
+                    state.source = "cache"
+                    if not library.exists():
+                        with _build_lock(directory):
+                            if not library.exists():
+                                _compile(name, library, buildinfo.compile_flags(), buildinfo.link_flags())
+                                state.built = True
+                                state.source = "built"
                 if not _ops_loaded():
                     torch.ops.load_library(str(library))
+                state.library = str(library)
             if not _ops_loaded():
                 raise RuntimeError("the extension loaded but registered no kernels")
+            from dendritic.layers.ops import register
+
+            register()  # fake kernels and autograd formulas: torch.compile and export see real ops
             state.ok = True
         except Exception as error:  # any failure (no compiler, no ninja, ...) means: use bag
             state.ok = False

@@ -1,0 +1,201 @@
+"""The C++ kernels as PyTorch operators: fake (meta) kernels and autograd formulas.
+
+``csrc/ops.cpp`` defines the operators (``torch.ops.dendritic.*``) with their schemas and CPU
+kernels. This module tells PyTorch the rest: the shape of every output without running it (fake
+kernels, so ``torch.compile`` and ``torch.export`` can trace through), and the backward of the
+two operators modules call, ``sparse_linear_t`` and ``dendritic_layer_t`` (so autograd, and
+AOTAutograd under ``torch.compile``, differentiate them). :func:`register` runs once, right after
+the library is loaded (``dendritic.layers.kernels``).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import torch
+
+__all__ = ["register"]
+
+_lock = threading.Lock()
+_registered = False
+
+
+def register() -> None:
+    """Register the fake kernels and autograd formulas (idempotent)."""
+    global _registered
+    with _lock:
+        if _registered:
+            return
+        _register_fakes()
+        _register_autograd()
+        _registered = True
+
+
+def _ops() -> Any:
+    return torch.ops.dendritic
+
+
+# ---------------------------------------------------------------------------- fake kernels
+
+
+def _register_fakes() -> None:
+    fake = torch.library.register_fake
+
+    @fake("dendritic::spmm_t")
+    def _spmm_t(h, weight, indices, offsets, n_out):
+        return h.new_empty((n_out, h.shape[1]))
+
+    @fake("dendritic::sddmm_t")
+    def _sddmm_t(grad_out, h, indices, offsets):
+        return h.new_empty((indices.shape[0],))
+
+    @fake("dendritic::transpose_blocked")
+    def _transpose_blocked(indices, offsets, n_in, block):
+        n_blocks = (offsets.shape[0] + block - 1) // block
+        nnz = indices.shape[0]
+        return (
+            indices.new_empty((n_blocks * n_in + 1,)),
+            indices.new_empty((nnz,)),
+            indices.new_empty((nnz,)),
+            indices.new_empty((n_in + 1,)),
+        )
+
+    @fake("dendritic::spmm_t_transposed")
+    def _spmm_t_transposed(grad_out, weight, starts, rows, perm, fan_out, n_in, n_blocks):
+        return grad_out.new_empty((n_in, grad_out.shape[1]))
+
+    @fake("dendritic::sparse_linear_t")
+    def _sparse_linear_t(h, weight, indices, offsets, t_starts, t_rows, t_perm, t_fan_out, n_out, n_blocks):
+        return h.new_empty((n_out, h.shape[1]))
+
+    def layer_outputs(x, offsets, bias_s, keep):
+        batch = x.shape[1]
+        dendrites = x.new_empty((offsets.shape[0], batch)) if keep else x.new_empty((0,))
+        return x.new_empty((bias_s.shape[0], batch)), dendrites
+
+    @fake("dendritic::dendritic_layer")
+    def _dendritic_layer(x, weight, indices, offsets, bias_d, weight_s, bias_s, per_soma, slope, keep):
+        return layer_outputs(x, offsets, bias_s, keep)
+
+    @fake("dendritic::dendritic_layer_t")
+    def _dendritic_layer_t(
+        x, weight, indices, offsets, t_starts, t_rows, t_perm, t_fan_out, n_blocks, bias_d, weight_s, bias_s,
+        per_soma, slope, keep,
+    ):  # fmt: skip
+        return layer_outputs(x, offsets, bias_s, keep)
+
+    @fake("dendritic::dendritic_layer_backward")
+    def _dendritic_layer_backward(
+        grad_out, out, dendrites, x, weight, indices, offsets, weight_s, per_soma, slope, need_grad_x
+    ):
+        n_dend = offsets.shape[0]
+        pre = x.new_empty((n_dend, x.shape[1])) if need_grad_x else x.new_empty((0,))
+        return (
+            x.new_empty((indices.shape[0],)),
+            x.new_empty((n_dend,)),
+            x.new_empty((n_dend,)),
+            x.new_empty((out.shape[0],)),
+            pre,
+        )
+
+    @fake("dendritic::transpose_2d")
+    def _transpose_2d(x):
+        return x.new_empty((x.shape[1], x.shape[0]))
+
+    @fake("dendritic::head_forward")
+    def _head_forward(h, weight, bias, target):
+        return h.new_empty(()), h.new_empty((weight.shape[0], h.shape[1])), target.new_empty(())
+
+    @fake("dendritic::head_backward")
+    def _head_backward(grad_loss, probs, h, weight, target, need_h):
+        grad_h = h.new_empty(h.shape) if need_h else h.new_empty((0,))
+        return grad_h, weight.new_empty(weight.shape), weight.new_empty((weight.shape[0],))
+
+    @fake("dendritic::adam_step_")
+    def _adam_step_(params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, beta2, eps):
+        return None
+
+    @fake("dendritic::train_steps")
+    def _train_steps(
+        x_train, y_train, order, batch, params, exp_avgs, exp_avg_sqs, indices, offsets, per_soma, slope,
+        step0, lr, beta1, beta2, eps, loss_sum, correct,
+    ):  # fmt: skip
+        return None
+
+
+# ---------------------------------------------------------------------------- autograd
+
+
+def _sparse_linear_setup(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+    h, weight, indices, offsets, t_starts, t_rows, t_perm, t_fan_out, _n_out, n_blocks = inputs
+    ctx.save_for_backward(h, weight, indices, offsets, t_starts, t_rows, t_perm, t_fan_out)
+    ctx.n_blocks = n_blocks
+
+
+def _sparse_linear_backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:
+    h, weight, indices, offsets, t_starts, t_rows, t_perm, t_fan_out = ctx.saved_tensors
+    grad_out = grad_out.to(h.dtype).contiguous()
+    grad_h = grad_weight = None
+    if ctx.needs_input_grad[0]:
+        grad_h = _ops().spmm_t_transposed(
+            grad_out, weight, t_starts, t_rows, t_perm, t_fan_out, h.shape[0], ctx.n_blocks
+        )
+    if ctx.needs_input_grad[1]:
+        grad_weight = _ops().sddmm_t(grad_out, h, indices, offsets)
+    return grad_h, grad_weight, None, None, None, None, None, None, None, None
+
+
+def _layer_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, torch.Tensor]) -> None:
+    (x, weight, indices, offsets, t_starts, t_rows, t_perm, t_fan_out, n_blocks, _bias_d, weight_s, _bias_s,
+     per_soma, slope, _keep) = inputs  # fmt: skip
+    out, dendrites = output
+    ctx.save_for_backward(
+        x, weight, indices, offsets, t_starts, t_rows, t_perm, t_fan_out, weight_s, out, dendrites
+    )
+    ctx.n_blocks, ctx.per_soma, ctx.slope = n_blocks, per_soma, slope
+    ctx.mark_non_differentiable(dendrites)
+
+
+def _layer_backward(ctx: Any, grad_out: torch.Tensor, _grad_dendrites: torch.Tensor) -> tuple[Any, ...]:
+    x, weight, indices, offsets, t_starts, t_rows, t_perm, t_fan_out, weight_s, out, dendrites = (
+        ctx.saved_tensors
+    )
+    if dendrites.dim() != 2:
+        raise RuntimeError("dendritic_layer_t ran with keep=False, so it saved nothing to differentiate")
+    need_x = bool(ctx.needs_input_grad[0])
+    grad_out = grad_out.to(x.dtype).contiguous()
+    grad_w, grad_bd, grad_v, grad_bs, pre = _ops().dendritic_layer_backward(
+        grad_out, out, dendrites, x, weight, indices, offsets, weight_s, ctx.per_soma, ctx.slope, need_x
+    )
+    grad_x = None
+    if need_x:
+        grad_x = _ops().spmm_t_transposed(
+            pre, weight, t_starts, t_rows, t_perm, t_fan_out, x.shape[0], ctx.n_blocks
+        )
+    return (
+        grad_x,
+        grad_w,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        grad_bd,
+        grad_v,
+        grad_bs,
+        None,
+        None,
+        None,
+    )
+
+
+def _register_autograd() -> None:
+    torch.library.register_autograd(
+        "dendritic::sparse_linear_t", _sparse_linear_backward, setup_context=_sparse_linear_setup
+    )
+    torch.library.register_autograd(
+        "dendritic::dendritic_layer_t", _layer_backward, setup_context=_layer_setup
+    )
