@@ -11,7 +11,7 @@ import torch
 
 from dendritic import build_model
 from dendritic.layers.kernels import available_kernels, train_steps_t
-from dendritic.training.loop import _fused_steps, make_optimizer, train_step, train_steps
+from dendritic.training.loop import make_optimizer, train_step, train_steps
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -50,7 +50,7 @@ def test_fused_steps_match_step_by_step_bit_for_bit(name, dendrites, somata, dty
     n, batch = 300, 64  # 4 full batches and a tail of 44
     x, y = _data(n, dtype)
     (a, b), (opt_a, opt_b) = _pair(name, dendrites, somata, dtype)
-    assert _fused_steps(b, opt_b, x, y) is not None
+    assert b.fused_training_plan(opt_b, x, y) is not None
     order = torch.randperm(n, generator=torch.Generator().manual_seed(1))
     sums = [torch.zeros((), dtype=dtype) for _ in range(2)]
     hits = [torch.zeros((), dtype=torch.long) for _ in range(2)]
@@ -111,7 +111,7 @@ def test_fused_steps_give_the_same_results_on_one_and_two_threads():
 def test_other_models_fall_back_to_step_by_step(name, kw):
     x, y = _data(200, torch.float32)
     (a, b), (opt_a, opt_b) = _pair(name, 4, 32, **kw)
-    assert _fused_steps(b, opt_b, x, y) is None
+    assert b.fused_training_plan(opt_b, x, y) is None
     torch.manual_seed(0)
     _step_by_step(a, opt_a, x, y, torch.arange(200), 64, torch.zeros(()), torch.zeros((), dtype=torch.long))
     torch.manual_seed(0)
@@ -122,17 +122,17 @@ def test_other_models_fall_back_to_step_by_step(name, kw):
 def test_fused_steps_are_skipped_when_turned_off_or_not_applicable(monkeypatch):
     x, y = _data(64, torch.float32)
     (model, _), (opt, _) = _pair("dANN-LRF", 4, 6)
-    assert _fused_steps(model, opt, x, y) is not None
+    assert model.fused_training_plan(opt, x, y) is not None
     model.eval()
-    assert _fused_steps(model, opt, x, y) is None  # evaluation mode: not a training step
+    assert model.fused_training_plan(opt, x, y) is None  # evaluation mode: not a training step
     model.train()
-    assert _fused_steps(model, torch.optim.Adam(model.parameters()), x, y) is None  # torch's Adam
-    assert _fused_steps(model, opt, x, y.to(torch.int32)) is None
+    assert model.fused_training_plan(torch.optim.Adam(model.parameters()), x, y) is None  # torch's Adam
+    assert model.fused_training_plan(opt, x, y.to(torch.int32)) is None
     model.layers[0].somata.bias.requires_grad_(False)  # a frozen parameter
-    assert _fused_steps(model, opt, x, y) is None
+    assert model.fused_training_plan(opt, x, y) is None
     model.layers[0].somata.bias.requires_grad_(True)
     monkeypatch.setenv("DENDRITIC_FUSED", "0")
-    assert _fused_steps(model, opt, x, y) is None
+    assert model.fused_training_plan(opt, x, y) is None
 
 
 def test_bad_sample_indices_are_refused_before_any_step():
@@ -153,7 +153,7 @@ def test_train_steps_t_checks_its_arguments():
     x, y = _data(16, torch.float32)
     (model, _), (opt, _) = _pair("dANN-LRF", 4, 6)
     layer = model.layers[0]
-    dann, (m, v, step, _group) = _fused_steps(model, opt, x, y)
+    dann, (m, v, step, _group) = model.fused_training_plan(opt, x, y)
     params = dann.params
     good = dict(
         params=params,
@@ -181,7 +181,7 @@ def test_train_steps_t_checks_its_arguments():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_whole_set_evaluation_in_cpp_matches_the_model_forward(dtype, monkeypatch):
-    from dendritic.training.loop import _fused_dann, evaluate
+    from dendritic.training.loop import evaluate
 
     x, y = _data(700, dtype)  # two full batches of 256 and a tail
     (model, _), (opt, _) = _pair("dANN-LRF", 16, 12, dtype)
@@ -195,11 +195,11 @@ def test_whole_set_evaluation_in_cpp_matches_the_model_forward(dtype, monkeypatc
         torch.zeros((), dtype=dtype),
         torch.zeros((), dtype=torch.long),
     )
-    assert _fused_dann(model, x, y) is not None
+    assert model.fused_evaluation_plan(x, y) is not None
     fused = evaluate(model, x, y)
     assert model.training  # evaluation leaves the mode as it was
     monkeypatch.setenv("DENDRITIC_FUSED", "0")  # model(x) batch by batch, torch's loss
-    assert _fused_dann(model, x, y) is None
+    assert model.fused_evaluation_plan(x, y) is None
     plain = evaluate(model, x, y)
     assert fused[0] == pytest.approx(plain[0], rel=1e-5)
     assert abs(fused[1] - plain[1]) <= 1 / 700

@@ -113,6 +113,9 @@ ENV_VAR = "DENDRITIC_KERNEL"
 FUSED_ENV_VAR = "DENDRITIC_FUSED"
 BACKENDS = ("bag", "cpp")
 _OPS_NAMESPACE = "dendritic"
+#: Outputs per tile of the grad-input kernel, which the transposed wiring is built for: a
+#: (512, 128) float32 slice of the output gradient stays in L2 (the paper's batch of 128).
+GRAD_BLOCK = 512
 # grad-h reads grad_out one block of outputs at a time; a block of this many bytes stays in L2.
 _BLOCK_BYTES = 1 << 18
 
@@ -323,11 +326,12 @@ class _Plan:
     def wiring(self, indices: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.converted if self.converted is not None else (indices, offsets)
 
-    def transposed_for(self, indices: torch.Tensor, offsets: torch.Tensor, block: int):
-        if block not in self.transposed:
+    def tables(self, indices: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The transposed wiring the grad-input kernel reads (built on first need)."""
+        if GRAD_BLOCK not in self.transposed:
             idx, off = self.wiring(indices, offsets)
-            self.transposed[block] = tuple(_ops().transpose_blocked(idx, off, self.n_in, block))
-        return self.transposed[block]
+            self.transposed[GRAD_BLOCK] = transposed_wiring(idx, off, self.n_in)
+        return self.transposed[GRAD_BLOCK]
 
 
 # Keyed by the indices tensor's identity (tensors compare element-wise, so not by equality).
@@ -387,43 +391,20 @@ def _plan(indices: torch.Tensor, offsets: torch.Tensor, n_in: int, n_out: int, f
     return plan
 
 
-def _block_for(batch: int, element_size: int) -> int:
-    """Outputs per grad-h tile: a power of two whose (block, batch) slice fits ``_BLOCK_BYTES``."""
-    rows = max(16, _BLOCK_BYTES // max(1, batch * element_size))
-    return 1 << (rows.bit_length() - 1)
+def transposed_wiring(
+    indices: torch.Tensor, offsets: torch.Tensor, n_in: int, block: int = GRAD_BLOCK
+) -> tuple[torch.Tensor, ...]:
+    """The wiring as the grad-input kernel reads it (``dendritic::transpose_blocked``): modules
+    build it once, as buffers, so the backward of their operators needs no cache."""
+    return tuple(
+        _ops().transpose_blocked(
+            indices.to(torch.int64).contiguous(), offsets.to(torch.int64).contiguous(), n_in, block
+        )
+    )
 
 
-# --------------------------------------------------------------------------- autograd
-
-
-class _SparseMatmulT(torch.autograd.Function):
-    """The C++ path; saved for backward: ``h`` (for grad-weight) and ``weight`` (for grad-h)."""
-
-    @staticmethod
-    def forward(ctx, h, weight, indices, offsets, plan):  # type: ignore[override]
-        idx, off = plan.wiring(indices, offsets)
-        ctx.plan = plan
-        ctx.save_for_backward(h, weight, indices, offsets)
-        return _ops().spmm_t(h, weight, idx, off, plan.n_out)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out):  # type: ignore[override]
-        h, weight, indices, offsets = ctx.saved_tensors
-        plan: _Plan = ctx.plan
-        ops = _ops()
-        idx, off = plan.wiring(indices, offsets)
-        grad_out = grad_out.to(h.dtype).contiguous()
-        grad_h = grad_weight = None
-        if ctx.needs_input_grad[0]:
-            block = _block_for(grad_out.shape[1], grad_out.element_size())
-            block = min(block, max(1, plan.n_out))
-            starts, rows, perm, fan_out = plan.transposed_for(indices, offsets, block)
-            n_blocks = (plan.n_out + block - 1) // block
-            grad_h = ops.spmm_t_transposed(grad_out, weight, starts, rows, perm, fan_out, plan.n_in, n_blocks)
-        if ctx.needs_input_grad[1]:
-            grad_weight = ops.sddmm_t(grad_out, h, idx, off)
-        return grad_h, grad_weight, None, None, None
+def n_blocks(n_out: int, block: int = GRAD_BLOCK) -> int:
+    return (n_out + block - 1) // block
 
 
 def _bag(h: torch.Tensor, weight: torch.Tensor, indices: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -474,66 +455,29 @@ def sparse_matmul_t(
         return _bag(h, weight, indices, offsets)
     plan = _plan(indices, offsets, h.shape[0], n_out, fan_in)
     h, weight = h.contiguous(), weight.contiguous()
+    idx, off = plan.wiring(indices, offsets)
     if not (torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)):
-        idx, off = plan.wiring(indices, offsets)
         return _ops().spmm_t(h, weight, idx, off, n_out)  # no graph to record: skip autograd's overhead
-    return _SparseMatmulT.apply(h, weight, indices, offsets, plan)
+    return _ops().sparse_linear_t(h, weight, idx, off, *plan.tables(indices, offsets), n_out, n_blocks(n_out))
 
 
 # --------------------------------------------------------------------------- fused dendro-somatic layer
 
 
-def fused_layers_enabled(h: torch.Tensor) -> bool:
-    """Whether :func:`dendritic_layer_t` runs for activations like ``h`` in this process.
-
-    Needs the C++ kernels (``DENDRITIC_KERNEL`` not ``bag``), a CPU float32/float64 tensor, and
-    ``DENDRITIC_FUSED`` not set to ``0`` (the switch that gives back the layer-by-layer path).
-    """
+@torch.compiler.assume_constant_result
+def fusion_enabled() -> bool:
+    """Whether the fused C++ paths may run in this process: the C++ operators are loaded and
+    ``DENDRITIC_FUSED`` is not ``0`` (the switch that gives back the layer-by-layer path).
+    ``torch.compile`` reads it once, while tracing."""
     if os.environ.get(FUSED_ENV_VAR, "").strip().lower() in ("0", "false", "no", "off"):
         return False
-    return h.is_cpu and h.dtype in _CPP_DTYPES and kernel_backend() == "cpp"
+    return kernel_backend() == "cpp"
 
 
-class _DendriticLayerT(torch.autograd.Function):
-    """Forward and backward of a whole dendro-somatic layer in two C++ calls.
-
-    Saved for backward: the input, the dendrites' activations (written by the forward while they
-    are in registers) and the somata's output; leaky-ReLU's gradient is read off the outputs.
-    """
-
-    @staticmethod
-    def forward(ctx, h, weight, bias_d, weight_s, bias_s, indices, offsets, plan, per_soma, slope):  # type: ignore[override]
-        idx, off = plan.wiring(indices, offsets)
-        out, dendrites = _ops().dendritic_layer(
-            h, weight, idx, off, bias_d, weight_s, bias_s, per_soma, slope, True
-        )
-        ctx.plan, ctx.per_soma, ctx.slope = plan, per_soma, slope
-        ctx.save_for_backward(h, weight, weight_s, out, dendrites, indices, offsets)
-        ctx.mark_non_differentiable(dendrites)
-        ctx.set_materialize_grads(False)  # no zero-filled (n_dend, B) gradient for the dendrites
-        return out, dendrites
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out, _grad_dendrites):  # type: ignore[override]
-        h, weight, weight_s, out, dendrites, indices, offsets = ctx.saved_tensors
-        plan: _Plan = ctx.plan
-        ops = _ops()
-        idx, off = plan.wiring(indices, offsets)
-        need_h = bool(ctx.needs_input_grad[0])
-        if grad_out is None:  # the somata did not reach the loss
-            grad_out = torch.zeros_like(out)
-        grad_out = grad_out.to(h.dtype).contiguous()
-        gw, gbd, gv, gbs, pre = ops.dendritic_layer_backward(
-            grad_out, out, dendrites, h, weight, idx, off, weight_s, ctx.per_soma, ctx.slope, need_h
-        )
-        grad_h = None
-        if need_h:
-            block = min(_block_for(pre.shape[1], pre.element_size()), max(1, plan.n_out))
-            starts, rows, perm, fan_out = plan.transposed_for(indices, offsets, block)
-            n_blocks = (plan.n_out + block - 1) // block
-            grad_h = ops.spmm_t_transposed(pre, weight, starts, rows, perm, fan_out, plan.n_in, n_blocks)
-        return grad_h, gw, gbd, gv, gbs, None, None, None, None, None
+def fused_layers_enabled(h: torch.Tensor) -> bool:
+    """Whether :func:`dendritic_layer_t` runs for activations like ``h`` in this process: the
+    fused paths are on (:func:`fusion_enabled`) and ``h`` is a CPU float32/float64 tensor."""
+    return h.is_cpu and h.dtype in _CPP_DTYPES and fusion_enabled()
 
 
 def dendritic_layer_t(
@@ -565,9 +509,13 @@ def dendritic_layer_t(
     plan = _plan(indices, offsets, h.shape[0], n_dend, None)
     h = h.contiguous()
     params = (weight, bias_d, weight_s, bias_s)
-    if torch.is_grad_enabled() and (h.requires_grad or any(p.requires_grad for p in params)):
-        return _DendriticLayerT.apply(h, *params, indices, offsets, plan, per_soma, slope)
     idx, off = plan.wiring(indices, offsets)
+    if torch.is_grad_enabled() and (h.requires_grad or any(p.requires_grad for p in params)):
+        out, dendrites = _ops().dendritic_layer_t(
+            h, weight, idx, off, *plan.tables(indices, offsets), n_blocks(n_dend), bias_d, weight_s, bias_s,
+            per_soma, slope, True,
+        )  # fmt: skip
+        return out, (dendrites if keep_dendrites else None)
     out, dendrites = _ops().dendritic_layer(
         h,
         weight.detach(),

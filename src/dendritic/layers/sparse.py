@@ -25,12 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dendritic.layers.kernels import kernel_backend, sparse_matmul_t
+from dendritic.layers.kernels import GRAD_BLOCK, kernel_backend, transposed_wiring
 from dendritic.wiring.connectivity import Connectivity
+from dendritic.wiring.sampling import random_inputs
 
-__all__ = ["SparseLinear", "MaskedLinear", "glorot_limit"]
+__all__ = ["GRAD_BLOCK", "MaskedLinear", "SparseLinear", "glorot_limit", "transposed_wiring"]
 
 KERNELS = ("auto", "bag", "blocks", "dense")
+_CPP_DTYPES = (torch.float32, torch.float64)
+_TABLES = ("t_starts", "t_rows", "t_perm", "t_fan_out")
 
 
 def glorot_limit(n_in: int, n_out: int) -> float:
@@ -39,21 +42,36 @@ def glorot_limit(n_in: int, n_out: int) -> float:
 
 
 class SparseLinear(nn.Module):
-    """``y = x Wᵀ + b`` over the connections of a :class:`Connectivity` only.
+    """``y = x Wᵀ + b`` over the connections of a :class:`Connectivity` only; like ``nn.Linear``
+    it maps ``(*, in_features)`` to ``(*, out_features)``.
 
     ``weight`` holds one value per real connection, in the connectivity's CSR order
-    (output-major, inputs ascending); all-to-all wiring holds the usual ``(n_out, n_in)`` matrix.
-    The wiring lives in buffers (``indices``, ``offsets``) so it is saved with the model.
+    (output-major, inputs ascending); all-to-all wiring (``connectivity=None``) holds the usual
+    ``(out_features, in_features)`` matrix. The wiring lives in buffers (``indices``, ``offsets``),
+    so it is saved with the model; on the CPU the product is the ``dendritic::sparse_linear_t``
+    operator (C++, differentiable, traceable by ``torch.compile``), elsewhere plain PyTorch.
+
+    Build one from a rule with :meth:`random` or from a 0/1 matrix with :meth:`from_mask`.
     """
 
     def __init__(
         self,
-        connectivity: Connectivity,
+        in_features: int,
+        out_features: int,
+        connectivity: Connectivity | None = None,
         *,
+        bias: bool = True,
         kernel: str = "auto",
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
+        if connectivity is None:
+            connectivity = Connectivity.all_to_all(in_features, out_features)
+        if (connectivity.n_in, connectivity.n_out) != (in_features, out_features):
+            raise ValueError(
+                f"the connectivity joins {connectivity.n_in} inputs to {connectivity.n_out} outputs, "
+                f"not {in_features} to {out_features}"
+            )
         if kernel not in KERNELS:
             raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
         self.in_features = connectivity.n_in
@@ -82,33 +100,91 @@ class SparseLinear(nn.Module):
             assert connectivity.indptr is not None and connectivity.indices is not None
             self.register_buffer("indices", torch.from_numpy(connectivity.indices.copy()))
             self.register_buffer("offsets", torch.from_numpy(connectivity.indptr[:-1].copy()))
+        # The C++ operator where it is built (decided once: forward must not consult the
+        # environment while torch.compile traces it), with its transposed wiring.
+        self.cpp = kernel != "dense" and kernel_backend() == "cpp"
+        self.n_blocks = (self.out_features + GRAD_BLOCK - 1) // GRAD_BLOCK
+        tables = transposed_wiring(self.indices, self.offsets, self.in_features) if self.cpp else ()
+        for name, table in zip(_TABLES, tables or [torch.empty(0, dtype=torch.long)] * 4, strict=True):
+            self.register_buffer(name, table, persistent=False)
         limit = glorot_limit(self.in_features, self.out_features)
         weight = torch.empty(shape).uniform_(-limit, limit, generator=generator)
         self.weight = nn.Parameter(weight)
-        self.bias = nn.Parameter(torch.zeros(self.out_features))
+        if bias:
+            self.bias = nn.Parameter(torch.zeros(self.out_features))
+        else:
+            self.register_parameter("bias", None)
 
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def random(
+        cls,
+        in_features: int,
+        out_features: int,
+        fan_in: int,
+        *,
+        seed: int | None = None,
+        bias: bool = True,
+    ) -> SparseLinear:
+        """Every output connected to ``fan_in`` distinct inputs drawn uniformly (seeded)."""
+        rng = np.random.default_rng(seed)
+        conn = random_inputs(rng, in_features, out_features, fan_in)
+        generator = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+        return cls(in_features, out_features, conn, bias=bias, generator=generator)
+
+    @classmethod
+    def from_mask(
+        cls, mask: torch.Tensor | np.ndarray, *, bias: bool = True, generator: torch.Generator | None = None
+    ) -> SparseLinear:
+        """From a 0/1 matrix shaped like ``nn.Linear``'s weight, ``(out_features, in_features)``."""
+        array = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+        if array.ndim != 2:
+            raise ValueError(f"a mask must be 2-D (out_features, in_features), got shape {array.shape}")
+        conn = Connectivity.from_mask(array.T)
+        return cls(conn.n_in, conn.n_out, conn, bias=bias, generator=generator)
+
+    # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(batch, n_in)`` → ``(batch, n_out)``, like ``nn.Linear``."""
-        return self.forward_t(x.t().contiguous()).t()
+        """``(*, in_features)`` → ``(*, out_features)``, like ``nn.Linear``."""
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"expected input of shape (*, {self.in_features}), got {tuple(x.shape)}")
+        lead = x.shape[:-1]
+        out = self.forward_t(x.reshape(-1, self.in_features).t().contiguous()).t()
+        return out.reshape(*lead, self.out_features)
 
     def forward_t(self, h: torch.Tensor) -> torch.Tensor:
-        """Feature-major ``(n_in, batch)`` → ``(n_out, batch)``.
+        """Feature-major ``(in_features, batch)`` → ``(out_features, batch)``.
 
-        Networks keep activations feature-major: the bag kernel reads its input that way, so no
-        layer has to transpose, and every element-wise op sees contiguous memory.
+        Networks keep activations feature-major: the sparse kernels read their input that way,
+        so no layer has to transpose, and every element-wise op sees contiguous memory.
         """
         if self.kernel == "dense":
+            if self.bias is None:
+                return self.weight @ h
             return torch.addmm(self.bias[:, None], self.weight, h)
-        if self.kernel == "blocks" and not (h.device.type == "cpu" and kernel_backend() == "cpp"):
+        if self.cpp and h.is_cpu and h.dtype in _CPP_DTYPES and self.weight.dtype == h.dtype:
+            out = torch.ops.dendritic.sparse_linear_t(
+                h.contiguous(),
+                self.weight,
+                self.indices,
+                self.offsets,
+                self.t_starts,
+                self.t_rows,
+                self.t_perm,
+                self.t_fan_out,
+                self.out_features,
+                self.n_blocks,
+            )
+        elif self.kernel == "blocks":
             # reshape-and-sum: each soma weights and sums its own D dendrites
             block = self.in_features // self.out_features
-            weighted = h.view(self.out_features, block, -1) * self.weight.view(self.out_features, block, 1)
-            return weighted.sum(dim=1) + self.bias[:, None]
-        # bag (and blocks on the CPU, where the C++ kernel is faster than three elementwise passes):
-        # the fused C++ kernel where it builds, else embedding_bag (see layers.kernels). The
-        # product is a fresh tensor, so the bias is added in place.
-        out = sparse_matmul_t(h, self.weight, self.indices, self.offsets, self.out_features)
-        return out.add_(self.bias[:, None])
+            out = (h.view(self.out_features, block, -1) * self.weight.view(self.out_features, block, 1)).sum(
+                dim=1
+            )
+        else:
+            out = F.embedding_bag(self.indices, h, self.offsets, mode="sum", per_sample_weights=self.weight)
+        # The product is a fresh tensor its backward does not need: the bias is added in place.
+        return out if self.bias is None else out.add_(self.bias[:, None])
 
     @property
     def n_connections(self) -> int:
@@ -126,7 +202,7 @@ class SparseLinear(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"connections={self.n_connections}, kernel={self.kernel}"
+            f"connections={self.n_connections}, bias={self.bias is not None}, kernel={self.kernel}"
         )
 
 
@@ -139,6 +215,7 @@ class MaskedLinear(nn.Module):
 
     def __init__(self, connectivity: Connectivity, *, generator: torch.Generator | None = None) -> None:
         super().__init__()
+        self.kernel = "masked"
         self.in_features = connectivity.n_in
         self.out_features = connectivity.n_out
         mask = torch.from_numpy(np.ascontiguousarray(connectivity.to_mask(np.float32).T))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -13,11 +13,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from dendritic.errors import DendriticError
-from dendritic.layers.kernels import dendritic_layer_t, feature_major, fused_layers_enabled, head_loss_t
-from dendritic.layers.sparse import MaskedLinear, SparseLinear
+from dendritic.layers.kernels import (
+    evaluate_dann_t,
+    feature_major,
+    fused_layers_enabled,
+    head_loss_t,
+    train_steps_t,
+)
+from dendritic.layers.sparse import SparseLinear
 from dendritic.models.variants import Variant, resolve_name
+from dendritic.nn.layer import DendriticLayer
 from dendritic.wiring import sampling
 from dendritic.wiring.connectivity import Connectivity
+from dendritic.wiring.geometry import InputGeometry
 
 __all__ = [
     "DendriticNet",
@@ -37,6 +45,14 @@ MAX_LAYERS = 1000
 RANDOM_MODES = ("exact", "scatter")
 
 LayerWiring = tuple[Connectivity, Connectivity]  # (input → dendrites, dendrites → somata)
+
+
+class FusedDANN(NamedTuple):
+    """A one-layer dANN as the whole-step C++ kernels take it."""
+
+    params: list[torch.Tensor]  # dendrite weights and biases, soma weights and biases, output layer
+    wiring: tuple[torch.Tensor, torch.Tensor, int, float]  # indices, offsets, D, leaky-ReLU slope
+
 
 #: Bytes one parameter costs while a model is built and trained: weights, gradients, Adam's two
 #: moments and the int64 wiring index (and its temporaries). Only used to refuse sizes that
@@ -170,56 +186,6 @@ def build_wiring(
     return wiring
 
 
-class DendroSomaticLayer(nn.Module):
-    """Dendrites (leaky-ReLU) then somata (leaky-ReLU), each optionally followed by dropout.
-
-    When the dendrites are sparse, each soma sums only its own D dendrites (the dANNs) and there
-    is no dropout, the CPU runs the whole layer as one fused C++ pass (``layers.kernels``);
-    otherwise, and always for the oracle, layer by layer. Both give the same numbers.
-    """
-
-    def __init__(self, dendrites: nn.Module, somata: nn.Module, dropout: float) -> None:
-        super().__init__()
-        self.dendrites = dendrites
-        self.somata = somata
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.fusable = (
-            dropout == 0
-            and isinstance(dendrites, SparseLinear)
-            and isinstance(somata, SparseLinear)
-            and dendrites.kernel == "bag"
-            and somata.kernel == "blocks"
-        )
-
-    def forward_t(
-        self, h: torch.Tensor, keep_dendrites: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Feature-major ``(n_in, B)`` → (somata ``(S, B)``, dendrites ``(n_dend, B)`` or None).
-
-        The somata come before their dropout (the caller applies ``self.dropout``), so recorded
-        activations are the units' own outputs.
-        """
-        if self.fusable and fused_layers_enabled(h):
-            d, s = self.dendrites, self.somata
-            return dendritic_layer_t(
-                h,
-                d.weight,
-                d.bias,
-                d.indices,
-                d.offsets,
-                s.weight,
-                s.bias,
-                d.out_features // s.out_features,
-                NEGATIVE_SLOPE,
-                keep_dendrites=keep_dendrites,
-            )
-        # Every forward_t returns a fresh tensor that its backward does not need, so the
-        # activation can overwrite it in place (one pass and one buffer less per layer).
-        dendrites = F.leaky_relu(self.dendrites.forward_t(h), NEGATIVE_SLOPE, inplace=True)
-        somata = F.leaky_relu(self.somata.forward_t(self.dropout(dendrites)), NEGATIVE_SLOPE, inplace=True)
-        return somata, (dendrites if keep_dendrites else None)
-
-
 class DendriticNet(nn.Module):
     """Input → L × (dendrites → somata) → Dense(n_classes) logits (softmax lives in the loss).
 
@@ -259,27 +225,30 @@ class DendriticNet(nn.Module):
                     f"layer {index} wiring does not chain: expected {previous} inputs and "
                     f"{inputs.n_out} dendrites, got {inputs.n_in} inputs and {cables.n_in} dendrites"
                 )
+            # The paper's images are channels-last (H, W, C); deeper layers see the previous somata.
+            geometry = (
+                InputGeometry.from_shape(input_shape, channels_last=True)
+                if index == 1
+                else InputGeometry((previous,))
+            )
             blocks.append(
-                DendroSomaticLayer(
-                    self._layer(inputs, oracle, kernel, generator),
-                    self._layer(cables, oracle, kernel, generator),
-                    dropout,
+                DendriticLayer.from_wiring(
+                    geometry,
+                    inputs,
+                    cables,
+                    activation=nn.LeakyReLU(NEGATIVE_SLOPE),
+                    dropout=dropout,
+                    generator=generator,
+                    oracle=oracle,
+                    kernel=kernel,
                 )
             )
             previous = cables.n_out
         self.layers = nn.ModuleList(blocks)
-        self.output = SparseLinear(Connectivity.all_to_all(previous, n_classes), generator=generator)
+        #: Dropout after every layer's somata (each layer also drops its dendrites' activations).
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.output = SparseLinear(previous, n_classes, generator=generator)
         self.config = dict(config or {})
-
-    @staticmethod
-    def _layer(conn: Connectivity, oracle: bool, kernel: str, generator: torch.Generator | None) -> nn.Module:
-        if oracle:
-            return MaskedLinear(conn, generator=generator)
-        if kernel != "auto" and conn.is_all_to_all:
-            kernel = "dense"
-        elif kernel == "blocks" and not conn.is_blocks:
-            kernel = "bag"
-        return SparseLinear(conn, kernel=kernel, generator=generator)
 
     def _flatten(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() >= 2 and tuple(x.shape[1:]) == self.input_shape:
@@ -329,8 +298,111 @@ class DendriticNet(nn.Module):
                 assert dendrites is not None
                 activations[f"dendrites_{index}"] = dendrites.t()
                 activations[f"somata_{index}"] = h.t()
-            h = layer.dropout(h)
+            h = self.dropout(h)
         return h, activations
+
+    # ------------------------------------------------------------------ fast paths
+    # The training loop asks any model for these (duck typing) and falls back to plain steps.
+
+    def fused_evaluation_plan(self, x: torch.Tensor, y: torch.Tensor) -> FusedDANN | None:
+        """This model as the whole-step C++ kernels take it, when they can run it on ``x``, ``y``:
+        one fused dendro-somatic layer (sparse dendrites, each soma summing its own, no dropout),
+        a dense output layer, CPU tensors of one float dtype; else None."""
+        if not (
+            len(self.layers) == 1
+            and self.layers[0].fusable
+            and isinstance(self.dropout, nn.Identity)
+            and self.output.kernel == "dense"
+            and fused_layers_enabled(x)
+            and x.is_contiguous()
+            and x.numel() == len(x) * self.n_inputs
+            and y.dtype == torch.int64
+            and y.is_cpu
+            and y.is_contiguous()
+        ):
+            return None
+        layer = self.layers[0]
+        d, s, o = layer.dendrites, layer.somata, self.output
+        params = [d.weight, d.bias, s.weight, s.bias, o.weight, o.bias]
+        if any(p is None or p.dtype != x.dtype for p in params) or sum(1 for _ in self.parameters()) != len(
+            params
+        ):
+            return None
+        return FusedDANN(params, (d.indices, d.offsets, layer.dendrites_per_soma, NEGATIVE_SLOPE))
+
+    def fused_training_plan(
+        self, optimizer: Any, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[FusedDANN, Any] | None:
+        """(the model's parts, the optimizer's state) when whole training steps can run in C++:
+        :meth:`fused_evaluation_plan` applies, the model trains with every parameter trainable,
+        and the optimizer offers its moments for exactly these parameters (``fused_state``, as
+        :class:`dendritic.training.optim.Adam` does); else None."""
+        if not self.training or not hasattr(optimizer, "fused_state"):
+            return None
+        plan = self.fused_evaluation_plan(x, y)
+        if plan is None or not all(p.requires_grad for p in plan.params):
+            return None
+        state = optimizer.fused_state(plan.params)
+        return None if state is None else (plan, state)
+
+    def fused_train_steps(
+        self,
+        optimizer: Any,
+        x_train: torch.Tensor,
+        y_train: torch.Tensor,
+        order: torch.Tensor,
+        batch: int,
+        loss_sum: torch.Tensor,
+        correct: torch.Tensor,
+    ) -> bool:
+        """``ceil(len(order) / batch)`` training steps in one C++ call (``layers.kernels.train_steps_t``:
+        the same kernels in the same order as step by step, so the same parameters), if
+        :meth:`fused_training_plan` allows; returns whether it ran. Adds each batch's summed loss
+        and correct count to ``loss_sum`` and ``correct``."""
+        fused = self.fused_training_plan(optimizer, x_train, y_train)
+        if fused is None:
+            return False
+        plan, (exp_avgs, exp_avg_sqs, step, group) = fused
+        sums = (
+            loss_sum
+            if loss_sum.dtype == x_train.dtype and loss_sum.is_cpu
+            else torch.zeros((), dtype=x_train.dtype)
+        )
+        count = (
+            correct if correct.dtype == torch.int64 and correct.is_cpu else torch.zeros((), dtype=torch.int64)
+        )
+        train_steps_t(
+            x_train.reshape(len(x_train), self.n_inputs),
+            y_train,
+            order,
+            batch,
+            plan.params,
+            *plan.wiring,
+            exp_avgs,
+            exp_avg_sqs,
+            step,
+            float(group["lr"]),
+            tuple(group["betas"]),
+            float(group["eps"]),
+            sums,
+            count,
+        )
+        optimizer.advance(math.ceil(len(order) / batch))
+        for p in plan.params:
+            p.grad = None  # the per-step path leaves the last gradients; these were never materialised
+        if sums is not loss_sum:
+            loss_sum.add_(sums.to(loss_sum))
+        if count is not correct:
+            correct.add_(count.to(correct))
+        return True
+
+    def fused_evaluate(self, x: torch.Tensor, y: torch.Tensor, batch: int) -> tuple[float, int] | None:
+        """(Σ cross-entropy, correct count) over ``x`` in one C++ call, when
+        :meth:`fused_evaluation_plan` allows; else None."""
+        plan = self.fused_evaluation_plan(x, y)
+        if plan is None:
+            return None
+        return evaluate_dann_t(x.reshape(len(x), self.n_inputs), y, batch, plan.params, *plan.wiring)
 
     # ------------------------------------------------------------------ inspection
     @property

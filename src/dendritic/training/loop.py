@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -117,11 +117,10 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     """Mean cross-entropy and accuracy, in eval mode, without autograd."""
     step = eval_batch_size(x.device)
     n = max(len(x), 1)
-    dann = _fused_dann(model, x, y)
-    if dann is not None:  # a one-layer dANN on the CPU: the whole set in one C++ call
-        from dendritic.layers.kernels import evaluate_dann_t
-
-        total, hits = evaluate_dann_t(x.reshape(len(x), model.n_inputs), y, step, dann.params, *dann.wiring)
+    fused = getattr(model, "fused_evaluate", None)  # e.g. a one-layer dANN: the whole set in one C++ call
+    whole = fused(x, y, step) if fused is not None else None
+    if whole is not None:
+        total, hits = whole
         return total / n, hits / n
     was_training = model.training
     model.eval()
@@ -203,8 +202,9 @@ def train_step(
     count to the running tensors in place (no ``.item()``: the step never waits on a sync)."""
     # index_select: about 3× faster than x_train[idx] for a batch of images
     xb, yb = torch.index_select(x_train, 0, idx), torch.index_select(y_train, 0, idx)
-    if isinstance(model, DendriticNet):
-        loss, hits = model.loss_and_correct(xb, yb)
+    loss_and_correct = getattr(model, "loss_and_correct", None)  # a model's own fast loss, if any
+    if loss_and_correct is not None:
+        loss, hits = loss_and_correct(xb, yb)
     else:
         logits = model(xb)
         loss = F.cross_entropy(logits, yb)
@@ -215,63 +215,6 @@ def train_step(
     with torch.no_grad():
         loss_sum.add_(loss.detach(), alpha=len(yb))
         correct.add_(hits)
-
-
-class _FusedDANN(NamedTuple):
-    """A one-layer dANN as the whole-step C++ kernels take it."""
-
-    params: list[torch.Tensor]  # dendrite weights and biases, soma weights and biases, output layer
-    wiring: tuple[torch.Tensor, torch.Tensor, int, float]  # indices, offsets, D, leaky-ReLU slope
-
-
-def _fused_dann(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> _FusedDANN | None:
-    """A one-layer dANN that C++ can train or evaluate whole on ``x``, ``y``.
-
-    That is a :class:`DendriticNet` with one fused layer (sparse dendrites, each soma summing its
-    own, no dropout) and a dense output layer, with CPU tensors of one float dtype; else None.
-    """
-    from dendritic.layers.kernels import fused_layers_enabled
-    from dendritic.models.network import NEGATIVE_SLOPE
-
-    if not (
-        isinstance(model, DendriticNet)
-        and len(model.layers) == 1
-        and model.layers[0].fusable
-        and model.output.kernel == "dense"
-        and fused_layers_enabled(x)
-        and x.is_contiguous()
-        and x.numel() == len(x) * model.n_inputs
-        and y.dtype == torch.int64
-        and y.is_cpu
-        and y.is_contiguous()
-    ):
-        return None
-    layer = model.layers[0]
-    d, s, o = layer.dendrites, layer.somata, model.output
-    params = [d.weight, d.bias, s.weight, s.bias, o.weight, o.bias]
-    if any(p is None or p.dtype != x.dtype for p in params) or sum(1 for _ in model.parameters()) != len(
-        params
-    ):
-        return None
-    return _FusedDANN(params, (d.indices, d.offsets, d.out_features // s.out_features, NEGATIVE_SLOPE))
-
-
-def _fused_steps(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, x_train: torch.Tensor, y_train: torch.Tensor
-) -> tuple[_FusedDANN, Any] | None:
-    """(the model's parts, the optimizer's fused state) when whole training steps can run in C++: a
-    model :func:`_fused_dann` accepts, in training mode, every parameter trainable, and
-    :class:`dendritic.training.optim.Adam` on exactly its parameters; anything else, None.
-    """
-    from dendritic.training.optim import Adam
-
-    if not (isinstance(optimizer, Adam) and model.training):
-        return None
-    dann = _fused_dann(model, x_train, y_train)
-    if dann is None or not all(p.requires_grad for p in dann.params):
-        return None
-    state = optimizer.fused_state(dann.params)
-    return None if state is None else (dann, state)
 
 
 def train_steps(
@@ -286,48 +229,17 @@ def train_steps(
 ) -> None:
     """``ceil(len(order) / batch)`` optimisation steps, batch by batch over the samples ``order``.
 
-    For a one-layer dANN trained with the library's Adam on the CPU, all of them in one C++ call
-    (``layers.kernels.train_steps_t``: the same kernels in the same order as :func:`train_step`,
-    so the same parameters; ``DENDRITIC_FUSED=0`` turns it off); otherwise :func:`train_step` per
-    batch. Adds each batch's summed loss and correct count to ``loss_sum`` and ``correct``.
+    A model may run them all at once: if it has ``fused_train_steps(optimizer, x, y, order,
+    batch, loss_sum, correct)`` returning True (a one-layer dANN with the library's Adam on the
+    CPU does, in one C++ call; ``DENDRITIC_FUSED=0`` turns it off), that is all; otherwise
+    :func:`train_step` per batch. Adds each batch's summed loss and correct count to
+    ``loss_sum`` and ``correct``.
     """
-    fused = _fused_steps(model, optimizer, x_train, y_train)
-    if fused is None:
-        for start in range(0, len(order), batch):
-            train_step(model, optimizer, x_train, y_train, order[start : start + batch], loss_sum, correct)
+    fused = getattr(model, "fused_train_steps", None)
+    if fused is not None and fused(optimizer, x_train, y_train, order, batch, loss_sum, correct):
         return
-    from dendritic.layers.kernels import train_steps_t
-
-    dann, (exp_avgs, exp_avg_sqs, step, group) = fused
-    sums = (
-        loss_sum
-        if loss_sum.dtype == x_train.dtype and loss_sum.is_cpu
-        else torch.zeros((), dtype=x_train.dtype)
-    )
-    count = correct if correct.dtype == torch.int64 and correct.is_cpu else torch.zeros((), dtype=torch.int64)
-    train_steps_t(
-        x_train.reshape(len(x_train), model.n_inputs),
-        y_train,
-        order,
-        batch,
-        dann.params,
-        *dann.wiring,
-        exp_avgs,
-        exp_avg_sqs,
-        step,
-        float(group["lr"]),
-        tuple(group["betas"]),
-        float(group["eps"]),
-        sums,
-        count,
-    )
-    optimizer.advance(math.ceil(len(order) / batch))
-    for p in dann.params:
-        p.grad = None  # the per-step path leaves the last gradients; these were never materialised
-    if sums is not loss_sum:
-        loss_sum.add_(sums.to(loss_sum))
-    if count is not correct:
-        correct.add_(count.to(correct))
+    for start in range(0, len(order), batch):
+        train_step(model, optimizer, x_train, y_train, order[start : start + batch], loss_sum, correct)
 
 
 def train_epoch(

@@ -1,6 +1,15 @@
 """Who connects to whom: explicit index tables built from one seeded generator (SPEC §3)."""
 
 from dendritic.wiring.connectivity import Connectivity
+from dendritic.wiring.geometry import InputGeometry
+from dendritic.wiring.rules import (
+    cable_rules,
+    get_cable_rule,
+    get_receptive_field,
+    receptive_fields,
+    register_cable_rule,
+    register_receptive_field,
+)
 from dendritic.wiring.sampling import (
     global_rf_inputs,
     local_rf_inputs,
@@ -14,6 +23,13 @@ from dendritic.wiring.sampling import (
 
 __all__ = [
     "Connectivity",
+    "InputGeometry",
+    "cable_rules",
+    "get_cable_rule",
+    "get_receptive_field",
+    "receptive_fields",
+    "register_cable_rule",
+    "register_receptive_field",
     "global_rf_inputs",
     "local_rf_inputs",
     "near_square_grid",

@@ -1,4 +1,8 @@
-"""The paper's sampling algorithms (SPEC §3): receptive fields on a pixel grid, random sampling.
+"""The paper's sampling algorithms (SPEC §3): receptive fields on a grid of sites, random sampling.
+
+Receptive fields work on any grid of 1 to 3 dimensions (a signal, an image, a volume; see
+:class:`~dendritic.wiring.geometry.InputGeometry`); on the paper's 2-D images the distances, and
+so every draw, are exactly those of the 2-D algorithm.
 
 Every function takes a ``numpy.random.Generator`` and draws all its randomness from it, so one
 seeded generator reproduces a whole model's wiring bit for bit. The work is vectorised over
@@ -12,10 +16,12 @@ import math
 import numpy as np
 
 from dendritic.wiring.connectivity import Connectivity
+from dendritic.wiring.geometry import InputGeometry
 
 __all__ = [
     "near_square_grid",
     "chebyshev_distances",
+    "grid_distances",
     "patch_radius",
     "sample_patches",
     "random_inputs",
@@ -47,6 +53,16 @@ def chebyshev_distances(height: int, width: int) -> np.ndarray:
     )
 
 
+def grid_distances(grid: tuple[int, ...]) -> np.ndarray:
+    """``(P, P)`` chessboard distances between all P sites of a grid of any dimension (row-major);
+    for ``(H, W)`` the same as :func:`chebyshev_distances`."""
+    coords = np.unravel_index(np.arange(math.prod(grid)), grid)
+    dist = np.zeros((len(coords[0]), len(coords[0])), dtype=np.int64)
+    for axis in coords:
+        np.maximum(dist, np.abs(axis[:, None] - axis[None, :]), out=dist)
+    return dist.astype(np.int32)
+
+
 def _padded_rows(mask: np.ndarray) -> np.ndarray:
     """Column indices of the True entries of each row, left-aligned and padded with -1."""
     width = max(int(mask.sum(axis=1).max()), 1)
@@ -57,7 +73,7 @@ def _padded_rows(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _patch_plan(height: int, width: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _patch_plan(grid: tuple[int, ...], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per centre pixel: which pixels are always taken, which pool is sampled, and how many.
 
     Returns ``taken`` (P, T) and ``pool`` (P, Q) pixel indices padded with -1, ``draw`` (P,)
@@ -66,9 +82,9 @@ def _patch_plan(height: int, width: int, n: int) -> tuple[np.ndarray, np.ndarray
     than ``n`` pixels; the shortfall comes from rings 2, 3, … pooled until the pool is large
     enough. A square with ``n`` or more pixels is itself the pool.
     """
-    if n > height * width:
-        raise ValueError(f"cannot sample {n} distinct pixels from a {height}×{width} grid")
-    dist = chebyshev_distances(height, width)
+    if n > math.prod(grid):
+        raise ValueError(f"cannot sample {n} distinct sites from a {'×'.join(map(str, grid))} grid")
+    dist = chebyshev_distances(*grid) if len(grid) == 2 else grid_distances(grid)
     square = dist <= 1
     in_square = square.sum(axis=1)
     big = in_square >= n
@@ -84,25 +100,25 @@ def _patch_plan(height: int, width: int, n: int) -> tuple[np.ndarray, np.ndarray
     return _padded_rows(taken), _padded_rows(pool), draw, np.where(big, 1, radius)
 
 
-def patch_radius(grid: tuple[int, int], n: int) -> np.ndarray:
+def patch_radius(grid: tuple[int, ...], n: int) -> np.ndarray:
     """Chebyshev radius of an ``n``-pixel patch around each pixel of ``grid`` (the RF bound).
 
     1 when the 3×3 square suffices (n <= 9 inside the image); for n = 16 on 28×28: 2 inside,
     3 at the corners.
     """
-    return _patch_plan(grid[0], grid[1], n)[3]
+    return _patch_plan(tuple(grid), n)[3]
 
 
 def sample_patches(
-    rng: np.random.Generator, grid: tuple[int, int], centres: np.ndarray, n: int
+    rng: np.random.Generator, grid: tuple[int, ...], centres: np.ndarray, n: int
 ) -> np.ndarray:
-    """``n`` distinct pixels around each centre (the synapse-patch rule of SPEC §3).
+    """``n`` distinct sites around each centre (the synapse-patch rule of SPEC §3).
 
-    Returns an ``(len(centres), n)`` array of flat pixel indices (row·W + col), sorted per row.
+    Returns an ``(len(centres), n)`` array of flat site indices (row-major, e.g. row·W + col),
+    sorted per row.
     """
-    height, width = grid
     centres = np.asarray(centres, dtype=np.int64)
-    taken, pool, draw, _ = _patch_plan(height, width, n)
+    taken, pool, draw, _ = _patch_plan(tuple(grid), n)
     taken_c, pool_c, draw_c = taken[centres], pool[centres], draw[centres]
     # Draw `draw_c` pool pixels per row without replacement: order the pool by random keys.
     keys = rng.random(pool_c.shape)
@@ -114,18 +130,13 @@ def sample_patches(
     return np.sort(candidates[valid].reshape(len(centres), n), axis=1)
 
 
-def _expand_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
-    """Tile a 2-D pixel pattern over every channel: pixel p → inputs p·C + ch (HWC order)."""
-    if channels == 1:
-        return pixels
-    inputs = pixels[..., None] * channels + np.arange(channels)
-    return inputs.reshape(pixels.shape[0], -1)
-
-
-def _check_image(image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
-    if len(image_shape) != 3 or min(image_shape) <= 0:
-        raise ValueError(f"receptive fields need an image shape (H, W, C), got {image_shape}")
-    return tuple(int(v) for v in image_shape)  # type: ignore[return-value]
+def as_geometry(shape: InputGeometry | tuple[int, ...]) -> InputGeometry:
+    """An :class:`InputGeometry`, or the paper's channels-last image shape ``(H, W, C)``."""
+    if isinstance(shape, InputGeometry):
+        return shape
+    if len(shape) != 3 or min(shape) <= 0:
+        raise ValueError(f"receptive fields need an image shape (H, W, C) or an InputGeometry, got {shape}")
+    return InputGeometry.from_shape(shape, channels_last=True)
 
 
 def random_inputs(rng: np.random.Generator, n_in: int, n_outputs: int, k: int) -> Connectivity:
@@ -157,21 +168,21 @@ def scattered_inputs(rng: np.random.Generator, n_in: int, n_outputs: int, k: int
 
 
 def local_rf_inputs(
-    rng: np.random.Generator, image_shape: tuple[int, int, int], n_dendrites: int, n_syn: int
+    rng: np.random.Generator, geometry: InputGeometry | tuple[int, int, int], n_dendrites: int, n_syn: int
 ) -> Connectivity:
     """LRF: every dendrite has its own uniformly drawn centre and a synapse patch around it."""
-    height, width, channels = _check_image(image_shape)
-    if n_syn > height * width:
-        raise ValueError(f"cannot sample {n_syn} synapses from a {height}×{width} image")
-    centres = rng.integers(0, height * width, size=n_dendrites)
-    pixels = sample_patches(rng, (height, width), centres, n_syn)
-    conn = Connectivity.from_table(_expand_channels(pixels, channels), height * width * channels)
+    geometry = as_geometry(geometry)
+    if n_syn > geometry.sites:
+        raise ValueError(f"cannot sample {n_syn} synapses from a {geometry}")
+    centres = rng.integers(0, geometry.sites, size=n_dendrites)
+    sites = sample_patches(rng, geometry.grid, centres, n_syn)
+    conn = Connectivity.from_table(geometry.expand(sites), geometry.n_inputs)
     return conn.with_centres(centres)
 
 
 def global_rf_inputs(
     rng: np.random.Generator,
-    image_shape: tuple[int, int, int],
+    geometry: InputGeometry | tuple[int, int, int],
     n_somata: int,
     dendrites_per_soma: int,
     n_syn: int,
@@ -181,19 +192,17 @@ def global_rf_inputs(
     Soma ``j`` owns dendrite rows ``j·D … j·D + D − 1``; each dendrite then samples its own
     synapse patch, so the soma covers one compact region of the image.
     """
-    height, width, channels = _check_image(image_shape)
-    if n_syn > height * width:
-        raise ValueError(f"cannot sample {n_syn} synapses from a {height}×{width} image")
-    if dendrites_per_soma > height * width:
-        raise ValueError(
-            f"cannot place {dendrites_per_soma} distinct dendrite centres on a {height}×{width} image"
-        )
-    soma_centres = rng.integers(0, height * width, size=n_somata)
-    dendrite_centres = sample_patches(rng, (height, width), soma_centres, dendrites_per_soma)
+    geometry = as_geometry(geometry)
+    if n_syn > geometry.sites:
+        raise ValueError(f"cannot sample {n_syn} synapses from a {geometry}")
+    if dendrites_per_soma > geometry.sites:
+        raise ValueError(f"cannot place {dendrites_per_soma} distinct dendrite centres on a {geometry}")
+    soma_centres = rng.integers(0, geometry.sites, size=n_somata)
+    dendrite_centres = sample_patches(rng, geometry.grid, soma_centres, dendrites_per_soma)
     # Shuffle each soma's dendrite centres so dendrite order carries no spatial bias.
     dendrite_centres = rng.permuted(dendrite_centres, axis=1).reshape(-1)
-    pixels = sample_patches(rng, (height, width), dendrite_centres, n_syn)
-    conn = Connectivity.from_table(_expand_channels(pixels, channels), height * width * channels)
+    sites = sample_patches(rng, geometry.grid, dendrite_centres, n_syn)
+    conn = Connectivity.from_table(geometry.expand(sites), geometry.n_inputs)
     return conn.with_centres(dendrite_centres)
 
 

@@ -1,0 +1,335 @@
+"""``DendriticLayer``: dendrites that each sample a few inputs, then somata that each sum their
+own dendrites — the dendro-somatic layer of Chavlis & Poirazi (2025), as a drop-in module."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dendritic.layers.kernels import feature_major, fusion_enabled
+from dendritic.layers.sparse import GRAD_BLOCK, MaskedLinear, SparseLinear
+from dendritic.wiring.connectivity import Connectivity
+from dendritic.wiring.geometry import InputGeometry
+from dendritic.wiring.rules import CableRule, ReceptiveFieldRule, make_cables, make_receptive_fields
+
+__all__ = ["DEFAULT_SLOPE", "DendriticLayer", "seeded"]
+
+#: Leaky-ReLU slope of the paper's dendrites and somata.
+DEFAULT_SLOPE = 0.1
+_CPP_DTYPES = (torch.float32, torch.float64)
+
+
+def seeded(seed: int) -> tuple[np.random.Generator, torch.Generator]:
+    """One seed → the wiring's generator and an independent one for the initial weights."""
+    wiring_seq, weight_seq = np.random.SeedSequence(int(seed)).spawn(2)
+    weight_seed = int(weight_seq.generate_state(1, np.uint64)[0] >> 1)
+    return np.random.default_rng(wiring_seq), torch.Generator().manual_seed(weight_seed)
+
+
+def _leaky_slope(module: nn.Module) -> float | None:
+    """The slope of a plain ``nn.LeakyReLU`` (the activation the fused kernel computes), else None."""
+    if type(module) is nn.LeakyReLU and 0.0 < module.negative_slope < 1.0:
+        return float(module.negative_slope)
+    return None
+
+
+class DendriticLayer(nn.Module):
+    """``(*, *input_shape)`` → ``(*, somata)``: ``somata × dendrites`` dendrites, each with
+    ``synapses`` synapses per channel on its receptive field, an activation, then somata that sum
+    their dendrites (through learned "cable" weights) and an activation.
+
+    Args:
+        input_shape: per-sample shape in torchvision's convention — ``n`` or ``(L,)`` (a feature
+            vector), ``(C, L)``, ``(C, H, W)``, ``(C, D, H, W)``; ``channels_last=True`` reads
+            ``(H, W, C)``-style shapes instead. Receptive fields live on the grid; the channels of
+            a site share its synapses.
+        somata: S, the layer's outputs.
+        dendrites: D, dendrites per soma.
+        synapses: synapses per dendrite and channel (the paper: 16).
+        receptive_field: how synapses pick inputs: ``"local"`` (each dendrite its own patch, the
+            paper's dANN-LRF), ``"global"`` (one region per soma, dANN-GRF), ``"random"`` (dANN-R),
+            ``"scattered"``, ``"all"`` (dense, pdANN/vANN), any name registered with
+            :func:`dendritic.wiring.register_receptive_field`, a function, or a ready
+            :class:`Connectivity`.
+        cables: dendrite → soma rule: ``"structured"`` (each soma its own D dendrites, the
+            dANNs), ``"random"`` (sANN), ``"all"`` (vANN), a registered name, a function or a
+            :class:`Connectivity`.
+        activation: module applied to dendrites and somata (default ``nn.LeakyReLU(0.1)``);
+            ``dendrite_activation`` / ``soma_activation`` set one of them.
+        dropout: dropout on the dendrites' activations (before the somata sum them).
+        bias: learn a bias per dendrite and per soma.
+        seed: fixes the wiring and the initial weights (a fresh seed, kept in ``self.seed``, if
+            None); ``generator`` (a ``numpy.random.Generator``) draws both instead.
+
+    The dendrites' activations are the output of the ``dendrite_activation`` submodule (a
+    forward hook on it sees them) or, with ``forward(x, return_dendrites=True)``, returned. On the
+    CPU, when both activations are ``nn.LeakyReLU`` with one slope, the cables are structured and
+    no hook is attached, the whole layer runs as the fused ``dendritic::dendritic_layer_t``
+    operator (forward and backward each one C++ pass); the results are the same.
+    """
+
+    def __init__(
+        self,
+        input_shape: int | Sequence[int],
+        somata: int,
+        dendrites: int = 16,
+        synapses: int = 16,
+        *,
+        receptive_field: str | ReceptiveFieldRule | Connectivity = "local",
+        cables: str | CableRule | Connectivity = "structured",
+        activation: nn.Module | None = None,
+        dendrite_activation: nn.Module | None = None,
+        soma_activation: nn.Module | None = None,
+        dropout: float = 0.0,
+        bias: bool = True,
+        channels_last: bool = False,
+        seed: int | None = None,
+        generator: np.random.Generator | None = None,
+        oracle: bool = False,
+    ) -> None:
+        super().__init__()
+        for name, value in (("somata", somata), ("dendrites", dendrites), ("synapses", synapses)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        geometry = InputGeometry.from_shape(input_shape, channels_last=channels_last)
+        if generator is None:
+            if seed is None:
+                seed = int(np.random.SeedSequence().generate_state(1)[0])
+            rng, weights = seeded(seed)
+        else:
+            rng = generator
+            weights = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+        self.seed = seed
+        inputs = make_receptive_fields(
+            receptive_field, rng, geometry, int(somata), int(dendrites), int(synapses)
+        )
+        wiring = make_cables(cables, rng, int(somata), int(dendrites))
+        self._build(
+            geometry,
+            inputs,
+            wiring,
+            activation=activation,
+            dendrite_activation=dendrite_activation,
+            soma_activation=soma_activation,
+            dropout=float(dropout),
+            bias=bias,
+            generator=weights,
+            oracle=oracle,
+        )
+        self.synapses = int(synapses)
+
+    @classmethod
+    def from_wiring(
+        cls,
+        input_shape: int | Sequence[int] | InputGeometry,
+        inputs: Connectivity,
+        cables: Connectivity,
+        *,
+        activation: nn.Module | None = None,
+        dropout: float = 0.0,
+        bias: bool = True,
+        channels_last: bool = False,
+        generator: torch.Generator | None = None,
+        oracle: bool = False,
+        kernel: str = "auto",
+    ) -> DendriticLayer:
+        """A layer with exactly this wiring (input → dendrite, dendrite → soma); ``generator``
+        draws the initial weights (dendrites first, then somata)."""
+        geometry = (
+            input_shape
+            if isinstance(input_shape, InputGeometry)
+            else InputGeometry.from_shape(input_shape, channels_last=channels_last)
+        )
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        layer.seed = None
+        layer._build(
+            geometry,
+            inputs,
+            cables,
+            activation=activation,
+            dropout=dropout,
+            bias=bias,
+            generator=generator,
+            oracle=oracle,
+            kernel=kernel,
+        )
+        fan_in = inputs.uniform_fan_in
+        layer.synapses = fan_in // geometry.channels if fan_in is not None and not inputs.is_all_to_all else 0
+        return layer
+
+    def _build(
+        self,
+        geometry: InputGeometry,
+        inputs: Connectivity,
+        cables: Connectivity,
+        *,
+        activation: nn.Module | None = None,
+        dendrite_activation: nn.Module | None = None,
+        soma_activation: nn.Module | None = None,
+        dropout: float = 0.0,
+        bias: bool = True,
+        generator: torch.Generator | None = None,
+        oracle: bool = False,
+        kernel: str = "auto",
+    ) -> None:
+        if inputs.n_in != geometry.n_inputs:
+            raise ValueError(
+                f"the input wiring expects {inputs.n_in} inputs; {geometry} has {geometry.n_inputs}"
+            )
+        if cables.n_in != inputs.n_out:
+            raise ValueError(
+                f"the cables join {cables.n_in} dendrites, the input wiring makes {inputs.n_out}"
+            )
+        self.geometry = geometry
+        self.input_shape = geometry.shape
+        self.in_features = geometry.n_inputs
+        self.n_dendrites = inputs.n_out
+        self.somata_count = cables.n_out
+        self.dendrites_per_soma = inputs.n_out // cables.n_out if cables.is_blocks else None
+        self.wiring = (inputs, cables)
+
+        def layer(conn: Connectivity) -> nn.Module:
+            if oracle:
+                return MaskedLinear(conn, generator=generator)
+            chosen = "dense" if kernel != "auto" and conn.is_all_to_all else kernel
+            if chosen == "blocks" and not conn.is_blocks:
+                chosen = "bag"
+            return SparseLinear(conn.n_in, conn.n_out, conn, bias=bias, kernel=chosen, generator=generator)
+
+        self.dendrites = layer(inputs)
+        base = activation if activation is not None else nn.LeakyReLU(DEFAULT_SLOPE)
+        self.dendrite_activation = (
+            dendrite_activation if dendrite_activation is not None else copy.deepcopy(base)
+        )
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.somata = layer(cables)
+        self.soma_activation = soma_activation if soma_activation is not None else copy.deepcopy(base)
+        self.n_blocks = (self.n_dendrites + GRAD_BLOCK - 1) // GRAD_BLOCK
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def out_features(self) -> int:
+        return self.somata_count
+
+    @property
+    def fusable(self) -> bool:
+        """Whether the layer's structure allows the fused C++ pass: sparse dendrites, each soma
+        summing its own, no dendritic dropout, one leaky-ReLU slope for both activations."""
+        d, s = self.dendrites, self.somata
+        slope = _leaky_slope(self.dendrite_activation)
+        return (
+            isinstance(d, SparseLinear)
+            and isinstance(s, SparseLinear)
+            and d.kernel == "bag"
+            and s.kernel == "blocks"
+            and d.cpp
+            and d.bias is not None
+            and s.bias is not None
+            and isinstance(self.dropout, nn.Identity)
+            and slope is not None
+            and slope == _leaky_slope(self.soma_activation)
+            and fusion_enabled()
+        )
+
+    def _hooked(self) -> bool:
+        """A hook on a part of the layer must see its tensors: then the layer runs part by part."""
+        parts = (self.dendrites, self.dendrite_activation, self.somata, self.soma_activation)
+        return any(m._forward_hooks or m._forward_pre_hooks for m in parts) or bool(
+            nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks
+        )
+
+    # ------------------------------------------------------------------ forward
+    def _flatten(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+        shape = self.input_shape
+        if x.dim() >= len(shape) and tuple(x.shape[x.dim() - len(shape) :]) == shape:
+            lead = tuple(x.shape[: x.dim() - len(shape)])
+        elif x.dim() >= 1 and x.shape[-1] == self.in_features:
+            lead = tuple(x.shape[:-1])
+        else:
+            raise ValueError(
+                f"expected input of shape (*, {', '.join(map(str, shape))}) or (*, {self.in_features}), "
+                f"got {tuple(x.shape)}"
+            )
+        return x.reshape(-1, self.in_features), lead
+
+    def forward(
+        self, x: torch.Tensor, return_dendrites: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Somata ``(*, S)`` (and, with ``return_dendrites``, the dendrites' activations
+        ``(*, S·D)``) of an input ``(*, *input_shape)`` or ``(*, in_features)``."""
+        flat, lead = self._flatten(x)
+        if self._hooked() or (return_dendrites and torch.is_grad_enabled()):
+            # Part by part, batch-major: hooks see (batch, units) tensors, and gradients flow
+            # through returned dendrites.
+            dend = self.dendrite_activation(self.dendrites(flat))
+            out = self.soma_activation(self.somata(self.dropout(dend)))
+        else:
+            out_t, dend_t = self.forward_t(feature_major(flat), keep_dendrites=return_dendrites)
+            out = out_t.t()
+            dend = dend_t.t() if dend_t is not None else None
+        out = out.reshape(*lead, self.somata_count)
+        if return_dendrites:
+            assert dend is not None
+            return out, dend.reshape(*lead, self.n_dendrites)
+        return out
+
+    def forward_t(
+        self, h: torch.Tensor, keep_dendrites: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Feature-major ``(in_features, B)`` → (somata ``(S, B)``, dendrites ``(S·D, B)`` or None).
+
+        What networks call between layers (no transposes); the dendrites are returned when
+        ``keep_dendrites`` (not differentiable on the fused path).
+        """
+        if self.fusable and h.is_cpu and h.dtype in _CPP_DTYPES and self.dendrites.weight.dtype == h.dtype:
+            d, s = self.dendrites, self.somata
+            need_grad = torch.is_grad_enabled() and (
+                h.requires_grad or any(p.requires_grad for p in (d.weight, d.bias, s.weight, s.bias))
+            )
+            out, dendrites = torch.ops.dendritic.dendritic_layer_t(
+                h.contiguous(),
+                d.weight,
+                d.indices,
+                d.offsets,
+                d.t_starts,
+                d.t_rows,
+                d.t_perm,
+                d.t_fan_out,
+                d.n_blocks,
+                d.bias,
+                s.weight,
+                s.bias,
+                self.dendrites_per_soma,
+                _leaky_slope(self.dendrite_activation),
+                keep_dendrites or need_grad,
+            )
+            return out, (dendrites if keep_dendrites else None)
+        dend = self._activate(self.dendrite_activation, self.dendrites.forward_t(h))
+        out = self._activate(self.soma_activation, self.somata.forward_t(self.dropout(dend)))
+        return out, (dend if keep_dendrites else None)
+
+    @staticmethod
+    def _activate(activation: nn.Module, z: torch.Tensor) -> torch.Tensor:
+        # A layer's product is a fresh tensor its backward does not need: leaky-ReLU may overwrite it.
+        slope = _leaky_slope(activation)
+        if slope is not None and not activation._forward_hooks:
+            return F.leaky_relu(z, slope, inplace=True)
+        return activation(z)
+
+    # ------------------------------------------------------------------ inspection
+    def masks(self) -> tuple[np.ndarray, np.ndarray]:
+        """Dense 0/1 masks (input → dendrite ``(n_in, S·D)``, dendrite → soma ``(S·D, S)``)."""
+        return self.wiring[0].to_mask(), self.wiring[1].to_mask()
+
+    def extra_repr(self) -> str:
+        d = f", dendrites={self.dendrites_per_soma}" if self.dendrites_per_soma else ""
+        syn = f", synapses={self.synapses}" if self.synapses else ""
+        return f"input_shape={self.input_shape}, somata={self.somata_count}{d}{syn}"
