@@ -30,7 +30,7 @@ demo: setup
 	$(BIN)/dendritic demo
 
 test: setup
-	$(BIN)/python -m ruff check src tests benchmarks
+	$(BIN)/python -m ruff check src tests benchmarks examples setup.py
 	$(BIN)/python -m pytest -q
 
 test-all: setup

@@ -1,4 +1,8 @@
-"""Dendritic artificial neural networks (Chavlis & Poirazi, Nature Communications 2025)."""
+"""Dendritic artificial neural networks (Chavlis & Poirazi, Nature Communications 2025).
+
+``dendritic.nn`` holds the layers for any PyTorch model; ``dendritic.get_model`` /
+``dendritic.list_models`` the paper's twelve networks built from them.
+"""
 
 from dendritic.models import (
     MODEL_NAMES,
@@ -6,6 +10,9 @@ from dendritic.models import (
     build_model,
     build_model_from_masks,
     count_parameters,
+    get_model,
+    get_model_info,
+    list_models,
     paper_parameter_count,
 )
 from dendritic.models.checkpoint import load, save
@@ -21,6 +28,9 @@ __all__ = [
     "build_model",
     "build_model_from_masks",
     "count_parameters",
+    "get_model",
+    "get_model_info",
+    "list_models",
     "load",
     "paper_parameter_count",
     "save",

@@ -2,6 +2,7 @@
 
 from dendritic.models.network import DendriticNet, build_model, build_model_from_masks, build_wiring
 from dendritic.models.params import count_parameters, paper_parameter_count
+from dendritic.models.registry import get_model, get_model_info, list_models
 from dendritic.models.variants import MODEL_NAMES, VARIANTS, Variant, resolve_name
 
 __all__ = [
@@ -13,6 +14,9 @@ __all__ = [
     "build_model_from_masks",
     "build_wiring",
     "count_parameters",
+    "get_model",
+    "get_model_info",
+    "list_models",
     "paper_parameter_count",
     "resolve_name",
 ]

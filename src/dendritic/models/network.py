@@ -26,6 +26,7 @@ from dendritic.nn.layer import DendriticLayer
 from dendritic.wiring import sampling
 from dendritic.wiring.connectivity import Connectivity
 from dendritic.wiring.geometry import InputGeometry
+from dendritic.wiring.rules import make_cables, make_receptive_fields
 
 __all__ = [
     "DendriticNet",
@@ -157,7 +158,6 @@ def build_wiring(
         raise ValueError(f"unknown random_mode {random_mode!r}; choose one of {', '.join(RANDOM_MODES)}")
     wiring: list[LayerWiring] = []
     shape = input_shape
-    n_dendrites = dendrites * somata
     for layer in range(layers):
         n_in = math.prod(shape)
         channels = shape[2] if len(shape) == 3 else 1
@@ -166,21 +166,12 @@ def build_wiring(
             raise ValueError(f"{variant.name} needs an image input_shape (H, W, C), got {shape}")
         if variant.synapses != "dense" and synapses * channels > n_in:
             raise ValueError(f"synapses={synapses} is larger than {where}")
-        if variant.synapses == "random":
-            sampler = sampling.scattered_inputs if random_mode == "scatter" else sampling.random_inputs
-            inputs = sampler(rng, n_in, n_dendrites, synapses * channels)
-        elif variant.synapses == "lrf":
-            inputs = sampling.local_rf_inputs(rng, shape, n_dendrites, synapses)  # type: ignore[arg-type]
-        elif variant.synapses == "grf":
-            inputs = sampling.global_rf_inputs(rng, shape, somata, dendrites, synapses)  # type: ignore[arg-type]
-        else:
-            inputs = Connectivity.all_to_all(n_in, n_dendrites)
-        if variant.cables == "structured":
-            cables = sampling.structured_somata(somata, dendrites)
-        elif variant.cables == "random":
-            cables = sampling.random_somata(rng, somata, dendrites)
-        else:
-            cables = Connectivity.all_to_all(n_dendrites, somata)
+        geometry = InputGeometry.from_shape(shape, channels_last=True)
+        field = {"lrf": "local", "grf": "global", "dense": "all"}.get(variant.synapses)
+        if field is None:  # random
+            field = "scattered" if random_mode == "scatter" else "random"
+        inputs = make_receptive_fields(field, rng, geometry, somata, dendrites, synapses)
+        cables = make_cables({"dense": "all"}.get(variant.cables, variant.cables), rng, somata, dendrites)
         wiring.append((inputs, cables))
         shape = (*sampling.near_square_grid(somata), 1)
     return wiring
