@@ -314,3 +314,23 @@ def test_sparse_linear_behaves_like_linear():
         layer(torch.rand(3, 29))
     with pytest.raises(ValueError, match="joins 30 inputs to 12 outputs, not 31 to 12"):
         SparseLinear(31, 12, layer.connectivity)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_layer_and_the_paper_models_run_on_cuda():
+    """CUDA runs the plain-PyTorch path: the same numbers as the CPU's C++ operators."""
+    import copy
+
+    import dendritic
+
+    layer = DendriticLayer((1, 12, 12), somata=8, dendrites=4, synapses=4, seed=1)
+    x = torch.rand(6, 1, 12, 12)
+    gpu = copy.deepcopy(layer).cuda()
+    torch.testing.assert_close(gpu(x.cuda()).cpu(), layer(x), atol=1e-5, rtol=1e-4)
+    gpu(x.cuda()).sum().backward()
+    assert gpu.dendrites.weight.grad.is_cuda
+    model = dendritic.get_model("dANN-LRF", dendrites=2, somata=8, seed=1)
+    twin = copy.deepcopy(model).cuda()
+    images = torch.rand(4, 784)
+    torch.testing.assert_close(twin(images.cuda()).cpu(), model(images), atol=1e-5, rtol=1e-4)
+    F.cross_entropy(twin(images.cuda()), torch.zeros(4, dtype=torch.long, device="cuda")).backward()

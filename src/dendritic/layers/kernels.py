@@ -1,9 +1,14 @@
-"""``sparse_matmul_t``: a sparse layer's product over its real connections, fast on CPU;
-``dendritic_layer_t``: a whole dendro-somatic layer of a dANN fused into one pass; and the small
-C++ pieces of a training step (``head_loss_t``: output layer + cross-entropy + accuracy count;
-``feature_major``: the batch transposed; ``adam_step_``, used by ``dendritic.training.optim``);
-and for one-layer dANNs, ``train_steps_t`` (many whole training steps in one call, the same
-kernels in the same order) and ``evaluate_dann_t`` (a whole evaluation set in one call).
+"""The C++ operators (``torch.ops.dendritic``, ``csrc/ops.cpp``): loading them, and the
+functional API over them.
+
+``sparse_matmul_t`` is a sparse layer's product over its real connections; ``dendritic_layer_t``
+a whole dendro-somatic layer of a dANN fused into one pass; the small C++ pieces of a training
+step are ``head_loss_t`` (output layer + cross-entropy + accuracy count), ``feature_major`` (the
+batch transposed) and ``adam_step_`` (used by ``dendritic.training.optim``); for one-layer dANNs,
+``train_steps_t`` runs many whole training steps in one call (the same kernels in the same order)
+and ``evaluate_dann_t`` a whole evaluation set. Modules (``dendritic.nn``) call the registered
+operators directly with their wiring in buffers; this module's functions keep the wiring's
+derived tables in a cache instead, for callers with bare tensors.
 
 Activations are feature-major: ``h`` is ``(n_in, B)``, the result ``(n_out, B)``. The wiring is
 CSR over outputs (``offsets`` (n_out,) start of each output's connections, ``indices`` (nnz,) input
@@ -15,63 +20,30 @@ per connection, ``weight`` (nnz,)). With ``o(c)`` the output owning connection `
 
 Backends (``DENDRITIC_KERNEL=bag|cpp``, default: ``cpp`` where it builds, else ``bag``):
 
-* ``cpp`` — a small C++ extension compiled on first use (``torch.utils.cpp_extension``; needs a
-  C++ compiler and ninja; ~20 s once, then loaded from torch's extensions cache in ~0.3 s). Forward and grad-weight parallelise
-  over outputs with ``at::parallel_for`` (so ``torch.set_num_threads`` applies), holding a
-  block of the batch in vector registers. grad-h is a *gather* over a transposed CSR
-  (input → its connections), tiled by output blocks so the slice of ``grad_out`` being read stays
-  in L2; it is built once per wiring and cached. Every output or input row is written by one
-  thread in a fixed order, so results do not depend on the thread count.
-* ``bag`` — ``F.embedding_bag`` over the transposed input (the original kernel). Always used on
-  CUDA and for dtypes other than float32/float64, and the fallback when the build fails.
+* ``cpp`` — the operators, built at install time (``setup.py``) or on first use
+  (``torch.utils.cpp_extension``, ~20 s once, then loaded from torch's extensions cache); see
+  :mod:`dendritic.layers.buildinfo`. Forward and grad-weight parallelise over outputs with
+  ``at::parallel_for`` (so ``torch.set_num_threads`` applies), holding a block of the batch in
+  vector registers. grad-h is a *gather* over a transposed CSR (input → its connections), tiled
+  by blocks of :data:`GRAD_BLOCK` outputs so the slice of ``grad_out`` being read stays in L2.
+  Every output or input row is written by one thread in a fixed order, so results do not depend
+  on the thread count.
+* ``bag`` — ``F.embedding_bag`` over the transposed input: used on CUDA, for dtypes other than
+  float32/float64, and where the build fails.
 
-Measured with ``benchmarks/bench_kernels.py --clock cpu --extra`` on an AMD EPYC (Zen 1, AVX2)
-VM with 2 cores shared with other jobs: dANN-LRF input layer (784 inputs, k = 16), B = 128, one
-thread, median CPU-time ms (the forward is bit-identical to ``embedding_bag``'s):
-
-==========  ==========  ======  ============  ===============
-(D, S)      backend     fwd     fwd+bwd(w)    fwd+bwd(w, h)
-==========  ==========  ======  ============  ===============
-(16, 256)   bag          1.03    4.47          14.4
-(16, 256)   cpp          0.97    2.75 (1.6×)    3.9 (3.7×)
-(16, 256)   torch-csr    1.90   56.7           62.4
-(16, 256)   gather-bmm  23.6    29.0           56.6
-(64, 512)   bag          7.80   30.4          129.7
-(64, 512)   cpp          6.94   17.7 (1.7×)    27.6 (4.7×)
-(64, 512)   torch-csr   21.5   447            505
-(64, 512)   gather-bmm  174    204            425
-==========  ==========  ======  ============  ===============
-
-A whole dANN-LRF training step (forward, backward, Adam; same conditions) went from 8.8 to 7.4 ms
-at (16, 256) and from 58.6 to 49.8 ms at (64, 512): the rest of the step is now mostly
-element-wise passes over the (n_out, B) dendrite activations (bias add, leaky ReLU and its
-backward, the dendrite → soma product). Two-thread wall times could not be measured cleanly here:
-the second core was busy with other jobs throughout (each kernel splits its rows into one range of
-equal work per thread, and gives bit-identical results at any thread count).
-
-Rejected: ``torch.sparse_csr`` (its backward goes through dense-size products), gathering
-``h[indices]`` into an (nnz, B) buffer for ``bmm`` (32 MB at (16, 256)), ``torch.compile`` of
-gather·weight·sum (27 / 30 / 34 ms at (16, 256) after 27 s of compiling). In the C++ kernel, a
-compile-time fan-in of 16 (fully unrolled) was slower than the generic loop, and a scatter-add
-grad-h with per-thread buffers was ~2× slower than the tiled gather (Zen 1 retires one 256-bit
-store per two cycles); an untiled gather was 2.5× slower at (64, 512) (``grad_out`` is 16 MB).
-The forward is load-bound (one load per multiply-add), so it only matches ``embedding_bag``,
-which runs the same loop; the gain is in the backward, where ``embedding_bag`` is slow.
-
-**The fused layer** (``dendritic_layer_t``, used by ``DendriticNet`` for dANN-R/LRF/GRF, whose
-somata each sum only their own D dendrites, when there is no dropout): one C++ call computes
-dendrite = leaky(Σ synapses + bias) and, while that row of the batch is still in registers,
-adds it into its soma, then soma = leaky(Σ + bias). The (dendrites, B) activations are written
-once, for the backward (not at all under ``no_grad`` unless asked for), instead of being written
-by the product and then read and rewritten by the bias add, the activation, the soma product
-and their three backward passes. The backward is one call too: per soma, the gradient through
-its leaky-ReLU (read off the saved output), its bias and weights, then per dendrite the gradient
-through its activation, bias and synapses (the dot products of ``sddmm_t``) — the pre-activation
-gradient of the dendrites is only materialised when the layer's input needs a gradient (deeper
-layers), and then goes through ``spmm_t_transposed``. Each soma is one thread's work, so the
-results do not depend on the thread count; the sums run in the same order as the layer-by-layer
-path, so the forward is the same to the last bit (up to how a compiler contracts a multiply-add)
-and the gradients agree to float rounding (tested). ``DENDRITIC_FUSED=0`` turns it off.
+**The fused layer** (``dendritic_layer_t``): one C++ call computes dendrite = leaky(Σ synapses +
+bias) and, while that row of the batch is still in registers, adds it into its soma, then soma =
+leaky(Σ + bias). The (dendrites, B) activations are written once, for the backward (not at all
+under ``no_grad`` unless asked for), instead of being written by the product and then read and
+rewritten by the bias add, the activation, the soma product and their three backward passes. The
+backward is one call too: per soma, the gradient through its leaky-ReLU (read off the saved
+output), its bias and weights, then per dendrite the gradient through its activation, bias and
+synapses — the pre-activation gradient of the dendrites is only materialised when the layer's
+input needs a gradient (deeper layers), and then goes through ``spmm_t_transposed``. Each soma is
+one thread's work; the sums run in the same order as the layer-by-layer path, so the forward is
+the same to the last bit (up to how a compiler contracts a multiply-add) and the gradients agree
+to float rounding (tested). ``DENDRITIC_FUSED=0`` turns it off. Measurements and the designs that
+lost are in ``docs/performance.md``.
 """
 
 from __future__ import annotations

@@ -1,16 +1,15 @@
 """Layers that hold only real connections, and the masked-dense layer used as their test oracle.
 
-Kernels (measured in ``benchmarks/bench_layers.py``, batch 128, one thread):
+Kernels of :class:`SparseLinear` (measured in ``benchmarks/bench_layers.py``):
 
-* ``bag`` — any sparse wiring: ``out[o] = Σ_c w[c] · h[indices[c]]`` over the feature-major
-  input, by :func:`dendritic.layers.kernels.sparse_matmul_t` — a small C++ kernel compiled on
-  first use (fused gradients), or ``F.embedding_bag`` over the transposed input (every input unit
-  an embedding row of length B, every output a bag of its inputs, the weights as per-sample
-  weights). Neither ever builds a (batch × connections) buffer; about 10× faster than a dense
-  matmul at (D, S) = (16, 256).
-* ``blocks`` — the dendrite → soma structure: each soma sums its own D dendrites. On the CPU
-  the C++ kernel does it in one pass; elsewhere a reshape to (S, D, B), weight and sum.
-* ``dense`` — all-to-all wiring: a plain ``F.linear``.
+* ``bag`` — any sparse wiring: ``out[o] = Σ_c w[c] · h[indices[c]]`` over the feature-major input.
+  On the CPU the ``dendritic::sparse_linear_t`` operator (C++, with fused gradients; see
+  :mod:`dendritic.layers.kernels`), elsewhere ``F.embedding_bag`` over the transposed input
+  (every input unit an embedding row of length B, every output a bag of its inputs, the weights
+  as per-sample weights). Neither ever builds a (batch × connections) buffer.
+* ``blocks`` — the dendrite → soma structure: each soma sums its own D dendrites. On the CPU the
+  same C++ operator; elsewhere a reshape to (S, D, B), weight and sum.
+* ``dense`` — all-to-all wiring: a plain matrix product.
 
 All weights are initialised Glorot-uniform on the *dense* shape (limit √(6/(n_in + n_out))) and
 biases at zero, as in the reference, so results are comparable with the paper.
