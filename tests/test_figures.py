@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import sys
 from pathlib import Path
@@ -493,3 +494,31 @@ def test_analyses_in_worker_processes_match_the_serial_ones(drawn, workspace, tm
     assert (tmp_path / "figures" / "fig6-scores.csv").read_text(encoding="utf-8") == scores
     with pytest.raises(ValueError, match="workers must be at least 1"):
         make_figures(None, tmp_path / "x", workers=0)
+
+
+def test_tables_use_one_optimizer_and_say_which(tmp_path):
+    """Runs of Keras's and torch's Adam never mix: the tables take Keras's (the paper's) when the
+    store has any, note the runs left out, and --optimizer adam-torch shows the others."""
+    from dendritic.figures.experiments import load_runs
+
+    rng = np.random.default_rng(3)
+    with RunStore(tmp_path / "mixed.db") as store:
+        for optimizer in ("adam-keras", "adam-torch"):
+            for seed in (1, 2):
+                add_synthetic_run(store, rng, model="dANN-LRF", dataset="mnist", dendrites=2, somata=16,
+                                  seed=seed, optimizer=optimizer)  # fmt: skip
+        legacy = TrainConfig(model="vANN", dataset="mnist", dendrites=1, somata=16, epochs=5).to_dict()
+        del legacy["optimizer"]  # recorded before the field existed: torch's Adam
+        rid = store.start_run(legacy)
+        store.log_epoch(rid, 1, val_loss=1.0, val_accuracy=0.5)
+        store.finish_run(rid, test_accuracy=0.5, test_loss=1.0)
+        keras = load_runs(store)
+        assert (
+            keras.optimizer == "adam-keras" and len(keras.runs) == 2 and keras.left_out == {"adam-torch": 3}
+        )
+        assert "3 finished run(s) trained with adam-torch are left out" in keras.optimizer_note()
+        torch_runs = load_runs(store, optimizer="adam-torch")
+        assert len(torch_runs.runs) == 3 and {r["model"] for r in torch_runs.runs} == {"dANN-LRF", "vANN"}
+        result = make_figures(store, tmp_path / "f", only=["fig3"], formats=["png"], log=lambda _: None)
+        assert "Runs trained with adam-keras" in result.tables["table1"].note
+        assert json.loads((tmp_path / "f" / "figures.json").read_text())["optimizer"] == "adam-keras"

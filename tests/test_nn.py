@@ -93,6 +93,11 @@ def test_global_fields_keep_a_somas_dendrites_together():
 def test_random_fields_draw_distinct_inputs_and_channels_last_matches_the_paper():
     layer = DendriticLayer(50, somata=5, dendrites=2, synapses=7, receptive_field="random", seed=4)
     assert all(len(set(i)) == 7 for i in _inputs_of(layer))
+    scattered = DendriticLayer(
+        (2, 40), somata=20, dendrites=2, synapses=7, receptive_field="scattered", seed=4
+    )
+    fan_in = [len(i) for i in _inputs_of(scattered)]
+    assert sum(fan_in) == 40 * 14 and len(set(fan_in)) > 1  # the reference's: fan-in varies
     # channels_last=True is the paper's (H, W, C) layout: the same wiring as build_model's layer.
     import dendritic
 

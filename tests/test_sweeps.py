@@ -169,6 +169,13 @@ def test_dry_run_prints_table_count_finished_and_estimate(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "7 runs in main, 1 already finished" in out and "6 to run" in out
     assert "2 worker(s) x 1 thread(s)" in out
+    assert "est. min" in out.splitlines()[0] and " 41.7 " in out  # 100 s per epoch × 25 epochs, measured here
+    assert "1 timed from finished runs of this machine" in out
+    # --max-minutes leaves out what is estimated to take longer, and says so.
+    assert main([*argv, "--dry-run", "--max-minutes", "30"]) == 0
+    captured = capsys.readouterr()
+    assert "6 runs in main, 0 already finished" in captured.out
+    assert "--max-minutes 30: 1 of 7 runs are estimated to take longer and are left out" in captured.err
     # A huge grid prints its first and last rows only.
     assert main(["sweep", "main", "--dry-run", "--store", str(store_path)]) == 0
     out = capsys.readouterr().out

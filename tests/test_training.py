@@ -285,8 +285,9 @@ def test_fused_layers_give_the_same_metrics(data_dir, monkeypatch):
 
 
 def test_adam_matches_torch_and_falls_back():
-    """dendritic's CPU Adam is torch's formula in one C++ call: same parameters after many steps
-    (float rounding), the same state_dict, and torch's own step whenever the fast path cannot run."""
+    """dendritic's CPU Adam in torch's form is torch's formula in one C++ call: same parameters
+    after many steps (float rounding), the same state_dict, and torch's own step whenever the fast
+    path cannot run. (Keras's form: tests/test_optim.py.)"""
     from dendritic.layers.kernels import available_kernels
     from dendritic.training.optim import Adam
 
@@ -294,7 +295,7 @@ def test_adam_matches_torch_and_falls_back():
     start = [torch.randn(1000, generator=gen), torch.randn(30, 7, generator=gen, dtype=torch.float64)]
     ours = [torch.nn.Parameter(t.clone()) for t in start]
     ref = [torch.nn.Parameter(t.clone()) for t in start]
-    a = Adam(ours, lr=1e-2, eps=1e-7)
+    a = Adam(ours, lr=1e-2, eps=1e-7, form="torch")
     b = torch.optim.Adam(ref, lr=1e-2, eps=1e-7)
     for step in range(40):
         grads = [torch.randn(t.shape, generator=gen, dtype=t.dtype) for t in start]
@@ -314,7 +315,7 @@ def test_adam_matches_torch_and_falls_back():
     torch.testing.assert_close(sa[0]["exp_avg_sq"], sb[0]["exp_avg_sq"], rtol=1e-5, atol=1e-8)
     if "cpp" in available_kernels():
         fresh = [torch.nn.Parameter(torch.ones(4))]
-        c = Adam(fresh, lr=0.1)
+        c = Adam(fresh, lr=0.1, form="torch")
         fresh[0].grad = torch.ones(4)
         c.step()
         assert c._steps == 1  # the C++ path ran

@@ -172,6 +172,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         early_stop=args.early_stop,
         limit=args.limit,
         random_mode=args.random_mode,
+        optimizer=args.optimizer,
     )
     no_store_conflicts(args)
     check_data_dir(args)
@@ -329,6 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=epochs_int, default=None, help="default: the paper's count per dataset")
     p.add_argument("--lr", type=lr_float, default=1e-3, help="Adam learning rate, in (0, 1000]")
     p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument(
+        "--optimizer",
+        choices=("adam-keras", "adam-torch"),
+        default="adam-keras",
+        help="Adam's form: adam-keras (the paper's code: eps on the uncorrected sqrt(v); default) or "
+        "adam-torch (torch's)",
+    )
     p.add_argument(
         "--dropout", type=float_in(0, 1, high_open=True), default=0.0, help="after every hidden layer"
     )

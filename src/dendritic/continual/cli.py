@@ -33,6 +33,7 @@ def _config(args: argparse.Namespace, **overrides: Any) -> Any:
         "identity_first": not args.permute_first,
         "limit": args.limit,
         "lr": args.lr,
+        "optimizer": args.optimizer,
     }
     values.update(overrides)
     if args.permute_first and benchmark != "permuted":
@@ -185,6 +186,12 @@ def add_continual_parser(sub: Any) -> None:
         q.add_argument("--synapses", type=positive_int, default=16, help="inputs per dendrite (default 16)")
         q.add_argument("--lr", type=lr_float, default=1e-3, help="Adam learning rate, in (0, 1000]")
         q.add_argument("--limit", type=positive_int, default=None, help="use at most this many images")
+        q.add_argument(
+            "--optimizer",
+            choices=("adam-keras", "adam-torch"),
+            default="adam-keras",
+            help="Adam's form: adam-keras (the paper's, default) or adam-torch",
+        )
         q.add_argument("--store", default=None, help="SQLite results store (default runs.db)")
         q.add_argument("--no-store", action="store_true", help="do not record the runs")
         q.add_argument("--threads", type=threads_int, default=None, help="CPU threads for PyTorch (1-1024)")

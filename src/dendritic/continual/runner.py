@@ -69,6 +69,8 @@ class ContinualConfig:
     identity_first: bool = True
     limit: int | None = None
     random_mode: str = "exact"
+    #: Adam's form: "adam-keras" (the paper's code) or "adam-torch"; see training.optim.
+    optimizer: str = "adam-keras"
 
     def __post_init__(self) -> None:
         from dendritic.data import canonical_name, get_info
@@ -106,6 +108,7 @@ class ContinualConfig:
             seed=self.seed,
             limit=self.limit,
             random_mode=self.random_mode,
+            optimizer=self.optimizer,
         )
         for name in ("dropout", "lr"):
             object.__setattr__(self, name, getattr(shared, name))
@@ -124,7 +127,9 @@ class ContinualConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown continual config field(s): {', '.join(unknown)}")
-        return cls(**data)
+        from dendritic.training.optim import optimizer_of
+
+        return cls(**{**data, "optimizer": optimizer_of(data)})  # stored before the field: torch's
 
     def label(self) -> str:
         return f"{self.benchmark}-{self.dataset} {self.scenario}"
@@ -355,7 +360,7 @@ def _stream(
     t_start = time.perf_counter()
     torch.manual_seed(config.seed)  # dropout masks
     shuffle = torch.Generator().manual_seed(config.seed)
-    optimizer = make_optimizer(model, config.lr)
+    optimizer = make_optimizer(model, config.lr, config.optimizer)
     baseline = [evaluate_task(model, bench, task) for task in bench.tasks]
     n_tasks = len(bench)
     matrix: list[list[float]] = []

@@ -570,15 +570,20 @@ template <typename T> inline typename Vec<T>::type vsqrt(typename Vec<T>::type v
 }
 
 // Adam's constants for one step (torch's formula and its order of operations).
+// Two forms of Adam's update. torch's adds ε to the bias-corrected √v̂:
+//   p -= lr/(1−β1ᵗ) · m / (√v / √(1−β2ᵗ) + ε);
+// Keras's (the paper's code) adds it to the uncorrected √v:
+//   p -= lr·√(1−β2ᵗ)/(1−β1ᵗ) · m / (√v + ε),
+// which is torch's with ε_t = ε / √(1−β2ᵗ). One kernel serves both through that ε_t.
 struct AdamCoef {
   double step_size, inv_bc2s, w1, b2, w2, eps;
-  AdamCoef(int64_t step, double lr, double beta1, double beta2, double eps_)
+  AdamCoef(int64_t step, double lr, double beta1, double beta2, double eps_, bool keras)
       : step_size(lr / (1.0 - std::pow(beta1, double(step)))),
         inv_bc2s(1.0 / std::sqrt(1.0 - std::pow(beta2, double(step)))),
         w1(1 - beta1),
         b2(beta2),
         w2(1 - beta2),
-        eps(eps_) {}
+        eps(keras ? eps_ * inv_bc2s : eps_) {}
 };
 
 template <typename T> void adam_update(T* pp, const T* gp, T* mp, T* vp, int64_t n, const AdamCoef& k) {
@@ -620,10 +625,10 @@ void check_adam_lists(at::TensorList params, at::TensorList grads, at::TensorLis
 }
 
 void adam_step_(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
-                int64_t step, double lr, double beta1, double beta2, double eps) {
+                int64_t step, double lr, double beta1, double beta2, double eps, bool keras) {
   check_adam_lists(params, grads, exp_avgs, exp_avg_sqs);
   TORCH_CHECK(step >= 1, "adam_step_: step counts from 1");
-  const AdamCoef coef(step, lr, beta1, beta2, eps);
+  const AdamCoef coef(step, lr, beta1, beta2, eps, keras);
   for (size_t k = 0; k < params.size(); ++k) {
     const at::Tensor& p = params[k];
     AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "adam_step_", [&] {
@@ -810,7 +815,7 @@ void check_dann(const char* who, const at::Tensor& x, const at::Tensor& y, at::T
 void train_steps(const at::Tensor& x_train, const at::Tensor& y_train, const at::Tensor& order, int64_t batch,
                  at::TensorList params, at::TensorList exp_avgs, at::TensorList exp_avg_sqs, const at::Tensor& idx,
                  const at::Tensor& off, int64_t D, double slope, int64_t step0, double lr, double beta1,
-                 double beta2, double eps, const at::Tensor& loss_sum, const at::Tensor& correct) {
+                 double beta2, double eps, bool keras, const at::Tensor& loss_sum, const at::Tensor& correct) {
   check_dann("train_steps", x_train, y_train, params, idx, off, D);
   check_adam_lists(params, params, exp_avgs, exp_avg_sqs);
   const at::Tensor &w = params[0], &bd = params[1], &v = params[2], &bs = params[3], &W = params[4], &bW = params[5];
@@ -857,7 +862,7 @@ void train_steps(const at::Tensor& x_train, const at::Tensor& y_train, const at:
       head_backward_raw<T>(T(1), pp, yb.data(), op, S, nb, W.data_ptr<T>(), C, pp, g[4], g[5], ghp);
       layer_backward<T>(ghp, op, Ap, xt, nb, idx.data_ptr<int64_t>(), off.data_ptr<int64_t>(), n_dend, nnz,
                         v.data_ptr<T>(), S, D, sl, g[0], g[1], g[2], g[3], nullptr);
-      const AdamCoef coef(step0 + t + 1, lr, beta1, beta2, eps);
+      const AdamCoef coef(step0 + t + 1, lr, beta1, beta2, eps, keras);
       for (int k = 0; k < 6; ++k)
         adam_update<T>(params[k].data_ptr<T>(), g[k], exp_avgs[k].data_ptr<T>(), exp_avg_sqs[k].data_ptr<T>(),
                        params[k].numel(), coef);
@@ -956,7 +961,7 @@ TORCH_LIBRARY(dendritic, m) {
   m.def("transpose_2d(Tensor x) -> Tensor");
   m.def(
       "adam_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, int step, "
-      "float lr, float beta1, float beta2, float eps) -> ()");
+      "float lr, float beta1, float beta2, float eps, bool keras=False) -> ()");
   m.def("head_forward(Tensor h, Tensor weight, Tensor bias, Tensor target) -> (Tensor, Tensor, Tensor)");
   m.def(
       "head_backward(Tensor grad_loss, Tensor probs, Tensor h, Tensor weight, Tensor target, bool need_h) "
@@ -964,7 +969,8 @@ TORCH_LIBRARY(dendritic, m) {
   m.def(
       "train_steps(Tensor x_train, Tensor y_train, Tensor order, int batch, Tensor(a!)[] params, "
       "Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, Tensor indices, Tensor offsets, int per_soma, float slope, "
-      "int step0, float lr, float beta1, float beta2, float eps, Tensor(d!) loss_sum, Tensor(e!) correct) -> ()");
+      "int step0, float lr, float beta1, float beta2, float eps, bool keras, Tensor(d!) loss_sum, Tensor(e!) correct) "
+      "-> ()");
   m.def(
       "evaluate_dann(Tensor x, Tensor y, int batch, Tensor[] params, Tensor indices, Tensor offsets, int per_soma, "
       "float slope) -> (float, int)");

@@ -126,6 +126,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
             only=args.only,
             log=_progress(args.quiet),
             workers=args.workers,
+            optimizer=args.optimizer,
         )
     finally:
         store.close()
@@ -159,6 +160,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             tsne_samples=args.tsne_samples,
             log=_progress(args.quiet),
             workers=args.workers,
+            optimizer=args.optimizer,
         )
     finally:
         store.close()
@@ -197,6 +199,13 @@ def _selection(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--dataset", default=None, help="dataset of the per-dataset figures (default fmnist if swept)"
+    )
+    p.add_argument(
+        "--optimizer",
+        choices=("adam-keras", "adam-torch"),
+        default=None,
+        help="show the runs trained with this Adam (default: adam-keras, the paper's, if the store has "
+        "any; runs recorded before the option existed used adam-torch)",
     )
 
 

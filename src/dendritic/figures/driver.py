@@ -158,6 +158,7 @@ class FiguresResult:
     notes: list[str] = field(default_factory=list)
     dataset: str | None = None
     manifest: Path | None = None
+    optimizer: str | None = None  #: the optimizer of every run the figures and tables show
 
 
 def primary_dataset(runs: StoreRuns, wanted: str | None = None) -> str | None:
@@ -198,6 +199,7 @@ def make_figures(
     download: bool = True,
     log: Callable[[str], None] | None = None,
     workers: int = 1,
+    optimizer: str | None = None,
 ) -> FiguresResult:
     """Draw every figure of SPEC §8 that the store's runs allow; write tables and a manifest.
 
@@ -224,7 +226,10 @@ def make_figures(
     out = check_output_dir(out, option="figures folder", protected=getattr(store, "own_files", list)())
     out.mkdir(parents=True, exist_ok=True)
     result = FiguresResult()
-    runs = load_runs(store)
+    runs = load_runs(store, optimizer=optimizer)
+    result.optimizer = runs.optimizer
+    if runs.left_out:
+        result.notes.append(runs.optimizer_note())
     primary = primary_dataset(runs, dataset)
     result.dataset = primary
     main_all = runs.of("main")
@@ -452,6 +457,7 @@ def make_figures(
 
     # ---- tables
     for table in (table1(by_dataset, on), table2(by_dataset, on)):
+        table.note = f"{table.note} {runs.optimizer_note()}".strip()
         result.tables[table.name] = table
         for path in (
             table.write_csv(out / f"{table.name}.csv"),
@@ -746,6 +752,7 @@ def _write_manifest(out: Path, result: FiguresResult, *, on: str, runs: StoreRun
     doc = {
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "select_on": on,
+        "optimizer": runs.optimizer,
         "dataset": result.dataset,
         "finished_runs": len(runs.runs),
         "figures": [

@@ -107,13 +107,29 @@ def skip_note(figure: str, experiments: Sequence[str], extra: str = "") -> str:
     return f"{figure} skipped: needs runs of {sweeps}{extra}"
 
 
+#: How the figures and tables name the optimizers (``TrainConfig.optimizer``).
+OPTIMIZER_LABELS = {"adam-keras": "Keras's Adam, as the paper's code", "adam-torch": "torch's Adam"}
+
+
 @dataclass
 class StoreRuns:
-    """Finished runs of a store, with validation metrics attached, split by experiment."""
+    """Finished runs of a store trained with one optimizer, with validation metrics attached,
+    split by experiment. ``left_out`` counts the finished runs of other optimizers."""
 
     runs: list[dict[str, Any]]
     epochs_of: Callable[[Mapping[str, Any]], list[dict[str, Any]]]
     by_experiment: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    optimizer: str = "adam-keras"
+    left_out: dict[str, int] = field(default_factory=dict)
+
+    def optimizer_note(self) -> str:
+        """One sentence for tables and reports: which optimizer's runs they show, what is left out."""
+        text = f"Runs trained with {self.optimizer} ({OPTIMIZER_LABELS.get(self.optimizer, self.optimizer)})."
+        for name, count in sorted(self.left_out.items()):
+            text += (
+                f" {count} finished run(s) trained with {name} are left out (--optimizer {name} shows them)."
+            )
+        return text
 
     def __post_init__(self) -> None:
         self.by_experiment = {e: [r for r in self.runs if is_experiment(r, e)] for e in EXPERIMENTS}
@@ -138,11 +154,20 @@ def _with_val(run: dict[str, Any], epochs: list[dict[str, Any]]) -> dict[str, An
     return {**run, **got}
 
 
-def load_runs(store: Any, *, models: Iterable[str] | None = None) -> StoreRuns:
+def load_runs(store: Any, *, models: Iterable[str] | None = None, optimizer: str | None = None) -> StoreRuns:
     """Finished runs of ``store`` with ``val_accuracy`` / ``val_loss`` from their epoch rows.
 
-    Epoch rows are read once and cached, so learning curves reuse them.
+    Only runs of one optimizer are kept, so results of Keras's and torch's Adam never mix:
+    ``optimizer``, or by default Keras's (the paper's) if the store has any, else torch's (runs
+    recorded before the optimizer was a config field used torch's). Epoch rows are read once and
+    cached, so learning curves reuse them.
     """
+    from collections import Counter
+
+    from dendritic.training.optim import form_of, optimizer_of
+
+    if optimizer is not None:
+        form_of(optimizer)  # unknown names: one line listing the valid ones
     cache: dict[Any, list[dict[str, Any]]] = {}
 
     def epochs_of(run: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -152,9 +177,9 @@ def load_runs(store: Any, *, models: Iterable[str] | None = None) -> StoreRuns:
         return cache[run_id]
 
     wanted = None if models is None else set(models)
-    runs = [
-        _with_val(r, epochs_of(r))
-        for r in store.list_runs(status="finished")
-        if wanted is None or r.get("model") in wanted
-    ]
-    return StoreRuns(runs=runs, epochs_of=epochs_of)
+    finished = [r for r in store.list_runs(status="finished") if wanted is None or r.get("model") in wanted]
+    forms = Counter(optimizer_of(r.get("config") or {}) for r in finished)
+    chosen = optimizer or ("adam-keras" if forms.get("adam-keras") else "adam-torch")
+    runs = [_with_val(r, epochs_of(r)) for r in finished if optimizer_of(r.get("config") or {}) == chosen]
+    left_out = {name: count for name, count in forms.items() if name != chosen}
+    return StoreRuns(runs=runs, epochs_of=epochs_of, optimizer=chosen, left_out=left_out)

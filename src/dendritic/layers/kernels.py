@@ -568,13 +568,17 @@ def train_steps_t(
     eps: float,
     loss_sum: torch.Tensor,
     correct: torch.Tensor,
+    *,
+    keras: bool = False,
 ) -> None:
     """``ceil(len(order) / batch)`` Adam steps of a one-layer dANN in one C++ call.
 
     ``params`` = [dendrite weights, dendrite biases, soma weights, soma biases, output weight
     (C, S), output bias], updated in place with their moments; ``step`` is the number of steps
     already taken. The batch's summed loss and correct count are added to ``loss_sum`` (the
-    parameters' dtype) and ``correct`` (int64). Each step runs the same kernels in the same order as
+    parameters' dtype) and ``correct`` (int64); ``keras`` selects Keras's form of Adam (ε added
+    to the uncorrected √v, see :class:`dendritic.training.optim.Adam`). Each step runs the same
+    kernels in the same order as
     ``dendritic_layer_t`` + ``head_loss_t`` + ``Adam``, without the per-step Python and autograd
     (about 1.8 ms of a 3.5 ms step at D=16, S=256). Callers check :func:`fused_layers_enabled`.
     """
@@ -603,6 +607,7 @@ def train_steps_t(
             float(betas[0]),
             float(betas[1]),
             float(eps),
+            bool(keras),
             loss_sum,
             correct,
         )

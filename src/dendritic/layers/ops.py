@@ -113,13 +113,13 @@ def _register_fakes() -> None:
         return grad_h, weight.new_empty(weight.shape), weight.new_empty((weight.shape[0],))
 
     @fake("dendritic::adam_step_")
-    def _adam_step_(params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, beta2, eps):
+    def _adam_step_(params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, beta2, eps, keras=False):
         return None
 
     @fake("dendritic::train_steps")
     def _train_steps(
         x_train, y_train, order, batch, params, exp_avgs, exp_avg_sqs, indices, offsets, per_soma, slope,
-        step0, lr, beta1, beta2, eps, loss_sum, correct,
+        step0, lr, beta1, beta2, eps, keras, loss_sum, correct,
     ):  # fmt: skip
         return None
 

@@ -377,6 +377,7 @@ class DendriticNet(nn.Module):
             float(group["eps"]),
             sums,
             count,
+            keras=group.get("form") == "keras",
         )
         optimizer.advance(math.ceil(len(order) / batch))
         for p in plan.params:

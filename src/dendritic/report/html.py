@@ -200,6 +200,7 @@ def build_report(
     tsne_samples: int = 500,
     log: Callable[[str], None] | None = None,
     workers: int = 1,
+    optimizer: str | None = None,
 ) -> Path:
     """Write the HTML report of ``store`` to ``out``; returns its path.
 
@@ -228,6 +229,7 @@ def build_report(
                 formats=("png",),
                 log=log,
                 workers=workers,
+                optimizer=optimizer,
             )
             from dendritic.figures.driver import FIGURES
 
@@ -238,11 +240,13 @@ def build_report(
             content.skipped = dict(result.skipped)
             content.notes = list(result.notes)
             content.dataset = result.dataset
-    runs = load_runs(store)
+    runs = load_runs(store, optimizer=optimizer)
     from dendritic.figures.driver import _groups
 
     by_dataset = {d: _groups(runs.of("main", d)) for d in runs.datasets("main")}
     content.tables = [table1(by_dataset, on), table2(by_dataset, on)]
+    for table in content.tables:
+        table.note = f"{table.note} {runs.optimizer_note()}".strip()
     content.continual = _continual_sections(store.list_runs(status="finished"))
     page = render_report(
         content,

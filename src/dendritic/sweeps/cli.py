@@ -11,6 +11,7 @@ from typing import Any
 from dendritic.cli import (
     check_data_dir,
     epochs_int,
+    float_in,
     int_in,
     positive_int,
     store_files,
@@ -62,6 +63,12 @@ def add_sweep_parser(sub: Any) -> argparse.ArgumentParser:
     o.add_argument("--epochs", type=epochs_int, default=None, help="epochs per run (default: the paper's)")
     o.add_argument("--limit", type=positive_int, default=None, help="at most this many training images")
     o.add_argument(
+        "--optimizer",
+        choices=("adam-keras", "adam-torch"),
+        default="adam-keras",
+        help="Adam's form: adam-keras (the paper's code, default) or adam-torch",
+    )
+    o.add_argument(
         "--workers", type=workers_int, default=1, help="parallel runs (local backend; default 1, at most 256)"
     )
     o.add_argument(
@@ -82,7 +89,20 @@ def add_sweep_parser(sub: Any) -> argparse.ArgumentParser:
         help="Ray cluster address (auto, ray://host:10001); default: start Ray locally",
     )
     x.add_argument(
-        "--dry-run", action="store_true", help="print the runs, how many are finished, and a time estimate"
+        "--dry-run",
+        action="store_true",
+        help="print the runs with their estimated minutes, how many are finished, and the total",
+    )
+    x.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="estimate with the cost model re-fitted on this machine (times 12 models, about a minute)",
+    )
+    x.add_argument(
+        "--max-minutes",
+        type=float_in(0, 10_000, low_open=True),
+        default=None,
+        help="leave out runs estimated to take longer than this (on this machine; see --calibrate)",
     )
     x.add_argument(
         "--reclaim",
@@ -113,11 +133,16 @@ def _cell(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _table(rows: list[dict[str, Any]], done: set[int]) -> list[str]:
-    cols = ["#", *_TABLE_COLUMNS, "status"]
+def _table(rows: list[dict[str, Any]], done: set[int], minutes: list[float]) -> list[str]:
+    cols = ["#", *_TABLE_COLUMNS, "est. min", "status"]
     body = [
-        [str(i + 1), *(_cell(r[c]) for c in _TABLE_COLUMNS), "finished" if i in done else "to run"]
-        for i, r in enumerate(rows)
+        [
+            str(i + 1),
+            *(_cell(r[c]) for c in _TABLE_COLUMNS),
+            f"{m:.1f}",
+            "finished" if i in done else "to run",
+        ]
+        for i, (r, m) in enumerate(zip(rows, minutes, strict=True))
     ]
     if len(body) > _FULL_TABLE:
         body = [*body[:_HEAD], ["..."] + [""] * (len(cols) - 1), *body[-_HEAD:]]
@@ -133,38 +158,83 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def dry_run(args: argparse.Namespace, configs: list[Any]) -> int:
-    from dendritic.store import RunStore, config_key
+def _estimates(args: argparse.Namespace, configs: list[Any]) -> tuple[list[float], dict[str, Any]]:
+    """Minutes per run on this machine, and what they rest on: finished runs of this host in the
+    store, else the cost model (re-fitted here with ``--calibrate``)."""
+    import socket
+
+    from dendritic.store import RunStore
 
     from .backends import available_cpus
-    from .estimate import estimate_seconds, measured_epoch_seconds
+    from .estimate import DEFAULT_COST, calibrate, measured_epoch_seconds, run_seconds
+
+    measured: dict[Any, float] = {}
+    if Path(args.store).exists():  # an estimate never creates a store
+        with RunStore(args.store, readonly=True) as store:
+            measured = measured_epoch_seconds(store.list_runs(status="finished"), host=socket.gethostname())
+    threads = args.threads or (max(1, available_cpus() // args.workers) if args.backend == "local" else 1)
+    cost = DEFAULT_COST
+    if args.calibrate:
+        print(
+            f"{PROG}: timing a few training steps of 12 models here ({threads} thread(s))...", file=sys.stderr
+        )
+        cost = calibrate(threads=threads)
+    estimates = [run_seconds(c, threads=threads, cost=cost, measured=measured) for c in configs]
+    info = {"threads": threads, "timed": sum(t for _, t in estimates), "calibrated": args.calibrate}
+    return [seconds / 60 for seconds, _ in estimates], info
+
+
+def _cap(args: argparse.Namespace, configs: list[Any], minutes: list[float]) -> tuple[list[Any], list[float]]:
+    """``--max-minutes``: leave out runs estimated to take longer, and say how many."""
+    if args.max_minutes is None:
+        return configs, minutes
+    kept = [(c, m) for c, m in zip(configs, minutes, strict=True) if m <= args.max_minutes]
+    dropped = len(configs) - len(kept)
+    if dropped:
+        print(
+            f"{PROG}: --max-minutes {args.max_minutes:g}: {dropped} of {len(configs)} runs are estimated "
+            "to take longer and are left out",
+            file=sys.stderr,
+        )
+    return [c for c, _ in kept], [m for _, m in kept]
+
+
+def dry_run(args: argparse.Namespace, configs: list[Any], minutes: list[float], info: dict[str, Any]) -> int:
+    from dendritic.store import RunStore, config_key
 
     finished: set[str] = set()
-    measured: dict[Any, float] = {}
     if Path(args.store).exists():  # a dry run never creates a store
         with RunStore(args.store, readonly=True) as store:
             finished = store.finished_keys()
-            measured = measured_epoch_seconds(store.list_runs(status="finished"))
     dicts = [c.to_dict() for c in configs]
     done = {i for i, d in enumerate(dicts) if config_key(d) in finished}
-    todo = [c for i, c in enumerate(configs) if i not in done]
-    for line in _table(dicts, done):
+    for line in _table(dicts, done, minutes):
         print(line)
     workers = args.workers if args.backend == "local" else None
-    threads = args.threads or (max(1, available_cpus() // args.workers) if args.backend == "local" else 1)
-    wall, cpu, timed = estimate_seconds(todo, workers=workers or 1, threads=threads, measured=measured)
+    threads = info["threads"]
+    cpu = 60 * sum(m for i, m in enumerate(minutes) if i not in done)
+    wall = cpu / max(1, workers or 1)
+    timed = info["timed"]
     print(
-        f"{len(configs)} runs in {args.experiment}, {len(done)} already finished in {args.store}, {len(todo)} to run"
+        f"{len(configs)} runs in {args.experiment}, {len(done)} already finished in {args.store}, "
+        f"{len(configs) - len(done)} to run"
     )
-    source = f"{timed} timed from finished runs in the store, the rest" if timed else "all"
+    model = (
+        "the cost model re-fitted here (--calibrate)"
+        if info["calibrated"]
+        else "the cost model in docs/sweeps.md"
+    )
+    source = (
+        f"{timed} timed from finished runs of this machine in the store, the rest" if timed else "all"
+    ) + (f" from {model}")
     if workers:
         print(
             f"estimated time: {_hours(wall)} with {workers} worker(s) x {threads} thread(s) "
-            f"({_hours(cpu)} of run time in total; {source} from the cost model in docs/sweeps.md)"
+            f"({_hours(cpu)} of run time in total; {source})"
         )
     else:
         print(
-            f"estimated run time: {_hours(cpu)} in total, divided by the Ray cluster's parallel runs ({source} from the cost model)"
+            f"estimated run time: {_hours(cpu)} in total, divided by the Ray cluster's parallel runs ({source})"
         )
     return 0
 
@@ -192,9 +262,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     experiment = get_experiment(args.experiment)
     args.experiment = experiment.name
     args.store = str(store_path(args))
-    configs = expand(experiment, _filters(args), epochs=args.epochs, limit=args.limit)
-    if args.dry_run:
-        return dry_run(args, configs)
+    configs = expand(
+        experiment, _filters(args), epochs=args.epochs, limit=args.limit, optimizer=args.optimizer
+    )
+    if args.dry_run or args.max_minutes is not None:
+        minutes, info = _estimates(args, configs)
+        configs, minutes = _cap(args, configs, minutes)
+        if args.dry_run:
+            return dry_run(args, configs, minutes, info)
     check_data_dir(args)
     if args.checkpoints is not None:
         check_output_dir(args.checkpoints, option="--checkpoints", protected=store_files(args.store))

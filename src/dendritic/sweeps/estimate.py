@@ -31,6 +31,7 @@ __all__ = [
     "features",
     "fit_runs",
     "measured_epoch_seconds",
+    "run_seconds",
 ]
 
 
@@ -123,12 +124,17 @@ def _run_key(config: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def measured_epoch_seconds(runs: Iterable[Mapping[str, Any]]) -> dict[tuple[Any, ...], float]:
-    """Median seconds per epoch of finished runs, per (model, dataset, D, S, layers, limit, sequential)."""
+def measured_epoch_seconds(
+    runs: Iterable[Mapping[str, Any]], *, host: str | None = None
+) -> dict[tuple[Any, ...], float]:
+    """Median seconds per epoch of finished runs, per (model, dataset, D, S, layers, limit,
+    sequential); with ``host``, only runs of that machine (others' speed says little about it)."""
     samples: dict[tuple[Any, ...], list[float]] = {}
     for run in runs:
         seconds, epochs = run.get("wall_seconds"), run.get("epochs_run")
         if run.get("status") != "finished" or not seconds or not epochs:
+            continue
+        if host is not None and run.get("host") != host:
             continue
         samples.setdefault(_run_key(run["config"]), []).append(float(seconds) / int(epochs))
     return {k: statistics.median(v) for k, v in samples.items()}
@@ -150,15 +156,24 @@ def estimate_seconds(
     total = 0.0
     from_store = 0
     for config in configs:
-        epochs = config.resolved_epochs()
-        key = _run_key(config.to_dict())
-        if measured and key in measured:
-            per_epoch = measured[key]
-            from_store += 1
-        else:
-            per_epoch = cost.epoch_seconds(config, threads)
-        total += per_epoch * epochs
+        seconds, timed = run_seconds(config, threads=threads, cost=cost, measured=measured)
+        total += seconds
+        from_store += timed
     return total / max(1, workers), total, from_store
+
+
+def run_seconds(
+    config: TrainConfig,
+    *,
+    threads: int = 1,
+    cost: CostModel = DEFAULT_COST,
+    measured: Mapping[tuple[Any, ...], float] | None = None,
+) -> tuple[float, bool]:
+    """(estimated seconds of one run, whether a finished run of the store timed it)."""
+    key = _run_key(config.to_dict())
+    if measured and key in measured:
+        return measured[key] * config.resolved_epochs(), True
+    return cost.epoch_seconds(config, threads) * config.resolved_epochs(), False
 
 
 # ---------------------------------------------------------------------------- calibration

@@ -226,12 +226,14 @@ def expand(
     *,
     epochs: int | None = None,
     limit: int | None = None,
+    optimizer: str = "adam-keras",
 ) -> list[TrainConfig]:
     """The runs of ``experiment``, shrunk by ``filters`` (axis name → allowed values).
 
     Filter names are the axis names of :data:`AXES` (``seed`` is the trial) plus the plural
-    spellings of the command line (``models``, ``trials``, ``datasets``). ``epochs`` and
-    ``limit`` override every run (and so give runs of their own in the store).
+    spellings of the command line (``models``, ``trials``, ``datasets``). ``epochs``, ``limit``
+    and ``optimizer`` (Adam's form, default the paper's Keras form) apply to every run (and so
+    give runs of their own in the store).
     """
     exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
     aliases = {"models": "model", "trials": "seed", "datasets": "dataset"}
@@ -254,6 +256,7 @@ def expand(
                 dropout=0.0 if rate is None else rate,
                 epochs=epochs,
                 limit=limit,
+                optimizer=optimizer,
             )
         )
     return configs

@@ -45,6 +45,8 @@ class TrainConfig:
     val_fraction: float = 0.1
     limit: int | None = None
     random_mode: str = "exact"
+    #: Adam's form: "adam-keras" (the paper's code) or "adam-torch"; see training.optim.
+    optimizer: str = "adam-keras"
 
     def __post_init__(self) -> None:
         variant, rate = resolve_name(self.model)  # raises on unknown names
@@ -67,6 +69,9 @@ class TrainConfig:
         _check_float("val_fraction", self.val_fraction, low=0.0, high=1.0, low_open=True, high_open=True)
         for name in ("dropout", "lr", "sigma", "val_fraction"):  # 1 and 1.0 must key the same run
             object.__setattr__(self, name, float(getattr(self, name)))
+        from dendritic.training.optim import form_of
+
+        form_of(self.optimizer)  # an unknown name is a one-line error listing the valid ones
         if self.random_mode not in ("exact", "scatter"):
             raise ValueError(f"random_mode must be 'exact' or 'scatter', got {self.random_mode!r}")
 
@@ -89,11 +94,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """A config as stored; one stored before the ``optimizer`` field existed used torch's Adam."""
+        from dendritic.training.optim import optimizer_of
+
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown config field(s): {', '.join(unknown)}")
-        return cls(**data)
+        return cls(**{**data, "optimizer": optimizer_of(data)})
 
 
 def _check_int(name: str, value: Any, *, minimum: int, maximum: int) -> None:

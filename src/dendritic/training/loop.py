@@ -169,20 +169,23 @@ def model_for(config: Any, data: Any) -> DendriticNet:
     )
 
 
-def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
-    """The paper's Adam (β 0.9/0.999, ε 1e-7).
+def make_optimizer(model: torch.nn.Module, lr: float, optimizer: str = "adam-keras") -> torch.optim.Optimizer:
+    """The paper's Adam (β 0.9/0.999, ε 1e-7) in the form ``optimizer`` names: ``"adam-keras"``
+    (the paper's code: ε on the uncorrected √v) or ``"adam-torch"`` (see
+    :mod:`dendritic.training.optim`).
 
-    On the CPU, :class:`dendritic.training.optim.Adam`: torch's Adam with one C++ call per step
-    (the same formula; torch's per-step Python costs a tenth of a dANN step). Elsewhere, and
-    where the C++ kernels are not built, torch's fused implementation where it has one.
+    :class:`dendritic.training.optim.Adam` on the CPU (one C++ call per step where the kernels
+    are built) and for Keras's form everywhere; torch's fused implementation for torch's form
+    off the CPU, where it has one.
     """
     from dendritic.layers.kernels import kernel_backend
+    from dendritic.training.optim import Adam, form_of
 
-    if all(p.is_cpu for p in model.parameters()) and kernel_backend() == "cpp":
-        from dendritic.training.optim import Adam
-
-        return Adam(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-7)
+    form = form_of(optimizer)
     kwargs = {"lr": lr, "betas": (0.9, 0.999), "eps": 1e-7}
+    on_cpu = all(p.is_cpu for p in model.parameters())
+    if form == "keras" or (on_cpu and kernel_backend() == "cpp"):
+        return Adam(model.parameters(), form=form, **kwargs)
     try:
         return torch.optim.Adam(model.parameters(), fused=True, **kwargs)
     except (TypeError, RuntimeError):  # torch < 2.4, or an unsupported device
@@ -377,7 +380,7 @@ def _fit(
     shuffle = torch.Generator().manual_seed(config.seed)
     x_train, y_train = data.x_train.to(dev), data.y_train.to(dev)
     x_val, y_val = data.x_val.to(dev), data.y_val.to(dev)
-    optimizer = make_optimizer(model, config.lr)
+    optimizer = make_optimizer(model, config.lr, config.optimizer)
     n = len(x_train)
     batch = config.batch_size
     n_batches = math.ceil(n / batch)
