@@ -169,7 +169,9 @@ def _estimates(args: argparse.Namespace, configs: list[Any]) -> tuple[list[float
     from .estimate import DEFAULT_COST, calibrate, measured_epoch_seconds, run_seconds
 
     measured: dict[Any, float] = {}
-    if Path(args.store).exists():  # an estimate never creates a store
+    # Host names do not tell machines apart everywhere (virtual machines share one): with
+    # --calibrate only the timings taken here and now count.
+    if Path(args.store).exists() and not args.calibrate:  # an estimate never creates a store
         with RunStore(args.store, readonly=True) as store:
             measured = measured_epoch_seconds(store.list_runs(status="finished"), host=socket.gethostname())
     threads = args.threads or (max(1, available_cpus() // args.workers) if args.backend == "local" else 1)
