@@ -29,9 +29,14 @@ $(STAMP): pyproject.toml setup.py src/dendritic/csrc/ops.cpp
 demo: setup
 	$(BIN)/dendritic demo
 
-test: setup
-	$(BIN)/python -m ruff check src tests benchmarks examples setup.py
+test: setup lint
 	$(BIN)/python -m pytest -q
+
+# Style, the architecture (import contracts in pyproject.toml) and the types.
+lint: setup
+	$(BIN)/python -m ruff check src tests benchmarks examples setup.py
+	$(BIN)/lint-imports
+	$(BIN)/python -m mypy
 
 test-all: setup
 	$(BIN)/python -m pytest -q -m ""

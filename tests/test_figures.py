@@ -17,18 +17,10 @@ pytest.importorskip("sklearn")
 from dendritic.analysis import group_runs  # noqa: E402
 from dendritic.cli import main  # noqa: E402
 from dendritic.data import clear_cache  # noqa: E402
-from dendritic.figures import (  # noqa: E402
-    FIGURES,
-    experiments_of,
-    is_experiment,
-    load_runs,
-    make_figures,
-    paper,  # noqa: E402
-    table1,
-    table2,
-)
+from dendritic.figures import FIGURES, paper, table1, table2  # noqa: E402
 from dendritic.figures.style import panel_axes  # noqa: E402
 from dendritic.models import paper_parameter_count  # noqa: E402
+from dendritic.report import experiment_of_run, is_experiment, load_runs, make_figures  # noqa: E402
 from dendritic.store import RunStore  # noqa: E402
 from dendritic.training import TrainConfig, train  # noqa: E402
 
@@ -168,22 +160,37 @@ def groups(workspace):
 # ---------------------------------------------------------------- experiment recognition
 
 
-def _run(**cfg):
-    return {"model": cfg.pop("model", "dANN-R"), "config": cfg}
+def _run(experiment=None, **cfg):
+    return {"model": cfg.pop("model", "dANN-R"), "experiment": experiment, "config": cfg}
 
 
-def test_runs_are_recognised_by_their_config():
-    assert experiments_of(_run()) == {"main"}
-    assert experiments_of(_run(sigma=0.5)) == {"noise"}
-    assert experiments_of(_run(sequential=True)) == {"sequential"}
-    assert experiments_of(_run(model="vANN-0.5", dropout=0.5)) == {"dropout"}
-    assert experiments_of(_run(model="dANN-R", dropout=0.5)) == set()  # dropout is a vANN control only
-    assert experiments_of(_run(lr=0.01)) == {"lr"}
-    assert experiments_of(_run(early_stop=True)) == {"early-stop"}
-    assert experiments_of(_run(layers=3)) == {"depth"}
-    assert experiments_of(_run(sigma=0.5, lr=0.01)) == {"noise", "lr"}
-    assert not is_experiment(_run(sigma=0.5, lr=0.01), "noise")  # mixed runs feed no figure
+def test_untagged_runs_are_recognised_by_their_config():
+    """Runs stored before tags existed: the grids' rule (sweeps.experiment_of) classifies them."""
+    assert experiment_of_run(_run()) == "main"
+    assert experiment_of_run(_run(sigma=0.5)) == "noise"
+    assert experiment_of_run(_run(sequential=True)) == "sequential"
+    assert experiment_of_run(_run(model="vANN-0.5", dropout=0.5)) == "dropout"
+    assert experiment_of_run(_run(model="dANN-R", dropout=0.5)) is None  # dropout is a vANN control only
+    assert experiment_of_run(_run(lr=0.01)) == "lr"
+    assert experiment_of_run(_run(early_stop=True)) == "early-stop"
+    assert experiment_of_run(_run(layers=3)) == "depth"
+    assert experiment_of_run(_run(sigma=0.5, lr=0.01)) is None  # mixed runs feed no figure
+    assert not is_experiment(_run(sigma=0.5, lr=0.01), "noise")
     assert is_experiment(_run(lr=1e-3, sigma=0.0), "main")
+    assert experiment_of_run(_run(model="my-cnn")) is None  # not a paper model: never in a figure
+    assert experiment_of_run(_run(protocol="continual")) == "continual"
+
+
+def test_tagged_runs_belong_to_their_tag():
+    assert experiment_of_run(_run("noise", sigma=0.5)) == "noise"
+    assert is_experiment(_run("lr", lr=0.01), "lr")
+    assert not is_experiment(_run("demo"), "main")  # the demo's short runs are not main's
+    assert not is_experiment(_run("main", model="my-cnn"), "noise")
+    # The depth sweep's L = 1 grid point is main's: it counts for both, and a deep run only for depth.
+    assert is_experiment(_run("depth", layers=1), "main") and is_experiment(_run("depth", layers=1), "depth")
+    assert not is_experiment(_run("depth", layers=2), "main")
+    with pytest.raises(ValueError, match="unknown experiment 'nope'"):
+        is_experiment(_run(), "nope")
 
 
 # ---------------------------------------------------------------- tables
@@ -280,7 +287,7 @@ def test_make_figures_writes_what_the_store_allows(drawn, workspace):
 
 def test_fig6_statistics_with_replicates(tmp_path):
     """With replicate t-SNE runs the file holds each score's ANOVA and the pairwise model tests."""
-    from dendritic.figures.driver import FiguresResult, _write_scores
+    from dendritic.report.make import FiguresResult, _write_scores
 
     rng = np.random.default_rng(0)
 
@@ -467,11 +474,11 @@ def test_figures_cli_select_on_test(workspace, capsys, tmp_path):
     assert "chosen on the test split" in (out / "table1.md").read_text()
 
 
-def test_analyses_in_worker_processes_match_the_serial_ones(drawn, workspace, tmp_path):
+def test_analyses_in_worker_processes_match_the_serial_ones(drawn, workspace, tmp_path, caplog):
     """``workers=2`` analyses the checkpoints in fresh processes; the Fig 5 numbers and the
     t-SNE scores come back identical and in the same order."""
     store = RunStore(workspace["db"], readonly=True)
-    lines: list[str] = []
+    caplog.set_level("INFO", logger="dendritic.figures")
     try:
         result = make_figures(
             store,
@@ -481,13 +488,12 @@ def test_analyses_in_worker_processes_match_the_serial_ones(drawn, workspace, tm
             download=False,
             formats=("png",),
             only=["fig5", "fig6"],
-            log=lines.append,
             workers=2,
         )
     finally:
         store.close()
     assert set(result.figures) == {"fig5", "fig6"}
-    assert any("in 2 processes" in line for line in lines), lines
+    assert any("in 2 processes" in r.getMessage() for r in caplog.records), caplog.text
     serial = (workspace["root"] / "figures" / "fig5-summary.csv").read_text(encoding="utf-8")
     assert (tmp_path / "figures" / "fig5-summary.csv").read_text(encoding="utf-8") == serial
     scores = (workspace["root"] / "figures" / "fig6-scores.csv").read_text(encoding="utf-8")
@@ -499,7 +505,7 @@ def test_analyses_in_worker_processes_match_the_serial_ones(drawn, workspace, tm
 def test_tables_use_one_optimizer_and_say_which(tmp_path):
     """Runs of Keras's and torch's Adam never mix: the tables take Keras's (the paper's) when the
     store has any, note the runs left out, and --optimizer adam-torch shows the others."""
-    from dendritic.figures.experiments import load_runs
+    from dendritic.report.runs import load_runs
 
     rng = np.random.default_rng(3)
     with RunStore(tmp_path / "mixed.db") as store:
@@ -519,6 +525,6 @@ def test_tables_use_one_optimizer_and_say_which(tmp_path):
         assert "3 finished run(s) trained with adam-torch are left out" in keras.optimizer_note()
         torch_runs = load_runs(store, optimizer="adam-torch")
         assert len(torch_runs.runs) == 3 and {r["model"] for r in torch_runs.runs} == {"dANN-LRF", "vANN"}
-        result = make_figures(store, tmp_path / "f", only=["fig3"], formats=["png"], log=lambda _: None)
+        result = make_figures(store, tmp_path / "f", only=["fig3"], formats=["png"])
         assert "Runs trained with adam-keras" in result.tables["table1"].note
         assert json.loads((tmp_path / "f" / "figures.json").read_text())["optimizer"] == "adam-keras"

@@ -18,8 +18,11 @@ pytest.importorskip("matplotlib")
 pytest.importorskip("sklearn")
 
 from dendritic.cli import main  # noqa: E402
-from dendritic.figures import make_figures  # noqa: E402
-from dendritic.report import build_report, run_counts  # noqa: E402
+from dendritic.report import (  # noqa: E402
+    build_report,
+    make_figures,  # noqa: E402
+    run_counts,
+)
 from dendritic.store import RunStore  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -147,7 +150,7 @@ def test_report_cli_draws_figures_when_no_folder_is_given(tmp_path, capsys):
 
 def test_continual_runs_form_comparisons(store_path):
     from dendritic.continual import comparisons_from_runs
-    from dendritic.figures.experiments import load_runs
+    from dendritic.report.runs import load_runs
 
     with RunStore(store_path, readonly=True) as store:
         runs = store.list_runs()

@@ -594,6 +594,61 @@ def test_readonly_store(tmp_path):
             r.finish_run(rid)
 
 
+def _old_store(path, version):
+    """A store as an older dendritic wrote it: schema ``version`` with one finished run."""
+    from dendritic.store.schema import _SCHEMA_V1, APPLICATION_ID, MIGRATIONS
+
+    with sqlite3.connect(path) as raw:
+        raw.executescript(_SCHEMA_V1)
+        for v in range(1, version):
+            MIGRATIONS[v](raw)
+        raw.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        raw.execute(f"PRAGMA user_version = {version}")
+        raw.execute(
+            "INSERT INTO runs (key, config, model, dataset, status, created_at, test_accuracy) "
+            "VALUES (?, ?, 'dANN-R', 'fmnist', 'finished', '2025-01-01T00:00:00+00:00', 0.875)",
+            (config_key(cfg()), json.dumps(cfg())),
+        )
+        raw.execute("INSERT INTO epochs (run_id, epoch, val_loss) VALUES (1, 1, 0.5)")
+    raw.close()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_stores_are_migrated_and_keep_their_runs(tmp_path, version):
+    db = tmp_path / "runs.db"
+    _old_store(db, version)
+    with RunStore(db, readonly=True) as old:  # read-only: read as it is, never migrated
+        (run,) = old.list_runs()
+        assert old.schema_version == version and run["experiment"] is None and run["test_accuracy"] == 0.875
+        old.export_runs(tmp_path / "old.csv")
+    with sqlite3.connect(db) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == version
+    raw.close()
+    with RunStore(db) as s:  # writable: migrated to the current schema in one transaction
+        assert s.schema_version == SCHEMA_VERSION
+        (run,) = s.list_runs(status="finished")
+        assert run["config"] == cfg() and run["experiment"] is None and run["data"] is None
+        assert s.epochs(run["id"])[0]["val_loss"] == 0.5
+        assert s.finished_keys() == {config_key(cfg())}
+        rid = s.start_run(cfg(seed=5), meta={"experiment": "noise"})
+        assert s.list_runs(experiment="noise")[0]["id"] == rid
+    with sqlite3.connect(db) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert "experiment" in {r[1] for r in raw.execute("PRAGMA table_info(runs)")}
+    raw.close()
+
+
+def test_runs_record_and_filter_by_experiment(store, tmp_path):
+    a = store.start_run(cfg(seed=1), meta={"experiment": "main"})
+    b = store.start_run(cfg(seed=2), meta={"experiment": "depth"})
+    c = store.start_run(cfg(seed=3))
+    assert [r["id"] for r in store.list_runs(experiment="main")] == [a]
+    assert [r["id"] for r in store.list_runs(experiment=["main", "depth"])] == [a, b]
+    assert store.get_run(c)["experiment"] is None
+    out = store.export_runs(tmp_path / "runs.csv")
+    assert "experiment" in out.read_text().splitlines()[0].split(",")
+
+
 def test_closed_store_raises(tmp_path):
     s = RunStore(tmp_path / "runs.db")
     s.close()

@@ -200,9 +200,10 @@ def test_estimate_uses_the_cost_model_or_measured_runs():
 
 
 # ---------------------------------------------------------------- running, resuming, failures
-def test_sweep_runs_records_and_resumes(tmp_path, data_dir, pool):
+def test_sweep_runs_records_and_resumes(tmp_path, data_dir, pool, caplog):
     configs = tiny()
-    lines: list[str] = []
+    caplog.set_level("INFO", logger="dendritic.sweeps")
+    progress: list[tuple[int, int]] = []
     with RunStore(tmp_path / "runs.db") as store:
         report = run_sweep(
             configs,
@@ -211,8 +212,7 @@ def test_sweep_runs_records_and_resumes(tmp_path, data_dir, pool):
             threads=1,
             data_dir=data_dir,
             checkpoints=tmp_path / "ckpt",
-            progress=False,
-            log=_Lines(lines),
+            progress=lambda done, total: progress.append((done, total)),
         )
         assert (report.done, report.failed, report.skipped) == (4, [], 0)
         runs = store.list_runs()
@@ -222,27 +222,14 @@ def test_sweep_runs_records_and_resumes(tmp_path, data_dir, pool):
             assert run["trainable_params"] > 0 and run["test_accuracy"] is not None
             assert Path(run["checkpoint"]).exists()
             assert run["pid"] == os.getpid()  # rows carry the coordinator's pid
+        lines = [r.getMessage() for r in caplog.records if r.name == "dendritic.sweeps"]
         assert sum("acc" in line and "params" in line for line in lines) == 4
         assert lines[-1].startswith("sweep: 4 done, 0 failed, 0 skipped")
+        assert progress[0] == (0, 4) and progress[-1] == (4, 4)
         # Re-running skips everything and trains nothing.
-        again = run_sweep(
-            configs, store, backend=LocalBackend(2), data_dir=data_dir, progress=False, log=_Lines([])
-        )
+        again = run_sweep(configs, store, backend=LocalBackend(2), data_dir=data_dir)
         assert (again.done, again.skipped) == (0, 4)
         assert len(store) == 4
-
-
-class _Lines:
-    """A file-like log collecting lines."""
-
-    def __init__(self, lines):
-        self.lines = lines
-
-    def write(self, text):
-        self.lines.extend(t for t in text.splitlines() if t)
-
-    def flush(self):
-        pass
 
 
 def test_a_raising_worker_marks_its_run_failed_and_the_sweep_goes_on(tmp_path, data_dir, pool):
@@ -255,8 +242,6 @@ def test_a_raising_worker_marks_its_run_failed_and_the_sweep_goes_on(tmp_path, d
             workers=1,
             threads=1,
             data_dir=data_dir,
-            progress=False,
-            log=_Lines([]),
         )
         assert report.done == 2 and len(report.failed) == 1
         assert "larger than the input" in report.failed[0][1]
@@ -269,8 +254,6 @@ def test_a_raising_worker_marks_its_run_failed_and_the_sweep_goes_on(tmp_path, d
             workers=1,
             threads=1,
             data_dir=data_dir,
-            progress=False,
-            log=_Lines([]),
         )
         assert (report.done, len(report.failed), report.skipped) == (0, 1, 2)
         assert store.find(bad.to_dict())["attempts"] == 2 and len(store) == 3
@@ -446,8 +429,6 @@ def test_ray_backend_gives_the_same_results_as_local(tmp_path, data_dir, pool):
                     backend=backend,
                     threads=1,
                     data_dir=data_dir,
-                    progress=False,
-                    log=_Lines([]),
                 )
                 assert report.done == 2 and not report.failed
                 results[name] = {
@@ -489,16 +470,12 @@ def test_an_interrupted_sweep_marks_its_runs_in_flight_interrupted(tmp_path, dat
                 backend=pool,
                 threads=1,
                 data_dir=data_dir,
-                progress=False,
-                log=_Lines([]),
                 on_result=stop,
             )
         counts = store.counts()
         assert counts["finished"] == 1 and counts["interrupted"] == 1 and counts["running"] == 0
         assert [r["stored_status"] for r in store.list_runs(status="interrupted")] == ["interrupted"]
-        report = run_sweep(
-            configs, store, backend=pool, threads=1, data_dir=data_dir, progress=False, log=_Lines([])
-        )
+        report = run_sweep(configs, store, backend=pool, threads=1, data_dir=data_dir)
         assert (report.done, report.skipped) == (3, 1)
         assert store.counts()["finished"] == 4 and len(store) == 4
 
@@ -507,7 +484,7 @@ def test_runs_of_a_coordinator_on_another_host_are_left_alone_unless_reclaimed(t
     config = tiny(models=("vANN",), dendrites=(1,))[0]
     with RunStore(tmp_path / "runs.db") as store:
         store.start_run(config.to_dict(), meta={"host": "elsewhere", "pid": 4242})
-        common = dict(backend=pool, threads=1, data_dir=data_dir, progress=False, log=_Lines([]))
+        common = dict(backend=pool, threads=1, data_dir=data_dir)
         report = run_sweep([config], store, **common)
         assert (report.done, report.busy) == (0, 1)  # may still be alive over there
         assert store.find(config.to_dict())["status"] == "running"

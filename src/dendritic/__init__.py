@@ -4,6 +4,7 @@
 ``dendritic.list_models`` the paper's twelve networks built from them.
 """
 
+from dendritic._version import __version__
 from dendritic.models import (
     MODEL_NAMES,
     DendriticNet,
@@ -17,8 +18,6 @@ from dendritic.models import (
 )
 from dendritic.models.checkpoint import load, save
 from dendritic.wiring import Connectivity
-
-__version__ = "0.1.0"
 
 __all__ = [
     "MODEL_NAMES",

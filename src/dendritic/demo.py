@@ -10,15 +10,20 @@ Finished runs are kept in the demo's results store, so an interrupted demo resum
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dendritic.files import atomic_path
 from dendritic.training import TrainConfig, train
 
-__all__ = ["DEMO_GRID", "DemoRow", "run_demo", "verdict"]
+__all__ = ["DEMO_GRID", "DemoResult", "DemoRow", "run_demo", "verdict"]
+
+log = logging.getLogger("dendritic.demo")
 
 #: (model, dendrites, somata): dANNs from ~5 k to ~77 k parameters, vANNs from ~55 k to ~1.1 M.
 DEMO_GRID: list[tuple[str, int, int]] = [
@@ -80,7 +85,7 @@ def _plot(rows: list[DemoRow], path: Path, epochs: int) -> Path | None:
         use_headless_backend()
         import matplotlib.pyplot as plt
     except ImportError:
-        print("note: matplotlib is not installed, so no plot (pip install 'dendritic[analysis]')")
+        log.warning("note: matplotlib is not installed, so no plot (pip install 'dendritic[analysis]')")
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=150)
     for model in dict.fromkeys(r.model for r in rows):
@@ -113,8 +118,10 @@ def run_demo(
     quick: bool = False,
     threads: int | None = 1,
     seed: int = 1,
-) -> tuple[list[DemoRow], bool]:
-    """Run (or resume) the demo; prints progress and the table, returns rows and the verdict."""
+    callbacks: Sequence[Any] = (),
+) -> DemoResult:
+    """Run (or resume) the demo: logs a line per model (``dendritic.demo``), writes the table and
+    the plot, and returns the rows and the verdict. ``callbacks`` go to every training run."""
     import torch
 
     from dendritic.store import RunStore
@@ -145,9 +152,9 @@ def run_demo(
                     done["test_loss"],
                     done["wall_seconds"] or 0.0,
                 )
-                print(f"{label} already in the store: {100 * row.test_accuracy:.2f} %", flush=True)
+                log.info("%s already in the store: %.2f %%", label, 100 * row.test_accuracy)
             else:
-                result = train(config, store=store, data_dir=data_dir, progress=True)
+                result = train(config, store=store, data_dir=data_dir, callbacks=callbacks, experiment="demo")
                 row = DemoRow(
                     model,
                     d,
@@ -157,19 +164,15 @@ def run_demo(
                     result.test_loss,
                     result.seconds,
                 )
-                print(
-                    f"{label} {100 * row.test_accuracy:6.2f} % with {row.params:>9,} parameters ({row.seconds:.0f} s)",
-                    flush=True,
+                log.info(
+                    "%s %6.2f %% with %9s parameters (%.0f s)",
+                    label,
+                    100 * row.test_accuracy,
+                    f"{row.params:,}",
+                    row.seconds,
                 )
             rows.append(row)
     elapsed = time.perf_counter() - start
-
-    print()
-    print(f"{'model':<9} {'D':>3} {'S':>4} {'parameters':>11} {'test acc (%)':>13} {'test loss':>10}")
-    for r in sorted(rows, key=lambda r: (r.model, r.params)):
-        print(
-            f"{r.model:<9} {r.dendrites:>3} {r.somata:>4} {r.params:>11,} {100 * r.test_accuracy:>13.2f} {r.test_loss:>10.4f}"
-        )
     table = out_dir / "demo-results.csv"
     with atomic_path(table) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -182,7 +185,23 @@ def run_demo(
             )
     plot = _plot(rows, out_dir / "demo-accuracy-vs-parameters.png", epochs)
     ok, message = verdict(rows)
-    print()
-    print(message)
-    print(f"wrote {table}" + (f" and {plot}" if plot else "") + f"; demo took {elapsed / 60:.1f} min")
-    return rows, ok
+    return DemoResult(rows, ok, message, table, plot, elapsed)
+
+
+@dataclass
+class DemoResult:
+    rows: list[DemoRow]
+    ok: bool
+    message: str
+    table: Path
+    plot: Path | None
+    seconds: float
+
+    def format_table(self) -> str:
+        lines = [f"{'model':<9} {'D':>3} {'S':>4} {'parameters':>11} {'test acc (%)':>13} {'test loss':>10}"]
+        for r in sorted(self.rows, key=lambda r: (r.model, r.params)):
+            lines.append(
+                f"{r.model:<9} {r.dendrites:>3} {r.somata:>4} {r.params:>11,} {100 * r.test_accuracy:>13.2f} "
+                f"{r.test_loss:>10.4f}"
+            )
+        return "\n".join(lines)

@@ -95,7 +95,7 @@ def group_efficiency(groups: Sequence[Group], on: Split = "test") -> Efficiency:
             f"group {dict(zip(missing[0].names, missing[0].key, strict=True))} lacks trainable_params or best_epoch"
         )
     return efficiency(
-        [g.trainable_params for g in groups],
+        [float(g.trainable_params) for g in groups],  # type: ignore[arg-type]
         [g.best_epoch.mean for g in groups],  # type: ignore[union-attr]
         accuracy=[g.metric("accuracy", on).mean for g in groups],
         loss=[g.metric("loss", on).mean for g in groups],

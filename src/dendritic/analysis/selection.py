@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -261,7 +261,9 @@ def group_runs(
                 names=names,
                 key=key,
                 n=len(members),
-                trainable_params=None if any(p is None for p in params) else float(np.mean(params)),
+                trainable_params=None
+                if any(p is None for p in params)
+                else float(np.mean(np.asarray(params, dtype=float))),
                 test_accuracy=_summary_or_none([r.get("test_accuracy") for r, _ in members]),
                 test_loss=_summary_or_none([r.get("test_loss") for r, _ in members]),
                 val_accuracy=_summary_or_none([v.get("val_accuracy") for _, v in members]),
@@ -306,7 +308,7 @@ def best_configuration(
     on: Split = "validation",
     *,
     by: str | Sequence[str] = "model",
-) -> dict[Hashable, Group]:
+) -> dict[Any, Group]:
     """Per ``by`` value (default: per model), the group with the highest mean accuracy / lowest mean loss.
 
     Selects on validation metrics by default (SPEC §10.6); ``on="test"`` is the paper's rule.
@@ -350,7 +352,7 @@ def cheapest_matching(
     best = best_configuration(groups, metric, on, by=by)
     out: dict[Hashable, Group | None] = {}
     for part, members in parts.items():
-        values = (part,) if isinstance(by, str) else part
+        values: tuple[Any, ...] = (part,) if isinstance(by, str) else cast(tuple, part)
         if values[model_at] == reference_model:
             continue
         ref_values = (*values[:model_at], reference_model, *values[model_at + 1 :])

@@ -220,7 +220,9 @@ def _welch(a: Hashable, xa: np.ndarray, b: Hashable, xb: np.ndarray, within: Has
 
 
 def _adjust(tests: list[PairwiseTest], m: int) -> list[PairwiseTest]:
-    adjusted = bonferroni([0.0 if math.isnan(t.p) else t.p for t in tests], m) if tests else []
+    adjusted: Sequence[float] | np.ndarray = (
+        bonferroni([0.0 if math.isnan(t.p) else t.p for t in tests], m) if tests else []
+    )
     return [
         PairwiseTest(**{**t.__dict__, "p_adjusted": math.nan if math.isnan(t.p) else float(q)})
         for t, q in zip(tests, adjusted, strict=True)

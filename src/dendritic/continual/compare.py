@@ -10,6 +10,7 @@ S = 256 exactly and vANN on S = 87 (76,831 parameters).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import statistics
@@ -20,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from dendritic.continual.runner import METRIC_NAMES, PROTOCOL, ContinualConfig, ContinualResult, run_continual
+
+log = logging.getLogger("dendritic.continual")
 
 __all__ = [
     "COMPARE_MODELS",
@@ -279,11 +282,8 @@ def compare(
                 results.append(result)
                 if on_result is not None:
                     on_result(result)
-                if progress:
-                    import sys
-
-                    note = " (from the store)" if result.reused else ""
-                    print(result.summary() + note, file=sys.stderr, flush=True)
+                note = " (from the store)" if result.reused else ""
+                log.log(logging.INFO if progress else logging.DEBUG, "%s%s", result.summary(), note)
     rows = summarize_results(results)
     return Comparison(int(target_params), rows, results)
 

@@ -10,16 +10,16 @@ evaluated on every task's test set, giving one row of the accuracy matrix.
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from dendritic.continual.benchmarks import (
     BENCHMARKS,
@@ -30,8 +30,12 @@ from dendritic.continual.benchmarks import (
     resolve_tasks,
 )
 from dendritic.continual.metrics import summarize
+from dendritic.models.spec import ModelSpec
 from dendritic.store import RunRecorder
+from dendritic.training.fit import Callback, TrainSet, fit
 from dendritic.training.loop import eval_batch_size, make_optimizer, model_for
+
+log = logging.getLogger("dendritic.continual")
 
 __all__ = ["PROTOCOL", "ContinualConfig", "ContinualResult", "evaluate_task", "run_continual"]
 
@@ -41,8 +45,9 @@ METRIC_NAMES = ("acc", "bwt", "forgetting", "forgetting_last", "fwt", "la")
 
 
 @dataclass(frozen=True)
-class ContinualConfig:
-    """One continual run: benchmark, scenario, model and training settings (science only).
+class ContinualConfig(ModelSpec):
+    """One continual run: a model (the :class:`~dendritic.models.spec.ModelSpec` fields, as in
+    ``TrainConfig``), benchmark, scenario and training settings (science only).
 
     ``scenario=None`` and ``tasks=None`` resolve to the benchmark's defaults (split: class-il,
     5 tasks; permuted: domain-il, 5 tasks; sorted: class-il, one task per class).
@@ -55,12 +60,6 @@ class ContinualConfig:
     scenario: str | None = None
     dataset: str = "fmnist"
     tasks: int | None = None
-    model: str = "dANN-LRF"
-    dendrites: int = 16
-    somata: int = 256
-    synapses: int = 16
-    layers: int = 1
-    dropout: float = 0.0
     lr: float = 1e-3
     batch_size: int = 128
     epochs_per_task: int = 5
@@ -68,15 +67,14 @@ class ContinualConfig:
     seed: int = 1
     identity_first: bool = True
     limit: int | None = None
-    random_mode: str = "exact"
     #: Adam's form: "adam-keras" (the paper's code) or "adam-torch"; see training.optim.
     optimizer: str = "adam-keras"
 
     def __post_init__(self) -> None:
         from dendritic.data import canonical_name, get_info
-        from dendritic.models.variants import resolve_name
-        from dendritic.training.config import TrainConfig
+        from dendritic.training.config import check_protocol
 
+        super().__post_init__()  # the model's fields, checked as for `train`
         benchmark = str(self.benchmark).strip().lower()
         if benchmark not in BENCHMARKS:
             raise ValueError(f"unknown benchmark {self.benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
@@ -85,33 +83,13 @@ class ContinualConfig:
         object.__setattr__(self, "dataset", canonical_name(self.dataset))
         n_classes = get_info(self.dataset).n_classes
         object.__setattr__(self, "tasks", resolve_tasks(benchmark, self.tasks, n_classes))
-        variant, rate = resolve_name(self.model)
-        object.__setattr__(self, "model", variant.name if rate is None else f"vANN-{rate:g}")
         for name in ("epochs_per_task", "passes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(self.identity_first, bool):
             raise ValueError(f"identity_first must be True or False, got {self.identity_first!r}")
-        # The shared fields are checked (and normalised, e.g. 1 → 1.0) exactly as `train` does.
-        shared = TrainConfig(
-            model=self.model,
-            dataset=self.dataset,
-            dendrites=self.dendrites,
-            somata=self.somata,
-            synapses=self.synapses,
-            layers=self.layers,
-            dropout=self.dropout,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            epochs=1,
-            seed=self.seed,
-            limit=self.limit,
-            random_mode=self.random_mode,
-            optimizer=self.optimizer,
-        )
-        for name in ("dropout", "lr"):
-            object.__setattr__(self, name, getattr(shared, name))
+        check_protocol(self)  # lr, batch size, seed, limit, optimizer: as for `train`
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, defaults resolved, what the store keys the run by (``protocol`` included)."""
@@ -238,35 +216,21 @@ def evaluate_task(model: torch.nn.Module, bench: Benchmark, task: Task) -> float
     return correct / max(len(x), 1)
 
 
-def _train_task(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    bench: Benchmark,
-    task: Task,
-    batch: int,
-    shuffle: torch.Generator,
-    device: torch.device,
-) -> tuple[float, float]:
-    """One epoch on one task; returns (mean loss, accuracy) as the scenario scores it."""
-    model.train()
-    n = len(task.train_idx)
-    order = task.train_idx[torch.randperm(n, generator=shuffle)]
-    mask = None if task.mask is None else task.mask.to(device)
-    loss_sum, correct = 0.0, 0
-    for start in range(0, n, batch):
-        idx = order[start : start + batch]
-        xb = bench.inputs(task, bench.x_train[idx]).to(device)
-        yb = bench.y_train[idx].to(device)
-        logits = model(xb)
-        if mask is not None:
-            logits = logits.masked_fill(~mask, float("-inf"))
-        loss = F.cross_entropy(logits, yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += float(loss.detach()) * len(yb)
-        correct += int((logits.detach().argmax(dim=1) == yb).sum())
-    return loss_sum / n, correct / n
+class _TaskEpochs(Callback):
+    """Every epoch of a task into the run's store row: numbered across tasks, with the task."""
+
+    def __init__(self, recorder: RunRecorder, offset: int, extra: dict[str, Any]) -> None:
+        self.recorder, self.offset, self.extra = recorder, offset, extra
+
+    def on_epoch_end(self, state: Any, metrics: Any) -> None:
+        self.recorder.log_epoch(
+            self.offset + metrics.epoch,
+            train_loss=metrics.train_loss,
+            train_accuracy=metrics.train_accuracy,
+            seconds=metrics.seconds,
+            task_epoch=metrics.epoch,
+            **self.extra,
+        )
 
 
 def run_continual(
@@ -328,6 +292,7 @@ def run_continual(
             "device": str(dev),
             "trainable_params": params,
             "data": data.provenance,
+            "experiment": PROTOCOL,
             "extra": {"protocol": PROTOCOL},
         }
         recorder = RunRecorder(store, key, meta=meta, replace=replace)
@@ -338,7 +303,7 @@ def run_continual(
         if recorder is not None:
             recorder.finish(
                 test_accuracy=result.metrics["acc"],
-                epochs_run=config.passes * config.tasks * config.epochs_per_task,
+                epochs_run=config.passes * cast(int, config.tasks) * config.epochs_per_task,
                 wall_seconds=result.seconds,
                 trainable_params=params,
                 extra=result.store_extra(),
@@ -357,50 +322,62 @@ def _stream(
     recorder: RunRecorder | None,
     progress: bool,
 ) -> ContinualResult:
+    """Every task in turn, each trained by :func:`dendritic.training.fit` (one optimizer and one
+    shuffling generator for the whole stream), the accuracy matrix filled in the last pass."""
     t_start = time.perf_counter()
     torch.manual_seed(config.seed)  # dropout masks
     shuffle = torch.Generator().manual_seed(config.seed)
     optimizer = make_optimizer(model, config.lr, config.optimizer)
     baseline = [evaluate_task(model, bench, task) for task in bench.tasks]
     n_tasks = len(bench)
+    level = logging.INFO if progress else logging.DEBUG
     matrix: list[list[float]] = []
     epoch_no = 0
     for p in range(config.passes):
         last_pass = p == config.passes - 1
         for task in bench.tasks:
-            for e in range(config.epochs_per_task):
-                t0 = time.perf_counter()
-                loss, acc = _train_task(model, optimizer, bench, task, config.batch_size, shuffle, dev)
-                epoch_no += 1
-                if not math.isfinite(loss):
-                    raise FloatingPointError(f"training diverged on task {task.index} (loss {loss})")
-                if recorder is not None:
-                    recorder.log_epoch(
-                        epoch_no,
-                        train_loss=loss,
-                        train_accuracy=acc,
-                        seconds=time.perf_counter() - t0,
-                        task=task.index,
-                        task_epoch=e + 1,
-                        **({"pass": p + 1} if config.passes > 1 else {}),
-                    )
+            hooks = []
+            if recorder is not None:
+                extra = {"task": task.index, **({"pass": p + 1} if config.passes > 1 else {})}
+                hooks.append(_TaskEpochs(recorder, epoch_no, extra))
+            fitted = fit(
+                model,
+                TrainSet(
+                    bench.x_train,
+                    bench.y_train,
+                    indices=task.train_idx,
+                    transform=functools.partial(bench.inputs, task),
+                    logit_mask=task.mask,
+                ),
+                epochs=config.epochs_per_task,
+                optimizer=optimizer,
+                batch_size=config.batch_size,
+                generator=shuffle,
+                callbacks=hooks,
+                device=dev,
+                fused=False,  # model(x) and PyTorch's loss every step, as this runner always did
+            )
+            epoch_no += fitted.epochs_run
+            loss, acc = fitted.history[-1].train_loss, fitted.history[-1].train_accuracy
             if last_pass:
                 row = [evaluate_task(model, bench, other) for other in bench.tasks]
                 matrix.append(row)
-                if progress:
-                    seen = row[: task.index + 1]
-                    print(
-                        f"task {task.index + 1}/{n_tasks} ({task.name}): train loss {loss:.4f} "
-                        f"acc {acc:.4f} | test acc on this task {row[task.index]:.4f}, "
-                        f"mean over tasks so far {sum(seen) / len(seen):.4f}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-            elif progress:
-                print(
-                    f"pass {p + 1}/{config.passes} task {task.index + 1}/{n_tasks}: loss {loss:.4f}",
-                    file=sys.stderr,
-                    flush=True,
+                seen = row[: task.index + 1]
+                log.log(
+                    level,
+                    "task %d/%d (%s): train loss %.4f acc %.4f | test acc on this task %.4f, "
+                    "mean over tasks so far %.4f",
+                    task.index + 1, n_tasks, task.name, loss, acc, row[task.index], sum(seen) / len(seen),
+                )  # fmt: skip
+            else:
+                log.log(
+                    level,
+                    "pass %d/%d task %d/%d: loss %.4f",
+                    p + 1,
+                    config.passes,
+                    task.index + 1,
+                    n_tasks,
+                    loss,
                 )
     return ContinualResult(
         config=config,

@@ -16,6 +16,7 @@ import zipfile
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 # IDX type codes (third header byte) -> big-endian numpy dtype.
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
     0x0B: np.dtype(">i2"),
@@ -230,11 +231,11 @@ def read_tar_members(
 # --------------------------------------------------------------------------- CIFAR pickles
 
 
-def _numpy_reconstruct():
+def _numpy_reconstruct() -> Any:
     try:  # numpy >= 2
         from numpy._core.multiarray import _reconstruct
     except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core.multiarray import _reconstruct
+        from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
     return _reconstruct
 
 

@@ -1,7 +1,7 @@
 """The paper's figures (SPEC §8), each a function from plain data to a matplotlib Figure.
 
 Inputs are configuration groups (:func:`dendritic.analysis.group_runs`), per-run analysis
-dicts (:func:`dendritic.analysis.run_analysis.analyze_run`) or epoch rows, never a store, so
+dicts (:func:`dendritic.report.analyze_run`) or epoch rows, never a store, so
 each figure can be drawn from hand-made data. Selection (best configuration, vANN's best,
 matches) uses the split ``on`` (validation by default, "test" = the paper's rule); plotted
 values are test metrics, as in the paper. Every function raises ValueError when its data
@@ -529,12 +529,12 @@ def fig7(
                 if shuf_best:
                     series = {"shuffled": [eff.get(f"{m}\x00shuf", math.nan) for m in models], **series}
                 ax = axes[0, col]
-                xs = np.arange(len(models))
+                slots = np.arange(len(models))
                 n = len(series)
                 width = 0.8 / n
                 for i, (name, vals) in enumerate(series.items()):
                     ax.bar(
-                        xs - 0.4 + width * (i + 0.5),
+                        slots - 0.4 + width * (i + 0.5),
                         vals,
                         width,
                         color=[colour(m) for m in models],
@@ -543,7 +543,7 @@ def fig7(
                         hatch="////" if name == "sequential" else None,
                         label=name,
                     )
-                ax.set_xticks(xs, models, rotation=45)
+                ax.set_xticks(slots, models, rotation=45)
                 ax.set_ylabel(f"{metric} efficiency" + (" (%)" if metric == "accuracy" else ""))
                 ax.set_title(f"{metric} efficiency, sequential")
                 if metric == "accuracy":

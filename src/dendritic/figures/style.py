@@ -134,7 +134,7 @@ def paper_style() -> Iterator[None]:
     """Small fonts, no top/right spines, tight PDFs: applied only inside the block."""
     import matplotlib
 
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(_RC):  # type: ignore[arg-type]
         yield
 
 

@@ -100,7 +100,7 @@ def _plain(value: Any) -> str:
 
 
 def _format_cell(name: str, row: Mapping[str, Any], raw: list[str]) -> str:
-    values = [row.get(c) for c in raw]
+    values: list[Any] = [row.get(c) for c in raw]
     if values[0] is None:
         return "—"
     if len(raw) == 2 and raw[0].endswith("_mean"):  # mean ± sd

@@ -58,8 +58,10 @@ import threading
 import time
 import warnings
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -115,7 +117,7 @@ _STATE = _LoadState()
 _CPP_DTYPES = (torch.float32, torch.float64)
 
 
-def _ops():
+def _ops() -> Any:
     return getattr(torch.ops, _OPS_NAMESPACE)
 
 
@@ -128,7 +130,7 @@ def _cache_directory() -> Path:
 
 
 @contextlib.contextmanager
-def _build_lock(directory: Path):
+def _build_lock(directory: Path) -> Iterator[None]:
     """Let one process at a time build into ``directory`` (``flock``: freed when its holder dies).
 
     Only saves duplicate work: every build happens in a private directory and its library is
@@ -228,7 +230,7 @@ def _load_cpp() -> bool:
                                 state.built = True
                                 state.source = "built"
                 if not _ops_loaded():
-                    torch.ops.load_library(str(library))
+                    torch.ops.load_library(str(library))  # type: ignore[no-untyped-call]
                 state.library = str(library)
             if not _ops_loaded():
                 raise RuntimeError("the extension loaded but registered no kernels")
@@ -287,8 +289,8 @@ class _Plan:
     Never holds the caller's ``indices`` (the cache's key) strongly, or entries would never die.
     """
 
-    offsets_ref: weakref.ref
-    versions: tuple[int, int]
+    offsets_ref: weakref.ref[torch.Tensor]
+    versions: tuple[int | None, int | None]
     n_in: int
     n_out: int
     fan_in: int | None
@@ -345,7 +347,7 @@ def _validate(
 def _plan(indices: torch.Tensor, offsets: torch.Tensor, n_in: int, n_out: int, fan_in: int | None) -> _Plan:
     versions = (_version(indices), _version(offsets))
     cache = _PLANS
-    plan = cache.get(indices)
+    plan: _Plan | None = cache.get(indices)  # type: ignore[no-untyped-call]
     if (
         plan is not None
         and plan.offsets_ref() is offsets
@@ -428,15 +430,20 @@ def sparse_matmul_t(
     plan = _plan(indices, offsets, h.shape[0], n_out, fan_in)
     h, weight = h.contiguous(), weight.contiguous()
     idx, off = plan.wiring(indices, offsets)
+    out: torch.Tensor
     if not (torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)):
-        return _ops().spmm_t(h, weight, idx, off, n_out)  # no graph to record: skip autograd's overhead
-    return _ops().sparse_linear_t(h, weight, idx, off, *plan.tables(indices, offsets), n_out, n_blocks(n_out))
+        out = _ops().spmm_t(h, weight, idx, off, n_out)  # no graph to record: skip autograd's overhead
+    else:
+        out = _ops().sparse_linear_t(
+            h, weight, idx, off, *plan.tables(indices, offsets), n_out, n_blocks(n_out)
+        )
+    return out
 
 
 # --------------------------------------------------------------------------- fused dendro-somatic layer
 
 
-@torch.compiler.assume_constant_result
+@torch.compiler.assume_constant_result  # type: ignore[untyped-decorator]
 def fusion_enabled() -> bool:
     """Whether the fused C++ paths may run in this process: the C++ operators are loaded and
     ``DENDRITIC_FUSED`` is not ``0`` (the switch that gives back the layer-by-layer path).
@@ -507,7 +514,8 @@ def feature_major(x: torch.Tensor) -> torch.Tensor:
     """``(B, n)`` → contiguous ``(n, B)``: the layers' layout. A tiled C++ copy on the CPU (about
     4× faster than ``x.t().contiguous()`` for a batch of images), torch's copy elsewhere."""
     if x.dim() == 2 and x.is_cpu and x.is_contiguous() and not x.requires_grad and kernel_backend() == "cpp":
-        return _ops().transpose_2d(x)
+        out: torch.Tensor = _ops().transpose_2d(x)
+        return out
     return x.t().contiguous()
 
 
@@ -518,7 +526,9 @@ class _HeadLossT(torch.autograd.Function):
     """Output layer, softmax cross-entropy and accuracy count of a step: one C++ call each way."""
 
     @staticmethod
-    def forward(ctx, h, weight, bias, target):  # type: ignore[override]
+    def forward(
+        ctx: Any, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         loss, probs, correct = _ops().head_forward(h, weight, bias, target)
         ctx.save_for_backward(probs, h, weight, target)
         ctx.mark_non_differentiable(correct)
@@ -526,7 +536,9 @@ class _HeadLossT(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_loss, _grad_correct):  # type: ignore[override]
+    def backward(
+        ctx: Any, grad_loss: torch.Tensor, _grad_correct: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
         probs, h, weight, target = ctx.saved_tensors
         grad_h, grad_w, grad_b = _ops().head_backward(
             grad_loss, probs, h, weight, target, bool(ctx.needs_input_grad[0])
@@ -544,7 +556,8 @@ def head_loss_t(
     rounding; C++ on the CPU (check :func:`fused_layers_enabled` first).
     """
     h = h.contiguous()
-    return _HeadLossT.apply(h, weight, bias, target.contiguous())
+    loss, correct = _HeadLossT.apply(h, weight, bias, target.contiguous())  # type: ignore[no-untyped-call]
+    return loss, correct
 
 
 # --------------------------------------------------------------------------- whole training steps

@@ -11,11 +11,14 @@ the library is loaded (``dendritic.layers.kernels``).
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 
 __all__ = ["register"]
+
+T = torch.Tensor
 
 _lock = threading.Lock()
 _registered = False
@@ -39,19 +42,26 @@ def _ops() -> Any:
 # ---------------------------------------------------------------------------- fake kernels
 
 
-def _register_fakes() -> None:
-    fake = torch.library.register_fake
+_F = TypeVar("_F", bound=Callable[..., Any])
 
+
+def fake(name: str) -> Callable[[_F], _F]:
+    """``torch.library.register_fake`` as a typed decorator."""
+    decorate: Callable[[_F], _F] = torch.library.register_fake(name)
+    return decorate
+
+
+def _register_fakes() -> None:
     @fake("dendritic::spmm_t")
-    def _spmm_t(h, weight, indices, offsets, n_out):
+    def _spmm_t(h: T, weight: T, indices: T, offsets: T, n_out: int) -> T:
         return h.new_empty((n_out, h.shape[1]))
 
     @fake("dendritic::sddmm_t")
-    def _sddmm_t(grad_out, h, indices, offsets):
+    def _sddmm_t(grad_out: T, h: T, indices: T, offsets: T) -> T:
         return h.new_empty((indices.shape[0],))
 
     @fake("dendritic::transpose_blocked")
-    def _transpose_blocked(indices, offsets, n_in, block):
+    def _transpose_blocked(indices: T, offsets: T, n_in: int, block: int) -> tuple[T, T, T, T]:
         n_blocks = (offsets.shape[0] + block - 1) // block
         nnz = indices.shape[0]
         return (
@@ -62,33 +72,42 @@ def _register_fakes() -> None:
         )
 
     @fake("dendritic::spmm_t_transposed")
-    def _spmm_t_transposed(grad_out, weight, starts, rows, perm, fan_out, n_in, n_blocks):
+    def _spmm_t_transposed(
+        grad_out: T, weight: T, starts: T, rows: T, perm: T, fan_out: T, n_in: int, n_blocks: int
+    ) -> T:
         return grad_out.new_empty((n_in, grad_out.shape[1]))
 
     @fake("dendritic::sparse_linear_t")
-    def _sparse_linear_t(h, weight, indices, offsets, t_starts, t_rows, t_perm, t_fan_out, n_out, n_blocks):
+    def _sparse_linear_t(
+        h: T, weight: T, indices: T, offsets: T, t_starts: T, t_rows: T, t_perm: T, t_fan_out: T, n_out: int,
+        n_blocks: int,
+    ) -> T:  # fmt: skip
         return h.new_empty((n_out, h.shape[1]))
 
-    def layer_outputs(x, offsets, bias_s, keep):
+    def layer_outputs(x: T, offsets: T, bias_s: T, keep: bool) -> tuple[T, T]:
         batch = x.shape[1]
         dendrites = x.new_empty((offsets.shape[0], batch)) if keep else x.new_empty((0,))
         return x.new_empty((bias_s.shape[0], batch)), dendrites
 
     @fake("dendritic::dendritic_layer")
-    def _dendritic_layer(x, weight, indices, offsets, bias_d, weight_s, bias_s, per_soma, slope, keep):
+    def _dendritic_layer(
+        x: T, weight: T, indices: T, offsets: T, bias_d: T, weight_s: T, bias_s: T, per_soma: int, slope: float,
+        keep: bool,
+    ) -> tuple[T, T]:  # fmt: skip
         return layer_outputs(x, offsets, bias_s, keep)
 
     @fake("dendritic::dendritic_layer_t")
     def _dendritic_layer_t(
-        x, weight, indices, offsets, t_starts, t_rows, t_perm, t_fan_out, n_blocks, bias_d, weight_s, bias_s,
-        per_soma, slope, keep,
-    ):  # fmt: skip
+        x: T, weight: T, indices: T, offsets: T, t_starts: T, t_rows: T, t_perm: T, t_fan_out: T, n_blocks: int,
+        bias_d: T, weight_s: T, bias_s: T, per_soma: int, slope: float, keep: bool,
+    ) -> tuple[T, T]:  # fmt: skip
         return layer_outputs(x, offsets, bias_s, keep)
 
     @fake("dendritic::dendritic_layer_backward")
     def _dendritic_layer_backward(
-        grad_out, out, dendrites, x, weight, indices, offsets, weight_s, per_soma, slope, need_grad_x
-    ):
+        grad_out: T, out: T, dendrites: T, x: T, weight: T, indices: T, offsets: T, weight_s: T, per_soma: int,
+        slope: float, need_grad_x: bool,
+    ) -> tuple[T, T, T, T, T]:  # fmt: skip
         n_dend = offsets.shape[0]
         pre = x.new_empty((n_dend, x.shape[1])) if need_grad_x else x.new_empty((0,))
         return (
@@ -100,27 +119,31 @@ def _register_fakes() -> None:
         )
 
     @fake("dendritic::transpose_2d")
-    def _transpose_2d(x):
+    def _transpose_2d(x: T) -> T:
         return x.new_empty((x.shape[1], x.shape[0]))
 
     @fake("dendritic::head_forward")
-    def _head_forward(h, weight, bias, target):
+    def _head_forward(h: T, weight: T, bias: T, target: T) -> tuple[T, T, T]:
         return h.new_empty(()), h.new_empty((weight.shape[0], h.shape[1])), target.new_empty(())
 
     @fake("dendritic::head_backward")
-    def _head_backward(grad_loss, probs, h, weight, target, need_h):
+    def _head_backward(grad_loss: T, probs: T, h: T, weight: T, target: T, need_h: bool) -> tuple[T, T, T]:
         grad_h = h.new_empty(h.shape) if need_h else h.new_empty((0,))
         return grad_h, weight.new_empty(weight.shape), weight.new_empty((weight.shape[0],))
 
     @fake("dendritic::adam_step_")
-    def _adam_step_(params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, beta2, eps, keras=False):
+    def _adam_step_(
+        params: list[T], grads: list[T], exp_avgs: list[T], exp_avg_sqs: list[T], step: int, lr: float,
+        beta1: float, beta2: float, eps: float, keras: bool = False,
+    ) -> None:  # fmt: skip
         return None
 
     @fake("dendritic::train_steps")
     def _train_steps(
-        x_train, y_train, order, batch, params, exp_avgs, exp_avg_sqs, indices, offsets, per_soma, slope,
-        step0, lr, beta1, beta2, eps, keras, loss_sum, correct,
-    ):  # fmt: skip
+        x_train: T, y_train: T, order: T, batch: int, params: list[T], exp_avgs: list[T], exp_avg_sqs: list[T],
+        indices: list[T], offsets: list[T], per_soma: list[int], slope: float, step0: int, lr: float,
+        beta1: float, beta2: float, eps: float, keras: bool, loss_sum: T, correct: T,
+    ) -> None:  # fmt: skip
         return None
 
 

@@ -53,6 +53,13 @@ class SparseLinear(nn.Module):
     Build one from a rule with :meth:`random` or from a 0/1 matrix with :meth:`from_mask`.
     """
 
+    indices: torch.Tensor
+    offsets: torch.Tensor
+    t_starts: torch.Tensor
+    t_rows: torch.Tensor
+    t_perm: torch.Tensor
+    t_fan_out: torch.Tensor
+
     def __init__(
         self,
         in_features: int,
@@ -161,6 +168,7 @@ class SparseLinear(nn.Module):
             if self.bias is None:
                 return self.weight @ h
             return torch.addmm(self.bias[:, None], self.weight, h)
+        out: torch.Tensor
         if self.cpp and h.is_cpu and h.dtype in _CPP_DTYPES and self.weight.dtype == h.dtype:
             out = torch.ops.dendritic.sparse_linear_t(
                 h.contiguous(),
@@ -211,6 +219,8 @@ class MaskedLinear(nn.Module):
     Absent connections are zero in the forward pass and get zero gradient, so with Adam they
     never change — the same as not having them.
     """
+
+    mask: torch.Tensor
 
     def __init__(self, connectivity: Connectivity, *, generator: torch.Generator | None = None) -> None:
         super().__init__()

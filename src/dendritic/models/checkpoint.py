@@ -27,7 +27,16 @@ from dendritic.files import atomic_write, check_output_file, read_json
 from dendritic.models.network import DendriticNet
 from dendritic.wiring.connectivity import Connectivity
 
-__all__ = ["CheckpointError", "check_target", "checkpoint_paths", "load", "read_metadata", "save"]
+__all__ = [
+    "CheckpointError",
+    "check_target",
+    "checkpoint_paths",
+    "load",
+    "load_state",
+    "read_metadata",
+    "save",
+    "save_state",
+]
 
 FORMAT = "dendritic-checkpoint"
 #: 2 adds ``document_sha256``, the digest of the JSON itself; version 1 files still load.
@@ -264,9 +273,9 @@ def load(path: str | os.PathLike[str], *, map_location: str | torch.device = "cp
     _check_sizes(document, tensor_path)
     try:
         tensors = load_file(str(tensor_path))
-        wiring = []
+        wiring: list[tuple[Connectivity, Connectivity]] = []
         for index, entry in enumerate(document["wiring"]):
-            pair = []
+            pair: list[Connectivity] = []
             for part, info in zip(("inputs", "cables"), entry, strict=True):
                 if info["all_to_all"]:
                     pair.append(Connectivity.all_to_all(info["n_in"], info["n_out"]))
@@ -281,7 +290,7 @@ def load(path: str | os.PathLike[str], *, map_location: str | torch.device = "cp
                 if prefix + "centres" in tensors:
                     conn = conn.with_centres(tensors.pop(prefix + "centres").numpy())
                 pair.append(conn)
-            wiring.append(tuple(pair))
+            wiring.append((pair[0], pair[1]))
         model = DendriticNet(
             wiring,
             tuple(document["input_shape"]),
@@ -298,3 +307,71 @@ def load(path: str | os.PathLike[str], *, map_location: str | torch.device = "cp
     except (KeyError, TypeError, ValueError, RuntimeError, OSError, SafetensorError) as exc:
         raise CheckpointError(f"cannot rebuild the model from {json_path}: {_reason(exc)}") from None
     return model.to(map_location)
+
+
+# ---------------------------------------------------------------------------- any module
+
+STATE_FORMAT = "dendritic-state"
+
+
+def save_state(
+    model: torch.nn.Module, path: str | os.PathLike[str], *, extra: dict[str, Any] | None = None
+) -> Path:
+    """Save any module's state dict (parameters and buffers, e.g. a ``DendriticLayer``'s wiring)
+    as ``path.safetensors`` + ``path.json``; returns the JSON path. Rebuild the module the same
+    way, then :func:`load_state` into it."""
+    check_target(path, option="checkpoint path")
+    tensor_path, json_path = checkpoint_paths(path)
+    # Copies: tied or shared tensors (one storage, two names) are saved as separate tensors.
+    tensors = {
+        name: t.detach().cpu().clone(memory_format=torch.contiguous_format)
+        for name, t in model.state_dict().items()
+    }
+    import dendritic
+
+    try:
+        atomic_write(tensor_path, lambda tmp: save_file(tensors, str(tmp)))
+        document = {
+            "format": STATE_FORMAT,
+            "format_version": 1,
+            "module": f"{type(model).__module__}.{type(model).__qualname__}",
+            "tensors": tensor_path.name,
+            "sha256": _sha256(tensor_path),
+            "dendritic_version": dendritic.__version__,
+            "torch_version": torch.__version__,
+            "extra": extra or {},
+        }
+        document["document_sha256"] = _document_digest(document)
+        text = json.dumps(document, indent=2, sort_keys=True, allow_nan=False)
+        atomic_write(json_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    except (PathError, SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"cannot write checkpoint {json_path.with_suffix('')}: {_reason(exc)}"
+        ) from None
+    return json_path
+
+
+def load_state(model: torch.nn.Module, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a :func:`save_state` checkpoint into ``model`` (built the same way); both digests
+    are checked first. Returns the checkpoint's ``extra``."""
+    tensor_path, json_path = checkpoint_paths(path)
+    if not json_path.is_file():
+        raise CheckpointError(f"no checkpoint at {json_path}")
+    try:
+        document = read_json(json_path, limit=MAX_JSON_BYTES)
+    except PathError as exc:
+        raise CheckpointError(str(exc)) from None
+    if not isinstance(document, dict) or document.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"{json_path} is not a module checkpoint of dendritic.save_state")
+    if document.get("document_sha256") != _document_digest(document):
+        raise CheckpointError(f"{json_path} does not match its own digest: modified or corrupt")
+    if not tensor_path.is_file() or _sha256(tensor_path) != document.get("sha256"):
+        raise CheckpointError(f"{tensor_path} is missing or does not match the digest in {json_path.name}")
+    try:
+        model.load_state_dict(load_file(str(tensor_path)))
+    except (RuntimeError, SafetensorError) as exc:
+        raise CheckpointError(
+            f"cannot load {tensor_path} into {type(model).__name__}: {_reason(exc)}"
+        ) from None
+    extra = document.get("extra", {})
+    return extra if isinstance(extra, dict) else {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -241,6 +241,11 @@ class DendriticNet(nn.Module):
         self.output = SparseLinear(previous, n_classes, generator=generator)
         self.config = dict(config or {})
 
+    @property
+    def _blocks(self) -> Sequence[DendriticLayer]:
+        """``self.layers``, typed (a ModuleList holds plain Modules)."""
+        return cast("Sequence[DendriticLayer]", self.layers)
+
     def _flatten(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() >= 2 and tuple(x.shape[1:]) == self.input_shape:
             return x.reshape(x.shape[0], self.n_inputs)
@@ -283,7 +288,7 @@ class DendriticNet(nn.Module):
         """The last hidden layer's output, feature-major (units, batch), and the recorded activations."""
         h = feature_major(self._flatten(x))
         activations: dict[str, torch.Tensor] = {}
-        for index, layer in enumerate(self.layers, start=1):
+        for index, layer in enumerate(self._blocks, start=1):
             h, dendrites = layer.forward_t(h, keep_dendrites=return_activations)
             if return_activations:
                 assert dendrites is not None
@@ -300,8 +305,8 @@ class DendriticNet(nn.Module):
         one fused dendro-somatic layer (sparse dendrites, each soma summing its own, no dropout),
         a dense output layer, CPU tensors of one float dtype; else None."""
         if not (
-            len(self.layers) == 1
-            and self.layers[0].fusable
+            len(self._blocks) == 1
+            and self._blocks[0].fusable
             and isinstance(self.dropout, nn.Identity)
             and self.output.kernel == "dense"
             and fused_layers_enabled(x)
@@ -312,14 +317,16 @@ class DendriticNet(nn.Module):
             and y.is_contiguous()
         ):
             return None
-        layer = self.layers[0]
-        d, s, o = layer.dendrites, layer.somata, self.output
-        params = [d.weight, d.bias, s.weight, s.bias, o.weight, o.bias]
+        layer = self._blocks[0]
+        # fusable: sparse dendrites and somata (never the masked oracle)
+        d, s, o = cast(SparseLinear, layer.dendrites), cast(SparseLinear, layer.somata), self.output
+        params: list[torch.Tensor] = [d.weight, d.bias, s.weight, s.bias, o.weight, o.bias]
         if any(p is None or p.dtype != x.dtype for p in params) or sum(1 for _ in self.parameters()) != len(
             params
         ):
             return None
-        return FusedDANN(params, (d.indices, d.offsets, layer.dendrites_per_soma, NEGATIVE_SLOPE))
+        per_soma = cast(int, layer.dendrites_per_soma)  # fusable: structured cables
+        return FusedDANN(params, (d.indices, d.offsets, per_soma, NEGATIVE_SLOPE))
 
     def fused_training_plan(
         self, optimizer: Any, x: torch.Tensor, y: torch.Tensor
@@ -407,8 +414,8 @@ class DendriticNet(nn.Module):
 
     def hidden_layers(self) -> list[tuple[str, nn.Module]]:
         """(name, layer) of every hidden weight layer in forward order, e.g. ``dendrites_1``."""
-        named = []
-        for index, layer in enumerate(self.layers, start=1):
+        named: list[tuple[str, nn.Module]] = []
+        for index, layer in enumerate(self._blocks, start=1):
             named.append((f"dendrites_{index}", layer.dendrites))
             named.append((f"somata_{index}", layer.somata))
         return named

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from dendritic.layers.sparse import MaskedLinear, SparseLinear
 from dendritic.models.variants import resolve_name
 
 __all__ = ["count_parameters", "paper_parameter_count"]
@@ -20,8 +21,8 @@ def count_parameters(model: nn.Module) -> int:
         own = list(module.parameters(recurse=False))
         if not own:
             continue
-        if hasattr(module, "n_connections") and hasattr(module, "bias"):
-            total += module.n_connections + module.bias.numel()
+        if isinstance(module, (SparseLinear, MaskedLinear)):
+            total += module.n_connections + (0 if module.bias is None else module.bias.numel())
         else:
             total += sum(p.numel() for p in own if p.requires_grad)
     return total

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -72,6 +73,9 @@ class DendriticLayer(nn.Module):
     no hook is attached, the whole layer runs as the fused ``dendritic::dendritic_layer_t``
     operator (forward and backward each one C++ pass); the results are the same.
     """
+
+    dendrites: SparseLinear | MaskedLinear
+    somata: SparseLinear | MaskedLinear
 
     def __init__(
         self,
@@ -196,7 +200,7 @@ class DendriticLayer(nn.Module):
         self.dendrites_per_soma = inputs.n_out // cables.n_out if cables.is_blocks else None
         self.wiring = (inputs, cables)
 
-        def layer(conn: Connectivity) -> nn.Module:
+        def layer(conn: Connectivity) -> SparseLinear | MaskedLinear:
             if oracle:
                 return MaskedLinear(conn, generator=generator)
             chosen = "dense" if kernel != "auto" and conn.is_all_to_all else kernel
@@ -269,8 +273,8 @@ class DendriticLayer(nn.Module):
         if self._hooked() or (return_dendrites and torch.is_grad_enabled()):
             # Part by part, batch-major: hooks see (batch, units) tensors, and gradients flow
             # through returned dendrites.
-            dend = self.dendrite_activation(self.dendrites(flat))
-            out = self.soma_activation(self.somata(self.dropout(dend)))
+            dend: torch.Tensor | None = self.dendrite_activation(self.dendrites(flat))
+            out: torch.Tensor = self.soma_activation(self.somata(self.dropout(dend)))
         else:
             out_t, dend_t = self.forward_t(feature_major(flat), keep_dendrites=return_dendrites)
             out = out_t.t()
@@ -290,7 +294,8 @@ class DendriticLayer(nn.Module):
         ``keep_dendrites`` (not differentiable on the fused path).
         """
         if self.fusable and h.is_cpu and h.dtype in _CPP_DTYPES and self.dendrites.weight.dtype == h.dtype:
-            d, s = self.dendrites, self.somata
+            # fusable: both are SparseLinear (never the masked oracle)
+            d, s = cast(SparseLinear, self.dendrites), cast(SparseLinear, self.somata)
             need_grad = torch.is_grad_enabled() and (
                 h.requires_grad or any(p.requires_grad for p in (d.weight, d.bias, s.weight, s.bias))
             )
@@ -322,7 +327,8 @@ class DendriticLayer(nn.Module):
         slope = _leaky_slope(activation)
         if slope is not None and not activation._forward_hooks:
             return F.leaky_relu(z, slope, inplace=True)
-        return activation(z)
+        out: torch.Tensor = activation(z)
+        return out
 
     # ------------------------------------------------------------------ inspection
     def masks(self) -> tuple[np.ndarray, np.ndarray]:

@@ -8,15 +8,15 @@ import os
 import platform
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from dendritic.errors import PathError
-from dendritic.figures.experiments import EXPERIMENTS, experiments_of, is_continual
 from dendritic.files import atomic_write_text, check_output_file, read_bounded, read_json
+from dendritic.report.runs import EXPERIMENTS, experiment_of_run
 
 __all__ = ["ReportFigure", "build_report", "render_report", "run_counts"]
 
@@ -84,13 +84,10 @@ class _ContinualSection:
 
 
 def run_counts(runs: Sequence[Mapping[str, Any]]) -> dict[str, Counter[str]]:
-    """experiment → Counter(status) over all runs; continual runs count as "continual", runs
-    of no experiment as "other"."""
+    """experiment → Counter(status) over all runs; runs of no experiment count as "other"."""
     out: dict[str, Counter[str]] = {e: Counter() for e in (*EXPERIMENTS, "continual")}
     for run in runs:
-        exps = {"continual"} if is_continual(run) else (experiments_of(run) or {"other"})
-        for e in exps:
-            out.setdefault(e, Counter())[str(run.get("status"))] += 1
+        out.setdefault(experiment_of_run(run) or "other", Counter())[str(run.get("status"))] += 1
     return {e: c for e, c in out.items() if c}
 
 
@@ -176,17 +173,17 @@ def _from_folder(folder: Path, content: _Content) -> None:
         dataset = manifest.get("dataset")
         content.dataset = dataset if isinstance(dataset, str) else None
         return
-    from dendritic.figures.driver import FIGURES
+    from dendritic.figures.specs import FIGURES
 
     pngs = sorted(folder.glob("*.png"))
     if not pngs:
         raise FileNotFoundError(f"no PNG figures in {folder}")
-    for png in pngs:
-        info = FIGURES.get(png.stem)
-        label = info.label if info else png.stem
-        data = _figure_png(folder, png.stem)
+    for path in pngs:
+        info = FIGURES.get(path.stem)
+        label = info.label if info else path.stem
+        data = _figure_png(folder, path.stem)
         if data is not None:
-            content.figures.append(ReportFigure(png.stem, label, info.caption if info else "", data))
+            content.figures.append(ReportFigure(path.stem, label, info.caption if info else "", data))
 
 
 def build_report(
@@ -198,7 +195,6 @@ def build_report(
     dataset: str | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     tsne_samples: int = 500,
-    log: Callable[[str], None] | None = None,
     workers: int = 1,
     optimizer: str | None = None,
 ) -> Path:
@@ -208,9 +204,9 @@ def build_report(
     are drawn now (PNG only, into a temporary folder; ``workers`` processes analyse the
     checkpoints of Figs 5–6). Tables are always computed from the store.
     """
-    from dendritic.figures.driver import make_figures
-    from dendritic.figures.experiments import load_runs
     from dendritic.figures.tables import table1, table2
+    from dendritic.report.make import make_figures
+    from dendritic.report.runs import load_runs
 
     protected = store.own_files() if hasattr(store, "own_files") else []
     check_output_file(out, option="report file", protected=protected)
@@ -227,11 +223,10 @@ def build_report(
                 data_dir=data_dir,
                 tsne_samples=tsne_samples,
                 formats=("png",),
-                log=log,
                 workers=workers,
                 optimizer=optimizer,
             )
-            from dendritic.figures.driver import FIGURES
+            from dendritic.figures.specs import FIGURES
 
             for name, paths in result.figures.items():
                 png = next(p for p in paths if p.suffix == ".png")
@@ -241,16 +236,18 @@ def build_report(
             content.notes = list(result.notes)
             content.dataset = result.dataset
     runs = load_runs(store, optimizer=optimizer)
-    from dendritic.figures.driver import _groups
+    from dendritic.figures.specs import FigureInputs
 
-    by_dataset = {d: _groups(runs.of("main", d)) for d in runs.datasets("main")}
+    by_dataset = FigureInputs(runs, None, on=on).by_dataset
     content.tables = [table1(by_dataset, on), table2(by_dataset, on)]
     for table in content.tables:
         table.note = f"{table.note} {runs.optimizer_note()}".strip()
-    content.continual = _continual_sections(store.list_runs(status="finished"))
+    every = store.list_runs()
+    content.continual = _continual_sections([r for r in every if r.get("status") == "finished"])
     page = render_report(
         content,
-        counts=run_counts(store.list_runs()),
+        counts=run_counts(every),
+        others=other_runs(every),
         store_path=str(getattr(store, "path", "")),
         on=on,
         finished=len(runs.runs),
@@ -356,6 +353,58 @@ def _models_table(per_model: Mapping[tuple[Any, Any], int]) -> str:
     return f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+#: At most this many rows in the table of runs outside the paper's experiments.
+OTHER_ROWS = 200
+
+
+def other_runs(runs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Finished runs of no paper experiment and not continual: a user's own models (``fit``
+    with ``RecordRun``), the demo, runs of mixed settings."""
+    out = []
+    for run in runs:
+        if run.get("status") == "finished" and experiment_of_run(run) not in (*EXPERIMENTS, "continual"):
+            out.append(run)
+    return out
+
+
+def _other_table(runs: Sequence[Mapping[str, Any]]) -> str:
+    def num(value: Any, fmt: str) -> str:
+        return "–" if value is None else format(value, fmt)
+
+    head = (
+        "run",
+        "experiment",
+        "model",
+        "dataset",
+        "parameters",
+        "test acc %",
+        "test loss",
+        "epochs",
+        "seconds",
+    )
+    out = [
+        '<table class="data" id="other-runs"><thead><tr>',
+        *(f"<th>{h}</th>" for h in head),
+        "</tr></thead><tbody>",
+    ]
+    for r in runs[-OTHER_ROWS:]:
+        acc = r.get("test_accuracy")
+        cells = (
+            r.get("id"),
+            r.get("experiment") or "–",
+            r.get("model") or "–",
+            r.get("dataset") or "–",
+            num(r.get("trainable_params"), ","),
+            "–" if acc is None else f"{100 * acc:.2f}",
+            num(r.get("test_loss"), ".4f"),
+            num(r.get("epochs_run"), "d"),
+            num(r.get("wall_seconds"), ".1f"),
+        )
+        out.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
 def render_report(
     content: _Content,
     *,
@@ -365,6 +414,7 @@ def render_report(
     finished: int = 0,
     per_model: Mapping[tuple[Any, Any], int] | None = None,
     generated: datetime | None = None,
+    others: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """The whole page as one string (no external resources)."""
     from dendritic.figures.style import dataset_label
@@ -391,11 +441,19 @@ def render_report(
         '<li><a href="#skipped">Not drawn</a></li><li><a href="#environment">Environment</a></li>',
         "</ul></nav>",
         '<h2 id="runs">Runs</h2>',
-        f"<p>{finished} finished runs. Runs by experiment (recognised from their config) and status:</p>",
+        f"<p>{finished} finished runs. Runs by experiment (the sweep each was made for; runs stored before runs were tagged, by their config) and status:</p>",
         _counts_table(counts),
     ]
     if per_model:
         parts += ["<p>Finished runs by model and dataset:</p>", _models_table(per_model)]
+    if others:
+        shown = f" (the last {OTHER_ROWS})" if len(others) > OTHER_ROWS else ""
+        parts += [
+            f"<p>{len(others)} finished run(s) outside the paper's experiments{shown}: your own "
+            "models, the demo, runs that change several protocol settings. They are in no table "
+            "or figure below.</p>",
+            _other_table(others),
+        ]
     parts.append('<h2 id="tables">Tables</h2>')
     for table in content.tables:
         parts += [f"<h3>{_e(table.title)}</h3>", f"<p>{_e(table.note)}</p>"]

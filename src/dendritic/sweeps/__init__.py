@@ -27,6 +27,7 @@ from .grids import (
     Experiment,
     expand,
     experiment_names,
+    experiment_of,
     get_experiment,
 )
 from .worker import Task, run_task
@@ -51,6 +52,7 @@ __all__ = [
     "estimate_seconds",
     "expand",
     "experiment_names",
+    "experiment_of",
     "features",
     "fit_runs",
     "get_experiment",

@@ -64,7 +64,7 @@ def _follow_ray_start_auth_rule() -> None:
     os.environ["RAY_AUTH_MODE"] = "token"
     if "ray" in sys.modules:  # Ray read its configuration when imported: make it read it again
         try:
-            from ray._raylet import Config
+            from ray._raylet import Config  # type: ignore[attr-defined]
 
             Config.initialize("")
         except (ImportError, AttributeError):  # pragma: no cover - a Ray without token auth

@@ -22,21 +22,24 @@ already recorded and never duplicates a run:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from dendritic.store import RunStore, StoreError, config_key
 from dendritic.training.config import TrainConfig
 
 from .backends import Backend, LocalBackend, available_cpus
 from .estimate import DEFAULT_COST
+from .grids import experiment_of
 from .worker import Task, checkpoint_path
+
+log = logging.getLogger("dendritic.sweeps")
 
 __all__ = ["HEARTBEAT", "SweepReport", "run_sweep", "plan", "summary_line"]
 
@@ -180,11 +183,11 @@ def run_sweep(
     data_dir: str | os.PathLike[str] | None = None,
     device: str = "cpu",
     checkpoints: str | os.PathLike[str] | None = None,
-    progress: bool = True,
-    log: TextIO | None = None,
+    progress: Callable[[int, int], None] | None = None,
     on_result: Callable[[TrainConfig, dict[str, Any]], None] | None = None,
     poll: float = 0.5,
     reclaim: float | None = None,
+    experiment: str | None = None,
 ) -> SweepReport:
     """Run every config not yet finished in ``store``; see the module docstring for the protocol.
 
@@ -192,19 +195,19 @@ def run_sweep(
     ``threads`` torch threads (default: available CPUs // workers), closed at the end. A backend
     passed in stays open for further sweeps unless the sweep raises (Ctrl-C, store errors): then
     it is closed, abandoning its in-flight runs, which are marked 'interrupted'. One summary line
-    per run goes to ``log`` (default stderr); a tqdm bar shows runs done / total with an ETA when
-    ``progress`` is on.
+    per run is logged (``dendritic.sweeps``, INFO); ``progress(done, total)`` is called as runs
+    end (the CLI draws a bar with it). Each run is tagged with ``experiment`` (the sweep's name),
+    by default with the experiment its config follows (:func:`~dendritic.sweeps.experiment_of`).
 
     Runs 'running' under a coordinator on *another host* cannot be checked by pid; with
     ``reclaim`` (seconds) those whose heartbeat is older are marked interrupted and retried. A
     live coordinator heartbeats its runs in flight every :data:`HEARTBEAT` seconds.
     """
     t0 = time.perf_counter()
-    log = log if log is not None else sys.stderr
     if reclaim is not None:
         reclaimed = store.reap_stale(older_than=reclaim)
         if reclaimed:
-            print(f"sweep: reclaimed {len(reclaimed)} run(s) left running by a dead coordinator", file=log)
+            log.info("sweep: reclaimed %d run(s) left running by a dead coordinator", len(reclaimed))
     todo, already = plan(configs, store)
     report = SweepReport(total=len(todo) + already, skipped=already)
     owned = backend is None
@@ -222,19 +225,16 @@ def run_sweep(
         folder = Path(checkpoints).expanduser().resolve()
         folder.mkdir(parents=True, exist_ok=True)
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    ended = already
 
-        bar = tqdm(
-            total=report.total, initial=already, unit="run", desc="sweep", file=sys.stderr, dynamic_ncols=True
-        )
+    def advance() -> None:
+        nonlocal ended
+        ended += 1
+        if progress is not None:
+            progress(ended, report.total)
 
-    def say(text: str) -> None:
-        if bar is not None and log is sys.stderr:
-            bar.write(text, file=sys.stderr)
-        else:
-            print(text, file=log, flush=True)
+    if progress is not None:
+        progress(ended, report.total)
 
     queue = deque(todo)
     in_flight: dict[int, TrainConfig] = {}
@@ -245,11 +245,10 @@ def run_sweep(
             while queue and len(in_flight) < backend.slots:
                 config = queue.popleft()
                 cfg = config.to_dict()
-                run_id = _start(store, cfg, device)
+                run_id = _start(store, cfg, device, experiment or experiment_of(cfg))
                 if run_id is None:
                     report.busy += 1
-                    if bar is not None:
-                        bar.update(1)
+                    advance()
                     continue
                 key = config_key(cfg)
                 task = Task(
@@ -286,11 +285,10 @@ def run_sweep(
                 else:
                     lines = str(outcome.get("error", "")).strip().splitlines() or ["unknown error"]
                     report.failed.append((run_id, lines[0] if outcome.get("lost") else lines[-1]))
-                say(summary_line(config, outcome, run_id))
+                log.info("%s", summary_line(config, outcome, run_id))
                 if on_result is not None:
                     on_result(config, outcome)
-                if bar is not None:
-                    bar.update(1)
+                advance()
     except BaseException as exc:
         report.interrupted = True
         owned = True
@@ -309,17 +307,15 @@ def run_sweep(
             if owned:
                 backend.close()
         finally:
-            if bar is not None:
-                bar.close()
             report.seconds = time.perf_counter() - t0
-            say(report.line())
+            log.info("%s", report.line())
     return report
 
 
-def _start(store: RunStore, cfg: dict[str, Any], device: str) -> int | None:
+def _start(store: RunStore, cfg: dict[str, Any], device: str, experiment: str | None) -> int | None:
     """``start_run``, or None when another live sweep is running (or has just finished) the run."""
     try:
-        return store.start_run(cfg, meta={"device": device})
+        return store.start_run(cfg, meta={"device": device, "experiment": experiment})
     except StoreError:
         row = store.find(cfg)
         if row is not None and row["status"] in ("running", "finished"):

@@ -10,6 +10,7 @@ already covers the whole grid once, and consecutive runs share the same prepared
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ __all__ = [
     "Experiment",
     "expand",
     "experiment_names",
+    "experiment_of",
     "get_experiment",
 ]
 
@@ -69,6 +71,8 @@ class Experiment:
     axes: Mapping[str, tuple[Any, ...]]
     datasets: tuple[str, ...]
     fixed: Mapping[str, Any] = field(default_factory=dict)
+    #: The protocol setting (a TrainConfig field) this experiment changes from main's; None for main.
+    varies: str | None = None
 
     def choices(self, axis: str) -> tuple[Any, ...]:
         """Values a filter of ``axis`` may name."""
@@ -94,6 +98,7 @@ def _experiment(
     layers: Sequence[int] = (1,),
     datasets: Sequence[str] | None = None,
     fixed: Mapping[str, Any] | None = None,
+    varies: str | None = None,
 ) -> Experiment:
     axes = {
         "dataset": ("fmnist",),
@@ -105,7 +110,7 @@ def _experiment(
         "somata": tuple(somata),
         "dendrites": tuple(dendrites),
     }
-    return Experiment(name, description, axes, tuple(datasets or dataset_names()), dict(fixed or {}))
+    return Experiment(name, description, axes, tuple(datasets or dataset_names()), dict(fixed or {}), varies)
 
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -121,25 +126,32 @@ EXPERIMENTS: dict[str, Experiment] = {
             "Fashion-MNIST with fixed Gaussian noise sigma in {0.25, 0.5, 0.75, 1.0}; the 5 figure models",
             sigma=(0.25, 0.5, 0.75, 1.0),
             datasets=("fmnist",),
+            varies="sigma",
         ),
         _experiment(
             "sequential",
             "class-sequential Fashion-MNIST (single-class batches, doubled epochs); the 5 figure models",
             datasets=("fmnist",),
             fixed={"sequential": True},
+            varies="sequential",
         ),
         _experiment(
             "dropout",
             "vANN controls with dropout 0.2 / 0.5 / 0.8 after every hidden layer",
             models=DROPOUT_MODELS,
+            varies="dropout",
         ),
         _experiment(
-            "lr", "learning rates 0.01 and 1e-4 instead of 1e-3; the 5 figure models", lr=(0.01, 1e-4)
+            "lr",
+            "learning rates 0.01 and 1e-4 instead of 1e-3; the 5 figure models",
+            lr=(0.01, 1e-4),
+            varies="lr",
         ),
         _experiment(
             "early-stop",
             "early stopping (patience 10 on validation loss, at most 100 epochs); the 5 figure models",
             fixed={"early_stop": True},
+            varies="early_stop",
         ),
         _experiment(
             "depth",
@@ -147,6 +159,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             layers=(1, 2, 3, 4),
             dendrites=(8, 16, 32, 64),
             somata=(256, 512),
+            varies="layers",
         ),
     )
 }
@@ -154,6 +167,44 @@ EXPERIMENTS: dict[str, Experiment] = {
 
 def experiment_names() -> tuple[str, ...]:
     return tuple(EXPERIMENTS)
+
+
+#: The main protocol's value of each setting an experiment varies (TrainConfig's defaults).
+PROTOCOL: dict[str, Any] = {
+    e.varies: TrainConfig.__dataclass_fields__[e.varies].default for e in EXPERIMENTS.values() if e.varies
+}
+
+
+def _follows_main(config: Mapping[str, Any], name: str) -> bool:
+    value, default = config.get(name), PROTOCOL[name]
+    if value is None:
+        return True
+    if isinstance(default, bool):
+        return bool(value) == default
+    try:
+        return math.isclose(float(value), float(default), rel_tol=1e-9, abs_tol=1e-12)
+    except (TypeError, ValueError):
+        return False
+
+
+def experiment_of(config: Mapping[str, Any]) -> str | None:
+    """The experiment whose protocol ``config`` follows, or None (SPEC §5).
+
+    ``main`` when every setting an experiment varies has its main value; otherwise the one
+    experiment whose setting is the only one changed (``dropout`` only for the vANN controls).
+    A config that changes two settings, or a continual run, follows none.
+    """
+    if config.get("protocol") == "continual":
+        return None
+    changed = [e for e in EXPERIMENTS.values() if e.varies and not _follows_main(config, e.varies)]
+    if not changed:
+        return "main"
+    if len(changed) > 1:
+        return None
+    (experiment,) = changed
+    if experiment.name == "dropout" and not str(config.get("model", "")).startswith("vANN"):
+        return None
+    return experiment.name
 
 
 def get_experiment(name: str) -> Experiment:

@@ -150,14 +150,25 @@ def _watch_parent(coordinator: int) -> None:
             os._exit(3)
 
 
+def _die_of_signal(signum: int, frame: Any) -> None:
+    import signal
+
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
 def worker_main(conn: Any, parent: int) -> None:
     """Loop of a local pool process: receive a Task, send back ``run_task``'s dict, until None.
 
-    SIGINT is ignored: on Ctrl-C the coordinator decides what happens to the runs in flight.
+    SIGINT is ignored and SIGTERM ends the process at once: the coordinator decides what
+    happens to the runs in flight.
     """
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Terminated (by the coordinator on Ctrl-C or errors): die of the signal at once, not by
+    # unwinding the run as fit() would; the coordinator records what happened to it.
+    signal.signal(signal.SIGTERM, _die_of_signal)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     hook = os.environ.get("DENDRITIC_SWEEP_WORKER_PIDS")  # tests find workers to kill here
     while True:

@@ -7,28 +7,22 @@ generators seeded by the run's seed, so the same config gives the same metrics o
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import math
 import os
 import platform
 import socket
-import sys
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from dendritic.models import build_model, count_parameters, paper_parameter_count
-from dendritic.models.checkpoint import check_target as check_checkpoint_target
-from dendritic.models.checkpoint import save as save_checkpoint
+from dendritic.models import count_parameters, paper_parameter_count
 from dendritic.models.network import DendriticNet
-from dendritic.store import RunRecorder
+from dendritic.models.spec import ModelSpec
 from dendritic.training.config import TrainConfig
+from dendritic.training.fit import Callback, EpochMetrics, LogEpochs, RecordRun, SaveCheckpoint, fit
 
 __all__ = [
     "EpochMetrics",
@@ -57,19 +51,6 @@ def eval_batch_size(device: torch.device | str) -> int:
     (units, 256) slice of the input in cache (a 2,048 batch is 1.6-2× slower there), and
     ``EVAL_BATCH`` on GPUs, which want big batches."""
     return 256 if torch.device(device).type == "cpu" else EVAL_BATCH
-
-
-@dataclass
-class EpochMetrics:
-    epoch: int
-    train_loss: float
-    train_accuracy: float
-    val_loss: float
-    val_accuracy: float
-    seconds: float
-
-    def as_dict(self) -> dict[str, float]:
-        return {k: v for k, v in self.__dict__.items() if k != "epoch"}
 
 
 @dataclass
@@ -153,20 +134,10 @@ def data_for(
     )
 
 
-def model_for(config: Any, data: Any) -> DendriticNet:
-    """The model a run config names, shaped for its prepared data (training and continual runs)."""
-    return build_model(
-        config.model,
-        data.input_shape,
-        data.n_classes,
-        config.dendrites,
-        config.somata,
-        synapses=config.synapses,
-        layers=config.layers,
-        dropout=config.dropout,
-        seed=config.seed,
-        random_mode=config.random_mode,
-    )
+def model_for(config: ModelSpec, data: Any) -> DendriticNet:
+    """The model a run config names (its :class:`ModelSpec` fields and ``seed``), shaped for its
+    prepared data: training and continual runs build it the same way."""
+    return config.build(data.input_shape, data.n_classes, seed=getattr(config, "seed", None))
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, optimizer: str = "adam-keras") -> torch.optim.Optimizer:
@@ -182,7 +153,7 @@ def make_optimizer(model: torch.nn.Module, lr: float, optimizer: str = "adam-ker
     from dendritic.training.optim import Adam, form_of
 
     form = form_of(optimizer)
-    kwargs = {"lr": lr, "betas": (0.9, 0.999), "eps": 1e-7}
+    kwargs: dict[str, Any] = {"lr": lr, "betas": (0.9, 0.999), "eps": 1e-7}
     on_cpu = all(p.is_cpu for p in model.parameters())
     if form == "keras" or (on_cpu and kernel_backend() == "cpp"):
         return Adam(model.parameters(), form=form, **kwargs)
@@ -315,157 +286,81 @@ def train(
     data_dir: str | os.PathLike[str] | None = None,
     download: bool = True,
     checkpoint: str | os.PathLike[str] | None = None,
-    progress: bool = False,
+    callbacks: Sequence[Callback] = (),
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     replace: bool = False,
     threads: int | None = None,
+    experiment: str | None = None,
 ) -> RunResult:
-    """Train one model with the paper's protocol and return its metrics.
+    """Train the paper's model ``config`` names with the paper's protocol, through :func:`fit`.
 
     ``store`` (a :class:`dendritic.store.RunStore`) records the run and every epoch; a run that
     raises or is interrupted is marked failed / interrupted, never finished. ``data`` may be a
     ready :class:`dendritic.data.PreparedData` (sweeps reuse one); otherwise it is prepared from
     ``config``. ``checkpoint`` saves the final model there (safetensors + JSON); its path is
     checked before training starts, so a bad path never costs a run. The store records where
-    the data came from (files and SHA-256, see :mod:`dendritic.data.loading`).
+    the data came from (files and SHA-256, see :mod:`dendritic.data.loading`). ``callbacks`` are
+    :func:`fit`'s (a progress bar, say); ``on_epoch`` is called with every epoch's metrics. Epoch
+    lines are logged (``dendritic.training``, INFO). ``experiment`` tags the stored run with the
+    sweep it belongs to (``dendritic train`` passes ``dendritic.sweeps.experiment_of(config)``).
     """
     dev = resolve_device(device)
     set_threads(threads)
+    hooks: list[Callback] = []
     if checkpoint is not None:
         protected = [] if store is None else store.own_files()
-        check_checkpoint_target(checkpoint, protected=tuple(protected))
-    epochs = config.resolved_epochs()
+        hooks.append(
+            SaveCheckpoint(checkpoint, extra={"train_config": config.to_dict()}, protected=protected)
+        )
     if data is None:
         data = data_for(config, data_dir, download)
     model = model_for(config, data).to(dev)
-    recorder = (
-        RunRecorder(store, config.to_dict(), meta=_meta(config, dev, model, data), replace=replace)
-        if store is not None
-        else None
+    recorder = None
+    if store is not None:
+        recorder = RecordRun(
+            store,
+            config.to_dict(),
+            experiment=experiment,
+            meta=_meta(config, dev, model, data),
+            replace=replace,
+        )
+        hooks.append(recorder)  # after SaveCheckpoint: the run is finished with its checkpoint
+    hooks.append(LogEpochs())
+    if on_epoch is not None:
+        hooks.append(_OnEpoch(on_epoch))
+    result = fit(
+        model,
+        (data.x_train, data.y_train),
+        val=(data.x_val, data.y_val),
+        test=(data.x_test, data.y_test),
+        epochs=config.resolved_epochs(),
+        optimizer=make_optimizer(model, config.lr, config.optimizer),
+        batch_size=config.batch_size,
+        seed=config.seed,
+        shuffle=not config.sequential,
+        patience=config.patience if config.early_stop else None,
+        callbacks=[*hooks, *callbacks],
+        device=dev,
     )
-    # The recorder marks the run failed or interrupted if anything below raises.
-    with recorder if recorder is not None else contextlib.nullcontext():
-        run_id = recorder.id if recorder is not None else None
-        result = _fit(config, model, data, dev, epochs, recorder, progress, on_epoch)
-        if checkpoint is not None:
-            path = save_checkpoint(
-                model, checkpoint, extra={"run_id": run_id, "train_config": config.to_dict()}
-            )
-            result.checkpoint = str(Path(path).resolve())  # valid from any working folder
-        if recorder is not None:
-            recorder.finish(
-                test_accuracy=result.test_accuracy,
-                test_loss=result.test_loss,
-                best_epoch=result.best_epoch,
-                epochs_run=result.epochs_run,
-                wall_seconds=result.seconds,
-                checkpoint=result.checkpoint,
-            )
-        result.run_id = run_id
-        return result
-
-
-def _fit(
-    config: TrainConfig,
-    model: DendriticNet,
-    data: Any,
-    dev: torch.device,
-    epochs: int,
-    recorder: RunRecorder | None,
-    progress: bool,
-    on_epoch: Callable[[EpochMetrics], None] | None,
-) -> RunResult:
-    start_time = time.perf_counter()
-    torch.manual_seed(config.seed)  # dropout masks
-    shuffle = torch.Generator().manual_seed(config.seed)
-    x_train, y_train = data.x_train.to(dev), data.y_train.to(dev)
-    x_val, y_val = data.x_val.to(dev), data.y_val.to(dev)
-    optimizer = make_optimizer(model, config.lr, config.optimizer)
-    n = len(x_train)
-    batch = config.batch_size
-    n_batches = math.ceil(n / batch)
-    history: list[EpochMetrics] = []
-    best_loss, best_epoch, best_state, stale = math.inf, 0, None, 0
-
-    bar = None
-    if progress and sys.stderr.isatty():  # a live bar on a terminal; logs get one line per epoch
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=epochs * n_batches, unit="batch", file=sys.stderr, dynamic_ncols=True, leave=False)
-    try:
-        for epoch in range(1, epochs + 1):
-            t0 = time.perf_counter()
-            model.train()
-            order = (
-                torch.arange(n, device=dev)
-                if config.sequential
-                else torch.randperm(n, generator=shuffle).to(dev)
-            )
-            loss_sum = torch.zeros((), device=dev)
-            correct = torch.zeros((), dtype=torch.long, device=dev)
-
-            def show(done: int, steps: int, epoch: int = epoch, loss_sum=loss_sum, correct=correct) -> None:
-                assert bar is not None
-                seen = min(done * batch, n)
-                bar.update(steps)
-                bar.set_description(f"epoch {epoch}/{epochs}", refresh=False)
-                bar.set_postfix(
-                    loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.4f}", refresh=False
-                )
-
-            train_epoch(
-                model,
-                optimizer,
-                x_train,
-                y_train,
-                order,
-                batch,
-                loss_sum,
-                correct,
-                show if bar is not None else None,
-            )
-            train_loss, train_acc = loss_sum.item() / n, correct.item() / n
-            val_loss, val_acc = evaluate(model, x_val, y_val)
-            metrics = EpochMetrics(epoch, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - t0)
-            if not math.isfinite(train_loss):
-                raise FloatingPointError(f"training diverged at epoch {epoch} (loss {train_loss})")
-            history.append(metrics)
-            if recorder is not None:
-                recorder.log_epoch(epoch, **metrics.as_dict())
-            if on_epoch is not None:
-                on_epoch(metrics)
-            if progress:
-                line = (
-                    f"epoch {epoch:>3}/{epochs}: loss {train_loss:.4f} acc {train_acc:.4f} | "
-                    f"val loss {val_loss:.4f} acc {val_acc:.4f} | {metrics.seconds:.1f} s"
-                )
-                if bar is not None:
-                    bar.write(line, file=sys.stderr)
-                else:
-                    print(line, file=sys.stderr, flush=True)
-            if val_loss < best_loss:
-                best_loss, best_epoch, stale = val_loss, epoch, 0
-                if config.early_stop:
-                    best_state = copy.deepcopy(model.state_dict())
-            else:
-                stale += 1
-                if config.early_stop and stale >= config.patience:
-                    break
-    finally:
-        if bar is not None:
-            bar.close()
-    if config.early_stop and best_state is not None:
-        model.load_state_dict(best_state)
-    test_loss, test_acc = evaluate(model, data.x_test.to(dev), data.y_test.to(dev))
     return RunResult(
         config=config,
-        test_accuracy=test_acc,
-        test_loss=test_loss,
+        test_accuracy=result.test_accuracy,
+        test_loss=result.test_loss,
         trainable_params=count_parameters(model),
         paper_params=_paper_count(config),
-        best_epoch=best_epoch,
-        epochs_run=len(history),
-        seconds=time.perf_counter() - start_time,
-        history=history,
+        best_epoch=result.best_epoch,
+        epochs_run=result.epochs_run,
+        seconds=result.seconds,
+        history=result.history,
+        run_id=None if recorder is None else recorder.id,
+        checkpoint=result.checkpoint,
         model=model,
     )
+
+
+class _OnEpoch(Callback):
+    def __init__(self, fn: Callable[[EpochMetrics], None]) -> None:
+        self.fn = fn
+
+    def on_epoch_end(self, state: Any, metrics: EpochMetrics) -> None:
+        self.fn(metrics)

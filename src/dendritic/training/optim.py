@@ -147,7 +147,7 @@ class Adam(torch.optim.Adam):
         return None
 
     @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Any = None) -> Any:
         groups = self._fast_path() if closure is None and self._steps >= 0 else None
         if groups is None:
             if self._steps >= 0:  # leaving the fast path for good: per-parameter counts from here

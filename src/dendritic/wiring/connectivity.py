@@ -185,7 +185,7 @@ class Connectivity:
 
     def to_mask(self, dtype: type = np.float32) -> np.ndarray:
         """Dense 0/1 matrix of shape ``(n_in, n_out)``, the reference implementation's layout."""
-        mask = np.zeros((self.n_in, self.n_out), dtype=dtype)
+        mask: np.ndarray = np.zeros((self.n_in, self.n_out), dtype=dtype)
         if self.indptr is None:
             mask[:] = 1
         else:
@@ -200,7 +200,10 @@ class Connectivity:
             return False
         if self.is_all_to_all:
             return True
-        return bool(np.array_equal(self.indptr, other.indptr) and np.array_equal(self.indices, other.indices))
+        return bool(
+            np.array_equal(np.asarray(self.indptr), np.asarray(other.indptr))
+            and np.array_equal(np.asarray(self.indices), np.asarray(other.indices))
+        )
 
     def __hash__(self) -> int:  # frozen dataclass with custom __eq__: hash by identity
         return id(self)

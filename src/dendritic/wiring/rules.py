@@ -24,7 +24,7 @@ A cable rule is called as ``rule(rng, somata, dendrites)`` and returns the dendr
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from dendritic.wiring.geometry import InputGeometry
 __all__ = [
     "CableRule",
     "ReceptiveFieldRule",
+    "RuleWiring",
     "cable_rules",
     "get_cable_rule",
     "get_receptive_field",
@@ -45,14 +46,19 @@ __all__ = [
     "register_receptive_field",
 ]
 
-ReceptiveFieldRule = Callable[[np.random.Generator, InputGeometry, int, int, int], Any]
+#: What a receptive-field rule returns: the wiring, or a table of flat input indices.
+RuleWiring = Connectivity | np.ndarray
+ReceptiveFieldRule = Callable[[np.random.Generator, InputGeometry, int, int, int], RuleWiring]
 CableRule = Callable[[np.random.Generator, int, int], Connectivity]
+_Rule = TypeVar("_Rule", bound=Callable[..., Any])
+_RF = TypeVar("_RF", bound=ReceptiveFieldRule)
+_Cable = TypeVar("_Cable", bound=CableRule)
 
 _RECEPTIVE_FIELDS: dict[str, ReceptiveFieldRule] = {}
 _CABLES: dict[str, CableRule] = {}
 
 
-def _register(table: dict[str, Any], kind: str, name: str, rule: Any, replace: bool) -> Any:
+def _register(table: dict[str, Any], kind: str, name: str, rule: _Rule, replace: bool) -> _Rule:
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"a {kind} rule needs a non-empty name, got {name!r}")
     key = name.strip().lower()
@@ -64,17 +70,41 @@ def _register(table: dict[str, Any], kind: str, name: str, rule: Any, replace: b
     return rule
 
 
-def register_receptive_field(name: str, rule: ReceptiveFieldRule | None = None, *, replace: bool = False):
+@overload
+def register_receptive_field(
+    name: str, rule: None = None, *, replace: bool = False
+) -> Callable[[_RF], _RF]: ...
+@overload
+def register_receptive_field(name: str, rule: _RF, *, replace: bool = False) -> _RF: ...
+def register_receptive_field(
+    name: str, rule: _RF | None = None, *, replace: bool = False
+) -> _RF | Callable[[_RF], _RF]:
     """Register ``rule`` under ``name`` (usable as a decorator)."""
     if rule is None:
-        return lambda fn: _register(_RECEPTIVE_FIELDS, "receptive-field", name, fn, replace)
+
+        def decorate(fn: _RF) -> _RF:
+            return _register(_RECEPTIVE_FIELDS, "receptive-field", name, fn, replace)
+
+        return decorate
     return _register(_RECEPTIVE_FIELDS, "receptive-field", name, rule, replace)
 
 
-def register_cable_rule(name: str, rule: CableRule | None = None, *, replace: bool = False):
+@overload
+def register_cable_rule(
+    name: str, rule: None = None, *, replace: bool = False
+) -> Callable[[_Cable], _Cable]: ...
+@overload
+def register_cable_rule(name: str, rule: _Cable, *, replace: bool = False) -> _Cable: ...
+def register_cable_rule(
+    name: str, rule: _Cable | None = None, *, replace: bool = False
+) -> _Cable | Callable[[_Cable], _Cable]:
     """Register a dendrite → soma rule under ``name`` (usable as a decorator)."""
     if rule is None:
-        return lambda fn: _register(_CABLES, "cable", name, fn, replace)
+
+        def decorate(fn: _Cable) -> _Cable:
+            return _register(_CABLES, "cable", name, fn, replace)
+
+        return decorate
     return _register(_CABLES, "cable", name, rule, replace)
 
 
@@ -86,11 +116,13 @@ def _lookup(table: dict[str, Any], kind: str, name: str) -> Any:
 
 
 def get_receptive_field(name: str) -> ReceptiveFieldRule:
-    return _lookup(_RECEPTIVE_FIELDS, "receptive-field", name)
+    rule: ReceptiveFieldRule = _lookup(_RECEPTIVE_FIELDS, "receptive-field", name)
+    return rule
 
 
 def get_cable_rule(name: str) -> CableRule:
-    return _lookup(_CABLES, "cable", name)
+    rule: CableRule = _lookup(_CABLES, "cable", name)
+    return rule
 
 
 def receptive_fields() -> list[str]:
@@ -153,35 +185,45 @@ def _check_fan_in(geometry: InputGeometry, synapses: int) -> None:
 
 
 @register_receptive_field("local")
-def local(rng: np.random.Generator, geometry: InputGeometry, somata: int, dendrites: int, synapses: int):
+def local(
+    rng: np.random.Generator, geometry: InputGeometry, somata: int, dendrites: int, synapses: int
+) -> RuleWiring:
     """dANN-LRF: each dendrite its own random centre, synapses on a compact patch around it."""
     _check_fan_in(geometry, synapses)
     return sampling.local_rf_inputs(rng, geometry, somata * dendrites, synapses)
 
 
 @register_receptive_field("global")
-def global_(rng: np.random.Generator, geometry: InputGeometry, somata: int, dendrites: int, synapses: int):
+def global_(
+    rng: np.random.Generator, geometry: InputGeometry, somata: int, dendrites: int, synapses: int
+) -> RuleWiring:
     """dANN-GRF: one centre per soma; its dendrites' patches lie around it."""
     _check_fan_in(geometry, synapses)
     return sampling.global_rf_inputs(rng, geometry, somata, dendrites, synapses)
 
 
 @register_receptive_field("random")
-def random(rng: np.random.Generator, geometry: InputGeometry, somata: int, dendrites: int, synapses: int):
+def random(
+    rng: np.random.Generator, geometry: InputGeometry, somata: int, dendrites: int, synapses: int
+) -> RuleWiring:
     """dANN-R: ``synapses × channels`` distinct inputs per dendrite, uniformly at random."""
     _check_fan_in(geometry, synapses)
     return sampling.random_inputs(rng, geometry.n_inputs, somata * dendrites, synapses * geometry.channels)
 
 
 @register_receptive_field("scattered")
-def scattered(rng: np.random.Generator, geometry: InputGeometry, somata: int, dendrites: int, synapses: int):
+def scattered(
+    rng: np.random.Generator, geometry: InputGeometry, somata: int, dendrites: int, synapses: int
+) -> RuleWiring:
     """The reference's random wiring: connections uniform over the matrix, fan-in varies."""
     _check_fan_in(geometry, synapses)
     return sampling.scattered_inputs(rng, geometry.n_inputs, somata * dendrites, synapses * geometry.channels)
 
 
 @register_receptive_field("all")
-def all_inputs(rng: np.random.Generator, geometry: InputGeometry, somata: int, dendrites: int, synapses: int):
+def all_inputs(
+    rng: np.random.Generator, geometry: InputGeometry, somata: int, dendrites: int, synapses: int
+) -> RuleWiring:
     """pdANN / vANN: every dendrite sees every input (``synapses`` is ignored)."""
     return Connectivity.all_to_all(geometry.n_inputs, somata * dendrites)
 

@@ -48,9 +48,10 @@ def near_square_grid(n: int) -> tuple[int, int]:
 def chebyshev_distances(height: int, width: int) -> np.ndarray:
     """``(P, P)`` chessboard distances between all P = H·W pixels (row-major)."""
     rows, cols = np.divmod(np.arange(height * width), width)
-    return np.maximum(np.abs(rows[:, None] - rows[None, :]), np.abs(cols[:, None] - cols[None, :])).astype(
-        np.int32
+    distances: np.ndarray = np.maximum(
+        np.abs(rows[:, None] - rows[None, :]), np.abs(cols[:, None] - cols[None, :])
     )
+    return distances.astype(np.int32)
 
 
 def grid_distances(grid: tuple[int, ...]) -> np.ndarray:
@@ -148,7 +149,9 @@ def random_inputs(rng: np.random.Generator, n_in: int, n_outputs: int, k: int) -
         return Connectivity.from_table(table, n_in)
     table = np.sort(rng.integers(0, n_in, size=(n_outputs, k)), axis=1)
     while True:  # redraw the few rows with a repeated input
-        bad = np.nonzero(np.any(np.diff(table, axis=1) == 0, axis=1))[0] if k > 1 else []
+        bad: np.ndarray | list[int] = (
+            np.nonzero(np.any(np.diff(table, axis=1) == 0, axis=1))[0] if k > 1 else []
+        )
         if len(bad) == 0:
             return Connectivity.from_table(table, n_in)
         table[bad] = np.sort(rng.integers(0, n_in, size=(len(bad), k)), axis=1)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from dendritic.cli import (
+from dendritic.cli.args import (
+    PROG,
+    add_optimizer,
     check_data_dir,
     epochs_int,
     float_in,
@@ -18,13 +21,12 @@ from dendritic.cli import (
     store_path,
     threads_int,
 )
+from dendritic.cli.progress import RunsBar
 from dendritic.files import check_output_dir
-
-from .grids import AXES, EXPERIMENTS, FLAGS, expand, get_experiment, parse_list
+from dendritic.sweeps.grids import AXES, EXPERIMENTS, FLAGS, expand, get_experiment, parse_list
 
 __all__ = ["add_sweep_parser", "cmd_sweep"]
 
-PROG = "dendritic"
 _TABLE_COLUMNS = ("model", "dataset", "dendrites", "somata", "layers", "seed", "sigma", "lr", "epochs")
 #: A dry run prints the whole table up to this many rows, else the first and last HEAD rows.
 _FULL_TABLE = 40
@@ -62,12 +64,7 @@ def add_sweep_parser(sub: Any) -> argparse.ArgumentParser:
     o = p.add_argument_group("overrides")
     o.add_argument("--epochs", type=epochs_int, default=None, help="epochs per run (default: the paper's)")
     o.add_argument("--limit", type=positive_int, default=None, help="at most this many training images")
-    o.add_argument(
-        "--optimizer",
-        choices=("adam-keras", "adam-torch"),
-        default="adam-keras",
-        help="Adam's form: adam-keras (the paper's code, default) or adam-torch",
-    )
+    add_optimizer(o)
     o.add_argument(
         "--workers", type=workers_int, default=1, help="parallel runs (local backend; default 1, at most 256)"
     )
@@ -110,7 +107,12 @@ def add_sweep_parser(sub: Any) -> argparse.ArgumentParser:
         help="retry runs left 'running' by a coordinator on another host that has not "
         "heartbeat for 5 minutes (e.g. a re-queued Slurm job on a different node)",
     )
-    x.add_argument("--quiet", action="store_true", help="no progress bar (summary lines still print)")
+    x.add_argument(
+        "--quiet",
+        dest="no_bar",
+        action="store_true",
+        help="no progress bar (the lines per run and the summary still print)",
+    )
     p.set_defaults(func=cmd_sweep)
     return p
 
@@ -164,9 +166,8 @@ def _estimates(args: argparse.Namespace, configs: list[Any]) -> tuple[list[float
     import socket
 
     from dendritic.store import RunStore
-
-    from .backends import available_cpus
-    from .estimate import DEFAULT_COST, calibrate, measured_epoch_seconds, run_seconds
+    from dendritic.sweeps.backends import available_cpus
+    from dendritic.sweeps.estimate import DEFAULT_COST, calibrate, measured_epoch_seconds, run_seconds
 
     measured: dict[Any, float] = {}
     # Host names do not tell machines apart everywhere (virtual machines share one): with
@@ -243,7 +244,7 @@ def dry_run(args: argparse.Namespace, configs: list[Any], minutes: list[float], 
 
 def _warn_oversubscription(workers: int, threads: int | None) -> None:
     """Multi-threaded runs on a busy machine can be many times slower (docs/sweeps.md); say so."""
-    from .backends import available_cpus
+    from dendritic.sweeps.backends import available_cpus
 
     cpus = available_cpus()
     threads = threads or max(1, cpus // workers)
@@ -278,15 +279,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.backend == "local" and args.address is not None:
         raise ValueError("--address is for --backend ray")
     from dendritic.store import RunStore
-
-    from .backends import LocalBackend, RayBackend
-    from .coordinator import run_sweep
+    from dendritic.sweeps.backends import LocalBackend, RayBackend
+    from dendritic.sweeps.coordinator import run_sweep
 
     if args.device != "cpu":
         from dendritic.training.loop import resolve_device
 
         resolve_device(args.device)  # fail here, not in every worker
-    with RunStore(args.store) as store:  # opened (and checked) before any worker starts
+    bar = None if args.no_bar or not sys.stderr.isatty() else RunsBar()
+    with RunStore(args.store) as store, bar if bar is not None else contextlib.nullcontext():
         if args.backend == "ray":
             try:
                 backend: Any = RayBackend(args.address, threads=args.threads or 1)
@@ -305,8 +306,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 data_dir=args.data_dir,
                 device=args.device,
                 checkpoints=args.checkpoints,
-                progress=not args.quiet and sys.stderr.isatty(),
+                progress=bar,
                 reclaim=RECLAIM_AFTER if args.reclaim else None,
+                experiment=experiment.name,
             )
         finally:
             backend.close()

@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Callable
 
 #: Version written to ``PRAGMA user_version``; bump it and add a migration when the schema changes.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: ``PRAGMA application_id`` of run stores ("dANN"), so other SQLite files are not mistaken for one.
 APPLICATION_ID = 0x64414E4E
@@ -34,6 +34,7 @@ META_COLUMNS = (
     "paper_params",
     "checkpoint",
     "data",
+    "experiment",
 )
 
 #: Run columns that ``finish_run(**metrics)`` may set.
@@ -84,6 +85,7 @@ RUN_COLUMNS = (
     "epochs_run",
     "checkpoint",
     "data",
+    "experiment",
     "extra",
 )
 
@@ -144,8 +146,15 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE runs ADD COLUMN data TEXT")
 
 
+def _v2_to_v3(conn: sqlite3.Connection) -> None:
+    """v3: ``experiment``, the experiment (sweep) a run was made for: ``main``, ``noise``, ...,
+    ``continual``, or NULL (runs recorded before v3, and runs of no experiment)."""
+    conn.execute("ALTER TABLE runs ADD COLUMN experiment TEXT")
+    conn.execute("CREATE INDEX runs_experiment ON runs (experiment)")
+
+
 #: ``MIGRATIONS[v]`` upgrades a version-``v`` file to ``v + 1`` inside the open transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def create_schema(conn: sqlite3.Connection) -> None:

@@ -8,11 +8,11 @@ line on stderr with exit status 1, through the main CLI's handler.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from dendritic.cli import check_data_dir, int_in, open_store, run_id_int, seed_int, store_files
+from dendritic.cli.args import check_data_dir, int_in, open_store, run_id_int, seed_int, store_files
+from dendritic.errors import MissingDependencyError
 from dendritic.files import check_input_dir, check_output_dir, check_output_file
 
 __all__ = ["add_figure_parsers", "cmd_analyze", "cmd_figures", "cmd_report"]
@@ -44,10 +44,6 @@ def _formats(text: str) -> list[str]:
     return formats
 
 
-class _MissingDependency(ValueError):
-    """matplotlib / scipy / scikit-learn absent: one line with the install hint."""
-
-
 def _open_store(path: str) -> Any:
     return open_store(path, readonly=True)  # a missing file is a one-line error
 
@@ -65,15 +61,9 @@ def _check_analysis_deps() -> None:
         try:
             __import__(module)
         except ImportError:
-            raise _MissingDependency(
+            raise MissingDependencyError(
                 f"this command needs {package}; install it with: pip install 'dendritic[analysis]'"
             ) from None
-
-
-def _progress(quiet: bool) -> Any:
-    if quiet:
-        return None
-    return lambda message: print(message, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------- commands
@@ -86,7 +76,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     store = _open_store(args.store)  # bad paths fail first, before the slow imports
     try:
         _check_analysis_deps()
-        from dendritic.analysis.run_analysis import analyze_run, format_summary, write_analysis
+        from dendritic.report.checkpoints import analyze_run, format_summary, write_analysis
 
         result = analyze_run(
             store,
@@ -111,7 +101,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
     store = _open_store(args.store)
     try:
         _check_analysis_deps()
-        from dendritic.figures.driver import make_figures
+        from dendritic.report.make import make_figures
 
         result = make_figures(
             store,
@@ -124,7 +114,6 @@ def cmd_figures(args: argparse.Namespace) -> int:
             tsne_trials=args.tsne_trials,
             formats=args.format,
             only=args.only,
-            log=_progress(args.quiet),
             workers=args.workers,
             optimizer=args.optimizer,
         )
@@ -158,7 +147,6 @@ def cmd_report(args: argparse.Namespace) -> int:
             dataset=args.dataset,
             data_dir=args.data_dir,
             tsne_samples=args.tsne_samples,
-            log=_progress(args.quiet),
             workers=args.workers,
             optimizer=args.optimizer,
         )
@@ -211,7 +199,7 @@ def _selection(p: argparse.ArgumentParser) -> None:
 
 def add_figure_parsers(sub: Any) -> None:
     """Add the ``analyze``, ``figures`` and ``report`` subcommands to the main CLI's subparsers."""
-    from dendritic.figures.driver import FIGURES
+    from dendritic.figures.specs import FIGURES
 
     p = sub.add_parser(
         "analyze",

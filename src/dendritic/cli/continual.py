@@ -43,7 +43,7 @@ def _config(args: argparse.Namespace, **overrides: Any) -> Any:
 
 def _store(args: argparse.Namespace) -> Any:
     """The store these runs are recorded in (None with --no-store), opened after every check."""
-    from dendritic.cli import check_data_dir, no_store_conflicts, open_store, store_path
+    from dendritic.cli.args import check_data_dir, no_store_conflicts, open_store, store_path
 
     no_store_conflicts(args)
     check_data_dir(args)
@@ -82,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from dendritic.cli import store_files
+    from dendritic.cli.args import store_files
     from dendritic.continual.compare import compare, parse_seeds
     from dendritic.files import check_output_dir
 
@@ -129,8 +129,9 @@ def cmd_continual(args: argparse.Namespace) -> int:
 
 def add_continual_parser(sub: Any) -> None:
     """Register ``continual run`` and ``continual compare`` on the main parser's subcommands."""
-    from dendritic.cli import (
-        _add_common_data,
+    from dendritic.cli.args import (
+        add_data_dir,
+        add_optimizer,
         epochs_int,
         int_in,
         lr_float,
@@ -186,17 +187,12 @@ def add_continual_parser(sub: Any) -> None:
         q.add_argument("--synapses", type=positive_int, default=16, help="inputs per dendrite (default 16)")
         q.add_argument("--lr", type=lr_float, default=1e-3, help="Adam learning rate, in (0, 1000]")
         q.add_argument("--limit", type=positive_int, default=None, help="use at most this many images")
-        q.add_argument(
-            "--optimizer",
-            choices=("adam-keras", "adam-torch"),
-            default="adam-keras",
-            help="Adam's form: adam-keras (the paper's, default) or adam-torch",
-        )
+        add_optimizer(q)
         q.add_argument("--store", default=None, help="SQLite results store (default runs.db)")
         q.add_argument("--no-store", action="store_true", help="do not record the runs")
         q.add_argument("--threads", type=threads_int, default=None, help="CPU threads for PyTorch (1-1024)")
         q.add_argument("--quiet", action="store_true", help="no progress lines")
-        _add_common_data(q)
+        add_data_dir(q)
         q.set_defaults(func=cmd_continual)
     run.add_argument(
         "--scenario",

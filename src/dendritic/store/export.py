@@ -9,7 +9,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._util import StoreError, json_safe, to_json
+from .queries import MISSING, StoreQueries, lookup_config
+from .schema import EPOCH_METRICS
+from .values import StoreError, json_safe, to_json
 
 FORMATS = ("csv", "json", "parquet")
 
@@ -129,3 +131,100 @@ def write_rows(
         return atomic_write(target, lambda tmp: writer(tmp, rows, columns))
     except PathError as exc:
         raise StoreError(f"export failed: {exc}") from None
+
+
+# Export layout: identifying columns first, then the flattened config, then outcomes and provenance.
+_LEAD = ("id", "key", "status", "model", "dataset", "dendrites", "somata", "seed")
+_TAIL = (
+    "test_accuracy",
+    "test_loss",
+    "best_epoch",
+    "epochs_run",
+    "wall_seconds",
+    "trainable_params",
+    "paper_params",
+    "experiment",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "attempts",
+    "host",
+    "pid",
+    "device",
+    "dendritic_version",
+    "torch_version",
+    "python_version",
+    "checkpoint",
+    "data",
+    "error",
+    "extra",
+)
+_RESERVED = set(_LEAD) | set(_TAIL) | {"run_id", "epoch", *EPOCH_METRICS}
+
+
+class StoreExports(StoreQueries):
+    """The export half of :class:`~dendritic.store.RunStore` (see there)."""
+
+    def _tidy_run(self, run: Mapping[str, Any]) -> tuple[dict, dict, dict]:
+        lead = {c: run[c] for c in _LEAD}
+        config: dict[str, Any] = {}
+        for name, value in flatten(run["config"]).items():
+            if name in _RESERVED:
+                if name in lead and lead[name] == value:
+                    continue  # same as the indexed column
+                name = f"config.{name}"
+            config[name] = value
+        tail = {c: run[c] for c in _TAIL}
+        tail["extra"] = run["extra"] or None
+        return lead, config, tail
+
+    def export_runs(
+        self,
+        path: str | os.PathLike[str],
+        format: str | None = None,
+        *,
+        status: str | Iterable[str] | None = None,
+        **filters: Any,
+    ) -> Path:
+        """Write one tidy row per run (config flattened into columns) as csv, json or parquet.
+
+        ``format`` defaults to the file suffix (else csv); filters are those of list_runs.
+        Lists and dicts (e.g. layer sizes, extra) are JSON text in csv/parquet.
+        """
+        fmt = resolve_format(path, format)
+        parts = [self._tidy_run(r) for r in self.list_runs(status=status, **filters)]
+        config_cols = columns_of(p[1] for p in parts)
+        columns = [*_LEAD, *config_cols, *_TAIL]
+        rows = [{**lead, **cfg, **tail} for lead, cfg, tail in parts]
+        return write_rows(path, rows, columns, fmt, protected=self.own_files())
+
+    def export_epochs(
+        self,
+        path: str | os.PathLike[str],
+        format: str | None = None,
+        *,
+        status: str | Iterable[str] | None = None,
+        config_columns: Sequence[str] = (),
+        **filters: Any,
+    ) -> Path:
+        """Write one row per epoch with its run's id, key, status, model, dataset, dendrites,
+        somata and seed (plus any ``config_columns``, dotted names allowed)."""
+        fmt = resolve_format(path, format)
+        with self._read() as conn:
+            runs = {r["id"]: r for r in self.list_runs(status=status, **filters)}
+            epoch_rows = conn.execute("SELECT * FROM epochs ORDER BY run_id, epoch").fetchall()
+        epoch_dicts = [self._epoch_dict(er) for er in epoch_rows if er["run_id"] in runs]
+        taken = _RESERVED | {k for e in epoch_dicts for k in e}
+        cfg_names = {c: (f"config.{c}" if c in taken else c) for c in config_columns}
+        rows: list[dict[str, Any]] = []
+        for ep in epoch_dicts:
+            run = runs[ep["run_id"]]
+            row: dict[str, Any] = {"run_id": run["id"]}
+            row.update({c: run[c] for c in _LEAD[1:]})
+            for name, column in cfg_names.items():
+                value = lookup_config(run["config"], name)
+                row[column] = None if value is MISSING else value
+            row.update(ep)
+            rows.append(row)
+        first = ["run_id", *_LEAD[1:], *cfg_names.values(), "epoch", *EPOCH_METRICS]
+        return write_rows(path, rows, columns_of(rows, first=first), fmt, protected=self.own_files())

@@ -67,7 +67,7 @@ def _test_split(run: Mapping[str, Any], data_dir: Any, download: bool) -> Any:
 
     cfg = run.get("config") or {}
     return prepare(
-        cfg.get("dataset", run.get("dataset")),
+        str(cfg.get("dataset", run.get("dataset"))),
         seed=int(cfg.get("seed", run.get("seed", 1))),
         sigma=float(cfg.get("sigma", 0.0)),
         sequential=bool(cfg.get("sequential", False)),

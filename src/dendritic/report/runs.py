@@ -1,110 +1,80 @@
-"""Which sweep a run belongs to, read from its config alone (the store keeps no experiment tag).
+"""Which experiment (sweep) a stored run belongs to, and the finished runs the figures draw.
 
-The sweeps are ``main``, ``noise``, ``sequential``, ``dropout``, ``lr``, ``early-stop`` and
-``depth`` (``dendritic sweep NAME``). A run can belong to several (e.g. a noisy run with a
-different learning rate); the figures use only runs that deviate from the main protocol in
-the one setting their experiment varies, so results of different sweeps never mix.
+A run records the experiment it was made for (``dendritic sweep NAME`` tags its runs with NAME;
+``dendritic train`` with the experiment whose protocol its config follows; ``dendritic continual``
+with ``continual``). The figures select runs by that tag, so results of different sweeps never
+mix. Runs stored before the tag existed (schema v2 and older) are recognised from their config
+by the grids' own rule, :func:`dendritic.sweeps.experiment_of`.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from dendritic.sweeps.grids import EXPERIMENTS as GRIDS
+from dendritic.sweeps.grids import experiment_of
 
 __all__ = [
     "EXPERIMENTS",
     "StoreRuns",
-    "experiments_of",
+    "experiment_of_run",
     "is_continual",
     "is_experiment",
     "load_runs",
-    "setting",
-    "skip_note",
 ]
 
-EXPERIMENTS: tuple[str, ...] = ("main", "noise", "sequential", "dropout", "lr", "early-stop", "depth")
-
-#: The main protocol's value of every setting an experiment varies.
-_DEFAULTS: dict[str, Any] = {
-    "sigma": 0.0,
-    "sequential": False,
-    "lr": 1e-3,
-    "dropout": 0.0,
-    "layers": 1,
-    "early_stop": False,
-}
-
-#: The setting each non-main experiment varies.
-_VARIES: dict[str, str] = {
-    "noise": "sigma",
-    "sequential": "sequential",
-    "dropout": "dropout",
-    "lr": "lr",
-    "early-stop": "early_stop",
-    "depth": "layers",
-}
-
-
-def setting(run: Mapping[str, Any], name: str) -> Any:
-    """A config setting of a run (top-level field first), the main protocol's value if absent."""
-    if run.get(name) is not None:
-        return run[name]
-    config = run.get("config") or {}
-    value = config.get(name)
-    return _DEFAULTS.get(name) if value is None else value
-
-
-def _is_default(run: Mapping[str, Any], name: str) -> bool:
-    value, default = setting(run, name), _DEFAULTS[name]
-    if isinstance(default, bool):
-        return bool(value) == default
-    try:
-        return math.isclose(float(value), float(default), rel_tol=1e-9, abs_tol=1e-12)
-    except (TypeError, ValueError):
-        return False
+EXPERIMENTS: tuple[str, ...] = tuple(GRIDS)
 
 
 def is_continual(run: Mapping[str, Any]) -> bool:
-    """A run of ``dendritic continual`` (its config says so): never part of a paper sweep."""
+    """A run of ``dendritic continual``: never part of a paper sweep."""
     config = run.get("config") or {}
-    return run.get("protocol") == "continual" or config.get("protocol") == "continual"
+    return "continual" in (run.get("experiment"), run.get("protocol"), config.get("protocol"))
 
 
-def experiments_of(run: Mapping[str, Any]) -> set[str]:
-    """Every experiment whose recognition rule the run satisfies (SPEC §5).
+def _paper_model(name: Any) -> bool:
+    from dendritic.models.variants import resolve_name
 
-    main = every setting at its main-protocol value; noise = sigma > 0; sequential = sequential;
-    dropout = a vANN with dropout > 0; lr = lr ≠ 0.001; early-stop = early_stop; depth = layers > 1.
-    Continual runs belong to none: their accuracy is over a task stream, not the paper's protocol.
-    """
+    try:
+        resolve_name(str(name))
+    except ValueError:
+        return False
+    return True
+
+
+def experiment_of_run(run: Mapping[str, Any]) -> str | None:
+    """The experiment of a stored run: its tag; for an untagged run of one of the paper's models
+    (stored before tags existed), the experiment its config follows; else None."""
+    tag = run.get("experiment")
+    if tag:
+        return str(tag)
     if is_continual(run):
-        return set()
-    out = set()
-    off = {exp for exp, name in _VARIES.items() if not _is_default(run, name)}
-    if not off:
-        out.add("main")
-    out.update(off)
-    if "dropout" in out and not str(run.get("model", "")).startswith("vANN"):
-        out.discard("dropout")
-    return out
+        return "continual"
+    if not _paper_model(run.get("model")):
+        return None
+    return experiment_of(_config(run))
+
+
+def _config(run: Mapping[str, Any]) -> dict[str, Any]:
+    config = dict(run.get("config") or {})
+    config.setdefault("model", run.get("model"))
+    return config
 
 
 def is_experiment(run: Mapping[str, Any], experiment: str) -> bool:
-    """True when ``run`` belongs to ``experiment`` and deviates from main in nothing else."""
+    """True when ``run`` belongs to ``experiment``.
+
+    A grid point two sweeps share counts for main too: the depth sweep's L = 1 runs are main's
+    runs (same config, so the store holds them once, tagged with whichever sweep ran them first).
+    """
     if experiment not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {experiment!r}; choose one of {', '.join(EXPERIMENTS)}")
-    if experiment == "main":
-        return "main" in experiments_of(run)
-    off = {exp for exp, name in _VARIES.items() if not _is_default(run, name)}
-    return off == {experiment} and experiment in experiments_of(run)
-
-
-def skip_note(figure: str, experiments: Sequence[str], extra: str = "") -> str:
-    """``Fig 7 skipped: needs runs of `dendritic sweep noise` …`` — the one wording used everywhere."""
-    sweeps = " or ".join(f"`dendritic sweep {e}`" for e in experiments)
-    return f"{figure} skipped: needs runs of {sweeps}{extra}"
+    tag = experiment_of_run(run)
+    if tag == experiment:
+        return True
+    return experiment == "main" and tag in EXPERIMENTS and experiment_of(_config(run)) == "main"
 
 
 #: How the figures and tables name the optimizers (``TrainConfig.optimizer``).

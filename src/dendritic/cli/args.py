@@ -1,0 +1,170 @@
+"""What every command shares: argument types with ranges, one-line usage errors, path checks.
+
+Every number a command takes has a range and every path is checked before any work starts, so
+bad input ends in one line and a non-zero exit (docs/training.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+from typing import NoReturn
+
+from dendritic.errors import one_line
+from dendritic.files import check_input_dir, nonempty_path, sqlite_files
+
+__all__ = [
+    "MAX_COUNT",
+    "PROG",
+    "ArgumentParser",
+    "add_data_dir",
+    "check_data_dir",
+    "epochs_int",
+    "float_in",
+    "int_in",
+    "layers_int",
+    "lr_float",
+    "no_store_conflicts",
+    "non_negative_int",
+    "open_store",
+    "add_optimizer",
+    "positive_int",
+    "run_id_int",
+    "seed_int",
+    "sigma_float",
+    "store_files",
+    "store_path",
+    "threads_int",
+]
+
+PROG = "dendritic"
+
+#: Upper bound of plain counts (epochs, sizes, images...): far above any real use, and every
+#: number the CLI takes has a range, so no value can overflow SQLite or numpy further down.
+MAX_COUNT = 2**31 - 1
+
+
+# ---------------------------------------------------------------------------- argument types
+# Shared by the sub-command modules (sweeps, figures, continual): one wording for every bad number.
+def int_in(low: int, high: int, *, kind: str | None = None):
+    """An argparse type for integers in [low, high]."""
+    kind = kind or {0: "a non-negative integer", 1: "a positive integer"}.get(low, "an integer")
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {kind} in [{low}, {high}], got {text!r}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in some messages
+    parse.bounds = (low, high)  # type: ignore[attr-defined]  # read by the fuzz tests
+    return parse
+
+
+positive_int = int_in(1, MAX_COUNT)
+non_negative_int = int_in(0, MAX_COUNT)
+
+
+#: Trial seeds (numpy's and torch's generators take 32-bit seeds; models.network.MAX_SEED).
+seed_int = int_in(0, 2**32 - 1, kind="a seed")
+#: Run ids are SQLite integers.
+run_id_int = int_in(1, 2**63 - 1, kind="a run id")
+#: Torch CPU threads (OpenMP crashes the process when asked for tens of thousands;
+#: training.loop.MAX_THREADS).
+threads_int = int_in(1, 1024)
+#: Epochs of one run (training.config.MAX_EPOCHS).
+epochs_int = int_in(1, 100_000)
+#: Dendro-somatic layers of one network (models.network.MAX_LAYERS).
+layers_int = int_in(1, 1000)
+
+
+def float_in(low: float, high: float | None, *, low_open: bool = False, high_open: bool = False):
+    """An argparse type for finite numbers in a range (``high`` None: no upper bound)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        ok = math.isfinite(value) and (value > low if low_open else value >= low)
+        if high is not None:
+            ok = ok and (value < high if high_open else value <= high)
+        if not ok:
+            left = "(" if low_open else "["
+            right = "inf)" if high is None else f"{high:g}" + (")" if high_open else "]")
+            raise argparse.ArgumentTypeError(
+                f"expected a finite number in {left}{low:g}, {right}, got {text!r}"
+            )
+        return value
+
+    parse.__name__ = "number"
+    parse.bounds = (low, high, low_open, high_open)  # type: ignore[attr-defined]
+    return parse
+
+
+#: A learning rate or a noise level beyond these is a typo, not an experiment (pixels are in [0, 1]).
+lr_float = float_in(0, 1000, low_open=True)
+sigma_float = float_in(0, 100)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line too: what is wrong, and where help is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+# ---------------------------------------------------------------------------- paths
+def store_path(args: argparse.Namespace, *, default: str = "runs.db") -> Path:
+    """``--store``: not empty (an empty path would silently mean ./runs.db)."""
+    return nonempty_path(default if args.store is None else args.store, "--store")
+
+
+def open_store(path: str | os.PathLike[str] | None, *, readonly: bool = False):
+    """The results store; read commands open it read-only (read-only media included)."""
+    from dendritic.store import RunStore
+
+    return RunStore(nonempty_path(path, "--store"), readonly=readonly)
+
+
+def store_files(path: str | os.PathLike[str] | None) -> list[Path]:
+    """The store and SQLite's companion files: no output of a command may replace them."""
+    return [] if path is None or not str(path).strip() else sqlite_files(Path(path).expanduser())
+
+
+def check_data_dir(args: argparse.Namespace) -> None:
+    """``--data-dir`` must be an existing folder (never silently replaced by another copy)."""
+    if getattr(args, "data_dir", None) is not None:
+        check_input_dir(args.data_dir, option="--data-dir")
+
+
+def no_store_conflicts(args: argparse.Namespace) -> None:
+    if args.no_store:
+        given = (("--store", args.store is not None), ("--replace", getattr(args, "replace", False)))
+        clash = [flag for flag, used in given if used]
+        if clash:
+            raise ValueError(f"--no-store does not record the run, so {' and '.join(clash)} cannot apply")
+
+
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding the dataset files, used as given (else $DENDRITIC_DATA, the user cache, "
+        "Debian's folder)",
+    )
+
+
+def add_optimizer(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--optimizer",
+        choices=("adam-keras", "adam-torch"),
+        default="adam-keras",
+        help="Adam's form: adam-keras (the paper's code: eps on the uncorrected sqrt(v); default) or "
+        "adam-torch (torch's)",
+    )

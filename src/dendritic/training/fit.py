@@ -1,0 +1,488 @@
+"""``fit``: the one training loop, for any ``nn.Module``.
+
+It trains a classifier with cross-entropy in mini-batches, evaluates on a validation set after
+every epoch, optionally stops early and restores the best weights, and evaluates on a test set at
+the end. Everything around it plugs in as :class:`Callback`\\ s: recording the run in a results
+store (:class:`RecordRun`), saving a checkpoint (:class:`SaveCheckpoint`), logging epoch lines
+(:class:`LogEpochs`), a progress bar (the CLI's). ``dendritic.training.train`` (a paper model from
+a config) and the continual-learning runner are thin wrappers over it::
+
+    from dendritic.training import fit, RecordRun
+    from dendritic.store import RunStore
+
+    with RunStore("runs.db") as store:
+        result = fit(my_model, (x_train, y_train), val=(x_val, y_val), test=(x_test, y_test),
+                     epochs=10, seed=1, callbacks=[RecordRun(store, {"model": "my-cnn", "seed": 1})])
+
+A model may carry its own fast path: ``fit`` asks it for ``fused_train_steps`` (whole training
+steps at once) and ``fused_evaluate`` and, when a model has none or declines, runs plain steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "Callback",
+    "EpochMetrics",
+    "FitResult",
+    "FitState",
+    "LogEpochs",
+    "RecordRun",
+    "SaveCheckpoint",
+    "TrainSet",
+    "fit",
+]
+
+log = logging.getLogger("dendritic.training")
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    seconds: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: v for k, v in self.__dict__.items() if k != "epoch"}
+
+
+@dataclass
+class TrainSet:
+    """What an epoch trains on: ``x[indices]`` and ``y[indices]`` (all samples when ``indices`` is
+    None), ``transform`` applied to each input batch (e.g. a task's pixel permutation), and
+    ``logit_mask`` (a boolean (classes,) tensor: logits outside it are -inf, task-incremental)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    indices: torch.Tensor | None = None
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    logit_mask: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.y) if self.indices is None else len(self.indices)
+
+
+@dataclass
+class FitState:
+    """What callbacks see: the model, the optimizer, the epochs so far, and a shared scratch
+    (``checkpoint`` is set by :class:`SaveCheckpoint` for :class:`RecordRun`)."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    epochs: int
+    batches_per_epoch: int
+    history: list[EpochMetrics] = field(default_factory=list)
+    stop: bool = False
+    checkpoint: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FitResult:
+    """What a fit produced. ``test_*`` are NaN without a test set."""
+
+    history: list[EpochMetrics]
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+    test_loss: float = math.nan
+    test_accuracy: float = math.nan
+    stopped_early: bool = False
+    checkpoint: str | None = None
+
+
+class Callback:
+    """Hooks of :func:`fit`; every method is optional."""
+
+    def on_fit_start(self, state: FitState) -> None: ...
+
+    def on_batches(self, state: FitState, epoch: int, done: int, loss: float, accuracy: float) -> None:
+        """``done`` batches of ``epoch`` are through; running loss and accuracy of the epoch."""
+
+    def on_epoch_end(self, state: FitState, metrics: EpochMetrics) -> None: ...
+
+    def on_fit_end(self, state: FitState, result: FitResult) -> None: ...
+
+    def on_fit_error(self, state: FitState | None, error: BaseException) -> None:
+        """``fit`` raised (Ctrl-C and SIGTERM included); the error propagates afterwards."""
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+def fit(
+    model: torch.nn.Module,
+    train: TrainSet | tuple[torch.Tensor, torch.Tensor],
+    *,
+    epochs: int,
+    val: tuple[torch.Tensor, torch.Tensor] | None = None,
+    test: tuple[torch.Tensor, torch.Tensor] | None = None,
+    optimizer: torch.optim.Optimizer | str = "adam-keras",
+    lr: float = 1e-3,
+    batch_size: int = 128,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    shuffle: bool = True,
+    patience: int | None = None,
+    callbacks: Sequence[Callback] = (),
+    device: str | torch.device | None = None,
+    fused: bool = True,
+) -> FitResult:
+    """Train ``model`` for ``epochs`` epochs of mini-batch cross-entropy.
+
+    ``optimizer`` is a ready optimizer or a name (``"adam-keras"``, the paper's; ``"adam-torch"``)
+    built with ``lr``. ``seed`` seeds torch's global generator (dropout masks) and the shuffling;
+    ``generator`` shuffles instead (the continual runner shares one across tasks). ``shuffle``
+    False keeps the samples' order (the paper's class-sequential protocol). With ``patience``,
+    training stops after that many epochs without a lower validation loss and the best weights
+    come back (needs ``val``). ``device`` moves the data (the model is the caller's to move).
+    ``fused`` False never takes a model's own whole-step path (``model(x)`` and PyTorch's loss
+    every step), e.g. to reproduce numbers of code that did not have it. Ctrl-C, and SIGTERM in
+    the main thread, end the fit with ``KeyboardInterrupt`` after every callback's
+    ``on_fit_error`` (:class:`RecordRun` marks the run 'interrupted').
+    """
+    from dendritic.errors import sigterm_interrupts
+
+    with sigterm_interrupts():
+        return _fit(
+            model, train, epochs=epochs, val=val, test=test, optimizer=optimizer, lr=lr,
+            batch_size=batch_size, seed=seed, generator=generator, shuffle=shuffle, patience=patience,
+            callbacks=callbacks, device=device, fused=fused,
+        )  # fmt: skip
+
+
+def _fit(
+    model: torch.nn.Module,
+    train: TrainSet | tuple[torch.Tensor, torch.Tensor],
+    *,
+    epochs: int,
+    val: tuple[torch.Tensor, torch.Tensor] | None,
+    test: tuple[torch.Tensor, torch.Tensor] | None,
+    optimizer: torch.optim.Optimizer | str,
+    lr: float,
+    batch_size: int,
+    seed: int | None,
+    generator: torch.Generator | None,
+    shuffle: bool,
+    patience: int | None,
+    callbacks: Sequence[Callback],
+    device: str | torch.device | None,
+    fused: bool,
+) -> FitResult:
+    from dendritic.training.loop import evaluate, make_optimizer, train_epoch
+
+    state: FitState | None = None
+    try:
+        data = train if isinstance(train, TrainSet) else TrainSet(*train)
+        _check_fit_args(model, data, val, test, epochs, batch_size, patience)
+        params = list(model.parameters())
+        dev = (
+            torch.device(device)
+            if device is not None
+            else params[0].device
+            if params
+            else torch.device("cpu")
+        )
+        if isinstance(optimizer, str):
+            optimizer = make_optimizer(model, lr, optimizer)
+        if seed is not None:
+            torch.manual_seed(seed)  # dropout masks
+        shuffler = generator if generator is not None else torch.Generator().manual_seed(seed or 0)
+        x, y = data.x.to(dev), data.y.to(dev)
+        x_val, y_val = (None, None) if val is None else (val[0].to(dev), val[1].to(dev))
+        n = len(data)
+        state = FitState(model, optimizer, epochs, math.ceil(n / batch_size))
+        for cb in callbacks:
+            cb.on_fit_start(state)
+        start_time = time.perf_counter()
+        best_loss, best_epoch, best_state, stale = math.inf, 0, None, 0
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            model.train()
+            order = torch.randperm(n, generator=shuffler) if shuffle else torch.arange(n)
+            if data.indices is not None:
+                order = data.indices[order]
+            order = order.to(dev)
+            if fused and data.transform is None and data.logit_mask is None:
+                loss_sum = torch.zeros((), device=dev)
+                correct = torch.zeros((), dtype=torch.long, device=dev)
+
+                def report(
+                    done: int, steps: int, epoch: int = epoch, s: Any = loss_sum, c: Any = correct
+                ) -> None:
+                    seen = max(1, min(done * batch_size, n))
+                    for cb in callbacks:
+                        cb.on_batches(state, epoch, done, s.item() / seen, c.item() / seen)
+
+                train_epoch(
+                    model,
+                    optimizer,
+                    x,
+                    y,
+                    order,
+                    batch_size,
+                    loss_sum,
+                    correct,
+                    report if callbacks else None,
+                )
+                train_loss, train_acc = loss_sum.item() / max(n, 1), correct.item() / max(n, 1)
+            else:
+                train_loss, train_acc = _task_epoch(model, optimizer, data, x, y, order, batch_size, dev)
+            val_loss, val_acc = (
+                evaluate(model, x_val, y_val)
+                if x_val is not None and y_val is not None
+                else (math.nan, math.nan)
+            )
+            metrics = EpochMetrics(epoch, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - t0)
+            if not math.isfinite(train_loss):
+                raise FloatingPointError(f"training diverged at epoch {epoch} (loss {train_loss})")
+            state.history.append(metrics)
+            for cb in callbacks:
+                cb.on_epoch_end(state, metrics)
+            if val_loss < best_loss:
+                best_loss, best_epoch, stale = val_loss, epoch, 0
+                if patience is not None:
+                    best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+                if patience is not None and stale >= patience:
+                    state.stop = True
+            if state.stop:
+                break
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        result = FitResult(
+            history=state.history,
+            best_epoch=best_epoch,
+            epochs_run=len(state.history),
+            seconds=time.perf_counter() - start_time,
+            stopped_early=len(state.history) < epochs,
+        )
+        if test is not None:
+            result.test_loss, result.test_accuracy = evaluate(model, test[0].to(dev), test[1].to(dev))
+        result.seconds = time.perf_counter() - start_time
+        for cb in callbacks:
+            cb.on_fit_end(state, result)
+        result.checkpoint = state.checkpoint
+        return result
+    except BaseException as error:
+        for cb in callbacks:
+            cb.on_fit_error(state, error)
+        raise
+
+
+def _check_pair(name: str, pair: Any) -> None:
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+        raise ValueError(f"{name} must be a pair (inputs, labels)")
+    x, y = pair
+    if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
+        raise TypeError(
+            f"{name}: inputs and labels must be tensors, got {type(x).__name__} and {type(y).__name__}"
+        )
+    if y.dim() != 1 or y.dtype.is_floating_point or y.dtype == torch.bool:
+        raise ValueError(
+            f"{name}: labels must be a 1-D tensor of class indices, got {y.dtype} of shape {tuple(y.shape)}"
+        )
+    if x.dim() < 1 or len(x) != len(y):
+        raise ValueError(f"{name}: {len(x) if x.dim() else 0} inputs but {len(y)} labels")
+
+
+def _check_fit_args(
+    model: Any,
+    data: TrainSet,
+    val: Any,
+    test: Any,
+    epochs: Any,
+    batch_size: Any,
+    patience: Any,
+) -> None:
+    """One-line errors for what would otherwise fail mid-epoch (or never train at all)."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _check_pair("train", (data.x, data.y))
+    if len(data) == 0:
+        raise ValueError("train: no samples")
+    for name, pair in (("val", val), ("test", test)):
+        if pair is not None:
+            _check_pair(name, pair)
+    for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1), ("patience", patience, 1)):
+        if name == "patience" and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if patience is not None and val is None:
+        raise ValueError("early stopping (patience) needs a validation set")
+
+
+def _task_epoch(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: TrainSet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    order: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+) -> tuple[float, float]:
+    """An epoch whose batches are transformed or whose logits are masked (continual tasks)."""
+    mask = None if data.logit_mask is None else data.logit_mask.to(device)
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        xb = x[idx] if data.transform is None else data.transform(x[idx]).to(device)
+        yb = y[idx]
+        logits = model(xb)
+        if mask is not None:
+            logits = logits.masked_fill(~mask, float("-inf"))
+        loss = F.cross_entropy(logits, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += float(loss.detach()) * len(yb)
+        correct += int((logits.detach().argmax(dim=1) == yb).sum())
+    return loss_sum / max(len(order), 1), correct / max(len(order), 1)
+
+
+# ---------------------------------------------------------------------------- callbacks
+
+
+class LogEpochs(Callback):
+    """One log line per epoch (``dendritic.training`` logger, INFO): loss, accuracy, seconds."""
+
+    def on_epoch_end(self, state: FitState, metrics: EpochMetrics) -> None:
+        log.info(
+            "epoch %3d/%d: loss %.4f acc %.4f | val loss %.4f acc %.4f | %.1f s",
+            metrics.epoch,
+            state.epochs,
+            metrics.train_loss,
+            metrics.train_accuracy,
+            metrics.val_loss,
+            metrics.val_accuracy,
+            metrics.seconds,
+        )
+
+
+class SaveCheckpoint(Callback):
+    """Save the trained model at the end (safetensors + JSON); checks the path before training.
+
+    A paper network (``DendriticNet``) is saved with ``dendritic.save`` (loadable with
+    ``dendritic.load``); any other module as its state dict with ``extra`` (rebuild it yourself,
+    then ``load_state_dict``)."""
+
+    def __init__(
+        self, path: Any, *, extra: Mapping[str, Any] | None = None, protected: Sequence[Any] = ()
+    ) -> None:
+        from dendritic.models.checkpoint import check_target
+
+        self.path = check_target(path, protected=tuple(protected))  # before any training
+        self.extra = dict(extra or {})
+
+    def on_fit_end(self, state: FitState, result: FitResult) -> None:
+        from pathlib import Path
+
+        from dendritic.models.checkpoint import save, save_state
+
+        extra = {**self.extra, **state.extra.get("checkpoint_extra", {})}
+        if hasattr(state.model, "wiring") and hasattr(state.model, "config"):
+            written = save(state.model, self.path, extra=extra)  # type: ignore[arg-type]
+        else:
+            written = save_state(state.model, self.path, extra=extra)
+        state.checkpoint = str(Path(written).resolve())
+
+
+class RecordRun(Callback):
+    """Record the fit as a run of a results store: started when the fit starts, every epoch
+    logged, finished with the test metrics (and the checkpoint :class:`SaveCheckpoint` wrote,
+    if it comes before this callback), or marked failed / interrupted when the fit raises.
+
+    ``config`` identifies the run (its key): put in it whatever makes the run what it is (model
+    name and sizes, seed, data). ``experiment`` tags the run (``dendritic runs list --experiment``);
+    the paper's figures use only runs tagged with their sweeps. ``meta`` adds columns
+    (``device``, ``data`` ...; see ``RunStore.start_run``); the model's trainable parameters and
+    device are recorded unless ``meta`` gives them. ``replace`` runs a finished config again.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        config: Mapping[str, Any],
+        *,
+        experiment: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+        replace: bool = False,
+        epoch_extra: Callable[[EpochMetrics], Mapping[str, Any]] | None = None,
+        epoch_offset: int = 0,
+        finish_at_end: bool = True,
+    ) -> None:
+        from dendritic.store import RunRecorder, canonical_config
+
+        canonical_config(config)  # not JSON: fail now, before any training
+        self.meta = dict(meta or {})
+        if experiment is not None:
+            self.meta["experiment"] = experiment
+        self.recorder = RunRecorder(store, config, meta=self.meta, replace=replace)
+        self.epoch_extra = epoch_extra
+        self.epoch_offset = epoch_offset
+        self.finish_at_end = finish_at_end  # False: several fits make one run (continual tasks)
+        self.final: dict[str, Any] = {}
+        self._entered = False
+
+    @property
+    def id(self) -> int | None:
+        return self.recorder.id
+
+    def start(self, model: torch.nn.Module | None = None) -> None:
+        if self._entered:
+            return
+        if model is not None:
+            params = list(model.parameters())
+            self.meta.setdefault("trainable_params", sum(p.numel() for p in params if p.requires_grad))
+            if params:
+                self.meta.setdefault("device", str(params[0].device))
+        self.recorder.__enter__()
+        self._entered = True
+
+    def on_fit_start(self, state: FitState) -> None:
+        self.start(state.model)
+        state.extra.setdefault("checkpoint_extra", {})["run_id"] = self.recorder.id
+
+    def on_epoch_end(self, state: FitState, metrics: EpochMetrics) -> None:
+        values = metrics.as_dict()
+        if self.epoch_extra is not None:
+            values.update(self.epoch_extra(metrics))
+        self.recorder.log_epoch(self.epoch_offset + metrics.epoch, **values)
+
+    def on_fit_end(self, state: FitState, result: FitResult) -> None:
+        if not self.finish_at_end:
+            return
+        self.finish(
+            test_accuracy=result.test_accuracy,
+            test_loss=result.test_loss,
+            best_epoch=result.best_epoch,
+            epochs_run=result.epochs_run,
+            wall_seconds=result.seconds,
+            checkpoint=state.checkpoint,
+            **self.final,
+        )
+
+    def finish(self, **final: Any) -> None:
+        final = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in final.items()}
+        self.recorder.finish(**final)
+        self.recorder.__exit__(None, None, None)
+
+    def on_fit_error(self, state: FitState | None, error: BaseException) -> None:
+        if self._entered and not self.recorder.done:
+            self.recorder.__exit__(type(error), error, error.__traceback__)
