@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import html
-import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +22,9 @@ from dendritic.report import (  # noqa: E402
 from dendritic.store import RunStore  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
+from browser import CHROMIUM, render  # noqa: E402
 from test_figures import add_synthetic_run  # noqa: E402
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 HEADINGS = ("Dendritic ANNs — results report", "Runs", "Tables", "Figures", "Not drawn", "Environment")
 
 
@@ -175,35 +171,12 @@ def test_continual_runs_form_comparisons(store_path):
 def test_report_renders_in_headless_chromium(report):
     """The page loads in a real browser: exit 0, the headings in the DOM, every image decoded,
     and no console error (console messages reach stderr with --enable-logging=stderr)."""
-    with tempfile.TemporaryDirectory() as profile:
-        proc = subprocess.run(
-            [
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                f"--user-data-dir={profile}",
-                "--enable-logging=stderr",
-                "--v=0",
-                "--dump-dom",
-                report.resolve().as_uri(),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "HOME": profile},
-        )
+    proc, console = render(report)
     assert proc.returncode == 0, proc.stderr[-2000:]
     dom = proc.stdout
     for heading in HEADINGS:
         assert heading in dom
     assert 'data-images="5"' in dom and 'data-images-decoded="5"' in dom, dom[:500]
-    console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
     assert any("dendritic report loaded: 5/5 images decoded" in line for line in console), proc.stderr[-2000:]
     errors = [line for line in console if "dendritic report loaded" not in line]
     assert not errors, errors

@@ -69,6 +69,8 @@ def test_named_grids_expand_to_the_documented_run_counts():
         "lr": 1750,
         "early-stop": 875,
         "depth": 800,
+        "depth-deep": 112,  # 7 depths x plain/residual x 4 models x 2 trials
+        "morphology": 66,  # 11 morphologies x 3 noise levels x 2 trials
     }
     assert {name: e.size() for name, e in EXPERIMENTS.items()} == expected
     for name, n in expected.items():

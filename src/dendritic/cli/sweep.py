@@ -135,12 +135,29 @@ def _cell(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _options(row: dict[str, Any]) -> str:
+    """The options beyond the paper a run uses, e.g. ``B=2 cables=ones residual``."""
+    parts = []
+    if row.get("branches", 1) != 1:
+        parts.append(f"B={row['branches']}")
+    if row.get("cable_weights", "learned") != "learned":
+        parts.append(f"cables={row['cable_weights']}")
+    if row.get("residual"):
+        parts.append("residual")
+    return " ".join(parts) or "-"
+
+
 def _table(rows: list[dict[str, Any]], done: set[int], minutes: list[float]) -> list[str]:
-    cols = ["#", *_TABLE_COLUMNS, "est. min", "status"]
+    columns = list(_TABLE_COLUMNS)
+    if any(r.get("synapses", 16) != 16 for r in rows):
+        columns.insert(columns.index("layers"), "synapses")
+    extra = any(_options(r) != "-" for r in rows)
+    cols = ["#", *columns, *(["options"] if extra else []), "est. min", "status"]
     body = [
         [
             str(i + 1),
-            *(_cell(r[c]) for c in _TABLE_COLUMNS),
+            *(_cell(r[c]) for c in columns),
+            *([_options(r)] if extra else []),
             f"{m:.1f}",
             "finished" if i in done else "to run",
         ]

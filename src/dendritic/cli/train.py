@@ -11,6 +11,7 @@ from dendritic.cli.args import (
     check_data_dir,
     epochs_int,
     float_in,
+    int_in,
     layers_int,
     lr_float,
     no_store_conflicts,
@@ -24,6 +25,7 @@ from dendritic.cli.args import (
 )
 from dendritic.cli.progress import progress_callbacks
 from dendritic.files import check_output_dir
+from dendritic.nn.layer import CABLE_WEIGHTS
 
 __all__ = ["add_demo_parser", "add_train_parser", "cmd_demo", "cmd_train"]
 
@@ -51,6 +53,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         limit=args.limit,
         random_mode=args.random_mode,
         optimizer=args.optimizer,
+        branches=args.branches,
+        cable_weights=args.cable_weights,
+        residual=args.residual,
     )
     no_store_conflicts(args)
     check_data_dir(args)
@@ -145,6 +150,22 @@ def add_train_parser(sub: Any) -> None:
         choices=("exact", "scatter"),
         default="exact",
         help="random wiring: exactly n synapses per dendrite, or the reference's scatter",
+    )
+    beyond = p.add_argument_group("beyond the paper (defaults: the paper's model)")
+    beyond.add_argument(
+        "--branches",
+        type=int_in(1, 1024),
+        default=1,
+        help="branches per dendrite, each with --synapses synapses and its own nonlinearity (default 1)",
+    )
+    beyond.add_argument(
+        "--cable-weights",
+        choices=CABLE_WEIGHTS,
+        default="learned",
+        help="dendrite -> soma weights: learned (default), ones or random (fixed), positive (learned)",
+    )
+    beyond.add_argument(
+        "--residual", action="store_true", help="residual connections + normalisation around layers 2..L"
     )
     p.add_argument("--store", default=None, help="SQLite results store (default runs.db)")
     p.add_argument("--no-store", action="store_true", help="do not record the run")

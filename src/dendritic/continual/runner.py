@@ -93,7 +93,7 @@ class ContinualConfig(ModelSpec):
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, defaults resolved, what the store keys the run by (``protocol`` included)."""
-        data = asdict(self)
+        data = self.paper_dict(asdict(self))
         if self.benchmark != "permuted":
             data.pop("identity_first")
         return {"protocol": PROTOCOL, **data}

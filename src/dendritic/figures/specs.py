@@ -13,9 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from dendritic.analysis.beyond import depth_rows, morphology_rows
 from dendritic.analysis.selection import Group, best_configuration, group_runs
 from dendritic.errors import DendriticError
-from dendritic.figures import paper
+from dendritic.figures import beyond, paper
 from dendritic.figures.style import PAPER_MODELS, dataset_label, order_datasets
 from dendritic.figures.tables import selectable
 
@@ -66,6 +67,8 @@ class FigureInputs:
     analyses: dict[str, list[dict[str, Any]]] | None = None
     no_analyses: str = ""
     examples: Callable[[], tuple[Any, Any, Sequence[str]]] | None = None
+    #: Finished runs of a named grid (tagged with it, or of one of its configs under any tag).
+    grid: Callable[[str], list[dict[str, Any]]] | None = None
     skipped: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -271,6 +274,29 @@ def _examples(i: FigureInputs) -> Any:
     )
 
 
+def grid_runs(i: FigureInputs, name: str) -> list[dict[str, Any]]:
+    return i.grid(name) if i.grid is not None else i.runs.of(name) if name in _TAGGED else []
+
+
+_TAGGED = ("depth-deep", "morphology")
+
+
+def _depth_deep(i: FigureInputs) -> Any:
+    runs = grid_runs(i, "depth-deep")
+    if not runs:
+        raise Skip(skip_note("Depth-to-20 figure", ["depth-deep"]))
+    return beyond.depth_deep(
+        depth_rows(runs, i.runs.epochs_of), dataset=dataset_label(runs[0].get("dataset", ""))
+    )
+
+
+def _morphology(i: FigureInputs) -> Any:
+    runs = grid_runs(i, "morphology")
+    if not runs:
+        raise Skip(skip_note("Morphology figure", ["morphology"]))
+    return beyond.morphology(morphology_rows(runs), dataset=dataset_label(runs[0].get("dataset", "")))
+
+
 #: Every figure, in the order they are drawn.
 FIGURES: dict[str, FigureSpec] = {
     "fig2": FigureSpec(
@@ -375,6 +401,26 @@ FIGURES: dict[str, FigureSpec] = {
         "(random sparse dendrite → soma) per (D, S): what structured dendrites add over sparsity alone.",
         ("main",),
         _sann,
+    ),
+    "beyond-depth": FigureSpec(
+        "Beyond the paper: depth to 20 layers",
+        "Test accuracy, test loss and train − test accuracy gap (mean ± s.d. over trials), trainable "
+        "parameters and the first layer's gradient norm at initialisation vs the number of "
+        "dendro-somatic layers L, plain (solid) and with residual connections + normalisation "
+        "(dashed), for dANN-LRF, dANN-GRF, dANN-R (D = 16, S = 256) and a vANN with dANN-LRF's "
+        "parameters; last panel: the gradient norm of every layer of the deepest stack after epoch 1.",
+        ("depth-deep",),
+        _depth_deep,
+    ),
+    "beyond-morphology": FigureSpec(
+        "Beyond the paper: dendritic morphology",
+        "dANN-LRF's morphology at matched trainable parameters (the somata adjusted): branching "
+        "dendrites (B branches of 16/B synapses), dendrites × synapses at 256 synapses per soma, "
+        "and cable weights fixed at 1, fixed random positive or learned positive; test accuracy, "
+        "test loss and accuracy efficiency (mean ± s.d.; dotted: the paper's dANN-LRF D = 16, "
+        "S = 256), and each family's best (on validation) under input noise σ.",
+        ("morphology",),
+        _morphology,
     ),
     "supp-dataset-examples": FigureSpec(
         "Supplementary: dataset examples",

@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from dendritic.errors import DendriticError, PathError
 from dendritic.files import atomic_write, check_output_file, read_json
 from dendritic.models.network import DendriticNet
+from dendritic.nn.layer import CABLE_WEIGHTS
 from dendritic.wiring.connectivity import Connectivity
 
 __all__ = [
@@ -40,8 +41,10 @@ __all__ = [
 
 FORMAT = "dendritic-checkpoint"
 #: 2 adds ``document_sha256``, the digest of the JSON itself; version 1 files still load.
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+#: 2: the JSON's own digest; 3: branching dendrites (three wiring parts), cable-weight modes and
+#: residual connections (``architecture``).
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 #: Bounds on what a checkpoint's JSON may state (far above any real model).
 MAX_JSON_BYTES = 16 << 20
@@ -106,9 +109,9 @@ def save(model: DendriticNet, path: str | os.PathLike[str], *, extra: dict[str, 
         name: param.detach().cpu().contiguous() for name, param in model.named_parameters()
     }
     layout = []
-    for index, pair in enumerate(model.wiring):
+    for index, parts in enumerate(model.wiring):
         entry = []
-        for part, conn in zip(("inputs", "cables"), pair, strict=True):
+        for part, conn in zip(_part_names(len(parts)), parts, strict=True):
             info: dict[str, Any] = {"n_in": conn.n_in, "n_out": conn.n_out, "all_to_all": conn.is_all_to_all}
             if not conn.is_all_to_all:
                 assert conn.indptr is not None and conn.indices is not None
@@ -129,6 +132,7 @@ def save(model: DendriticNet, path: str | os.PathLike[str], *, extra: dict[str, 
             "input_shape": list(model.input_shape),
             "n_classes": model.n_classes,
             "dropout": _dropout_rate(model),
+            "architecture": {"residual": model.residual, "cable_weights": model.cable_weights},
             "wiring": layout,
             "tensors": tensor_path.name,
             "sha256": _sha256(tensor_path),
@@ -152,6 +156,11 @@ def _reason(exc: BaseException) -> str:
     if "StorageFull" in text or "No space left" in text:
         return "No space left on device"
     return text
+
+
+def _part_names(n: int) -> tuple[str, ...]:
+    """Names of a layer's wiring parts in the files: 2 parts, or 3 with branching dendrites."""
+    return ("inputs", "cables") if n == 2 else ("inputs", "branches", "cables")
 
 
 def _dropout_rate(model: DendriticNet) -> float:
@@ -192,16 +201,23 @@ def _validate(document: Any, json_path: Path) -> dict[str, Any]:
     if not isinstance(wiring, list) or not 1 <= len(wiring) <= MAX_LAYERS:
         raise CheckpointError(f"{json_path}: wiring must be a list of 1 to {MAX_LAYERS} layers")
     for entry in wiring:
-        if not isinstance(entry, list) or len(entry) != 2:
-            raise CheckpointError(f"{json_path}: each wiring entry must be [inputs, cables]")
+        if not isinstance(entry, list) or len(entry) not in (2, 3):
+            raise CheckpointError(f"{json_path}: each wiring entry must be [inputs, (branches,) cables]")
         for info in entry:
             if not isinstance(info, dict) or not isinstance(info.get("all_to_all"), bool):
                 raise CheckpointError(f"{json_path}: a wiring part lacks its all_to_all flag")
             for name in ("n_in", "n_out"):
                 _int_in(f"wiring {name}", info.get(name), 1, MAX_UNITS, json_path)
-    for name in ("config", "extra"):
+    for name in ("config", "extra", "architecture"):
         if not isinstance(document.get(name, {}), dict):
             raise CheckpointError(f"{json_path}: {name} must be a JSON object")
+    architecture = document.get("architecture", {})
+    if not isinstance(architecture.get("residual", False), bool):
+        raise CheckpointError(f"{json_path}: architecture.residual must be true or false")
+    if architecture.get("cable_weights", "learned") not in CABLE_WEIGHTS:
+        raise CheckpointError(
+            f"{json_path}: unknown architecture.cable_weights {architecture.get('cable_weights')!r}"
+        )
     if not isinstance(document.get("sha256"), str):
         raise CheckpointError(f"{json_path}: the tensor file's sha256 is missing")
     return document
@@ -229,13 +245,15 @@ def _check_sizes(document: dict[str, Any], tensor_path: Path) -> None:
         raise CheckpointError(f"{tensor_path} is not a readable tensor file ({_reason(exc)})") from None
     expected = 0
     previous = math.prod(document["input_shape"])
+    residual = bool(document.get("architecture", {}).get("residual", False))
     for index, entry in enumerate(document["wiring"]):
-        inputs, cables = entry
-        if inputs["n_in"] != previous or cables["n_in"] != inputs["n_out"]:
+        if any(a["n_out"] != b["n_in"] for a, b in zip(entry[:-1], entry[1:], strict=True)) or entry[0]["n_in"] != previous:
             raise CheckpointError(
                 f"{tensor_path.with_suffix('.json')}: layer {index + 1} wiring does not chain"
             )
-        for part, info in zip(("inputs", "cables"), entry, strict=True):
+        if residual and index > 0:
+            expected += 2 * previous  # the normalisation before the layer
+        for part, info in zip(_part_names(len(entry)), entry, strict=True):
             n_in, n_out = info["n_in"], info["n_out"]
             prefix = f"wiring.{index}.{part}."
             if info["all_to_all"]:
@@ -250,7 +268,9 @@ def _check_sizes(document: dict[str, Any], tensor_path: Path) -> None:
                     f"{tensor_path}: the centres of layer {index + 1} do not match the JSON"
                 )
             expected += shapes[prefix + "indices"][0] + n_out
-        previous = cables["n_out"]
+        previous = entry[-1]["n_out"]
+    if residual:
+        expected += 2 * previous  # the normalisation before the output layer
     expected += document["n_classes"] * previous + document["n_classes"]
     stored = sum(math.prod(shape) for name, shape in shapes.items() if not name.startswith("wiring."))
     if stored != expected:
@@ -273,10 +293,10 @@ def load(path: str | os.PathLike[str], *, map_location: str | torch.device = "cp
     _check_sizes(document, tensor_path)
     try:
         tensors = load_file(str(tensor_path))
-        wiring: list[tuple[Connectivity, Connectivity]] = []
+        wiring: list[tuple[Connectivity, ...]] = []
         for index, entry in enumerate(document["wiring"]):
             pair: list[Connectivity] = []
-            for part, info in zip(("inputs", "cables"), entry, strict=True):
+            for part, info in zip(_part_names(len(entry)), entry, strict=True):
                 if info["all_to_all"]:
                     pair.append(Connectivity.all_to_all(info["n_in"], info["n_out"]))
                     continue
@@ -290,13 +310,16 @@ def load(path: str | os.PathLike[str], *, map_location: str | torch.device = "cp
                 if prefix + "centres" in tensors:
                     conn = conn.with_centres(tensors.pop(prefix + "centres").numpy())
                 pair.append(conn)
-            wiring.append((pair[0], pair[1]))
+            wiring.append(tuple(pair))
+        architecture = document.get("architecture", {})
         model = DendriticNet(
             wiring,
             tuple(document["input_shape"]),
             int(document["n_classes"]),
             dropout=float(document.get("dropout", 0.0)),
             config=document.get("config", {}),
+            residual=bool(architecture.get("residual", False)),
+            cable_weights=str(architecture.get("cable_weights", "learned")),
         )
         model.load_state_dict(tensors, strict=False)
         missing = {name for name, _ in model.named_parameters()} - set(tensors)

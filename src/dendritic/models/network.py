@@ -22,7 +22,7 @@ from dendritic.layers.kernels import (
 )
 from dendritic.layers.sparse import SparseLinear
 from dendritic.models.variants import Variant, resolve_name
-from dendritic.nn.layer import DendriticLayer
+from dendritic.nn.layer import DendriticLayer, branch_cables, check_cable_weights
 from dendritic.wiring import sampling
 from dendritic.wiring.connectivity import Connectivity
 from dendritic.wiring.geometry import InputGeometry
@@ -30,6 +30,7 @@ from dendritic.wiring.rules import make_cables, make_receptive_fields
 
 __all__ = [
     "DendriticNet",
+    "FeatureNorm",
     "ModelTooLargeError",
     "build_model",
     "build_model_from_masks",
@@ -45,7 +46,9 @@ MAX_SEED = 2**32 - 1
 MAX_LAYERS = 1000
 RANDOM_MODES = ("exact", "scatter")
 
-LayerWiring = tuple[Connectivity, Connectivity]  # (input → dendrites, dendrites → somata)
+#: One layer's wiring: (input → dendrites, dendrites → somata), or with branching dendrites
+#: (input → branches, branches → dendrites, dendrites → somata).
+LayerWiring = tuple[Connectivity, ...]
 
 
 class FusedDANN(NamedTuple):
@@ -73,22 +76,30 @@ def estimate_size(
     somata: int,
     synapses: int,
     layers: int,
+    branches: int = 1,
+    residual: bool = False,
 ) -> tuple[int, int]:
     """(parameters, bytes needed to build and train) of a model, in closed form, allocating
-    nothing. Receptive-field wiring also needs a pixel-distance table per layer."""
+    nothing. Receptive-field wiring also needs a pixel-distance table per layer. Fixed cable
+    weights count here (they take the same memory), not in the trainable count."""
     params, needed = 0, 0
     shape = input_shape
     n_dendrites = dendrites * somata
+    n_branches = n_dendrites * branches
     for _ in range(layers):
         n_in = math.prod(shape)
         channels = shape[2] if len(shape) == 3 else 1
         fan_in = n_in if variant.synapses == "dense" else min(n_in, synapses * channels)
-        params += n_dendrites * (fan_in + 1)
+        params += n_branches * (fan_in + 1)
+        if branches > 1:
+            params += n_branches + n_dendrites  # each dendrite sums its own branches
         params += (n_dendrites * somata if variant.cables == "dense" else n_dendrites) + somata
         if variant.synapses in ("lrf", "grf"):
             pixels = n_in // channels
             needed += 16 * pixels * pixels
         shape = (somata, 1, 1)  # a deeper layer sees the previous somata (as a near-square grid)
+    if residual:
+        params += 2 * somata * layers  # a normalisation before layers 2..L and before the output
     params += (somata + 1) * n_classes
     return params, needed + BYTES_PER_PARAMETER * params
 
@@ -152,8 +163,11 @@ def build_wiring(
     layers: int,
     rng: np.random.Generator,
     random_mode: str = "exact",
+    branches: int = 1,
 ) -> list[LayerWiring]:
-    """Draw every layer's wiring for ``variant`` from one generator (SPEC §3)."""
+    """Draw every layer's wiring for ``variant`` from one generator (SPEC §3). With ``branches``
+    B > 1 the receptive-field rule places S·D·B branches (as it places dendrites) and each
+    dendrite sums its own B."""
     if random_mode not in RANDOM_MODES:
         raise ValueError(f"unknown random_mode {random_mode!r}; choose one of {', '.join(RANDOM_MODES)}")
     wiring: list[LayerWiring] = []
@@ -170,11 +184,33 @@ def build_wiring(
         field = {"lrf": "local", "grf": "global", "dense": "all"}.get(variant.synapses)
         if field is None:  # random
             field = "scattered" if random_mode == "scatter" else "random"
-        inputs = make_receptive_fields(field, rng, geometry, somata, dendrites, synapses)
+        inputs = make_receptive_fields(field, rng, geometry, somata, dendrites * branches, synapses)
         cables = make_cables({"dense": "all"}.get(variant.cables, variant.cables), rng, somata, dendrites)
-        wiring.append((inputs, cables))
+        tree = branch_cables(somata * dendrites, branches)
+        wiring.append((inputs, cables) if tree is None else (inputs, tree, cables))
         shape = (*sampling.near_square_grid(somata), 1)
     return wiring
+
+
+class FeatureNorm(nn.Module):
+    """Layer normalisation over the units of a feature-major ``(units, batch)`` tensor (what
+    ``nn.LayerNorm`` does over the last dimension of ``(batch, units)``), with a learned gain
+    and bias per unit."""
+
+    def __init__(self, units: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.units = units
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(units))
+        self.bias = nn.Parameter(torch.zeros(units))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        mean = h.mean(dim=0, keepdim=True)
+        var = h.var(dim=0, unbiased=False, keepdim=True)
+        return (h - mean) * torch.rsqrt(var + self.eps) * self.weight[:, None] + self.bias[:, None]
+
+    def extra_repr(self) -> str:
+        return f"{self.units}, eps={self.eps}"
 
 
 class DendriticNet(nn.Module):
@@ -196,10 +232,13 @@ class DendriticNet(nn.Module):
         kernel: str = "auto",
         generator: torch.Generator | None = None,
         config: dict[str, Any] | None = None,
+        residual: bool = False,
+        cable_weights: str = "learned",
     ) -> None:
         super().__init__()
         if not wiring:
             raise ValueError("a network needs at least one dendro-somatic layer")
+        check_cable_weights(cable_weights)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         n_classes = _positive_int("n_classes", n_classes)
@@ -207,14 +246,19 @@ class DendriticNet(nn.Module):
         self.n_inputs = math.prod(input_shape)
         self.n_classes = n_classes
         self.oracle = oracle
-        self.wiring = [tuple(pair) for pair in wiring]
+        self.wiring = [tuple(parts) for parts in wiring]
         previous = self.n_inputs
         blocks = []
-        for index, (inputs, cables) in enumerate(self.wiring, start=1):
-            if inputs.n_in != previous or cables.n_in != inputs.n_out:
+        for index, parts in enumerate(self.wiring, start=1):
+            if len(parts) not in (2, 3):
+                raise ValueError(f"layer {index} wiring must have 2 or 3 parts, got {len(parts)}")
+            inputs, cables = parts[0], parts[-1]
+            tree = parts[1] if len(parts) == 3 else None
+            dendrites = inputs if tree is None else tree
+            if inputs.n_in != previous or cables.n_in != dendrites.n_out:
                 raise ValueError(
                     f"layer {index} wiring does not chain: expected {previous} inputs and "
-                    f"{inputs.n_out} dendrites, got {inputs.n_in} inputs and {cables.n_in} dendrites"
+                    f"{dendrites.n_out} dendrites, got {inputs.n_in} inputs and {cables.n_in} dendrites"
                 )
             # The paper's images are channels-last (H, W, C); deeper layers see the previous somata.
             geometry = (
@@ -227,6 +271,8 @@ class DendriticNet(nn.Module):
                     geometry,
                     inputs,
                     cables,
+                    branch_cables=tree,
+                    cable_weights=cable_weights,
                     activation=nn.LeakyReLU(NEGATIVE_SLOPE),
                     dropout=dropout,
                     generator=generator,
@@ -238,6 +284,16 @@ class DendriticNet(nn.Module):
         self.layers = nn.ModuleList(blocks)
         #: Dropout after every layer's somata (each layer also drops its dendrites' activations).
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        #: Residual stream: layers 2..L add to their input, each reading it normalised (pre-norm),
+        #: and the output layer reads it normalised.
+        self.residual = bool(residual)
+        self.cable_weights = cable_weights
+        if self.residual:
+            widths = [b.in_features for b in blocks[1:]]
+            if any(w != layer.out_features for w, layer in zip(widths, blocks[1:], strict=True)):
+                raise ValueError("residual connections need layers 2..L to keep their width")
+            self.norms = nn.ModuleList([FeatureNorm(w) for w in widths])
+            self.final_norm = FeatureNorm(previous)
         self.output = SparseLinear(previous, n_classes, generator=generator)
         self.config = dict(config or {})
 
@@ -289,12 +345,19 @@ class DendriticNet(nn.Module):
         h = feature_major(self._flatten(x))
         activations: dict[str, torch.Tensor] = {}
         for index, layer in enumerate(self._blocks, start=1):
-            h, dendrites = layer.forward_t(h, keep_dendrites=return_activations)
+            if self.residual and index > 1:
+                out, dendrites = layer.forward_t(self.norms[index - 2](h), keep_dendrites=return_activations)
+                h = h + out
+            else:
+                out, dendrites = layer.forward_t(h, keep_dendrites=return_activations)
+                h = out
             if return_activations:
                 assert dendrites is not None
                 activations[f"dendrites_{index}"] = dendrites.t()
-                activations[f"somata_{index}"] = h.t()
+                activations[f"somata_{index}"] = out.t()
             h = self.dropout(h)
+        if self.residual:
+            h = self.final_norm(h)
         return h, activations
 
     # ------------------------------------------------------------------ fast paths
@@ -306,6 +369,8 @@ class DendriticNet(nn.Module):
         a dense output layer, CPU tensors of one float dtype; else None."""
         if not (
             len(self._blocks) == 1
+            and not self.residual
+            and self._blocks[0].is_plain
             and self._blocks[0].fusable
             and isinstance(self.dropout, nn.Identity)
             and self.output.kernel == "dense"
@@ -412,6 +477,13 @@ class DendriticNet(nn.Module):
         """Dense 0/1 masks ``[in→dend (n_in, D·S), dend→soma (D·S, S), …]`` per layer, Keras layout."""
         return [conn.to_mask() for pair in self.wiring for conn in pair]
 
+    def parameter_groups(self) -> list[tuple[str, nn.Module]]:
+        """(name, module) of every dendro-somatic layer and the output layer, in forward order:
+        the groups whose gradient norms ``training.GradientNorms`` reports."""
+        groups: list[tuple[str, nn.Module]] = [(f"layer_{i}", b) for i, b in enumerate(self._blocks, start=1)]
+        groups.append(("output", self.output))
+        return groups
+
     def hidden_layers(self) -> list[tuple[str, nn.Module]]:
         """(name, layer) of every hidden weight layer in forward order, e.g. ``dendrites_1``."""
         named: list[tuple[str, nn.Module]] = []
@@ -439,6 +511,9 @@ def build_model(
     random_mode: str = "exact",
     oracle: bool = False,
     kernel: str = "auto",
+    branches: int = 1,
+    cable_weights: str = "learned",
+    residual: bool = False,
 ) -> DendriticNet:
     """Build the paper's model ``name`` (case-insensitive, e.g. ``"dANN-LRF"``).
 
@@ -447,6 +522,12 @@ def build_model(
     (a ``numpy.random.Generator``) and the initial weights; ``None`` draws a fresh seed, which is
     recorded in ``model.config``. ``random_mode="scatter"`` reproduces the reference's random
     wiring (variable fan-in). ``oracle=True`` builds the masked-dense reference computation.
+
+    Beyond the paper (defaults give the paper's models): ``branches`` B splits each dendrite into
+    B branches of ``synapses`` synapses with their own nonlinearity (a two-level tree);
+    ``cable_weights`` makes the dendrite → soma weights ``"ones"`` or ``"random"`` (fixed) or
+    ``"positive"`` (learned, positive); ``residual`` adds residual connections with
+    normalisation around layers 2..L (see :class:`DendriticNet`).
     """
     variant, label_dropout = resolve_name(name)
     if label_dropout is not None:
@@ -458,6 +539,10 @@ def build_model(
     somata = _positive_int("somata", somata)
     synapses = _positive_int("synapses", synapses)
     layers = _positive_int("layers", layers)
+    branches = _positive_int("branches", branches)
+    check_cable_weights(cable_weights)
+    if not isinstance(residual, bool):
+        raise ValueError(f"residual must be True or False, got {residual!r}")
     if layers > MAX_LAYERS:
         raise ValueError(f"layers must be at most {MAX_LAYERS}, got {layers}")
     n_classes = _positive_int("n_classes", n_classes)
@@ -467,10 +552,12 @@ def build_model(
         seed = int(np.random.SeedSequence().generate_state(1)[0])
     elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed must be an integer in [0, {MAX_SEED}], got {seed!r}")
-    size = estimate_size(variant, shape, n_classes, dendrites, somata, synapses, layers)
+    size = estimate_size(variant, shape, n_classes, dendrites, somata, synapses, layers, branches, residual)
     _check_fits(variant.name, size, dendrites, somata, layers)
     wiring_rng, weight_seed = _seeded(int(seed))
-    wiring = build_wiring(variant, shape, dendrites, somata, synapses, layers, wiring_rng, random_mode)
+    wiring = build_wiring(
+        variant, shape, dendrites, somata, synapses, layers, wiring_rng, random_mode, branches=branches
+    )
     config = {
         "name": variant.name,
         "input_shape": list(shape),
@@ -483,6 +570,14 @@ def build_model(
         "seed": int(seed),
         "random_mode": random_mode,
     }
+    # Beyond the paper: recorded only when used, so the paper's models keep their config.
+    for key, value, default in (
+        ("branches", branches, 1),
+        ("cable_weights", cable_weights, "learned"),
+        ("residual", residual, False),
+    ):
+        if value != default:
+            config[key] = value
     generator = torch.Generator().manual_seed(weight_seed)
     return DendriticNet(
         wiring,
@@ -493,6 +588,8 @@ def build_model(
         kernel=kernel,
         generator=generator,
         config=config,
+        residual=residual,
+        cable_weights=cable_weights,
     )
 
 

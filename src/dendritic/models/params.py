@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from torch import nn
+from torch.nn.utils import parametrize
 
 from dendritic.layers.sparse import MaskedLinear, SparseLinear
 from dendritic.models.variants import resolve_name
@@ -14,18 +15,29 @@ def count_parameters(model: nn.Module) -> int:
     """Real free parameters: existing connections plus biases.
 
     A masked-dense layer counts only its unmasked weights, so the oracle and the compact model
-    agree; any other parameter counts in full.
+    agree; fixed weights (``requires_grad`` off, e.g. cable weights fixed at 1) do not count;
+    any other parameter counts in full.
     """
     total = 0
+    counted: set[int] = set()
     for module in model.modules():
-        own = list(module.parameters(recurse=False))
-        if not own:
-            continue
         if isinstance(module, (SparseLinear, MaskedLinear)):
-            total += module.n_connections + (0 if module.bias is None else module.bias.numel())
+            # its weight (a parametrized one lives in a submodule) and bias; fixed weights do not count
+            weight = module.n_connections if _trainable_weight(module) else 0
+            total += weight + (0 if module.bias is None else module.bias.numel())
+            counted.update(id(p) for p in module.parameters())
         else:
+            own = [p for p in module.parameters(recurse=False) if id(p) not in counted]
             total += sum(p.numel() for p in own if p.requires_grad)
+            counted.update(id(p) for p in own)
     return total
+
+
+def _trainable_weight(module: SparseLinear | MaskedLinear) -> bool:
+    if parametrize.is_parametrized(module, "weight"):
+        original = module.get_parameter("parametrizations.weight.original")
+        return bool(original.requires_grad)
+    return bool(module.weight.requires_grad)
 
 
 def paper_parameter_count(

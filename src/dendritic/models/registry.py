@@ -37,7 +37,8 @@ def get_model(
     """The paper's model ``name`` (flatten → dendritic layer(s) → linear output), with the
     paper's defaults: Fashion-MNIST-shaped input ``(28, 28, 1)`` (channels last, as the paper's
     code), 10 classes, D = 16, S = 256, 16 synapses. Other ``options`` are those of
-    :func:`dendritic.models.build_model` (``random_mode``, ``oracle``, ``kernel``)."""
+    :func:`dendritic.models.build_model` (``random_mode``, ``oracle``, ``kernel``, and beyond the
+    paper ``branches``, ``cable_weights``, ``residual``)."""
     return build_model(
         name, input_shape, n_classes, dendrites, somata, synapses, layers, dropout, seed, **options
     )

@@ -5,17 +5,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from dendritic.models.network import MAX_LAYERS, DendriticNet, build_model
+from dendritic.models.network import (
+    MAX_LAYERS,
+    DendriticNet,
+    build_model,
+    estimate_size,
+    normalize_input_shape,
+)
 from dendritic.models.variants import resolve_name
+from dendritic.nn.layer import check_cable_weights
 
-__all__ = ["MAX_COUNT", "ModelSpec", "check_float", "check_int"]
+__all__ = ["BEYOND_PAPER", "MAX_COUNT", "ModelSpec", "check_float", "check_int", "matched_somata"]
 
 #: Bound of the integer sizes: far above any real run, below anything that overflows.
 MAX_COUNT = 2**31 - 1
 RANDOM_MODES = ("exact", "scatter")
+#: Options beyond the paper, with the values that give the paper's models. A config leaves them
+#: out of its dict (and so of its key in the results store) at these values: the paper's runs keep
+#: the keys they had before the options existed.
+BEYOND_PAPER: dict[str, Any] = {"branches": 1, "cable_weights": "learned", "residual": False}
 
 
 @dataclass(frozen=True)
@@ -23,7 +34,11 @@ class ModelSpec:
     """One of the paper's models (``model``: a name of :func:`dendritic.models.list_models` or a
     dropout control ``vANN-0.2``), with D dendrites per soma, S somata, synapses per dendrite,
     dendro-somatic layers, dropout, and how random wiring is drawn (``"exact"``, or
-    ``"scatter"`` as the reference code). Names are normalised (``dann-lrf`` → ``dANN-LRF``)."""
+    ``"scatter"`` as the reference code). Names are normalised (``dann-lrf`` → ``dANN-LRF``).
+
+    Beyond the paper (:data:`BEYOND_PAPER` gives the paper's values): ``branches`` per dendrite,
+    ``cable_weights`` (``learned``, ``ones``, ``random``, ``positive``) and ``residual``
+    connections with normalisation; see :func:`dendritic.models.build_model`."""
 
     model: str = "dANN-LRF"
     dendrites: int = 16
@@ -32,6 +47,9 @@ class ModelSpec:
     layers: int = 1
     dropout: float = 0.0
     random_mode: str = "exact"
+    branches: int = 1
+    cable_weights: str = "learned"
+    residual: bool = False
 
     def __post_init__(self) -> None:
         variant, rate = resolve_name(self.model)  # raises on unknown names, listing the valid ones
@@ -43,6 +61,15 @@ class ModelSpec:
         object.__setattr__(self, "dropout", float(self.dropout))  # 0 and 0.0 must key the same run
         if self.random_mode not in RANDOM_MODES:
             raise ValueError(f"random_mode must be 'exact' or 'scatter', got {self.random_mode!r}")
+        check_int("branches", self.branches, minimum=1, maximum=MAX_COUNT)
+        check_cable_weights(self.cable_weights)
+        if not isinstance(self.residual, bool):
+            raise ValueError(f"residual must be True or False, got {self.residual!r}")
+
+    def paper_dict(self, data: dict[str, Any]) -> dict[str, Any]:
+        """``data`` (this config as a dict) without the options beyond the paper that have their
+        paper values, so the paper's runs keep their store keys."""
+        return {k: v for k, v in data.items() if k not in BEYOND_PAPER or v != BEYOND_PAPER[k]}
 
     def model_spec(self) -> ModelSpec:
         """Only the model's fields (of a training or continual config)."""
@@ -62,7 +89,53 @@ class ModelSpec:
             dropout=self.dropout,
             seed=seed,
             random_mode=self.random_mode,
+            branches=self.branches,
+            cable_weights=self.cable_weights,
+            residual=self.residual,
         )
+
+    def trainable_parameters(self, input_shape: int | Sequence[int], n_classes: int) -> int:
+        """Trainable parameters of :meth:`build`'s network, in closed form (nothing allocated)."""
+        return trainable_parameters(self, input_shape, n_classes)
+
+
+def trainable_parameters(spec: ModelSpec, input_shape: int | Sequence[int], n_classes: int) -> int:
+    """Closed-form trainable-parameter count of ``spec``'s network for inputs of ``input_shape``
+    (channels-last for images, as :func:`build_model`) and ``n_classes`` classes: connections and
+    biases of every layer, the normalisations of a residual stack, minus fixed cable weights."""
+    variant, _ = resolve_name(spec.model)
+    shape = normalize_input_shape(input_shape)
+    params, _ = estimate_size(
+        variant,
+        shape,
+        n_classes,
+        spec.dendrites,
+        spec.somata,
+        spec.synapses,
+        spec.layers,
+        spec.branches,
+        spec.residual,
+    )
+    if spec.cable_weights in ("ones", "random"):
+        per_layer = spec.dendrites * spec.somata * (spec.somata if variant.cables == "dense" else 1)
+        params -= per_layer * spec.layers
+    return params
+
+
+def matched_somata(
+    spec: ModelSpec, target: int, input_shape: int | Sequence[int], n_classes: int, *, most: int = 8192
+) -> int:
+    """The number of somata S (1 … ``most``) whose network has the trainable-parameter count
+    closest to ``target``, the other fields as in ``spec`` (ties: the smaller S)."""
+    best, best_gap = 1, math.inf
+    for somata in range(1, most + 1):
+        count = trainable_parameters(replace(spec, somata=somata), input_shape, n_classes)
+        gap = abs(count - target)
+        if gap < best_gap:
+            best, best_gap = somata, gap
+        if count > target:  # the count grows with S: nothing further is closer
+            break
+    return best
 
 
 def check_int(name: str, value: Any, *, minimum: int, maximum: int) -> None:

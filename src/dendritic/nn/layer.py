@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 from dendritic.layers.kernels import feature_major, fusion_enabled
 from dendritic.layers.sparse import GRAD_BLOCK, MaskedLinear, SparseLinear
@@ -18,7 +19,7 @@ from dendritic.wiring.connectivity import Connectivity
 from dendritic.wiring.geometry import InputGeometry
 from dendritic.wiring.rules import CableRule, ReceptiveFieldRule, make_cables, make_receptive_fields
 
-__all__ = ["DEFAULT_SLOPE", "DendriticLayer", "seeded"]
+__all__ = ["CABLE_WEIGHTS", "DEFAULT_SLOPE", "DendriticLayer", "seeded"]
 
 #: Leaky-ReLU slope of the paper's dendrites and somata.
 DEFAULT_SLOPE = 0.1
@@ -64,6 +65,13 @@ class DendriticLayer(nn.Module):
             ``dendrite_activation`` / ``soma_activation`` set one of them.
         dropout: dropout on the dendrites' activations (before the somata sum them).
         bias: learn a bias per dendrite and per soma.
+        branches: B, branches per dendrite: each branch has ``synapses`` synapses and its own
+            nonlinearity, and each dendrite sums its B branches (learned weights) before its own
+            (a two-level dendritic tree). ``1`` (default) is the paper's dendrite. The
+            receptive-field rule places the S·D·B branches as it places dendrites.
+        cable_weights: the dendrite → soma weights: ``"learned"`` (the paper), ``"ones"``
+            (fixed at 1), ``"random"`` (fixed, random positive), ``"positive"`` (learned, kept
+            positive through a softplus).
         seed: fixes the wiring and the initial weights (a fresh seed, kept in ``self.seed``, if
             None); ``generator`` (a ``numpy.random.Generator``) draws both instead.
 
@@ -74,6 +82,7 @@ class DendriticLayer(nn.Module):
     operator (forward and backward each one C++ pass); the results are the same.
     """
 
+    branches: SparseLinear | MaskedLinear | None
     dendrites: SparseLinear | MaskedLinear
     somata: SparseLinear | MaskedLinear
 
@@ -91,13 +100,20 @@ class DendriticLayer(nn.Module):
         soma_activation: nn.Module | None = None,
         dropout: float = 0.0,
         bias: bool = True,
+        branches: int = 1,
+        cable_weights: str = "learned",
         channels_last: bool = False,
         seed: int | None = None,
         generator: np.random.Generator | None = None,
         oracle: bool = False,
     ) -> None:
         super().__init__()
-        for name, value in (("somata", somata), ("dendrites", dendrites), ("synapses", synapses)):
+        for name, value in (
+            ("somata", somata),
+            ("dendrites", dendrites),
+            ("synapses", synapses),
+            ("branches", branches),
+        ):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
@@ -111,14 +127,17 @@ class DendriticLayer(nn.Module):
             rng = generator
             weights = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
         self.seed = seed
+        check_cable_weights(cable_weights)
         inputs = make_receptive_fields(
-            receptive_field, rng, geometry, int(somata), int(dendrites), int(synapses)
+            receptive_field, rng, geometry, int(somata), int(dendrites) * int(branches), int(synapses)
         )
         wiring = make_cables(cables, rng, int(somata), int(dendrites))
         self._build(
             geometry,
             inputs,
             wiring,
+            branch_cables=branch_cables(int(somata) * int(dendrites), int(branches)),
+            cable_weights=cable_weights,
             activation=activation,
             dendrite_activation=dendrite_activation,
             soma_activation=soma_activation,
@@ -136,6 +155,8 @@ class DendriticLayer(nn.Module):
         inputs: Connectivity,
         cables: Connectivity,
         *,
+        branch_cables: Connectivity | None = None,
+        cable_weights: str = "learned",
         activation: nn.Module | None = None,
         dropout: float = 0.0,
         bias: bool = True,
@@ -144,8 +165,9 @@ class DendriticLayer(nn.Module):
         oracle: bool = False,
         kernel: str = "auto",
     ) -> DendriticLayer:
-        """A layer with exactly this wiring (input → dendrite, dendrite → soma); ``generator``
-        draws the initial weights (dendrites first, then somata)."""
+        """A layer with exactly this wiring (input → dendrite, dendrite → soma; with
+        ``branch_cables``, input → branch, branch → dendrite, dendrite → soma); ``generator``
+        draws the initial weights (in forward order)."""
         geometry = (
             input_shape
             if isinstance(input_shape, InputGeometry)
@@ -154,10 +176,13 @@ class DendriticLayer(nn.Module):
         layer = cls.__new__(cls)
         nn.Module.__init__(layer)
         layer.seed = None
+        check_cable_weights(cable_weights)
         layer._build(
             geometry,
             inputs,
             cables,
+            branch_cables=branch_cables,
+            cable_weights=cable_weights,
             activation=activation,
             dropout=dropout,
             bias=bias,
@@ -175,6 +200,8 @@ class DendriticLayer(nn.Module):
         inputs: Connectivity,
         cables: Connectivity,
         *,
+        branch_cables: Connectivity | None = None,
+        cable_weights: str = "learned",
         activation: nn.Module | None = None,
         dendrite_activation: nn.Module | None = None,
         soma_activation: nn.Module | None = None,
@@ -188,17 +215,27 @@ class DendriticLayer(nn.Module):
             raise ValueError(
                 f"the input wiring expects {inputs.n_in} inputs; {geometry} has {geometry.n_inputs}"
             )
-        if cables.n_in != inputs.n_out:
+        if branch_cables is not None and branch_cables.uniform_fan_in == 1 and branch_cables.is_blocks:
+            branch_cables = None  # one branch per dendrite: the branch is the dendrite
+        dendrite_inputs = inputs if branch_cables is None else branch_cables
+        if branch_cables is not None and (branch_cables.n_in != inputs.n_out or not branch_cables.is_blocks):
             raise ValueError(
-                f"the cables join {cables.n_in} dendrites, the input wiring makes {inputs.n_out}"
+                f"the branch wiring must give each dendrite its own branches of the {inputs.n_out} "
+                f"the input wiring makes, got {branch_cables.n_in} → {branch_cables.n_out}"
+            )
+        if cables.n_in != dendrite_inputs.n_out:
+            raise ValueError(
+                f"the cables join {cables.n_in} dendrites, the input wiring makes {dendrite_inputs.n_out}"
             )
         self.geometry = geometry
         self.input_shape = geometry.shape
         self.in_features = geometry.n_inputs
-        self.n_dendrites = inputs.n_out
+        self.n_dendrites = dendrite_inputs.n_out
         self.somata_count = cables.n_out
-        self.dendrites_per_soma = inputs.n_out // cables.n_out if cables.is_blocks else None
-        self.wiring = (inputs, cables)
+        self.dendrites_per_soma = self.n_dendrites // cables.n_out if cables.is_blocks else None
+        self.branch_count = 1 if branch_cables is None else inputs.n_out // branch_cables.n_out
+        self.cable_weights = cable_weights
+        self.wiring = (inputs, cables) if branch_cables is None else (inputs, branch_cables, cables)
 
         def layer(conn: Connectivity) -> SparseLinear | MaskedLinear:
             if oracle:
@@ -208,15 +245,22 @@ class DendriticLayer(nn.Module):
                 chosen = "bag"
             return SparseLinear(conn.n_in, conn.n_out, conn, bias=bias, kernel=chosen, generator=generator)
 
-        self.dendrites = layer(inputs)
         base = activation if activation is not None else nn.LeakyReLU(DEFAULT_SLOPE)
+        if branch_cables is None:
+            self.branches = None
+        else:
+            self.branches = layer(inputs)
+            self.branch_activation = copy.deepcopy(base)
+        self.dendrites = layer(dendrite_inputs)
         self.dendrite_activation = (
             dendrite_activation if dendrite_activation is not None else copy.deepcopy(base)
         )
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.somata = layer(cables)
+        _set_cable_weights(self.somata, cable_weights)
         self.soma_activation = soma_activation if soma_activation is not None else copy.deepcopy(base)
-        self.n_blocks = (self.n_dendrites + GRAD_BLOCK - 1) // GRAD_BLOCK
+        first = self.branches if self.branches is not None else self.dendrites
+        self.n_blocks = (first.out_features + GRAD_BLOCK - 1) // GRAD_BLOCK
 
     # ------------------------------------------------------------------ properties
     @property
@@ -225,27 +269,47 @@ class DendriticLayer(nn.Module):
 
     @property
     def fusable(self) -> bool:
-        """Whether the layer's structure allows the fused C++ pass: sparse dendrites, each soma
-        summing its own, no dendritic dropout, one leaky-ReLU slope for both activations."""
-        d, s = self.dendrites, self.somata
-        slope = _leaky_slope(self.dendrite_activation)
+        """Whether the fused C++ pass computes the layer's first two stages (synapses → dendrites
+        → somata, or synapses → branches → dendrites): sparse synapses, each unit of the second
+        stage summing its own, no dropout between them, one leaky-ReLU slope for both
+        activations."""
+        if self.branches is None:
+            pair = (self.dendrites, self.dendrite_activation, self.somata, self.soma_activation)
+            between: nn.Module = self.dropout
+        else:
+            pair = (self.branches, self.branch_activation, self.dendrites, self.dendrite_activation)
+            between = nn.Identity()
+        first, first_act, second, second_act = pair
+        slope = _leaky_slope(first_act)
         return (
-            isinstance(d, SparseLinear)
-            and isinstance(s, SparseLinear)
-            and d.kernel == "bag"
-            and s.kernel == "blocks"
-            and d.cpp
-            and d.bias is not None
-            and s.bias is not None
-            and isinstance(self.dropout, nn.Identity)
+            isinstance(first, SparseLinear)
+            and isinstance(second, SparseLinear)
+            and first.kernel == "bag"
+            and second.kernel == "blocks"
+            and first.cpp
+            and first.bias is not None
+            and second.bias is not None
+            and isinstance(between, nn.Identity)
             and slope is not None
-            and slope == _leaky_slope(self.soma_activation)
+            and slope == _leaky_slope(second_act)
             and fusion_enabled()
         )
 
+    @property
+    def is_plain(self) -> bool:
+        """The paper's layer: one branch per dendrite, learned cable weights."""
+        return self.branches is None and self.cable_weights == "learned"
+
     def _hooked(self) -> bool:
         """A hook on a part of the layer must see its tensors: then the layer runs part by part."""
-        parts = (self.dendrites, self.dendrite_activation, self.somata, self.soma_activation)
+        parts: tuple[nn.Module, ...] = (
+            self.dendrites,
+            self.dendrite_activation,
+            self.somata,
+            self.soma_activation,
+        )
+        if self.branches is not None:
+            parts = (self.branches, self.branch_activation, *parts)
         return any(m._forward_hooks or m._forward_pre_hooks for m in parts) or bool(
             nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks
         )
@@ -273,7 +337,8 @@ class DendriticLayer(nn.Module):
         if self._hooked() or (return_dendrites and torch.is_grad_enabled()):
             # Part by part, batch-major: hooks see (batch, units) tensors, and gradients flow
             # through returned dendrites.
-            dend: torch.Tensor | None = self.dendrite_activation(self.dendrites(flat))
+            z = flat if self.branches is None else self.branch_activation(self.branches(flat))
+            dend: torch.Tensor | None = self.dendrite_activation(self.dendrites(z))
             out: torch.Tensor = self.soma_activation(self.somata(self.dropout(dend)))
         else:
             out_t, dend_t = self.forward_t(feature_major(flat), keep_dendrites=return_dendrites)
@@ -293,33 +358,53 @@ class DendriticLayer(nn.Module):
         What networks call between layers (no transposes); the dendrites are returned when
         ``keep_dendrites`` (not differentiable on the fused path).
         """
-        if self.fusable and h.is_cpu and h.dtype in _CPP_DTYPES and self.dendrites.weight.dtype == h.dtype:
-            # fusable: both are SparseLinear (never the masked oracle)
-            d, s = cast(SparseLinear, self.dendrites), cast(SparseLinear, self.somata)
-            need_grad = torch.is_grad_enabled() and (
-                h.requires_grad or any(p.requires_grad for p in (d.weight, d.bias, s.weight, s.bias))
-            )
-            out, dendrites = torch.ops.dendritic.dendritic_layer_t(
-                h.contiguous(),
-                d.weight,
-                d.indices,
-                d.offsets,
-                d.t_starts,
-                d.t_rows,
-                d.t_perm,
-                d.t_fan_out,
-                d.n_blocks,
-                d.bias,
-                s.weight,
-                s.bias,
-                self.dendrites_per_soma,
-                _leaky_slope(self.dendrite_activation),
-                keep_dendrites or need_grad,
-            )
-            return out, (dendrites if keep_dendrites else None)
-        dend = self._activate(self.dendrite_activation, self.dendrites.forward_t(h))
+        first = self.dendrites if self.branches is None else self.branches
+        fused = self.fusable and h.is_cpu and h.dtype in _CPP_DTYPES and first.weight.dtype == h.dtype
+        if self.branches is None:
+            if fused:
+                return self._fused_pair(h, self.dendrites, self.somata, keep_dendrites)
+            dend = self._activate(self.dendrite_activation, self.dendrites.forward_t(h))
+        elif fused:
+            dend, _ = self._fused_pair(h, self.branches, self.dendrites, False)
+        else:
+            z = self._activate(self.branch_activation, self.branches.forward_t(h))
+            dend = self._activate(self.dendrite_activation, self.dendrites.forward_t(z))
         out = self._activate(self.soma_activation, self.somata.forward_t(self.dropout(dend)))
         return out, (dend if keep_dendrites else None)
+
+    def _fused_pair(
+        self,
+        h: torch.Tensor,
+        first: SparseLinear | MaskedLinear,
+        second: SparseLinear | MaskedLinear,
+        keep_inner: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Two stages in one ``dendritic::dendritic_layer_t`` call: sparse synapses + leaky-ReLU,
+        then each unit of ``second`` summing its own block + leaky-ReLU. Returns (second's
+        activations, first's activations when ``keep_inner``, not differentiable)."""
+        # fusable: both are SparseLinear (never the masked oracle)
+        d, s = cast(SparseLinear, first), cast(SparseLinear, second)
+        need_grad = torch.is_grad_enabled() and (
+            h.requires_grad or any(p.requires_grad for p in (d.weight, d.bias, s.weight, s.bias))
+        )
+        out, inner = torch.ops.dendritic.dendritic_layer_t(
+            h.contiguous(),
+            d.weight,
+            d.indices,
+            d.offsets,
+            d.t_starts,
+            d.t_rows,
+            d.t_perm,
+            d.t_fan_out,
+            d.n_blocks,
+            d.bias,
+            s.weight,
+            s.bias,
+            d.out_features // s.out_features,
+            _leaky_slope(self.dendrite_activation),
+            keep_inner or need_grad,
+        )
+        return out, (inner if keep_inner else None)
 
     @staticmethod
     def _activate(activation: nn.Module, z: torch.Tensor) -> torch.Tensor:
@@ -339,3 +424,45 @@ class DendriticLayer(nn.Module):
         d = f", dendrites={self.dendrites_per_soma}" if self.dendrites_per_soma else ""
         syn = f", synapses={self.synapses}" if self.synapses else ""
         return f"input_shape={self.input_shape}, somata={self.somata_count}{d}{syn}"
+
+
+CABLE_WEIGHTS = ("learned", "ones", "random", "positive")
+
+
+def check_cable_weights(mode: str) -> None:
+    if mode not in CABLE_WEIGHTS:
+        raise ValueError(f"unknown cable_weights {mode!r}; choose one of {', '.join(CABLE_WEIGHTS)}")
+
+
+def branch_cables(n_dendrites: int, branches: int) -> Connectivity | None:
+    """Branch → dendrite wiring: each dendrite sums its own ``branches`` branches (None for 1)."""
+    return None if branches == 1 else Connectivity.blocks(n_dendrites, branches)
+
+
+class Softplus(nn.Module):
+    """``softplus(w)``: a parametrization that keeps learned weights positive."""
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return F.softplus(w)
+
+    def right_inverse(self, w: torch.Tensor) -> torch.Tensor:
+        # softplus⁻¹(|w|) = log(expm1(|w|)), with |w| kept away from 0 (masked entries of the
+        # oracle are 0 and stay 0 through the mask).
+        return torch.log(torch.expm1(w.abs().clamp_min(1e-6)))
+
+
+def _set_cable_weights(somata: SparseLinear | MaskedLinear, mode: str) -> None:
+    """The dendrite → soma weights of ``mode`` (see ``DendriticLayer``), applied to freshly
+    initialised (Glorot-uniform) weights."""
+    if mode == "learned":
+        return
+    with torch.no_grad():
+        if mode == "ones":
+            ones = somata.mask if isinstance(somata, MaskedLinear) else torch.ones_like(somata.weight)
+            somata.weight.copy_(ones)
+        elif mode == "random":
+            somata.weight.abs_()
+    if mode in ("ones", "random"):
+        somata.weight.requires_grad_(False)
+    elif mode == "positive":
+        parametrize.register_parametrization(somata, "weight", Softplus())

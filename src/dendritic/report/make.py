@@ -24,7 +24,7 @@ import numpy as np
 
 from dendritic.analysis.selection import Group
 from dendritic.figures import paper
-from dendritic.figures.specs import FIGURES, FigureInputs, Skip, best_by_model
+from dendritic.figures.specs import FIGURES, FigureInputs, Skip, best_by_model, grid_runs
 from dendritic.figures.style import (
     PAPER_MODELS,
     dataset_label,
@@ -134,7 +134,7 @@ def make_figures(
             ) from None
         return raw.x_test, raw.y_test, raw.info.class_names
 
-    inputs = FigureInputs(runs, primary, on=on, examples=examples)
+    inputs = FigureInputs(runs, primary, on=on, examples=examples, grid=_grid_runs(runs))
     n_unselectable = sum(len(gs) - len(selectable(gs, on)) for gs in inputs.by_dataset.values())
     if n_unselectable:
         result.notes.append(
@@ -177,6 +177,8 @@ def make_figures(
             inputs.skipped.clear()
         if name in _SUMMARIES and inputs.analyses:
             _SUMMARIES[name](out, inputs.analyses, result)
+        if name in _TABLES:
+            _TABLES[name](out, inputs, result)
         paths = save_figure(fig, out / name, formats)
         result.figures[name] = paths
         result.panels[name] = len(panel_axes(fig))
@@ -444,6 +446,90 @@ def _write_scores(
         path = out / "fig6-anova.md"
         atomic_write_text(path, "\n".join(lines) + "\n")
         result.written.append(path)
+
+
+def _grid_runs(runs: StoreRuns) -> Callable[[str], list[dict[str, Any]]]:
+    """Finished runs of a named grid: tagged with it, or with the config of one of its points
+    under another tag (a grid point two sweeps share is in the store once)."""
+    from dendritic.store import config_key
+    from dendritic.sweeps.grids import expand
+
+    cache: dict[str, list[dict[str, Any]]] = {}
+
+    def of(name: str) -> list[dict[str, Any]]:
+        if name not in cache:
+            keys = {config_key(c.to_dict()) for c in expand(name, optimizer=runs.optimizer)}
+            cache[name] = [r for r in runs.runs if r.get("experiment") == name or r.get("key") in keys]
+        return cache[name]
+
+    return of
+
+
+def _write_table(
+    out: Path,
+    stem: str,
+    title: str,
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[tuple[str, str, str]],
+    result: FiguresResult,
+) -> None:
+    """``stem.csv`` (every field) and ``stem.md`` (``columns``: key, header, format) of ``rows``."""
+    flat = [{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in r.items()} for r in rows]
+    _write_rows_csv(out / f"{stem}.csv", flat, result)
+
+    def cell(value: Any, fmt: str) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "–"
+        return format(value, fmt) if fmt else str(value)
+
+    lines = [
+        f"### {title}",
+        "",
+        "| " + " | ".join(h for _, h, _ in columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
+    lines += ["| " + " | ".join(cell(r.get(k), f) for k, _, f in columns) + " |" for r in rows]
+    path = out / f"{stem}.md"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    result.written.append(path)
+
+
+def _percent(rows: Sequence[Mapping[str, Any]], *keys: str) -> list[dict[str, Any]]:
+    return [{**r, **{k: 100 * r[k] for k in keys if isinstance(r.get(k), float)}} for r in rows]
+
+
+def _depth_table(out: Path, inputs: FigureInputs, result: FiguresResult) -> None:
+    from dendritic.analysis.beyond import depth_rows
+
+    rows = depth_rows(grid_runs(inputs, "depth-deep"), inputs.runs.epochs_of)
+    shown = _percent(rows, "acc_mean", "acc_sd", "gap_mean", "gap_sd")
+    _write_table(out, "beyond-depth", "Depth to 20 layers: test metrics (mean, s.d. over trials) and gradient norms", shown, (
+        ("model", "model", ""), ("residual", "residual", ""), ("layers", "L", ""), ("somata", "S", ""),
+        ("params", "parameters", ","), ("trials", "trials", ""), ("acc_mean", "test acc %", ".2f"),
+        ("acc_sd", "s.d.", ".2f"), ("loss_mean", "test loss", ".4f"), ("loss_sd", "s.d.", ".4f"),
+        ("gap_mean", "train−test (points)", ".2f"), ("grad_init_first", "‖g‖ layer 1, init", ".3g"),
+        ("grad_init_last", "‖g‖ layer L, init", ".3g"), ("grad_epoch1_first", "‖g‖ layer 1, epoch 1", ".3g"),
+    ), result)  # fmt: skip
+
+
+def _morphology_table(out: Path, inputs: FigureInputs, result: FiguresResult) -> None:
+    from dendritic.analysis.beyond import morphology_rows
+
+    rows = morphology_rows(grid_runs(inputs, "morphology"))
+    shown = _percent(rows, "acc_mean", "acc_sd", "val_acc_mean")
+    _write_table(out, "beyond-morphology", "Morphologies at matched parameters (mean, s.d. over trials)", shown, (
+        ("family", "family", ""), ("label", "morphology", ""), ("sigma", "σ", "g"), ("somata", "S", ""),
+        ("params", "parameters", ","), ("trials", "trials", ""), ("acc_mean", "test acc %", ".2f"),
+        ("acc_sd", "s.d.", ".2f"), ("loss_mean", "test loss", ".4f"), ("loss_sd", "s.d.", ".4f"),
+        ("val_acc_mean", "val acc %", ".2f"), ("acc_efficiency", "acc. efficiency", ".4f"),
+    ), result)  # fmt: skip
+
+
+#: Tables written next to a figure once it is drawn: figure name → writer.
+_TABLES: dict[str, Callable[[Path, FigureInputs, FiguresResult], None]] = {
+    "beyond-depth": _depth_table,
+    "beyond-morphology": _morphology_table,
+}
 
 
 #: Numbers written next to a figure once it is drawn: figure name → writer.

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from dendritic.data import get_info
+from dendritic.models.spec import BEYOND_PAPER
 from dendritic.models.variants import resolve_name
 from dendritic.training.config import TrainConfig
 
@@ -89,13 +90,16 @@ def features(config: TrainConfig | Mapping[str, Any]) -> dict[str, float]:
     variant, _ = resolve_name(cfg.model)
     height, width, channels = info.input_shape
     n_in, ds, s = height * width * channels, cfg.dendrites * cfg.somata, cfg.somata
+    branches = ds * cfg.branches  # the units synapses feed: dendrites, or their branches
     dense = sparse = units = 0.0
     for layer in range(cfg.layers):
         fan = cfg.synapses * (channels if layer == 0 and variant.synapses in ("lrf", "grf") else 1)
         if variant.synapses == "dense":
-            dense += n_in * ds
+            dense += n_in * branches
         else:
-            sparse += min(fan, n_in) * ds
+            sparse += min(fan, n_in) * branches
+        if cfg.branches > 1:
+            units += 2 * branches  # branch activations, then each dendrite's sum of its branches
         if variant.cables == "dense":
             dense += ds * s
         elif variant.cables == "random":
@@ -103,11 +107,17 @@ def features(config: TrainConfig | Mapping[str, Any]) -> dict[str, float]:
         else:
             units += ds  # structured: a reshape-and-sum, element-wise work
         units += ds + s
+        if cfg.residual:
+            units += 4 * s  # normalisation and the residual sum
         n_in = s
     dense += s * info.n_classes
-    # the whole-step C++ path of training.loop.train_steps (on the CPU)
+    # the whole-step C++ path of training.loop.train_steps (on the CPU): the paper's one-layer dANNs
     fused = (
-        cfg.layers == 1 and not cfg.dropout and variant.synapses != "dense" and variant.cables == "structured"
+        cfg.layers == 1
+        and not cfg.dropout
+        and variant.synapses != "dense"
+        and variant.cables == "structured"
+        and all(getattr(cfg, k) == v for k, v in BEYOND_PAPER.items())
     )
     return {"dense": dense, "sparse": sparse, "units": units, "fused": float(fused)}
 

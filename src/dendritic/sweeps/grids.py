@@ -12,10 +12,11 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dendritic.data import canonical_name, dataset_names
+from dendritic.models.spec import BEYOND_PAPER, ModelSpec, matched_somata
 from dendritic.models.variants import MODEL_NAMES, resolve_name
 from dendritic.training.config import TrainConfig
 
@@ -43,6 +44,8 @@ DROPOUT_MODELS: tuple[str, ...] = ("vANN-0.2", "vANN-0.5", "vANN-0.8")
 
 #: Filterable axes, outermost first: the order runs are generated in. ``seed`` is the trial.
 AXES: tuple[str, ...] = ("dataset", "sigma", "lr", "layers", "seed", "model", "somata", "dendrites")
+#: The axes an experiment of explicit model points takes from its points.
+POINT_AXES: tuple[str, ...] = ("layers", "model", "somata", "dendrites")
 _INT_AXES = {"layers", "seed", "somata", "dendrites"}
 _FLOAT_AXES = {"sigma", "lr"}
 #: The command-line flag of each axis, for error messages.
@@ -73,6 +76,10 @@ class Experiment:
     fixed: Mapping[str, Any] = field(default_factory=dict)
     #: The protocol setting (a TrainConfig field) this experiment changes from main's; None for main.
     varies: str | None = None
+    #: Explicit model points (TrainConfig fields: model, dendrites, somata, synapses, layers and
+    #: the options beyond the paper) instead of the product of the model, layers, somata and
+    #: dendrites axes; those axes then list the values the points take, for filters.
+    points: tuple[Mapping[str, Any], ...] = ()
 
     def choices(self, axis: str) -> tuple[Any, ...]:
         """Values a filter of ``axis`` may name."""
@@ -80,9 +87,10 @@ class Experiment:
 
     def size(self) -> int:
         """Number of runs with the default axes."""
-        n = 1
+        n = len(self.points) if self.points else 1
         for axis in AXES:
-            n *= len(self.axes[axis])
+            if not (self.points and axis in POINT_AXES):
+                n *= len(self.axes[axis])
         return n
 
 
@@ -99,18 +107,75 @@ def _experiment(
     datasets: Sequence[str] | None = None,
     fixed: Mapping[str, Any] | None = None,
     varies: str | None = None,
+    points: Sequence[Mapping[str, Any]] = (),
+    trials: Sequence[int] = TRIALS,
 ) -> Experiment:
+    if points:  # the point axes list the values the points take (first-seen order)
+        models = tuple(dict.fromkeys(p["model"] for p in points))
+        layers = tuple(dict.fromkeys(p.get("layers", 1) for p in points))
+        somata = tuple(dict.fromkeys(p["somata"] for p in points))
+        dendrites = tuple(dict.fromkeys(p["dendrites"] for p in points))
+        points = [{"layers": 1, **p} for p in points]
     axes = {
         "dataset": ("fmnist",),
         "sigma": tuple(float(s) for s in sigma),
         "lr": tuple(float(v) for v in lr),
         "layers": tuple(layers),
-        "seed": TRIALS,
+        "seed": tuple(trials),
         "model": tuple(models),
         "somata": tuple(somata),
         "dendrites": tuple(dendrites),
     }
-    return Experiment(name, description, axes, tuple(datasets or dataset_names()), dict(fixed or {}), varies)
+    return Experiment(
+        name, description, axes, tuple(datasets or dataset_names()), dict(fixed or {}), varies, tuple(points)
+    )
+
+
+# ---------------------------------------------------------------------------- beyond the paper
+
+#: Fashion-MNIST's images as the models see them, for the matched-parameter grids.
+_FMNIST_SHAPE, _FMNIST_CLASSES = (28, 28, 1), 10
+#: The paper's dANN-LRF at D = 16, S = 256: the reference every point beyond the paper is matched to.
+REFERENCE = ModelSpec("dANN-LRF", dendrites=16, somata=256, synapses=16)
+DEEP_LAYERS: tuple[int, ...] = (1, 2, 4, 8, 12, 16, 20)
+DEEP_MODELS: tuple[str, ...] = ("dANN-LRF", "dANN-GRF", "dANN-R")
+
+
+def _point(spec: ModelSpec) -> dict[str, Any]:
+    """A grid point: the spec's fields, without the options beyond the paper at their paper values."""
+    fields = ("model", "dendrites", "somata", "synapses", "layers", *BEYOND_PAPER)
+    return spec.paper_dict({f: getattr(spec, f) for f in fields})
+
+
+def _matched(spec: ModelSpec, reference: ModelSpec) -> ModelSpec:
+    """``spec`` with the number of somata that gives it the reference's trainable parameters."""
+    target = reference.trainable_parameters(_FMNIST_SHAPE, _FMNIST_CLASSES)
+    return replace(spec, somata=matched_somata(spec, target, _FMNIST_SHAPE, _FMNIST_CLASSES))
+
+
+def depth_points() -> list[dict[str, Any]]:
+    """``depth-deep``: L dendro-somatic layers, plain and residual, for dANN-LRF, dANN-GRF and
+    dANN-R at D = 16, S = 256, and a vANN (D = 1: an MLP of 2L hidden layers) of the same depth and
+    residual stack whose width S gives dANN-LRF's trainable parameters."""
+    points = []
+    for layers in DEEP_LAYERS:
+        for residual in (False, True):
+            reference = replace(REFERENCE, layers=layers, residual=residual)
+            points += [_point(replace(reference, model=m)) for m in DEEP_MODELS]
+            points.append(_point(_matched(replace(reference, model="vANN", dendrites=1), reference)))
+    return points
+
+
+def morphology_points() -> list[dict[str, Any]]:
+    """``morphology``: dANN-LRF with branching dendrites (B branches of 16/B synapses), other
+    splits of the 256-synapse budget per soma (D × synapses), and fixed or sign-constrained
+    cable weights; each with the number of somata that matches the reference's trainable
+    parameters, and the reference itself."""
+    variants = [REFERENCE]
+    variants += [replace(REFERENCE, branches=b, synapses=16 // b) for b in (2, 4, 8)]
+    variants += [replace(REFERENCE, dendrites=d, synapses=256 // d) for d in (64, 32, 8, 4)]
+    variants += [replace(REFERENCE, cable_weights=c) for c in ("ones", "random", "positive")]
+    return [_point(v if v == REFERENCE else _matched(v, REFERENCE)) for v in variants]
 
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -161,6 +226,23 @@ EXPERIMENTS: dict[str, Experiment] = {
             somata=(256, 512),
             varies="layers",
         ),
+        _experiment(
+            "depth-deep",
+            "L in {1,2,4,8,12,16,20} layers, plain and residual: dANN-LRF/GRF/R at D=16, S=256 and a "
+            "vANN of matched parameters; 2 trials",
+            points=depth_points(),
+            datasets=("fmnist",),
+            trials=(1, 2),
+        ),
+        _experiment(
+            "morphology",
+            "dANN-LRF's morphology at matched parameters: branching dendrites, dendrites vs synapses at "
+            "256 synapses per soma, fixed/positive cable weights; sigma in {0, 0.5, 1}; 2 trials",
+            points=morphology_points(),
+            sigma=(0.0, 0.5, 1.0),
+            datasets=("fmnist",),
+            trials=(1, 2),
+        ),
     )
 }
 
@@ -169,9 +251,13 @@ def experiment_names() -> tuple[str, ...]:
     return tuple(EXPERIMENTS)
 
 
-#: The main protocol's value of each setting an experiment varies (TrainConfig's defaults).
+#: The main protocol's value of each setting an experiment varies (TrainConfig's defaults), and
+#: of the model options beyond the paper.
 PROTOCOL: dict[str, Any] = {
-    e.varies: TrainConfig.__dataclass_fields__[e.varies].default for e in EXPERIMENTS.values() if e.varies
+    **{
+        e.varies: TrainConfig.__dataclass_fields__[e.varies].default for e in EXPERIMENTS.values() if e.varies
+    },
+    **BEYOND_PAPER,
 }
 
 
@@ -181,6 +267,8 @@ def _follows_main(config: Mapping[str, Any], name: str) -> bool:
         return True
     if isinstance(default, bool):
         return bool(value) == default
+    if isinstance(default, str):
+        return bool(value == default)
     try:
         return math.isclose(float(value), float(default), rel_tol=1e-9, abs_tol=1e-12)
     except (TypeError, ValueError):
@@ -192,16 +280,19 @@ def experiment_of(config: Mapping[str, Any]) -> str | None:
 
     ``main`` when every setting an experiment varies has its main value; otherwise the one
     experiment whose setting is the only one changed (``dropout`` only for the vANN controls).
-    A config that changes two settings, or a continual run, follows none.
+    A config that changes two settings, uses an option beyond the paper (branches, cable weights,
+    residual: the ``depth-deep`` and ``morphology`` sweeps tag their runs), or a continual run
+    follows none.
     """
     if config.get("protocol") == "continual":
         return None
-    changed = [e for e in EXPERIMENTS.values() if e.varies and not _follows_main(config, e.varies)]
+    changed = {name for name in PROTOCOL if not _follows_main(config, name)}
     if not changed:
         return "main"
-    if len(changed) > 1:
-        return None
-    (experiment,) = changed
+    matching = [e for e in EXPERIMENTS.values() if e.varies is not None and {e.varies} == changed]
+    if not matching:
+        return None  # several settings changed, or options beyond the paper (whose runs are tagged)
+    experiment = matching[0]
     if experiment.name == "dropout" and not str(config.get("model", "")).startswith("vANN"):
         return None
     return experiment.name
@@ -295,19 +386,30 @@ def expand(
             raise ValueError(f"unknown filter {name!r}; valid filters: {', '.join(AXES)}")
         if values is not None:
             chosen[axis] = _select(exp, axis, parse_list(values) if isinstance(values, str) else values)
-    values = [chosen.get(axis, tuple(exp.axes[axis])) for axis in AXES]
     configs: list[TrainConfig] = []
+    if exp.points:
+        outer = [a for a in AXES if a not in POINT_AXES]
+        points = [p for p in exp.points if all(p[a] in chosen.get(a, (p[a],)) for a in POINT_AXES)]
+        for combo in itertools.product(*(chosen.get(a, tuple(exp.axes[a])) for a in outer)):
+            for point in points:
+                settings = {**dict(zip(outer, combo, strict=True)), **point}
+                configs.append(_config(settings, exp, epochs, limit, optimizer))
+        return configs
+    values = [chosen.get(axis, tuple(exp.axes[axis])) for axis in AXES]
     for combo in itertools.product(*values):
-        point = dict(zip(AXES, combo, strict=True))
-        _, rate = resolve_name(point["model"])
-        configs.append(
-            TrainConfig(
-                **point,
-                **exp.fixed,
-                dropout=0.0 if rate is None else rate,
-                epochs=epochs,
-                limit=limit,
-                optimizer=optimizer,
-            )
-        )
+        configs.append(_config(dict(zip(AXES, combo, strict=True)), exp, epochs, limit, optimizer))
     return configs
+
+
+def _config(
+    settings: Mapping[str, Any], exp: Experiment, epochs: int | None, limit: int | None, optimizer: str
+) -> TrainConfig:
+    _, rate = resolve_name(settings["model"])
+    return TrainConfig(
+        **settings,
+        **exp.fixed,
+        dropout=0.0 if rate is None else rate,
+        epochs=epochs,
+        limit=limit,
+        optimizer=optimizer,
+    )

@@ -68,8 +68,9 @@ class TrainConfig(ModelSpec):
         return 2 * base if self.sequential else base
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict with ``epochs`` resolved: what the results store keys runs by."""
-        data = asdict(self)
+        """Plain dict with ``epochs`` resolved: what the results store keys runs by. Options
+        beyond the paper are left out at their paper values (``ModelSpec.paper_dict``)."""
+        data = self.paper_dict(asdict(self))
         data["epochs"] = self.resolved_epochs()
         return data
 

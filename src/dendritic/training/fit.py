@@ -36,6 +36,7 @@ __all__ = [
     "EpochMetrics",
     "FitResult",
     "FitState",
+    "GradientNorms",
     "LogEpochs",
     "RecordRun",
     "SaveCheckpoint",
@@ -48,15 +49,20 @@ log = logging.getLogger("dendritic.training")
 
 @dataclass
 class EpochMetrics:
+    """One epoch's numbers; ``extra`` holds what callbacks measured (e.g. gradient norms), and
+    everything but ``epoch`` goes into the epoch's store row."""
+
     epoch: int
     train_loss: float
     train_accuracy: float
     val_loss: float
     val_accuracy: float
     seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, float]:
-        return {k: v for k, v in self.__dict__.items() if k != "epoch"}
+    def as_dict(self) -> dict[str, Any]:
+        values: dict[str, Any] = {k: v for k, v in self.__dict__.items() if k not in ("epoch", "extra")}
+        return {**values, **self.extra}
 
 
 @dataclass
@@ -375,6 +381,73 @@ class LogEpochs(Callback):
         )
 
 
+class GradientNorms(Callback):
+    """Trainability: the L2 norm of the loss gradient of each parameter group (a model's
+    ``parameter_groups()``, e.g. one per dendro-somatic layer and the output; else its children)
+    on a fixed probe batch, before training and after each of the first ``epochs`` epochs.
+
+    Measured with ``torch.autograd.grad`` in eval mode, so training is untouched (no ``.grad``
+    written, no random numbers drawn). The norms go into the epoch's metrics (``grad_norms``, in
+    group order; epoch 1 also has ``grad_norms_init`` and ``grad_norm_groups``), so into its store
+    row when a :class:`RecordRun` comes after this callback, and into ``self.history`` (epoch 0 =
+    before training).
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 3) -> None:
+        self.x, self.y, self.epochs = x, y, epochs
+        self.names: list[str] = []
+        self.history: dict[int, list[float]] = {}
+
+    def _groups(self, model: torch.nn.Module) -> list[tuple[str, list[torch.nn.Parameter]]]:
+        own = getattr(model, "parameter_groups", None)
+        groups = own() if callable(own) else list(model.named_children())
+        out = []
+        for name, part in groups:
+            params = [
+                p
+                for p in (part.parameters() if isinstance(part, torch.nn.Module) else part)
+                if p.requires_grad
+            ]
+            if params:
+                out.append((name, params))
+        return out
+
+    def _norms(self, model: torch.nn.Module) -> list[float]:
+        groups = self._groups(model)
+        self.names = [name for name, _ in groups]
+        params = [p for _, ps in groups for p in ps]
+        was_training = model.training
+        model.eval()
+        try:
+            device = params[0].device if params else self.x.device
+            with torch.enable_grad():
+                logits = model(self.x.to(device))
+                loss = F.cross_entropy(logits, self.y.to(device))
+                grads = torch.autograd.grad(loss, params, allow_unused=True)
+        finally:
+            model.train(was_training)
+        norms, i = [], 0
+        for _, ps in groups:
+            total = sum(
+                float(g.detach().double().square().sum()) for g in grads[i : i + len(ps)] if g is not None
+            )
+            norms.append(math.sqrt(total))
+            i += len(ps)
+        return norms
+
+    def on_fit_start(self, state: FitState) -> None:
+        self.history[0] = self._norms(state.model)
+
+    def on_epoch_end(self, state: FitState, metrics: EpochMetrics) -> None:
+        if metrics.epoch > self.epochs:
+            return
+        self.history[metrics.epoch] = norms = self._norms(state.model)
+        metrics.extra["grad_norms"] = norms
+        if metrics.epoch == 1:
+            metrics.extra["grad_norms_init"] = self.history[0]
+            metrics.extra["grad_norm_groups"] = self.names
+
+
 class SaveCheckpoint(Callback):
     """Save the trained model at the end (safetensors + JSON); checks the path before training.
 
@@ -460,7 +533,7 @@ class RecordRun(Callback):
         state.extra.setdefault("checkpoint_extra", {})["run_id"] = self.recorder.id
 
     def on_epoch_end(self, state: FitState, metrics: EpochMetrics) -> None:
-        values = metrics.as_dict()
+        values: dict[str, Any] = metrics.as_dict()
         if self.epoch_extra is not None:
             values.update(self.epoch_extra(metrics))
         self.recorder.log_epoch(self.epoch_offset + metrics.epoch, **values)

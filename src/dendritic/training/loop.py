@@ -22,7 +22,15 @@ from dendritic.models import count_parameters, paper_parameter_count
 from dendritic.models.network import DendriticNet
 from dendritic.models.spec import ModelSpec
 from dendritic.training.config import TrainConfig
-from dendritic.training.fit import Callback, EpochMetrics, LogEpochs, RecordRun, SaveCheckpoint, fit
+from dendritic.training.fit import (
+    Callback,
+    EpochMetrics,
+    GradientNorms,
+    LogEpochs,
+    RecordRun,
+    SaveCheckpoint,
+    fit,
+)
 
 __all__ = [
     "EpochMetrics",
@@ -40,6 +48,8 @@ __all__ = [
 EVAL_BATCH = 2048
 #: Most torch threads a run may ask for (far above any machine; OpenMP dies at ~20,000).
 MAX_THREADS = 1024
+#: Training samples of the fixed batch whose per-layer gradient norms every run records.
+PROBE_SAMPLES = 512
 # Batches per train_steps call. The whole-step C++ path returns to Python between calls, so this
 # bounds how late a progress bar refreshes and Ctrl-C or SIGTERM is acted on (about 0.1 s at
 # D=16, S=256 on one core); a call costs tens of microseconds.
@@ -315,6 +325,8 @@ def train(
     if data is None:
         data = data_for(config, data_dir, download)
     model = model_for(config, data).to(dev)
+    # Per-layer gradient norms on a fixed batch, before and after the first epochs (trainability).
+    hooks.append(GradientNorms(data.x_train[:PROBE_SAMPLES], data.y_train[:PROBE_SAMPLES]))
     recorder = None
     if store is not None:
         recorder = RecordRun(
