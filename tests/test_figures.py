@@ -187,8 +187,15 @@ def test_tagged_runs_belong_to_their_tag():
     assert not is_experiment(_run("demo"), "main")  # the demo's short runs are not main's
     assert not is_experiment(_run("main", model="my-cnn"), "noise")
     # The depth sweep's L = 1 grid point is main's: it counts for both, and a deep run only for depth.
-    assert is_experiment(_run("depth", layers=1), "main") and is_experiment(_run("depth", layers=1), "depth")
-    assert not is_experiment(_run("depth", layers=2), "main")
+    point = {"dendrites": 16, "somata": 256}
+    assert is_experiment(_run("depth", layers=1, **point), "main")
+    assert is_experiment(_run("depth", layers=1, **point), "depth")
+    assert not is_experiment(_run("depth", layers=2, **point), "main")
+    # Main-protocol runs of the studies beyond the paper that are not main-grid points stay out.
+    assert is_experiment(_run("depth-deep", dendrites=16, somata=256), "main")
+    assert not is_experiment(_run("depth-deep", model="vANN", dendrites=1, somata=87), "main")
+    assert not is_experiment(_run("morphology", dendrites=64, somata=194, synapses=4), "main")
+    assert not is_experiment(_run("morphology", dendrites=16, somata=211, synapses=8, branches=2), "main")
     with pytest.raises(ValueError, match="unknown experiment 'nope'"):
         is_experiment(_run(), "nope")
 

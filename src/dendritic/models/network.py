@@ -494,7 +494,8 @@ class DendriticNet(nn.Module):
 
     def extra_repr(self) -> str:
         name = self.config.get("name", "custom")
-        return f"name={name}, input_shape={self.input_shape}, n_classes={self.n_classes}"
+        residual = ", residual=True" if self.residual else ""
+        return f"name={name}, input_shape={self.input_shape}, n_classes={self.n_classes}{residual}"
 
 
 def build_model(

@@ -423,7 +423,10 @@ class DendriticLayer(nn.Module):
     def extra_repr(self) -> str:
         d = f", dendrites={self.dendrites_per_soma}" if self.dendrites_per_soma else ""
         syn = f", synapses={self.synapses}" if self.synapses else ""
-        return f"input_shape={self.input_shape}, somata={self.somata_count}{d}{syn}"
+        more = f", branches={self.branch_count}" if self.branch_count > 1 else ""
+        if self.cable_weights != "learned":
+            more += f", cable_weights={self.cable_weights}"
+        return f"input_shape={self.input_shape}, somata={self.somata_count}{d}{syn}{more}"
 
 
 CABLE_WEIGHTS = ("learned", "ones", "random", "positive")

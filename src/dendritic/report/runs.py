@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dendritic.sweeps.grids import EXPERIMENTS as GRIDS
-from dendritic.sweeps.grids import experiment_of
+from dendritic.sweeps.grids import experiment_of, in_main_grid
 
 __all__ = [
     "EXPERIMENTS",
@@ -68,13 +68,15 @@ def is_experiment(run: Mapping[str, Any], experiment: str) -> bool:
 
     A grid point two sweeps share counts for main too: the depth sweep's L = 1 runs are main's
     runs (same config, so the store holds them once, tagged with whichever sweep ran them first).
+    Other main-protocol runs of other sweeps (``depth-deep``'s vANN of matched width, the
+    ``morphology`` sweep's other synapse counts) are not points of the main grid and stay out.
     """
     if experiment not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {experiment!r}; choose one of {', '.join(EXPERIMENTS)}")
     tag = experiment_of_run(run)
     if tag == experiment:
         return True
-    return experiment == "main" and tag in EXPERIMENTS and experiment_of(_config(run)) == "main"
+    return experiment == "main" and tag in EXPERIMENTS and in_main_grid(_config(run))
 
 
 #: How the figures and tables name the optimizers (``TrainConfig.optimizer``).

@@ -32,6 +32,7 @@ __all__ = [
     "experiment_names",
     "experiment_of",
     "get_experiment",
+    "in_main_grid",
 ]
 
 #: Dendrites per soma and somata of the main grid (SPEC §5).
@@ -296,6 +297,20 @@ def experiment_of(config: Mapping[str, Any]) -> str | None:
     if experiment.name == "dropout" and not str(config.get("model", "")).startswith("vANN"):
         return None
     return experiment.name
+
+
+def in_main_grid(config: Mapping[str, Any]) -> bool:
+    """Whether ``config`` is a point of the main grid (any dataset, trial and model): the main
+    protocol, 16 synapses, D and S from the grid. A run another sweep made at such a point (the
+    depth sweep's L = 1) is one of main's runs too."""
+    return (
+        experiment_of(config) == "main"
+        and int(config.get("synapses", 16)) == 16
+        and config.get("dendrites") in DENDRITES
+        and config.get("somata") in SOMATA
+        and int(config.get("batch_size", 128)) == 128
+        and config.get("random_mode", "exact") == "exact"
+    )
 
 
 def get_experiment(name: str) -> Experiment:
