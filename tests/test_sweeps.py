@@ -199,6 +199,15 @@ def test_estimate_uses_the_cost_model_or_measured_runs():
     measured = measured_epoch_seconds([run])
     _, total, timed = estimate_seconds([small], measured=measured)
     assert timed == 1 and total == pytest.approx(2.0 * 25)
+    # A run of another morphology or stack times nothing but itself.
+    for other in (
+        TrainConfig(model="dANN-LRF", dendrites=1, somata=32, residual=True, layers=2),
+        TrainConfig(model="dANN-LRF", dendrites=1, somata=32, branches=2, synapses=8),
+        TrainConfig(model="dANN-LRF", dendrites=1, somata=32, cable_weights="ones"),
+        TrainConfig(model="dANN-LRF", dendrites=1, somata=32, synapses=4),
+    ):
+        _, _, timed = estimate_seconds([other], measured=measured)
+        assert timed == 0, other
 
 
 # ---------------------------------------------------------------- running, resuming, failures

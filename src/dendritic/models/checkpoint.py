@@ -247,7 +247,10 @@ def _check_sizes(document: dict[str, Any], tensor_path: Path) -> None:
     previous = math.prod(document["input_shape"])
     residual = bool(document.get("architecture", {}).get("residual", False))
     for index, entry in enumerate(document["wiring"]):
-        if any(a["n_out"] != b["n_in"] for a, b in zip(entry[:-1], entry[1:], strict=True)) or entry[0]["n_in"] != previous:
+        if (
+            any(a["n_out"] != b["n_in"] for a, b in zip(entry[:-1], entry[1:], strict=True))
+            or entry[0]["n_in"] != previous
+        ):
             raise CheckpointError(
                 f"{tensor_path.with_suffix('.json')}: layer {index + 1} wiring does not chain"
             )

@@ -123,6 +123,8 @@ def features(config: TrainConfig | Mapping[str, Any]) -> dict[str, float]:
 
 
 def _run_key(config: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a run's speed depends on: the network (with the options beyond the paper, absent from
+    configs at the paper's values) and the amount of data."""
     return (
         config.get("model"),
         config.get("dataset"),
@@ -131,14 +133,16 @@ def _run_key(config: Mapping[str, Any]) -> tuple[Any, ...]:
         config.get("layers", 1),
         config.get("limit"),
         config.get("sequential", False),
+        config.get("synapses", 16),
+        *(config.get(name, default) for name, default in BEYOND_PAPER.items()),
     )
 
 
 def measured_epoch_seconds(
     runs: Iterable[Mapping[str, Any]], *, host: str | None = None
 ) -> dict[tuple[Any, ...], float]:
-    """Median seconds per epoch of finished runs, per (model, dataset, D, S, layers, limit,
-    sequential); with ``host``, only runs of that machine (others' speed says little about it)."""
+    """Median seconds per epoch of finished runs, per network and data size (model, dataset, D, S,
+    layers, synapses, the options beyond the paper, limit, sequential); with ``host``, only runs of that machine (others' speed says little about it)."""
     samples: dict[tuple[Any, ...], list[float]] = {}
     for run in runs:
         seconds, epochs = run.get("wall_seconds"), run.get("epochs_run")
