@@ -32,9 +32,10 @@ demo: setup
 test: setup lint
 	$(BIN)/python -m pytest -q
 
-# Style, the architecture (import contracts in pyproject.toml) and the types.
+# Style (lint and formatting), the architecture (import contracts in pyproject.toml) and the types.
 lint: setup
 	$(BIN)/python -m ruff check src tests benchmarks examples setup.py
+	$(BIN)/python -m ruff format --check src tests benchmarks examples setup.py
 	$(BIN)/lint-imports
 	$(BIN)/python -m mypy
 

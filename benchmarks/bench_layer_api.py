@@ -31,7 +31,16 @@ import sys
 import time
 from pathlib import Path
 
-VARIANTS = ("fused", "unfused", "pytorch", "masked", "compiled", "paper-eager", "paper-compiled", "paper-whole-step")
+VARIANTS = (
+    "fused",
+    "unfused",
+    "pytorch",
+    "masked",
+    "compiled",
+    "paper-eager",
+    "paper-compiled",
+    "paper-whole-step",
+)
 ENV = {"unfused": {"DENDRITIC_FUSED": "0"}, "pytorch": {"DENDRITIC_KERNEL": "bag"}}
 BATCH = 128
 STEPS_PER_EPOCH = 422  # ceil(54,000 / 128)
@@ -57,7 +66,12 @@ def one(variant: str, dendrites: int, somata: int, steps: int, repeats: int, thr
     else:
         model = nn.Sequential(
             DendriticLayer(
-                (1, 28, 28), somata=somata, dendrites=dendrites, synapses=16, seed=1, oracle=variant == "masked"
+                (1, 28, 28),
+                somata=somata,
+                dendrites=dendrites,
+                synapses=16,
+                seed=1,
+                oracle=variant == "masked",
             ),
             nn.Linear(somata, 10),
         )
@@ -73,7 +87,16 @@ def one(variant: str, dendrites: int, somata: int, steps: int, repeats: int, thr
         order = torch.randperm(len(x_all), generator=shuffle)[: n * BATCH]
         start = time.perf_counter()
         if variant == "paper-whole-step":
-            train_epoch(model, optimizer, x_all, y_all, order, BATCH, torch.zeros(()), torch.zeros((), dtype=torch.long))
+            train_epoch(
+                model,
+                optimizer,
+                x_all,
+                y_all,
+                order,
+                BATCH,
+                torch.zeros(()),
+                torch.zeros((), dtype=torch.long),
+            )
         else:
             for idx in order.split(BATCH):
                 loss = F.cross_entropy(forward(images(x_all[idx])), y_all[idx])
@@ -142,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for row in rows:
         base = next(
-            (r["step_ms"] for r in rows if r["variant"] == "fused" and r["somata"] == row["somata"]), float("nan")
+            (r["step_ms"] for r in rows if r["variant"] == "fused" and r["somata"] == row["somata"]),
+            float("nan"),
         )
         lines.append(
             f"| {row['variant']} | ({row['dendrites']}, {row['somata']}) | {row['step_ms']:.2f} | "

@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     bench = [a for a in args.bench if a != "--"]
     with tempfile.TemporaryDirectory(prefix="dendritic-old-") as tmp:
         old_tree = Path(tmp) / "old"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(old_tree), args.old], check=True)
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(old_tree), args.old], check=True
+        )
         try:
             times: dict[str, dict[tuple[str, int, int], list[float]]] = {"old": {}, "new": {}}
             for round_ in range(args.rounds):
@@ -54,15 +56,22 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"round {round_ + 1} {name}: " + ", ".join(f"{k[0]} {k[1]}x{k[2]} {v:.3f} s" for k, v in got.items()),
                           file=sys.stderr, flush=True)  # fmt: skip
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old_tree)], check=False)
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old_tree)], check=False
+            )
     print(f"| model | (D, S) | old s/epoch ({args.old}) | new s/epoch | new / old |")
     print("|---|---|---|---|---|")
     for key in sorted(times["new"]):
-        old, new = statistics.median(times["old"].get(key, [float("nan")])), statistics.median(times["new"][key])
+        old, new = (
+            statistics.median(times["old"].get(key, [float("nan")])),
+            statistics.median(times["new"][key]),
+        )
         print(f"| {key[0]} | ({key[1]}, {key[2]}) | {old:.3f} | {new:.3f} | {new / old:.3f} |")
     if args.json:
         Path(args.json).write_text(
-            json.dumps({n: {f"{k[0]} {k[1]}x{k[2]}": v for k, v in t.items()} for n, t in times.items()}, indent=1)
+            json.dumps(
+                {n: {f"{k[0]} {k[1]}x{k[2]}": v for k, v in t.items()} for n, t in times.items()}, indent=1
+            )
         )
     return 0
 
