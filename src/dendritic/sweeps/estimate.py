@@ -142,7 +142,8 @@ def measured_epoch_seconds(
     runs: Iterable[Mapping[str, Any]], *, host: str | None = None
 ) -> dict[tuple[Any, ...], float]:
     """Median seconds per epoch of finished runs, per network and data size (model, dataset, D, S,
-    layers, synapses, the options beyond the paper, limit, sequential); with ``host``, only runs of that machine (others' speed says little about it)."""
+    layers, synapses, the options beyond the paper, limit, sequential); with ``host``, only runs
+    of that machine (others' speed says little about it)."""
     samples: dict[tuple[Any, ...], list[float]] = {}
     for run in runs:
         seconds, epochs = run.get("wall_seconds"), run.get("epochs_run")
