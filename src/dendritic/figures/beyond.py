@@ -74,33 +74,26 @@ def depth_deep(rows: Sequence[Row], *, dataset: str = "") -> Figure:
         axes[0, 0].set_title(f"accuracy vs depth{' — ' + dataset if dataset else ''}")
         axes[0, 1].set_title("loss vs depth")
         axes[0, 2].set_title("overfitting vs depth")
-        ax = axes[1, 0]
-        for m in models:
-            for residual, (fmt, _) in _STYLE.items():
-                pts = sorted(
-                    (r["layers"], r["params"])
-                    for r in rows
-                    if r["model"] == m and r["residual"] == residual and r["params"]
-                )
-                if pts:
-                    ax.plot(*zip(*pts, strict=True), fmt, ms=3, lw=1, color=colour(m))
-        ax.set_yscale("log")
-        ax.set_xticks(depths)
-        ax.set_xlabel("dendro-somatic layers, L")
-        ax.set_ylabel("trainable parameters")
-        ax.set_title("parameters (vANN matched to dANN-LRF)")
-        ax = axes[1, 1]
-        for m in models:
-            for residual, (fmt, _) in _STYLE.items():
-                xs, ys, _es = _series(rows, m, residual, "grad_init_first")
-                keep = [(x, y) for x, y in zip(xs, ys, strict=True) if y > 0]
-                if keep:
-                    ax.plot(*zip(*keep, strict=True), fmt, ms=3, lw=1, color=colour(m))
-        ax.set_yscale("log")
-        ax.set_xticks(depths)
-        ax.set_xlabel("dendro-somatic layers, L")
-        ax.set_ylabel("‖∂loss/∂θ‖ of layer 1")
-        ax.set_title("first layer's gradient at initialisation")
+        for ax, key, label, title in (
+            (axes[1, 0], "params", "trainable parameters", "parameters (vANN matched to dANN-LRF)"),
+            (
+                axes[1, 1],
+                "grad_init_first",
+                "‖∂loss/∂θ‖ of layer 1",
+                "first layer's gradient at initialisation",
+            ),
+        ):
+            for m in models:
+                for residual, (fmt, _) in _STYLE.items():
+                    xs, ys, _es = _series(rows, m, residual, key)
+                    keep = [(x, y) for x, y in zip(xs, ys, strict=True) if y > 0]  # a log axis
+                    if keep:
+                        ax.plot(*zip(*keep, strict=True), fmt, ms=3, lw=1, color=colour(m))
+            ax.set_yscale("log")
+            ax.set_xticks(depths)
+            ax.set_xlabel("dendro-somatic layers, L")
+            ax.set_ylabel(label)
+            ax.set_title(title)
         ax = axes[1, 2]
         deepest = max(depths)
         for m in models:
