@@ -45,6 +45,10 @@ MAX_SEED = 2**32 - 1
 #: Most dendro-somatic layers a network may have (the depth studies go to 20).
 MAX_LAYERS = 1000
 RANDOM_MODES = ("exact", "scatter")
+#: Options beyond the paper, with the values that give the paper's models. Configs and model
+#: configs leave them out at these values: the paper's runs keep the keys they had before the
+#: options existed.
+BEYOND_PAPER: dict[str, Any] = {"branches": 1, "cable_weights": "learned", "residual": False}
 
 #: One layer's wiring: (input → dendrites, dendrites → somata), or with branching dendrites
 #: (input → branches, branches → dendrites, dendrites → somata).
@@ -238,7 +242,6 @@ class DendriticNet(nn.Module):
         super().__init__()
         if not wiring:
             raise ValueError("a network needs at least one dendro-somatic layer")
-        check_cable_weights(cable_weights)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         n_classes = _positive_int("n_classes", n_classes)
@@ -345,12 +348,11 @@ class DendriticNet(nn.Module):
         h = feature_major(self._flatten(x))
         activations: dict[str, torch.Tensor] = {}
         for index, layer in enumerate(self._blocks, start=1):
-            if self.residual and index > 1:
-                out, dendrites = layer.forward_t(self.norms[index - 2](h), keep_dendrites=return_activations)
-                h = h + out
-            else:
-                out, dendrites = layer.forward_t(h, keep_dendrites=return_activations)
-                h = out
+            skip = self.residual and index > 1  # layers 2..L read the stream normalised, add to it
+            out, dendrites = layer.forward_t(
+                self.norms[index - 2](h) if skip else h, keep_dendrites=return_activations
+            )
+            h = h + out if skip else out
             if return_activations:
                 assert dendrites is not None
                 activations[f"dendrites_{index}"] = dendrites.t()
@@ -474,7 +476,8 @@ class DendriticNet(nn.Module):
         return len(self.layers)
 
     def masks(self) -> list[np.ndarray]:
-        """Dense 0/1 masks ``[in→dend (n_in, D·S), dend→soma (D·S, S), …]`` per layer, Keras layout."""
+        """Dense 0/1 masks ``[in→dend (n_in, D·S), dend→soma (D·S, S), …]`` per layer, Keras layout
+        (with branching dendrites each layer has three: in→branch, branch→dend, dend→soma)."""
         return [conn.to_mask() for pair in self.wiring for conn in pair]
 
     def parameter_groups(self) -> list[tuple[str, nn.Module]]:
@@ -572,13 +575,8 @@ def build_model(
         "random_mode": random_mode,
     }
     # Beyond the paper: recorded only when used, so the paper's models keep their config.
-    for key, value, default in (
-        ("branches", branches, 1),
-        ("cable_weights", cable_weights, "learned"),
-        ("residual", residual, False),
-    ):
-        if value != default:
-            config[key] = value
+    options = {"branches": branches, "cable_weights": cable_weights, "residual": residual}
+    config |= {k: v for k, v in options.items() if v != BEYOND_PAPER[k]}
     generator = torch.Generator().manual_seed(weight_seed)
     return DendriticNet(
         wiring,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from dendritic.models.network import (
+    BEYOND_PAPER,
     MAX_LAYERS,
     DendriticNet,
     build_model,
@@ -23,10 +24,6 @@ __all__ = ["BEYOND_PAPER", "MAX_COUNT", "ModelSpec", "check_float", "check_int",
 #: Bound of the integer sizes: far above any real run, below anything that overflows.
 MAX_COUNT = 2**31 - 1
 RANDOM_MODES = ("exact", "scatter")
-#: Options beyond the paper, with the values that give the paper's models. A config leaves them
-#: out of its dict (and so of its key in the results store) at these values: the paper's runs keep
-#: the keys they had before the options existed.
-BEYOND_PAPER: dict[str, Any] = {"branches": 1, "cable_weights": "learned", "residual": False}
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,6 @@ class DendriticLayer(nn.Module):
             rng = generator
             weights = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
         self.seed = seed
-        check_cable_weights(cable_weights)
         inputs = make_receptive_fields(
             receptive_field, rng, geometry, int(somata), int(dendrites) * int(branches), int(synapses)
         )
@@ -176,7 +175,6 @@ class DendriticLayer(nn.Module):
         layer = cls.__new__(cls)
         nn.Module.__init__(layer)
         layer.seed = None
-        check_cable_weights(cable_weights)
         layer._build(
             geometry,
             inputs,
@@ -211,6 +209,7 @@ class DendriticLayer(nn.Module):
         oracle: bool = False,
         kernel: str = "auto",
     ) -> None:
+        check_cable_weights(cable_weights)
         if inputs.n_in != geometry.n_inputs:
             raise ValueError(
                 f"the input wiring expects {inputs.n_in} inputs; {geometry} has {geometry.n_inputs}"
