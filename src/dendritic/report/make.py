@@ -361,29 +361,12 @@ def _write_activity_summary(
                 )
     if not rows:
         return
-    _write_rows_csv(out / "fig5-summary.csv", rows, result)
-
-    def num(value: Any, digits: int = 3) -> str:
-        return (
-            "–"
-            if value is None or (isinstance(value, float) and math.isnan(value))
-            else f"{value:.{digits}g}"
-        )
-
-    lines = [
-        "### Fig 5 — node activity of each model's analysed runs (test set)",
-        "",
-        "| model | run | D | S | layer | nodes | dead | entropy median (bits) | entropy IQR | selectivity (classes) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['model']} | {r['run_id']} | {r['dendrites']} | {r['somata']} | {r['layer']} | {r['nodes']} "
-            f"| {r['dead']} | {num(r['entropy_median'])} | {num(r['entropy_iqr'])} | {num(r['selectivity_mean'])} |"
-        )
-    path = out / "fig5-summary.md"
-    atomic_write_text(path, "\n".join(lines) + "\n")
-    result.written.append(path)
+    _write_table(out, "fig5-summary", "Fig 5 — node activity of each model's analysed runs (test set)", rows, (
+        ("model", "model", ""), ("run_id", "run", ""), ("dendrites", "D", ""), ("somata", "S", ""),
+        ("layer", "layer", ""), ("nodes", "nodes", ""), ("dead", "dead", ""),
+        ("entropy_median", "entropy median (bits)", ".3g"), ("entropy_iqr", "entropy IQR", ".3g"),
+        ("selectivity_mean", "selectivity (classes)", ".3g"),
+    ), result)  # fmt: skip
 
 
 def _write_scores(
@@ -473,7 +456,8 @@ def _write_table(
     columns: Sequence[tuple[str, str, str]],
     result: FiguresResult,
 ) -> None:
-    """``stem.csv`` (every field) and ``stem.md`` (``columns``: key, header, format) of ``rows``."""
+    """``stem.csv`` (every field; lists as JSON) and ``stem.md`` (``columns``: key, header,
+    format; a missing value or NaN is "–") of ``rows``, recorded among the written files."""
     flat = [{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in r.items()} for r in rows]
     _write_rows_csv(out / f"{stem}.csv", flat, result)
 
