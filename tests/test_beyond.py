@@ -204,6 +204,7 @@ SPECS = [
     ModelSpec("dANN-LRF", 4, 36, layers=4, residual=True),
     ModelSpec("vANN", 1, 25, layers=3, residual=True, branches=2),
     ModelSpec("dANN-LRF", 8, 16, branches=2, synapses=8, cable_weights="positive", layers=2, residual=True),
+    ModelSpec("dANN-R", 4, 16, layers=3, residual=True, cable_weights="random", init="he-fan-in"),
 ]
 
 
@@ -224,7 +225,7 @@ def test_checkpoints_keep_every_option(tmp_path, spec):
     json_path = save(model, tmp_path / "ck")
     again = load(tmp_path / "ck")
     assert torch.equal(model(x), again(x))
-    assert (again.residual, again.cable_weights) == (spec.residual, spec.cable_weights)
+    assert (again.residual, again.cable_weights, again.init) == (spec.residual, spec.cable_weights, spec.init)
     assert [len(p) for p in again.wiring] == [2 if spec.branches == 1 else 3] * spec.layers
     assert count_parameters(again) == count_parameters(model)
     assert '"format_version": 3' in json_path.read_text()
@@ -271,7 +272,7 @@ def test_the_papers_configs_keep_their_store_keys():
     the options existed are found again (the key below is the one the earlier code gave)."""
     config = TrainConfig(model="dann-lrf", dendrites=4, somata=32, lr=1)
     assert config_key(config.to_dict()) == "44fdf86ec9b0ca98"
-    assert not {"branches", "cable_weights", "residual"} & set(config.to_dict())
+    assert not {"branches", "cable_weights", "residual", "init"} & set(config.to_dict())
     other = dataclasses.replace(config, branches=2)
     assert other.to_dict()["branches"] == 2 and config_key(other.to_dict()) != config_key(config.to_dict())
 
@@ -337,6 +338,9 @@ def beyond_store(tmp_path):
             drop = 0.01 * depth * (0 if config.residual else 1)
             norms = [10.0 ** (-(depth - i) * (0 if config.residual else 1)) for i in range(depth)] + [1.0]
             _add(store, rng, config, 0.88 - drop + rng.normal(0, 0.002), 70_000 * depth, layers_norms=norms)
+        for config in expand("depth-init", {"layers": [1, 2, 4]}):
+            norms = [1.0] * config.layers + [1.0]
+            _add(store, rng, config, 0.80 + rng.normal(0, 0.002), 70_000 * config.layers, layers_norms=norms)
         for config in expand("morphology"):
             if store.find(config.to_dict()):
                 continue  # the reference is also the depth grid's L = 1 dANN-LRF: one run serves both
@@ -360,7 +364,12 @@ def test_beyond_figures_tables_and_report(beyond_store, tmp_path):
         assert set(result.figures) == {"beyond-depth", "beyond-morphology"}, result.skipped
         assert result.panels == {"beyond-depth": 6, "beyond-morphology": 4}
         depth = (out / "beyond-depth.md").read_text()
-        assert "| dANN-LRF | False | 4 |" in depth and "| vANN | True | 2 |" in depth
+        assert (
+            "| dANN-LRF | False | glorot-dense | 4 |" in depth
+            and "| vANN | True | glorot-dense | 2 |" in depth
+        )
+        assert "| dANN-LRF | False | he-fan-in | 4 |" in depth and "| vANN | True | he-fan-in |" not in depth
+        assert len((out / "beyond-depth.csv").read_text().splitlines()) == 1 + 4 * 2 * 3 + 2 * 3
         morph = (out / "beyond-morphology.csv").read_text().splitlines()
         assert len(morph) == 1 + 33  # 11 morphologies x 3 noise levels
         assert "B=2 (8 syn.)" in (out / "beyond-morphology.md").read_text()
@@ -383,10 +392,20 @@ def test_beyond_rows_are_the_runs_numbers(beyond_store):
     with RunStore(beyond_store, readonly=True) as store:
         runs = load_runs(store)
         grid = _grid_runs(runs)
-        deep, shapes = grid("depth-deep"), grid("morphology")
-        rows = depth_rows(deep, runs.epochs_of)
-    assert len(deep) == 3 * 2 * 4 * 2 and len(shapes) == 66
-    lrf4 = next(r for r in rows if (r["model"], r["residual"], r["layers"]) == ("dANN-LRF", False, 4))
+        deep, shapes, init = grid("depth-deep"), grid("morphology"), grid("depth-init")
+        rows = depth_rows(deep + init, runs.epochs_of)
+    assert len(deep) == 3 * 2 * 4 * 2 and len(shapes) == 66 and len(init) == 3 * 2 * 2
+    lrf4 = next(
+        r
+        for r in rows
+        if (r["model"], r["residual"], r["init"], r["layers"]) == ("dANN-LRF", False, "glorot-dense", 4)
+    )
+    he4 = next(
+        r
+        for r in rows
+        if (r["model"], r["residual"], r["init"], r["layers"]) == ("dANN-LRF", False, "he-fan-in", 4)
+    )
+    assert he4["trials"] == 2 and he4["acc_mean"] == pytest.approx(0.80, abs=0.01)
     members = [
         r
         for r in deep

@@ -70,6 +70,7 @@ def test_named_grids_expand_to_the_documented_run_counts():
         "early-stop": 875,
         "depth": 800,
         "depth-deep": 112,  # 7 depths x plain/residual x 4 models x 2 trials
+        "depth-init": 28,  # 7 depths x (dANN-LRF, vANN) x 2 trials
         "morphology": 66,  # 11 morphologies x 3 noise levels x 2 trials
     }
     assert {name: e.size() for name, e in EXPERIMENTS.items()} == expected

@@ -60,17 +60,24 @@ def _norms(epochs: list[dict[str, Any]], name: str) -> list[float] | None:
 
 
 def depth_rows(runs: Sequence[Mapping[str, Any]], epochs_of: Epochs) -> list[dict[str, Any]]:
-    """One row per (model, residual, layers): trials, parameters, test accuracy and loss (mean,
-    s.d.), train–test gap, and the gradient norms of the first and last dendro-somatic layer
-    (before training and after epoch 1; ``grad_layers_*`` hold every layer's, mean over trials)."""
-    groups: dict[tuple[str, bool, int], list[Mapping[str, Any]]] = {}
+    """One row per (model, residual, init, layers): trials, parameters, test accuracy and loss
+    (mean, s.d.), train–test gap, and the gradient norms of the first and last dendro-somatic
+    layer (before training and after epoch 1; ``grad_layers_*`` hold every layer's, mean over
+    trials)."""
+    groups: dict[tuple[str, bool, str, int], list[Mapping[str, Any]]] = {}
     for run in runs:
-        key = (str(run.get("model")), bool(_setting(run, "residual", False)), int(_setting(run, "layers", 1)))
+        key = (
+            str(run.get("model")),
+            bool(_setting(run, "residual", False)),
+            str(_setting(run, "init", "glorot-dense")),
+            int(_setting(run, "layers", 1)),
+        )
         groups.setdefault(key, []).append(run)
     order = {m: i for i, m in enumerate(DEPTH_MODELS)}
     rows = []
-    for (model, residual, layers), members in sorted(
-        groups.items(), key=lambda kv: (order.get(kv[0][0], len(order)), kv[0][0], kv[0][1], kv[0][2])
+    for (model, residual, init, layers), members in sorted(
+        groups.items(),
+        key=lambda kv: (order.get(kv[0][0], len(order)), kv[0][0], kv[0][2] != "glorot-dense", *kv[0][1:]),
     ):
         epochs = [epochs_of(r) for r in members]
         gaps = [
@@ -81,6 +88,7 @@ def depth_rows(runs: Sequence[Mapping[str, Any]], epochs_of: Epochs) -> list[dic
         row: dict[str, Any] = {
             "model": model,
             "residual": residual,
+            "init": init,
             "layers": layers,
             "trials": len(members),
             "somata": int(_setting(members[0], "somata", 0)),

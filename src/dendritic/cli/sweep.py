@@ -23,6 +23,7 @@ from dendritic.cli.args import (
 )
 from dendritic.cli.progress import RunsBar
 from dendritic.files import check_output_dir
+from dendritic.models.spec import options_label
 from dendritic.sweeps.grids import AXES, EXPERIMENTS, FLAGS, expand, get_experiment, parse_list
 
 __all__ = ["add_sweep_parser", "cmd_sweep"]
@@ -137,14 +138,7 @@ def _cell(value: Any) -> str:
 
 def _options(row: dict[str, Any]) -> str:
     """The options beyond the paper a run uses, e.g. ``B=2 cables=ones residual``."""
-    parts = []
-    if row.get("branches", 1) != 1:
-        parts.append(f"B={row['branches']}")
-    if row.get("cable_weights", "learned") != "learned":
-        parts.append(f"cables={row['cable_weights']}")
-    if row.get("residual"):
-        parts.append("residual")
-    return " ".join(parts) or "-"
+    return options_label(row) or "-"
 
 
 def _table(rows: list[dict[str, Any]], done: set[int], minutes: list[float]) -> list[str]:

@@ -25,6 +25,7 @@ from dendritic.cli.args import (
 )
 from dendritic.cli.progress import progress_callbacks
 from dendritic.files import check_output_dir
+from dendritic.layers.sparse import INITS
 from dendritic.nn.layer import CABLE_WEIGHTS
 
 __all__ = ["add_demo_parser", "add_train_parser", "cmd_demo", "cmd_train"]
@@ -56,6 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         branches=args.branches,
         cable_weights=args.cable_weights,
         residual=args.residual,
+        init=args.init,
     )
     no_store_conflicts(args)
     check_data_dir(args)
@@ -166,6 +168,13 @@ def add_train_parser(sub: Any) -> None:
     )
     beyond.add_argument(
         "--residual", action="store_true", help="residual connections + normalisation around layers 2..L"
+    )
+    beyond.add_argument(
+        "--init",
+        choices=INITS,
+        default="glorot-dense",
+        help="initial weights: glorot-dense (the paper's: Glorot over the dense shape) or he-fan-in "
+        "(He over each unit's real fan-in)",
     )
     p.add_argument("--store", default=None, help="SQLite results store (default runs.db)")
     p.add_argument("--no-store", action="store_true", help="do not record the run")

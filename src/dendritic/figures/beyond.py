@@ -18,7 +18,13 @@ if TYPE_CHECKING:
 __all__ = ["best_of_families", "depth_deep", "morphology"]
 
 Row = Mapping[str, Any]
-_STYLE = {False: ("o-", "plain"), True: ("s--", "residual")}
+#: (residual, init) → marker and line, legend name.
+_STYLE: dict[tuple[bool, str], tuple[str, str]] = {
+    (False, "glorot-dense"): ("o-", "plain"),
+    (True, "glorot-dense"): ("s--", "residual"),
+    (False, "he-fan-in"): ("^:", "plain, He init"),
+    (True, "he-fan-in"): ("v-.", "residual, He init"),
+}
 _FAMILY_COLOURS = {
     "reference": "#444444",
     "branching": "#1b9e77",
@@ -27,11 +33,15 @@ _FAMILY_COLOURS = {
 }
 
 
+def _stack(row: Row) -> tuple[bool, str]:
+    return bool(row["residual"]), str(row.get("init", "glorot-dense"))
+
+
 def _series(
-    rows: Sequence[Row], model: str, residual: bool, key: str
+    rows: Sequence[Row], model: str, stack: tuple[bool, str], key: str
 ) -> tuple[list[int], list[float], list[float]]:
     picked = sorted(
-        (r for r in rows if r["model"] == model and r["residual"] == residual), key=lambda r: r["layers"]
+        (r for r in rows if r["model"] == model and _stack(r) == stack), key=lambda r: r["layers"]
     )
     xs, ys, es = [], [], []
     for r in picked:
@@ -48,10 +58,12 @@ def _series(
 
 def depth_deep(rows: Sequence[Row], *, dataset: str = "") -> Figure:
     """Accuracy, loss, train–test gap, parameters and gradient norms vs depth L for each model,
-    plain (solid) and residual (dashed), mean ± s.d. over trials; the last panel is the
-    gradient-norm profile across the layers of the deepest stack after epoch 1."""
+    plain (solid) and residual (dashed), and with He's initialisation where there are such runs
+    (dotted, dash-dotted), mean ± s.d. over trials; the last panel is the gradient-norm profile
+    across the layers of the deepest stack after epoch 1."""
     if not rows:
         raise ValueError("no depth rows")
+    styles = {k: v for k, v in _STYLE.items() if any(_stack(r) == k for r in rows)}
     models = [m for m in DEPTH_MODELS if any(r["model"] == m for r in rows)]
     models += sorted({r["model"] for r in rows} - set(models))
     depths = sorted({r["layers"] for r in rows})
@@ -64,8 +76,8 @@ def depth_deep(rows: Sequence[Row], *, dataset: str = "") -> Figure:
         ]
         for ax, key, label in panels:
             for m in models:
-                for residual, (fmt, _) in _STYLE.items():
-                    xs, ys, es = _series(rows, m, residual, key)
+                for stack, (fmt, _) in styles.items():
+                    xs, ys, es = _series(rows, m, stack, key)
                     if xs:
                         ax.errorbar(xs, ys, yerr=es, fmt=fmt, ms=3, lw=1, capsize=1.5, color=colour(m))
             ax.set_xticks(depths)
@@ -84,8 +96,8 @@ def depth_deep(rows: Sequence[Row], *, dataset: str = "") -> Figure:
             ),
         ):
             for m in models:
-                for residual, (fmt, _) in _STYLE.items():
-                    xs, ys, _es = _series(rows, m, residual, key)
+                for stack, (fmt, _) in styles.items():
+                    xs, ys, _es = _series(rows, m, stack, key)
                     keep = [(x, y) for x, y in zip(xs, ys, strict=True) if y > 0]  # a log axis
                     if keep:
                         ax.plot(*zip(*keep, strict=True), fmt, ms=3, lw=1, color=colour(m))
@@ -97,13 +109,9 @@ def depth_deep(rows: Sequence[Row], *, dataset: str = "") -> Figure:
         ax = axes[1, 2]
         deepest = max(depths)
         for m in models:
-            for residual, (fmt, _) in _STYLE.items():
+            for stack, (fmt, _) in styles.items():
                 row = next(
-                    (
-                        r
-                        for r in rows
-                        if r["model"] == m and r["residual"] == residual and r["layers"] == deepest
-                    ),
+                    (r for r in rows if r["model"] == m and _stack(r) == stack and r["layers"] == deepest),
                     None,
                 )
                 profile = [] if row is None else [v for v in row.get("grad_layers_epoch1", []) if v > 0]
@@ -117,7 +125,7 @@ def depth_deep(rows: Sequence[Row], *, dataset: str = "") -> Figure:
 
         handles = [Line2D([], [], color=colour(m), lw=1.5, label=m) for m in models]
         handles += [Line2D([], [], color="black", ls=ls, marker=mk, ms=3, label=name)
-                    for fmt_, name in _STYLE.values() for mk, ls in [(fmt_[0], fmt_[1:])]]  # fmt: skip
+                    for fmt_, name in styles.values() for mk, ls in [(fmt_[0], fmt_[1:])]]  # fmt: skip
         axes[1, 0].legend(handles=handles, loc="upper left")
         label_panels(axes.ravel())
     return fig

@@ -27,6 +27,8 @@ __all__ = [
     "RunSource",
     "Skip",
     "best_by_model",
+    "depth_runs",
+    "grid_runs",
     "groups_of",
     "skip_note",
 ]
@@ -278,13 +280,20 @@ def grid_runs(i: FigureInputs, name: str) -> list[dict[str, Any]]:
     return i.grid(name) if i.grid is not None else i.runs.of(name) if name in _TAGGED else []
 
 
-_TAGGED = ("depth-deep", "morphology")
+_TAGGED = ("depth-deep", "depth-init", "morphology")
+
+
+def depth_runs(i: FigureInputs) -> list[dict[str, Any]]:
+    """The runs of the depth study: ``depth-deep``'s and ``depth-init``'s (each run once)."""
+    deep = grid_runs(i, "depth-deep")
+    seen = {r["id"] for r in deep}
+    return deep + [r for r in grid_runs(i, "depth-init") if r["id"] not in seen]
 
 
 def _depth_deep(i: FigureInputs) -> Any:
-    runs = grid_runs(i, "depth-deep")
+    runs = depth_runs(i)
     if not runs:
-        raise Skip(skip_note("Depth-to-20 figure", ["depth-deep"]))
+        raise Skip(skip_note("Depth-to-20 figure", ["depth-deep", "depth-init"]))
     return beyond.depth_deep(
         depth_rows(runs, i.runs.epochs_of), dataset=dataset_label(runs[0].get("dataset", ""))
     )
@@ -408,8 +417,10 @@ FIGURES: dict[str, FigureSpec] = {
         "parameters and the first layer's gradient norm at initialisation vs the number of "
         "dendro-somatic layers L, plain (solid) and with residual connections + normalisation "
         "(dashed), for dANN-LRF, dANN-GRF, dANN-R (D = 16, S = 256) and a vANN with dANN-LRF's "
-        "parameters; last panel: the gradient norm of every layer of the deepest stack after epoch 1.",
-        ("depth-deep",),
+        "parameters; with `depth-init`'s runs, plain (dotted) and residual (dash-dotted) stacks "
+        "initialised He-uniform over each unit's real fan-in instead of the paper's Glorot over the "
+        "dense shape; last panel: the gradient norm of every layer of the deepest stack after epoch 1.",
+        ("depth-deep", "depth-init"),
         _depth_deep,
     ),
     "beyond-morphology": FigureSpec(

@@ -28,9 +28,21 @@ from dendritic.layers.kernels import GRAD_BLOCK, kernel_backend, transposed_wiri
 from dendritic.wiring.connectivity import Connectivity
 from dendritic.wiring.sampling import random_inputs
 
-__all__ = ["GRAD_BLOCK", "MaskedLinear", "SparseLinear", "glorot_limit", "transposed_wiring"]
+__all__ = [
+    "GRAD_BLOCK",
+    "INITS",
+    "MaskedLinear",
+    "SparseLinear",
+    "check_init",
+    "glorot_limit",
+    "transposed_wiring",
+]
 
 KERNELS = ("auto", "bag", "blocks", "dense")
+#: Initial weights: ``"glorot-dense"`` is Glorot-uniform over the layer's dense shape (Keras on
+#: the reference's masked matrices: the paper's); ``"he-fan-in"`` is He-uniform over each unit's
+#: real number of connections, which keeps the activity's scale through ReLU-like layers.
+INITS = ("glorot-dense", "he-fan-in")
 _CPP_DTYPES = (torch.float32, torch.float64)
 _TABLES = ("t_starts", "t_rows", "t_perm", "t_fan_out")
 
@@ -38,6 +50,33 @@ _TABLES = ("t_starts", "t_rows", "t_perm", "t_fan_out")
 def glorot_limit(n_in: int, n_out: int) -> float:
     """Glorot-uniform bound computed on the dense (n_in, n_out) shape, as Keras does."""
     return math.sqrt(6.0 / (n_in + n_out))
+
+
+def check_init(init: object) -> str:
+    """``init`` if it names one of :data:`INITS`, else a one-line ``ValueError``."""
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+    return str(init)
+
+
+def _initial_weight(
+    shape: tuple[int, ...],
+    fan_in: torch.Tensor,
+    n_in: int,
+    n_out: int,
+    init: str,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Uniform weights of ``shape``; ``fan_in`` holds each weight's unit's number of connections.
+
+    Both rules draw the same numbers from ``generator`` (the dense shape's Glorot bound, then
+    He's rescaling per unit), so one seed gives the same wiring and the same weights up to a
+    factor per unit whichever rule is chosen."""
+    limit = glorot_limit(n_in, n_out)
+    weight = torch.empty(shape).uniform_(-limit, limit, generator=generator)
+    if check_init(init) == "he-fan-in":
+        weight *= torch.sqrt(6.0 / fan_in.clamp(min=1).to(torch.float64)).to(weight.dtype) / limit
+    return weight
 
 
 class SparseLinear(nn.Module):
@@ -51,6 +90,8 @@ class SparseLinear(nn.Module):
     operator (C++, differentiable, traceable by ``torch.compile``), elsewhere plain PyTorch.
 
     Build one from a rule with :meth:`random` or from a 0/1 matrix with :meth:`from_mask`.
+    ``init`` (:data:`INITS`) picks the initial weights' rule: the paper's Glorot over the dense
+    shape, or He over each output's real fan-in.
     """
 
     indices: torch.Tensor
@@ -68,9 +109,11 @@ class SparseLinear(nn.Module):
         *,
         bias: bool = True,
         kernel: str = "auto",
+        init: str = "glorot-dense",
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
+        check_init(init)
         if connectivity is None:
             connectivity = Connectivity.all_to_all(in_features, out_features)
         if (connectivity.n_in, connectivity.n_out) != (in_features, out_features):
@@ -113,9 +156,16 @@ class SparseLinear(nn.Module):
         tables = transposed_wiring(self.indices, self.offsets, self.in_features) if self.cpp else ()
         for name, table in zip(_TABLES, tables or [torch.empty(0, dtype=torch.long)] * 4, strict=True):
             self.register_buffer(name, table, persistent=False)
-        limit = glorot_limit(self.in_features, self.out_features)
-        weight = torch.empty(shape).uniform_(-limit, limit, generator=generator)
-        self.weight = nn.Parameter(weight)
+        if connectivity.is_all_to_all:
+            fan_in = torch.full((self.out_features, 1), float(self.in_features))
+        else:  # each connection's unit's fan-in, in the weights' CSR order
+            assert connectivity.indptr is not None
+            counts = torch.from_numpy(np.diff(connectivity.indptr))
+            fan_in = torch.repeat_interleave(counts.to(torch.float64), counts)
+        self.init = init
+        self.weight = nn.Parameter(
+            _initial_weight(shape, fan_in, self.in_features, self.out_features, init, generator)
+        )
         if bias:
             self.bias = nn.Parameter(torch.zeros(self.out_features))
         else:
@@ -131,23 +181,29 @@ class SparseLinear(nn.Module):
         *,
         seed: int | None = None,
         bias: bool = True,
+        init: str = "glorot-dense",
     ) -> SparseLinear:
         """Every output connected to ``fan_in`` distinct inputs drawn uniformly (seeded)."""
         rng = np.random.default_rng(seed)
         conn = random_inputs(rng, in_features, out_features, fan_in)
         generator = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
-        return cls(in_features, out_features, conn, bias=bias, generator=generator)
+        return cls(in_features, out_features, conn, bias=bias, init=init, generator=generator)
 
     @classmethod
     def from_mask(
-        cls, mask: torch.Tensor | np.ndarray, *, bias: bool = True, generator: torch.Generator | None = None
+        cls,
+        mask: torch.Tensor | np.ndarray,
+        *,
+        bias: bool = True,
+        init: str = "glorot-dense",
+        generator: torch.Generator | None = None,
     ) -> SparseLinear:
         """From a 0/1 matrix shaped like ``nn.Linear``'s weight, ``(out_features, in_features)``."""
         array = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
         if array.ndim != 2:
             raise ValueError(f"a mask must be 2-D (out_features, in_features), got shape {array.shape}")
         conn = Connectivity.from_mask(array.T)
-        return cls(conn.n_in, conn.n_out, conn, bias=bias, generator=generator)
+        return cls(conn.n_in, conn.n_out, conn, bias=bias, init=init, generator=generator)
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -210,6 +266,7 @@ class SparseLinear(nn.Module):
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"connections={self.n_connections}, bias={self.bias is not None}, kernel={self.kernel}"
+            + ("" if self.init == "glorot-dense" else f", init={self.init}")
         )
 
 
@@ -222,15 +279,22 @@ class MaskedLinear(nn.Module):
 
     mask: torch.Tensor
 
-    def __init__(self, connectivity: Connectivity, *, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        connectivity: Connectivity,
+        *,
+        init: str = "glorot-dense",
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         self.kernel = "masked"
+        self.init = check_init(init)
         self.in_features = connectivity.n_in
         self.out_features = connectivity.n_out
         mask = torch.from_numpy(np.ascontiguousarray(connectivity.to_mask(np.float32).T))
         self.register_buffer("mask", mask)
-        limit = glorot_limit(self.in_features, self.out_features)
-        weight = torch.empty(self.out_features, self.in_features).uniform_(-limit, limit, generator=generator)
+        shape = (self.out_features, self.in_features)
+        weight = _initial_weight(shape, mask.sum(dim=1, keepdim=True), *shape[::-1], init, generator)
         self.weight = nn.Parameter(weight * mask)
         self.bias = nn.Parameter(torch.zeros(self.out_features))
 

@@ -323,6 +323,7 @@ def load(path: str | os.PathLike[str], *, map_location: str | torch.device = "cp
             config=document.get("config", {}),
             residual=bool(architecture.get("residual", False)),
             cable_weights=str(architecture.get("cable_weights", "learned")),
+            init=str(document.get("config", {}).get("init", "glorot-dense")),
         )
         model.load_state_dict(tensors, strict=False)
         missing = {name for name, _ in model.named_parameters()} - set(tensors)

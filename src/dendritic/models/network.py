@@ -20,7 +20,7 @@ from dendritic.layers.kernels import (
     head_loss_t,
     train_steps_t,
 )
-from dendritic.layers.sparse import SparseLinear
+from dendritic.layers.sparse import SparseLinear, check_init
 from dendritic.models.variants import Variant, resolve_name
 from dendritic.nn.layer import DendriticLayer, branch_cables, check_cable_weights
 from dendritic.wiring import sampling
@@ -48,7 +48,12 @@ RANDOM_MODES = ("exact", "scatter")
 #: Options beyond the paper, with the values that give the paper's models. Configs and model
 #: configs leave them out at these values: the paper's runs keep the keys they had before the
 #: options existed.
-BEYOND_PAPER: dict[str, Any] = {"branches": 1, "cable_weights": "learned", "residual": False}
+BEYOND_PAPER: dict[str, Any] = {
+    "branches": 1,
+    "cable_weights": "learned",
+    "residual": False,
+    "init": "glorot-dense",
+}
 
 #: One layer's wiring: (input → dendrites, dendrites → somata), or with branching dendrites
 #: (input → branches, branches → dendrites, dendrites → somata).
@@ -238,6 +243,7 @@ class DendriticNet(nn.Module):
         config: dict[str, Any] | None = None,
         residual: bool = False,
         cable_weights: str = "learned",
+        init: str = "glorot-dense",
     ) -> None:
         super().__init__()
         if not wiring:
@@ -276,6 +282,7 @@ class DendriticNet(nn.Module):
                     cables,
                     branch_cables=tree,
                     cable_weights=cable_weights,
+                    init=init,
                     activation=nn.LeakyReLU(NEGATIVE_SLOPE),
                     dropout=dropout,
                     generator=generator,
@@ -291,6 +298,7 @@ class DendriticNet(nn.Module):
         #: and the output layer reads it normalised.
         self.residual = bool(residual)
         self.cable_weights = cable_weights
+        self.init = init
         if self.residual:
             widths = [b.in_features for b in blocks[1:]]
             if any(w != layer.out_features for w, layer in zip(widths, blocks[1:], strict=True)):
@@ -497,8 +505,10 @@ class DendriticNet(nn.Module):
 
     def extra_repr(self) -> str:
         name = self.config.get("name", "custom")
-        residual = ", residual=True" if self.residual else ""
-        return f"name={name}, input_shape={self.input_shape}, n_classes={self.n_classes}{residual}"
+        more = ", residual=True" if self.residual else ""
+        if self.init != "glorot-dense":
+            more += f", init={self.init}"
+        return f"name={name}, input_shape={self.input_shape}, n_classes={self.n_classes}{more}"
 
 
 def build_model(
@@ -518,6 +528,7 @@ def build_model(
     branches: int = 1,
     cable_weights: str = "learned",
     residual: bool = False,
+    init: str = "glorot-dense",
 ) -> DendriticNet:
     """Build the paper's model ``name`` (case-insensitive, e.g. ``"dANN-LRF"``).
 
@@ -531,7 +542,9 @@ def build_model(
     B branches of ``synapses`` synapses with their own nonlinearity (a two-level tree);
     ``cable_weights`` makes the dendrite → soma weights ``"ones"`` or ``"random"`` (fixed) or
     ``"positive"`` (learned, positive); ``residual`` adds residual connections with
-    normalisation around layers 2..L (see :class:`DendriticNet`).
+    normalisation around layers 2..L (see :class:`DendriticNet`); ``init="he-fan-in"`` draws the
+    dendro-somatic layers' weights He-uniform over each unit's real fan-in instead of the
+    paper's Glorot-uniform over the dense shape (the output layer keeps Glorot's rule).
     """
     variant, label_dropout = resolve_name(name)
     if label_dropout is not None:
@@ -545,6 +558,7 @@ def build_model(
     layers = _positive_int("layers", layers)
     branches = _positive_int("branches", branches)
     check_cable_weights(cable_weights)
+    check_init(init)
     if not isinstance(residual, bool):
         raise ValueError(f"residual must be True or False, got {residual!r}")
     if layers > MAX_LAYERS:
@@ -575,7 +589,7 @@ def build_model(
         "random_mode": random_mode,
     }
     # Beyond the paper: recorded only when used, so the paper's models keep their config.
-    options = {"branches": branches, "cable_weights": cable_weights, "residual": residual}
+    options = {"branches": branches, "cable_weights": cable_weights, "residual": residual, "init": init}
     config |= {k: v for k, v in options.items() if v != BEYOND_PAPER[k]}
     generator = torch.Generator().manual_seed(weight_seed)
     return DendriticNet(
@@ -589,6 +603,7 @@ def build_model(
         config=config,
         residual=residual,
         cable_weights=cable_weights,
+        init=init,
     )
 
 

@@ -4,10 +4,11 @@ configs both extend it, so a model is named, checked and built the same way ever
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from dendritic.layers.sparse import check_init
 from dendritic.models.network import (
     BEYOND_PAPER,
     MAX_LAYERS,
@@ -19,7 +20,15 @@ from dendritic.models.network import (
 from dendritic.models.variants import resolve_name
 from dendritic.nn.layer import check_cable_weights
 
-__all__ = ["BEYOND_PAPER", "MAX_COUNT", "ModelSpec", "check_float", "check_int", "matched_somata"]
+__all__ = [
+    "BEYOND_PAPER",
+    "MAX_COUNT",
+    "ModelSpec",
+    "check_float",
+    "check_int",
+    "matched_somata",
+    "options_label",
+]
 
 #: Bound of the integer sizes: far above any real run, below anything that overflows.
 MAX_COUNT = 2**31 - 1
@@ -34,8 +43,9 @@ class ModelSpec:
     ``"scatter"`` as the reference code). Names are normalised (``dann-lrf`` → ``dANN-LRF``).
 
     Beyond the paper (:data:`BEYOND_PAPER` gives the paper's values): ``branches`` per dendrite,
-    ``cable_weights`` (``learned``, ``ones``, ``random``, ``positive``) and ``residual``
-    connections with normalisation; see :func:`dendritic.models.build_model`."""
+    ``cable_weights`` (``learned``, ``ones``, ``random``, ``positive``), ``residual``
+    connections with normalisation and the initial weights' rule ``init`` (``glorot-dense``,
+    ``he-fan-in``); see :func:`dendritic.models.build_model`."""
 
     model: str = "dANN-LRF"
     dendrites: int = 16
@@ -47,6 +57,7 @@ class ModelSpec:
     branches: int = 1
     cable_weights: str = "learned"
     residual: bool = False
+    init: str = "glorot-dense"
 
     def __post_init__(self) -> None:
         variant, rate = resolve_name(self.model)  # raises on unknown names, listing the valid ones
@@ -62,6 +73,7 @@ class ModelSpec:
         check_cable_weights(self.cable_weights)
         if not isinstance(self.residual, bool):
             raise ValueError(f"residual must be True or False, got {self.residual!r}")
+        check_init(self.init)
 
     def paper_dict(self, data: dict[str, Any]) -> dict[str, Any]:
         """``data`` (this config as a dict) without the options beyond the paper that have their
@@ -89,11 +101,28 @@ class ModelSpec:
             branches=self.branches,
             cable_weights=self.cable_weights,
             residual=self.residual,
+            init=self.init,
         )
 
     def trainable_parameters(self, input_shape: int | Sequence[int], n_classes: int) -> int:
         """Trainable parameters of :meth:`build`'s network, in closed form (nothing allocated)."""
         return trainable_parameters(self, input_shape, n_classes)
+
+
+def options_label(config: Mapping[str, Any]) -> str:
+    """The options beyond the paper a config (a dict of a run's settings) uses, in the words of
+    the sweep tables and logs, e.g. ``B=2 cables=ones residual init=he-fan-in``; ``""`` for the
+    paper's model."""
+    parts = []
+    if config.get("branches", 1) != 1:
+        parts.append(f"B={config['branches']}")
+    if config.get("cable_weights", "learned") != "learned":
+        parts.append(f"cables={config['cable_weights']}")
+    if config.get("residual"):
+        parts.append("residual")
+    if config.get("init", "glorot-dense") != "glorot-dense":
+        parts.append(f"init={config['init']}")
+    return " ".join(parts)
 
 
 def trainable_parameters(spec: ModelSpec, input_shape: int | Sequence[int], n_classes: int) -> int:

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from dendritic.layers.kernels import feature_major, fusion_enabled
-from dendritic.layers.sparse import GRAD_BLOCK, MaskedLinear, SparseLinear
+from dendritic.layers.sparse import GRAD_BLOCK, MaskedLinear, SparseLinear, check_init
 from dendritic.wiring.connectivity import Connectivity
 from dendritic.wiring.geometry import InputGeometry
 from dendritic.wiring.rules import CableRule, ReceptiveFieldRule, make_cables, make_receptive_fields
@@ -72,6 +72,9 @@ class DendriticLayer(nn.Module):
         cable_weights: the dendrite → soma weights: ``"learned"`` (the paper), ``"ones"``
             (fixed at 1), ``"random"`` (fixed, random positive), ``"positive"`` (learned, kept
             positive through a softplus).
+        init: the initial weights: ``"glorot-dense"`` (the paper's: Glorot-uniform over each
+            stage's dense shape, which shrinks the activity in sparse layers) or ``"he-fan-in"``
+            (He-uniform over each unit's real number of connections, which keeps it).
         seed: fixes the wiring and the initial weights (a fresh seed, kept in ``self.seed``, if
             None); ``generator`` (a ``numpy.random.Generator``) draws both instead.
 
@@ -102,6 +105,7 @@ class DendriticLayer(nn.Module):
         bias: bool = True,
         branches: int = 1,
         cable_weights: str = "learned",
+        init: str = "glorot-dense",
         channels_last: bool = False,
         seed: int | None = None,
         generator: np.random.Generator | None = None,
@@ -137,6 +141,7 @@ class DendriticLayer(nn.Module):
             wiring,
             branch_cables=branch_cables(int(somata) * int(dendrites), int(branches)),
             cable_weights=cable_weights,
+            init=init,
             activation=activation,
             dendrite_activation=dendrite_activation,
             soma_activation=soma_activation,
@@ -156,6 +161,7 @@ class DendriticLayer(nn.Module):
         *,
         branch_cables: Connectivity | None = None,
         cable_weights: str = "learned",
+        init: str = "glorot-dense",
         activation: nn.Module | None = None,
         dropout: float = 0.0,
         bias: bool = True,
@@ -181,6 +187,7 @@ class DendriticLayer(nn.Module):
             cables,
             branch_cables=branch_cables,
             cable_weights=cable_weights,
+            init=init,
             activation=activation,
             dropout=dropout,
             bias=bias,
@@ -200,6 +207,7 @@ class DendriticLayer(nn.Module):
         *,
         branch_cables: Connectivity | None = None,
         cable_weights: str = "learned",
+        init: str = "glorot-dense",
         activation: nn.Module | None = None,
         dendrite_activation: nn.Module | None = None,
         soma_activation: nn.Module | None = None,
@@ -210,6 +218,7 @@ class DendriticLayer(nn.Module):
         kernel: str = "auto",
     ) -> None:
         check_cable_weights(cable_weights)
+        check_init(init)
         if inputs.n_in != geometry.n_inputs:
             raise ValueError(
                 f"the input wiring expects {inputs.n_in} inputs; {geometry} has {geometry.n_inputs}"
@@ -234,15 +243,18 @@ class DendriticLayer(nn.Module):
         self.dendrites_per_soma = self.n_dendrites // cables.n_out if cables.is_blocks else None
         self.branch_count = 1 if branch_cables is None else inputs.n_out // branch_cables.n_out
         self.cable_weights = cable_weights
+        self.init = init
         self.wiring = (inputs, cables) if branch_cables is None else (inputs, branch_cables, cables)
 
         def layer(conn: Connectivity) -> SparseLinear | MaskedLinear:
             if oracle:
-                return MaskedLinear(conn, generator=generator)
+                return MaskedLinear(conn, init=init, generator=generator)
             chosen = "dense" if kernel != "auto" and conn.is_all_to_all else kernel
             if chosen == "blocks" and not conn.is_blocks:
                 chosen = "bag"
-            return SparseLinear(conn.n_in, conn.n_out, conn, bias=bias, kernel=chosen, generator=generator)
+            return SparseLinear(
+                conn.n_in, conn.n_out, conn, bias=bias, kernel=chosen, init=init, generator=generator
+            )
 
         base = activation if activation is not None else nn.LeakyReLU(DEFAULT_SLOPE)
         if branch_cables is None:
@@ -425,6 +437,8 @@ class DendriticLayer(nn.Module):
         more = f", branches={self.branch_count}" if self.branch_count > 1 else ""
         if self.cable_weights != "learned":
             more += f", cable_weights={self.cable_weights}"
+        if self.init != "glorot-dense":
+            more += f", init={self.init}"
         return f"input_shape={self.input_shape}, somata={self.somata_count}{d}{syn}{more}"
 
 
@@ -455,7 +469,7 @@ class Softplus(nn.Module):
 
 def _set_cable_weights(somata: SparseLinear | MaskedLinear, mode: str) -> None:
     """The dendrite → soma weights of ``mode`` (see ``DendriticLayer``), applied to freshly
-    initialised (Glorot-uniform) weights."""
+    initialised weights."""
     if mode == "learned":
         return
     with torch.no_grad():

@@ -24,7 +24,7 @@ import numpy as np
 
 from dendritic.analysis.selection import Group
 from dendritic.figures import paper
-from dendritic.figures.specs import FIGURES, FigureInputs, Skip, best_by_model, grid_runs
+from dendritic.figures.specs import FIGURES, FigureInputs, Skip, best_by_model, depth_runs, grid_runs
 from dendritic.figures.style import (
     PAPER_MODELS,
     dataset_label,
@@ -485,10 +485,11 @@ def _percent(rows: Sequence[Mapping[str, Any]], *keys: str) -> list[dict[str, An
 def _depth_table(out: Path, inputs: FigureInputs, result: FiguresResult) -> None:
     from dendritic.analysis.beyond import depth_rows
 
-    rows = depth_rows(grid_runs(inputs, "depth-deep"), inputs.runs.epochs_of)
+    rows = depth_rows(depth_runs(inputs), inputs.runs.epochs_of)
     shown = _percent(rows, "acc_mean", "acc_sd", "gap_mean", "gap_sd")
     _write_table(out, "beyond-depth", "Depth to 20 layers: test metrics (mean, s.d. over trials) and gradient norms", shown, (
-        ("model", "model", ""), ("residual", "residual", ""), ("layers", "L", ""), ("somata", "S", ""),
+        ("model", "model", ""), ("residual", "residual", ""), ("init", "init", ""), ("layers", "L", ""),
+        ("somata", "S", ""),
         ("params", "parameters", ","), ("trials", "trials", ""), ("acc_mean", "test acc %", ".2f"),
         ("acc_sd", "s.d.", ".2f"), ("loss_mean", "test loss", ".4f"), ("loss_sd", "s.d.", ".4f"),
         ("gap_mean", "train−test (points)", ".2f"), ("grad_init_first", "‖g‖ layer 1, init", ".3g"),

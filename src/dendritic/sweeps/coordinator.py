@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dendritic.models.spec import options_label
 from dendritic.store import RunStore, StoreError, config_key
 from dendritic.training.config import TrainConfig
 
@@ -83,11 +84,16 @@ def _duration(seconds: float) -> str:
 
 
 def summary_line(config: TrainConfig | dict[str, Any], outcome: dict[str, Any], run_id: int) -> str:
-    """One line per finished run: model, D, S, seed, accuracy, loss, parameters, seconds."""
+    """One line per finished run: model, D, S, seed (and what differs from the paper's protocol
+    and model), accuracy, loss, parameters, seconds."""
     cfg = config if isinstance(config, dict) else config.to_dict()
     where = f"{cfg['model']} D={cfg['dendrites']} S={cfg['somata']} seed={cfg['seed']}"
+    if cfg.get("synapses", 16) != 16:
+        where += f" syn={cfg['synapses']}"
     if cfg.get("layers", 1) != 1:
         where += f" L={cfg['layers']}"
+    if options_label(cfg):
+        where += f" {options_label(cfg)}"
     if cfg.get("sigma"):
         where += f" sigma={cfg['sigma']:g}"
     if cfg.get("lr", 1e-3) != 1e-3:

@@ -140,6 +140,8 @@ _FMNIST_SHAPE, _FMNIST_CLASSES = (28, 28, 1), 10
 REFERENCE = ModelSpec("dANN-LRF", dendrites=16, somata=256, synapses=16)
 DEEP_LAYERS: tuple[int, ...] = (1, 2, 4, 8, 12, 16, 20)
 DEEP_MODELS: tuple[str, ...] = ("dANN-LRF", "dANN-GRF", "dANN-R")
+#: The dANNs of ``depth-init`` (each with its matched vANN's depth points once).
+INIT_MODELS: tuple[str, ...] = ("dANN-LRF",)
 
 
 def _point(spec: ModelSpec) -> dict[str, Any]:
@@ -164,6 +166,18 @@ def depth_points() -> list[dict[str, Any]]:
             reference = replace(REFERENCE, layers=layers, residual=residual)
             points += [_point(replace(reference, model=m)) for m in DEEP_MODELS]
             points.append(_point(_matched(replace(reference, model="vANN", dendrites=1), reference)))
+    return points
+
+
+def init_points() -> list[dict[str, Any]]:
+    """``depth-init``: the plain stacks of ``depth-deep`` (dANN-LRF and its matched vANN) with
+    He-uniform initial weights over each unit's real fan-in instead of the paper's Glorot over
+    the dense shape."""
+    points = []
+    for layers in DEEP_LAYERS:
+        reference = replace(REFERENCE, layers=layers, init="he-fan-in")
+        points += [_point(replace(reference, model=m)) for m in INIT_MODELS]
+        points.append(_point(_matched(replace(reference, model="vANN", dendrites=1), reference)))
     return points
 
 
@@ -236,6 +250,14 @@ EXPERIMENTS: dict[str, Experiment] = {
             trials=(1, 2),
         ),
         _experiment(
+            "depth-init",
+            "depth-deep's plain stacks (dANN-LRF and its matched vANN) with He initial weights over each "
+            "unit's real fan-in instead of the paper's Glorot over the dense shape; 2 trials",
+            points=init_points(),
+            datasets=("fmnist",),
+            trials=(1, 2),
+        ),
+        _experiment(
             "morphology",
             "dANN-LRF's morphology at matched parameters: branching dendrites, dendrites vs synapses at "
             "256 synapses per soma, fixed/positive cable weights; sigma in {0, 0.5, 1}; 2 trials",
@@ -282,8 +304,8 @@ def experiment_of(config: Mapping[str, Any]) -> str | None:
     ``main`` when every setting an experiment varies has its main value; otherwise the one
     experiment whose setting is the only one changed (``dropout`` only for the vANN controls).
     A config that changes two settings, uses an option beyond the paper (branches, cable weights,
-    residual: the ``depth-deep`` and ``morphology`` sweeps tag their runs), or a continual run
-    follows none.
+    residual, init: the ``depth-deep``, ``depth-init`` and ``morphology`` sweeps tag their runs),
+    or a continual run follows none.
     """
     if config.get("protocol") == "continual":
         return None
