@@ -67,14 +67,15 @@ def _initial_weight(
     init: str,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
-    """Uniform weights of ``shape``; ``fan_in`` holds each weight's unit's number of connections.
+    """Uniform weights of ``shape`` by the rule ``init`` (checked by the caller); ``fan_in`` holds
+    each weight's unit's number of connections.
 
     Both rules draw the same numbers from ``generator`` (the dense shape's Glorot bound, then
     He's rescaling per unit), so one seed gives the same wiring and the same weights up to a
     factor per unit whichever rule is chosen."""
     limit = glorot_limit(n_in, n_out)
     weight = torch.empty(shape).uniform_(-limit, limit, generator=generator)
-    if check_init(init) == "he-fan-in":
+    if init == "he-fan-in":
         weight *= torch.sqrt(6.0 / fan_in.clamp(min=1).to(torch.float64)).to(weight.dtype) / limit
     return weight
 
@@ -113,7 +114,7 @@ class SparseLinear(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        check_init(init)
+        self.init = check_init(init)
         if connectivity is None:
             connectivity = Connectivity.all_to_all(in_features, out_features)
         if (connectivity.n_in, connectivity.n_out) != (in_features, out_features):
@@ -162,7 +163,6 @@ class SparseLinear(nn.Module):
             assert connectivity.indptr is not None
             counts = torch.from_numpy(np.diff(connectivity.indptr))
             fan_in = torch.repeat_interleave(counts.to(torch.float64), counts)
-        self.init = init
         self.weight = nn.Parameter(
             _initial_weight(shape, fan_in, self.in_features, self.out_features, init, generator)
         )

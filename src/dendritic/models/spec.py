@@ -113,16 +113,9 @@ def options_label(config: Mapping[str, Any]) -> str:
     """The options beyond the paper a config (a dict of a run's settings) uses, in the words of
     the sweep tables and logs, e.g. ``B=2 cables=ones residual init=he-fan-in``; ``""`` for the
     paper's model."""
-    parts = []
-    if config.get("branches", 1) != 1:
-        parts.append(f"B={config['branches']}")
-    if config.get("cable_weights", "learned") != "learned":
-        parts.append(f"cables={config['cable_weights']}")
-    if config.get("residual"):
-        parts.append("residual")
-    if config.get("init", "glorot-dense") != "glorot-dense":
-        parts.append(f"init={config['init']}")
-    return " ".join(parts)
+    words = {"branches": "B={}", "cable_weights": "cables={}", "residual": "residual", "init": "init={}"}
+    used = [k for k in BEYOND_PAPER if config.get(k, BEYOND_PAPER[k]) != BEYOND_PAPER[k]]
+    return " ".join(words[k].format(config[k]) for k in used)
 
 
 def trainable_parameters(spec: ModelSpec, input_shape: int | Sequence[int], n_classes: int) -> int:

@@ -92,8 +92,8 @@ def summary_line(config: TrainConfig | dict[str, Any], outcome: dict[str, Any], 
         where += f" syn={cfg['synapses']}"
     if cfg.get("layers", 1) != 1:
         where += f" L={cfg['layers']}"
-    if options_label(cfg):
-        where += f" {options_label(cfg)}"
+    if options := options_label(cfg):
+        where += f" {options}"
     if cfg.get("sigma"):
         where += f" sigma={cfg['sigma']:g}"
     if cfg.get("lr", 1e-3) != 1e-3:

@@ -156,15 +156,18 @@ def _matched(spec: ModelSpec, reference: ModelSpec) -> ModelSpec:
     return replace(spec, somata=matched_somata(spec, target, _FMNIST_SHAPE, _FMNIST_CLASSES))
 
 
-def depth_points() -> list[dict[str, Any]]:
+def depth_points(
+    models: Sequence[str] = DEEP_MODELS, residuals: Sequence[bool] = (False, True), init: str = "glorot-dense"
+) -> list[dict[str, Any]]:
     """``depth-deep``: L dendro-somatic layers, plain and residual, for dANN-LRF, dANN-GRF and
     dANN-R at D = 16, S = 256, and a vANN (D = 1: an MLP of 2L hidden layers) of the same depth and
-    residual stack whose width S gives dANN-LRF's trainable parameters."""
+    residual stack whose width S gives dANN-LRF's trainable parameters. ``models``, ``residuals``
+    and ``init`` pick a part of it with another initialisation (``depth-init``)."""
     points = []
     for layers in DEEP_LAYERS:
-        for residual in (False, True):
-            reference = replace(REFERENCE, layers=layers, residual=residual)
-            points += [_point(replace(reference, model=m)) for m in DEEP_MODELS]
+        for residual in residuals:
+            reference = replace(REFERENCE, layers=layers, residual=residual, init=init)
+            points += [_point(replace(reference, model=m)) for m in models]
             points.append(_point(_matched(replace(reference, model="vANN", dendrites=1), reference)))
     return points
 
@@ -173,12 +176,7 @@ def init_points() -> list[dict[str, Any]]:
     """``depth-init``: the plain stacks of ``depth-deep`` (dANN-LRF and its matched vANN) with
     He-uniform initial weights over each unit's real fan-in instead of the paper's Glorot over
     the dense shape."""
-    points = []
-    for layers in DEEP_LAYERS:
-        reference = replace(REFERENCE, layers=layers, init="he-fan-in")
-        points += [_point(replace(reference, model=m)) for m in INIT_MODELS]
-        points.append(_point(_matched(replace(reference, model="vANN", dendrites=1), reference)))
-    return points
+    return depth_points(INIT_MODELS, (False,), "he-fan-in")
 
 
 def morphology_points() -> list[dict[str, Any]]:
