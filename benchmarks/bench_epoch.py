@@ -82,9 +82,7 @@ def layer_macs(layer: nn.Module) -> int:
 
 def weight_layers(model: nn.Module) -> list[nn.Module]:
     """Every weight layer of a DendriticNet in forward order: dendrites, somata, …, output."""
-    layers: list[nn.Module] = []
-    for block in model.layers:
-        layers.extend((block.dendrites, block.somata))
+    layers: list[nn.Module] = [module for _, module in model.hidden_layers()]
     layers.append(model.output)
     return layers
 

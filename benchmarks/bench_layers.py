@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from dendritic import build_model
 from dendritic.models.network import build_wiring
-from dendritic.models.variants import VARIANTS
+from dendritic.models.spec import ModelSpec
 
 
 def step_seconds(model: torch.nn.Module, repeats: int, steps: int = 5, batch: int = 128) -> float:
@@ -50,7 +50,7 @@ def wiring_seconds(dendrites: int, somata: int, repeats: int) -> float:
     times = []
     for seed in range(repeats):
         start = time.perf_counter()
-        build_wiring(VARIANTS["dANN-LRF"], (28, 28, 1), dendrites, somata, 16, 1, np.random.default_rng(seed))
+        build_wiring(ModelSpec("dANN-LRF", dendrites, somata), (28, 28, 1), np.random.default_rng(seed))
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 

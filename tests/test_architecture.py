@@ -54,6 +54,44 @@ def test_the_import_contracts_hold_and_an_upward_import_breaks_them(tree):
     assert "BROKEN" in broken.stdout
 
 
+def test_an_import_cycle_inside_a_package_breaks_the_contracts(tree):
+    """``training/fit.py`` and ``training/loop.py`` once imported each other; a cycle like that
+    (here planted between the engine and the loop) now fails ``make lint``."""
+    _append(tree / "src/dendritic/training/engine.py", "\nfrom dendritic.training import loop  # noqa\n")
+    broken = _lint_imports(tree)
+    assert broken.returncode == 1
+    assert "No import cycles inside a package" in broken.stdout and "BROKEN" in broken.stdout
+    assert "in dendritic.training" in broken.stdout and ".engine -> .loop" in broken.stdout
+
+
+def _imports_of_package_roots(src: Path) -> list[tuple[str, str]]:
+    """(module, package) where a module imports the package it belongs to (its ``__init__``),
+    which makes the package's order of imports circular."""
+    import grimp
+
+    sys.path.insert(0, str(src))
+    try:
+        graph = grimp.build_graph("dendritic", cache_dir=None)
+    finally:
+        sys.path.remove(str(src))
+    packages = {m.rsplit(".", 1)[0] for m in graph.modules if "." in m}
+    return sorted(
+        (module, package)
+        for package in packages
+        for module in graph.find_descendants(package)
+        if package in graph.find_modules_directly_imported_by(module)
+    )
+
+
+def test_nothing_under_a_package_imports_its_root(tree):
+    assert _imports_of_package_roots(ROOT / "src") == []
+    _append(tree / "src/dendritic/store/queries.py", "\nfrom dendritic.store import RunStore  # noqa\n")
+    _append(tree / "src/dendritic/models/spec.py", "\n\ndef _v():\n    import dendritic  # noqa\n")
+    found = _imports_of_package_roots(tree / "src")
+    assert ("dendritic.store.queries", "dendritic.store") in found
+    assert ("dendritic.models.spec", "dendritic") in found
+
+
 def _mypy(cwd: Path, target: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "mypy", "--no-incremental", "--follow-imports=silent", target],

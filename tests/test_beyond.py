@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from dendritic.cli import main
-from dendritic.models import build_model, count_parameters
+from dendritic.models import DendriticNet, build_model, count_parameters
 from dendritic.models.checkpoint import load, save
 from dendritic.models.spec import ModelSpec, matched_somata
 from dendritic.nn import DendriticLayer
@@ -42,11 +42,11 @@ def test_branches_are_placed_by_the_rule_and_each_dendrite_sums_its_own():
     assert inputs == expected and inputs.n_out == 30 and inputs.uniform_fan_in == 4
     assert tree.is_blocks and (tree.n_in, tree.n_out, tree.uniform_fan_in) == (30, 15, 2)
     assert cables.is_blocks and (cables.n_in, cables.n_out, cables.uniform_fan_in) == (15, 5, 3)
-    assert layer.n_dendrites == 15 and layer.branch_count == 2 and layer.dendrites_per_soma == 3
+    assert layer.n_dendrites == 15 and layer.branches == 2 and layer.dendrites_per_soma == 3
     # One branch per dendrite is the paper's layer, exactly.
     plain = DendriticLayer((1, 10, 10), somata=5, dendrites=3, synapses=4, branches=1, seed=11)
     paper = DendriticLayer((1, 10, 10), somata=5, dendrites=3, synapses=4, seed=11)
-    assert plain.branches is None and len(plain.wiring) == 2
+    assert plain.branch_linear is None and len(plain.wiring) == 2
     x = torch.rand(4, 1, 10, 10)
     assert torch.equal(plain(x), paper(x))
 
@@ -60,17 +60,21 @@ def _dense(module):
 def _oracle_pair(**kw):
     args = dict(input_shape=(2, 6, 6), somata=4, dendrites=3, synapses=3, seed=5, **kw)
     fast, slow = DendriticLayer(**args), DendriticLayer(**args, oracle=True)
-    parts = ["branches", "dendrites", "somata"] if fast.branches is not None else ["dendrites", "somata"]
+    parts = (
+        ["branch_linear", "dendrite_linear", "soma_linear"]
+        if fast.branch_linear is not None
+        else ["dendrite_linear", "soma_linear"]
+    )
     with torch.no_grad():
         for name in parts:
             a, b = getattr(fast, name), getattr(slow, name)
             rows, cols = _dense(a)
-            if name == "somata" and kw.get("cable_weights") == "positive":
+            if name == "soma_linear" and kw.get("cable_weights") == "positive":
                 orig_a = a.parametrizations.weight.original
                 orig_b = b.parametrizations.weight.original
                 orig_b.fill_(-5.0)
                 orig_b[rows, cols] = orig_a
-            elif name == "somata" and kw.get("cable_weights") == "ones":
+            elif name == "soma_linear" and kw.get("cable_weights") == "ones":
                 assert torch.equal(b.weight[rows, cols], a.weight)  # the same fixed values
             else:
                 b.weight.copy_(a.dense_weight())  # (fixed random weights: the same draw in both)
@@ -102,7 +106,7 @@ def test_outputs_and_gradients_match_the_masked_oracle(kw):
     (oa.square().sum() + da.sum()).backward()
     (ob.square().sum() + db.sum()).backward()
     torch.testing.assert_close(xa.grad, xb.grad)
-    for name in ("branches", "dendrites", "somata"):
+    for name in ("branch_linear", "dendrite_linear", "soma_linear"):
         a, b = getattr(fast, name, None), getattr(slow, name, None)
         if a is None:
             continue
@@ -111,9 +115,9 @@ def test_outputs_and_gradients_match_the_masked_oracle(kw):
             torch.testing.assert_close(a.weight.grad, b.weight.grad[rows, cols])
         torch.testing.assert_close(a.bias.grad, b.bias.grad)
     if kw.get("cable_weights") == "positive":
-        ga = fast.somata.parametrizations.weight.original.grad
-        gb = slow.somata.parametrizations.weight.original.grad
-        torch.testing.assert_close(ga, gb[_dense(fast.somata)])
+        ga = fast.soma_linear.parametrizations.weight.original.grad
+        gb = slow.soma_linear.parametrizations.weight.original.grad
+        torch.testing.assert_close(ga, gb[_dense(fast.soma_linear)])
 
 
 def test_the_fused_branched_layer_equals_part_by_part():
@@ -125,10 +129,9 @@ def test_the_fused_branched_layer_equals_part_by_part():
     fused.square().sum().backward()
     grads = [p.grad.clone() for p in layer.parameters()]
     layer.zero_grad()
-    handle = layer.branch_activation.register_forward_hook(lambda m, i, o: None)  # forces part by part
+    layer.fused = False  # part by part
     slow = layer(xb)
     slow.square().sum().backward()
-    handle.remove()
     torch.testing.assert_close(fused, slow)
     torch.testing.assert_close(xa.grad, xb.grad)
     for g, p in zip(grads, layer.parameters(), strict=True):
@@ -142,9 +145,9 @@ def test_cable_weight_modes_train_as_named():
             64, somata=6, dendrites=4, synapses=5, receptive_field="random", cable_weights=mode, seed=2
         )
         model = nn.Sequential(layer, nn.Linear(6, 3))
-        before = layer.somata.weight.detach().clone()
+        before = layer.soma_linear.weight.detach().clone()
         fit(model, (x, y), epochs=2, batch_size=32, lr=1e-2, seed=1)
-        after = layer.somata.weight.detach()
+        after = layer.soma_linear.weight.detach()
         if mode == "ones":
             assert torch.equal(after, torch.ones_like(after))
         if mode == "random":
@@ -212,7 +215,7 @@ SPECS = [
     "spec", SPECS, ids=lambda s: f"{s.model}-B{s.branches}-{s.cable_weights}-L{s.layers}-r{int(s.residual)}"
 )
 def test_parameter_counts_in_closed_form(spec):
-    model = spec.build(MNIST, 10, seed=1)
+    model = DendriticNet(spec, MNIST, 10, seed=1)
     assert count_parameters(model) == spec.trainable_parameters(MNIST, 10)
 
 
@@ -220,7 +223,7 @@ def test_parameter_counts_in_closed_form(spec):
     "spec", SPECS[1:], ids=lambda s: f"{s.model}-B{s.branches}-{s.cable_weights}-L{s.layers}"
 )
 def test_checkpoints_keep_every_option(tmp_path, spec):
-    model = spec.build(MNIST, 10, seed=3)
+    model = DendriticNet(spec, MNIST, 10, seed=3)
     x = torch.rand(6, *MNIST)
     json_path = save(model, tmp_path / "ck")
     again = load(tmp_path / "ck")
@@ -228,7 +231,7 @@ def test_checkpoints_keep_every_option(tmp_path, spec):
     assert (again.residual, again.cable_weights, again.init) == (spec.residual, spec.cable_weights, spec.init)
     assert [len(p) for p in again.wiring] == [2 if spec.branches == 1 else 3] * spec.layers
     assert count_parameters(again) == count_parameters(model)
-    assert '"format_version": 3' in json_path.read_text()
+    assert '"format_version": 4' in json_path.read_text()
 
 
 @pytest.mark.parametrize(

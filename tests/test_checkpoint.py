@@ -142,7 +142,7 @@ def test_corrupt_tensors_whose_digest_matches_are_one_line_errors(tmp_path):
         load(tmp_path / "m")
     bad = dict(good)
     bad["output.weight"] = torch.zeros(10, 5)  # shapes the model does not have, same total
-    bad["layers.0.dendrites.weight"] = torch.zeros(22)
+    bad["layers.0.dendrite_linear.weight"] = torch.zeros(22)
     swap(bad)
     # The whole state-dict message, not just its first line ("Error(s) in loading ...").
     with pytest.raises(CheckpointError, match="cannot rebuild the model .*size mismatch for .*output.weight"):

@@ -13,7 +13,7 @@ import torch
 
 from dendritic.cli import main
 from dendritic.layers.sparse import INITS, MaskedLinear, SparseLinear, glorot_limit
-from dendritic.models import build_model
+from dendritic.models import DendriticNet, build_model
 from dendritic.models.checkpoint import load, save
 from dendritic.models.spec import ModelSpec, options_label
 from dendritic.nn import DendriticLayer
@@ -81,7 +81,7 @@ def test_a_he_layer_matches_the_masked_oracle(kw):
     args = dict(input_shape=(2, 6, 6), somata=4, dendrites=3, synapses=3, seed=5, init="he-fan-in", **kw)
     fast, slow = DendriticLayer(**args).double(), DendriticLayer(**args, oracle=True).double()
     with torch.no_grad():
-        for name in ("branches", "dendrites", "somata"):
+        for name in ("branch_linear", "dendrite_linear", "soma_linear"):
             a, b = getattr(fast, name, None), getattr(slow, name, None)
             if a is None:
                 continue
@@ -124,7 +124,7 @@ def test_the_option_reaches_the_model_config_checkpoint_and_store_key(tmp_path):
     x = torch.rand(3, *MNIST)
     assert torch.equal(model(x), again(x)) and again.init == "he-fan-in"
     spec = ModelSpec("dANN-LRF", 4, 32, init="he-fan-in")
-    assert spec.build(MNIST, 10, seed=1).config["init"] == "he-fan-in"
+    assert DendriticNet(spec, MNIST, 10, seed=1).config["init"] == "he-fan-in"
     paper = TrainConfig(model="dann-lrf", dendrites=4, somata=32, lr=1)
     assert config_key(paper.to_dict()) == "44fdf86ec9b0ca98"  # the key before the option existed
     he = TrainConfig(model="dann-lrf", dendrites=4, somata=32, lr=1, init="he-fan-in")

@@ -212,7 +212,7 @@ def test_bad_input_gives_one_clear_value_error():
     for field, value in [("dendrites", 0), ("somata", -1), ("layers", 0), ("n_classes", 0), ("synapses", 0)]:
         kwargs = dict(name="dANN-LRF", input_shape=(28, 28), n_classes=10, dendrites=4, somata=32)
         kwargs[field] = value
-        with pytest.raises(ValueError, match=f"{field} must be a positive integer"):
+        with pytest.raises(ValueError, match=rf"^{field} must be an integer in \[1, "):
             build_model(**kwargs)
     with pytest.raises(ValueError, match="input_shape"):
         build_model("dANN-R", (28, 0), 10, 4, 32)

@@ -15,6 +15,7 @@ from dendritic.nn import (
     SparseLinear,
     receptive_fields,
     register_receptive_field,
+    unfused,
 )
 from dendritic.wiring import sampling
 
@@ -57,7 +58,7 @@ def test_wrong_shapes_and_arguments_are_one_clear_error():
         DendriticLayer(64, somata=4, cables="tree")
     with pytest.raises(ValueError, match="synapses=100 is larger than the input"):
         DendriticLayer(64, somata=4, synapses=100)
-    with pytest.raises(ValueError, match="somata must be a positive integer"):
+    with pytest.raises(ValueError, match=r"somata must be an integer in \[1, "):
         DendriticLayer(64, somata=0)
     with pytest.raises(ValueError, match="input_shape must be"):
         DendriticLayer((1, 2, 3, 4, 5), somata=4)
@@ -112,7 +113,7 @@ def test_cable_rules():
     random = DendriticLayer(30, somata=5, dendrites=3, synapses=2, cables="random", seed=1)
     assert random.wiring[1].n_connections == 15 and not random.wiring[1].is_blocks
     dense = DendriticLayer(30, somata=5, dendrites=3, synapses=2, cables="all", seed=1)
-    assert dense.wiring[1].is_all_to_all and dense.somata.kernel == "dense"
+    assert dense.wiring[1].is_all_to_all and dense.soma_linear.kernel == "dense"
 
 
 def test_a_user_rule_is_one_function():
@@ -157,7 +158,7 @@ def _oracle_pair(shape, rule, cables, **kw):
         **kw,
     )
     with torch.no_grad():
-        for a, b in ((fast.dendrites, slow.dendrites), (fast.somata, slow.somata)):
+        for a, b in ((fast.dendrite_linear, slow.dendrite_linear), (fast.soma_linear, slow.soma_linear)):
             b.weight.copy_(a.dense_weight())
             b.bias.copy_(torch.randn_like(b.bias) * 0.1)
             a.bias.copy_(b.bias)
@@ -184,7 +185,7 @@ def test_outputs_and_gradients_match_the_masked_oracle(shape, rule, cables, dtyp
     (oa.square().sum() + da.sum()).backward()
     (ob.square().sum() + db.sum()).backward()
     torch.testing.assert_close(xa.grad, xb.grad, **tol)
-    for a, b in ((fast.dendrites, slow.dendrites), (fast.somata, slow.somata)):
+    for a, b in ((fast.dendrite_linear, slow.dendrite_linear), (fast.soma_linear, slow.soma_linear)):
         mask = b.mask.bool()
         dense_grad = torch.zeros_like(b.weight)
         if a.kernel == "dense":
@@ -225,9 +226,16 @@ def test_hooks_see_the_dendrites_and_any_activation_works():
         _, dendrites = layer(x, return_dendrites=True)
     seen = []
     handle = layer.dendrite_activation.register_forward_hook(lambda m, i, o: seen.append(o.detach().clone()))
-    hooked = layer(x)
+    assert layer.fusable and torch.equal(layer(x), plain) and seen == []  # the fast path calls no part
+    with unfused(layer):  # part by part: every part is called
+        assert not layer.fused and not layer.fusable
+        hooked = layer(x)
+    assert layer.fused
+    layer.fused = False
+    layer(x)
+    layer.fused = True
     handle.remove()
-    assert len(seen) == 1 and seen[0].shape == (4, 15)
+    assert len(seen) == 2 and seen[0].shape == (4, 15) and torch.equal(seen[0], seen[1])
     torch.testing.assert_close(seen[0], dendrites)
     torch.testing.assert_close(hooked, plain)
     assert dendrites.min() < 0  # leaky: negative values pass at slope 0.1
@@ -244,7 +252,7 @@ def test_gradients_flow_through_returned_dendrites():
     layer = DendriticLayer(64, somata=4, dendrites=2, synapses=8, seed=1)
     _, dendrites = layer(torch.rand(3, 64), return_dendrites=True)
     dendrites.sum().backward()  # an activity penalty on the dendrites trains their synapses
-    assert layer.dendrites.weight.grad.abs().sum() > 0 and layer.somata.weight.grad is None
+    assert layer.dendrite_linear.weight.grad.abs().sum() > 0 and layer.soma_linear.weight.grad is None
 
 
 def test_dendritic_dropout_is_active_in_training_only():
@@ -264,8 +272,9 @@ def test_state_dict_round_trip_and_repr():
     a = DendriticLayer((1, 8, 8), somata=4, dendrites=2, synapses=4, seed=1)
     b = DendriticLayer((1, 8, 8), somata=4, dendrites=2, synapses=4, seed=1)
     assert set(a.state_dict()) == {
-        "dendrites.weight", "dendrites.bias", "dendrites.indices", "dendrites.offsets",
-        "somata.weight", "somata.bias", "somata.indices", "somata.offsets",
+        "dendrite_linear.weight", "dendrite_linear.bias", "dendrite_linear.indices", "dendrite_linear.offsets",
+        "dendrite_linear.centres", "soma_linear.weight", "soma_linear.bias", "soma_linear.indices",
+        "soma_linear.offsets",
     }  # fmt: skip
     b.load_state_dict(a.state_dict())
     x = torch.rand(2, 64)
@@ -333,7 +342,7 @@ def test_the_layer_and_the_paper_models_run_on_cuda():
     gpu = copy.deepcopy(layer).cuda()
     torch.testing.assert_close(gpu(x.cuda()).cpu(), layer(x), atol=1e-5, rtol=1e-4)
     gpu(x.cuda()).sum().backward()
-    assert gpu.dendrites.weight.grad.is_cuda
+    assert gpu.dendrite_linear.weight.grad.is_cuda
     model = dendritic.get_model("dANN-LRF", dendrites=2, somata=8, seed=1)
     twin = copy.deepcopy(model).cuda()
     images = torch.rand(4, 784)

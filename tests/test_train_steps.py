@@ -1,5 +1,5 @@
-"""Whole training steps in one C++ call (``training.loop.train_steps``) against the step-by-step
-path: the same parameters bit for bit, the same running loss and count, the same optimizer state,
+"""Whole training steps in one C++ call (``training.engine.WholeStepEngine``) against the
+step-by-step path: the same parameters bit for bit, the same running loss and count, the same optimizer state,
 and a fallback for everything it does not cover."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import torch
 
 from dendritic import build_model
 from dendritic.layers.kernels import available_kernels, train_steps_t
+from dendritic.training.engine import StepEngine, WholeStepEngine, select_engine
 from dendritic.training.loop import make_optimizer, train_step, train_steps
 
 
@@ -50,7 +51,7 @@ def test_fused_steps_match_step_by_step_bit_for_bit(name, dendrites, somata, dty
     n, batch = 300, 64  # 4 full batches and a tail of 44
     x, y = _data(n, dtype)
     (a, b), (opt_a, opt_b) = _pair(name, dendrites, somata, dtype)
-    assert b.fused_training_plan(opt_b, x, y) is not None
+    assert isinstance(select_engine(b, opt_b, x, y), WholeStepEngine)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(1))
     sums = [torch.zeros((), dtype=dtype) for _ in range(2)]
     hits = [torch.zeros((), dtype=torch.long) for _ in range(2)]
@@ -111,7 +112,7 @@ def test_fused_steps_give_the_same_results_on_one_and_two_threads():
 def test_other_models_fall_back_to_step_by_step(name, kw):
     x, y = _data(200, torch.float32)
     (a, b), (opt_a, opt_b) = _pair(name, 4, 32, **kw)
-    assert b.fused_training_plan(opt_b, x, y) is None
+    assert type(select_engine(b, opt_b, x, y)) is StepEngine
     torch.manual_seed(0)
     _step_by_step(a, opt_a, x, y, torch.arange(200), 64, torch.zeros(()), torch.zeros((), dtype=torch.long))
     torch.manual_seed(0)
@@ -122,17 +123,25 @@ def test_other_models_fall_back_to_step_by_step(name, kw):
 def test_fused_steps_are_skipped_when_turned_off_or_not_applicable(monkeypatch):
     x, y = _data(64, torch.float32)
     (model, _), (opt, _) = _pair("dANN-LRF", 4, 6)
-    assert model.fused_training_plan(opt, x, y) is not None
-    model.eval()
-    assert model.fused_training_plan(opt, x, y) is None  # evaluation mode: not a training step
+
+    def plain(optimizer, labels=y):  # the engine fit would choose: plain steps, not whole C++ steps
+        return type(select_engine(model, optimizer, x, labels)) is StepEngine
+
+    assert not plain(opt)
+    assert plain(torch.optim.Adam(model.parameters()))  # torch's Adam lends no moments
+    assert plain(opt, y.to(torch.int32))
+    assert plain(opt, y) is False and not plain(opt)
+    model.layers[0].soma_linear.bias.requires_grad_(False)  # a frozen parameter
+    assert plain(opt)
+    model.layers[0].soma_linear.bias.requires_grad_(True)
+    engine = select_engine(model, opt, x, y)
+    model.eval()  # evaluation mode: the whole-step engine takes plain steps (dropout etc. as the model says)
+    steps = opt._steps
+    engine.train(x, y, torch.arange(64), 32, torch.zeros(()), torch.zeros((), dtype=torch.long))
+    assert opt._steps == steps + 2
     model.train()
-    assert model.fused_training_plan(torch.optim.Adam(model.parameters()), x, y) is None  # torch's Adam
-    assert model.fused_training_plan(opt, x, y.to(torch.int32)) is None
-    model.layers[0].somata.bias.requires_grad_(False)  # a frozen parameter
-    assert model.fused_training_plan(opt, x, y) is None
-    model.layers[0].somata.bias.requires_grad_(True)
     monkeypatch.setenv("DENDRITIC_FUSED", "0")
-    assert model.fused_training_plan(opt, x, y) is None
+    assert plain(opt) and model.fused_plan() is None
 
 
 def test_bad_sample_indices_are_refused_before_any_step():
@@ -153,12 +162,13 @@ def test_train_steps_t_checks_its_arguments():
     x, y = _data(16, torch.float32)
     (model, _), (opt, _) = _pair("dANN-LRF", 4, 6)
     layer = model.layers[0]
-    dann, (m, v, step, _group) = model.fused_training_plan(opt, x, y)
+    dann = model.fused_plan()
+    m, v, step, _group = opt.fused_state(dann.params)
     params = dann.params
     good = dict(
         params=params,
-        indices=layer.dendrites.indices,
-        offsets=layer.dendrites.offsets,
+        indices=layer.dendrite_linear.indices,
+        offsets=layer.dendrite_linear.offsets,
         per_soma=4,
         slope=0.1,
         exp_avgs=m,
@@ -195,11 +205,11 @@ def test_whole_set_evaluation_in_cpp_matches_the_model_forward(dtype, monkeypatc
         torch.zeros((), dtype=dtype),
         torch.zeros((), dtype=torch.long),
     )
-    assert model.fused_evaluation_plan(x, y) is not None
+    assert model.fused_plan() is not None
     fused = evaluate(model, x, y)
     assert model.training  # evaluation leaves the mode as it was
     monkeypatch.setenv("DENDRITIC_FUSED", "0")  # model(x) batch by batch, torch's loss
-    assert model.fused_evaluation_plan(x, y) is None
+    assert model.fused_plan() is None
     plain = evaluate(model, x, y)
     assert fused[0] == pytest.approx(plain[0], rel=1e-5)
     assert abs(fused[1] - plain[1]) <= 1 / 700

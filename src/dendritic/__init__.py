@@ -15,14 +15,17 @@ from dendritic.models import (
     get_model_info,
     list_models,
     paper_parameter_count,
+    register_model,
 )
 from dendritic.models.checkpoint import load, save
+from dendritic.models.spec import ModelSpec
 from dendritic.wiring import Connectivity
 
 __all__ = [
     "MODEL_NAMES",
     "Connectivity",
     "DendriticNet",
+    "ModelSpec",
     "__version__",
     "build_model",
     "build_model_from_masks",
@@ -32,5 +35,6 @@ __all__ = [
     "list_models",
     "load",
     "paper_parameter_count",
+    "register_model",
     "save",
 ]

@@ -10,7 +10,7 @@ import argparse
 import math
 import os
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from dendritic.errors import one_line
 from dendritic.files import check_input_dir, nonempty_path, sqlite_files
@@ -20,12 +20,14 @@ __all__ = [
     "PROG",
     "ArgumentParser",
     "add_data_dir",
+    "add_model_options",
     "check_data_dir",
     "epochs_int",
     "float_in",
     "int_in",
     "layers_int",
     "lr_float",
+    "model_options_of",
     "no_store_conflicts",
     "non_negative_int",
     "open_store",
@@ -168,3 +170,41 @@ def add_optimizer(parser: argparse.ArgumentParser) -> None:
         help="Adam's form: adam-keras (the paper's code: eps on the uncorrected sqrt(v); default) or "
         "adam-torch (torch's)",
     )
+
+
+# ---------------------------------------------------------------------------- the model's options
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """One option per field of :class:`dendritic.models.ModelSpec` (``--dendrites``,
+    ``--cable-weights`` ...), with the help, range or choices its metadata gives; the options
+    beyond the paper in their own group. A new field of the spec appears here by itself."""
+    from dendritic.models.spec import model_options
+
+    beyond = None
+    for name, default, info in model_options():
+        target: Any = parser
+        if info.beyond_paper:
+            beyond = beyond or parser.add_argument_group("beyond the paper (defaults: the paper's model)")
+            target = beyond
+        flag = "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            target.add_argument(flag, action="store_true", help=info.help)
+        elif info.choices:
+            target.add_argument(flag, choices=info.choices, default=default, help=info.help)
+        elif isinstance(default, int):
+            assert info.low is not None and info.high is not None
+            target.add_argument(
+                flag, type=int_in(int(info.low), int(info.high)), default=default, help=info.help
+            )
+        elif isinstance(default, float):
+            assert info.low is not None and info.high is not None
+            kind = float_in(info.low, info.high, high_open=info.high_open)
+            target.add_argument(flag, type=kind, default=default, help=info.help)
+        else:
+            target.add_argument(flag, default=default, help=info.help)
+
+
+def model_options_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``ModelSpec`` fields :func:`add_model_options` parsed."""
+    from dendritic.models.spec import model_options
+
+    return {name: getattr(args, name) for name, _, _ in model_options()}

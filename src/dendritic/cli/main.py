@@ -21,7 +21,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dendritic import __version__
+    from dendritic._version import __version__
     from dendritic.cli.continual import add_continual_parser
     from dendritic.cli.figures import add_figure_parsers
     from dendritic.cli.runs import add_runs_parser

@@ -7,13 +7,12 @@ from typing import Any
 
 from dendritic.cli.args import (
     add_data_dir,
+    add_model_options,
     add_optimizer,
     check_data_dir,
     epochs_int,
-    float_in,
-    int_in,
-    layers_int,
     lr_float,
+    model_options_of,
     no_store_conflicts,
     open_store,
     positive_int,
@@ -25,8 +24,6 @@ from dendritic.cli.args import (
 )
 from dendritic.cli.progress import progress_callbacks
 from dendritic.files import check_output_dir
-from dendritic.layers.sparse import INITS
-from dendritic.nn.layer import CABLE_WEIGHTS
 
 __all__ = ["add_demo_parser", "add_train_parser", "cmd_demo", "cmd_train"]
 
@@ -37,13 +34,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from dendritic.training import TrainConfig, train
 
     config = TrainConfig(
-        model=args.model,
+        **model_options_of(args),
         dataset=args.dataset,
-        dendrites=args.dendrites,
-        somata=args.somata,
-        synapses=args.synapses,
-        layers=args.layers,
-        dropout=args.dropout,
         lr=args.lr,
         batch_size=args.batch_size,
         epochs=args.epochs,
@@ -52,12 +44,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         sequential=args.sequential,
         early_stop=args.early_stop,
         limit=args.limit,
-        random_mode=args.random_mode,
         optimizer=args.optimizer,
-        branches=args.branches,
-        cable_weights=args.cable_weights,
-        residual=args.residual,
-        init=args.init,
     )
     no_store_conflicts(args)
     check_data_dir(args)
@@ -121,24 +108,13 @@ def add_train_parser(sub: Any) -> None:
         description="Train one model with the paper's protocol (Adam 1e-3, batch 128, 10%% validation) "
         "and record it in the results store.",
     )
-    p.add_argument(
-        "--model", default="dANN-LRF", help="paper label, e.g. dANN-LRF, dANN-GRF, dANN-R, vANN, sANN"
-    )
+    add_model_options(p)  # --model, --dendrites, ... --init: the fields of ModelSpec
     p.add_argument("--dataset", default="fmnist", help="mnist, fmnist, kmnist, emnist or cifar10")
-    p.add_argument("--dendrites", type=positive_int, default=16, help="dendrites per soma, D (default 16)")
-    p.add_argument("--somata", type=positive_int, default=256, help="somata, S (default 256)")
-    p.add_argument("--synapses", type=positive_int, default=16, help="inputs per dendrite (default 16)")
-    p.add_argument(
-        "--layers", type=layers_int, default=1, help="dendro-somatic layers (default 1, at most 1000)"
-    )
     p.add_argument("--seed", type=seed_int, default=1, help="trial seed: wiring, weights, splits, noise")
     p.add_argument("--epochs", type=epochs_int, default=None, help="default: the paper's count per dataset")
     p.add_argument("--lr", type=lr_float, default=1e-3, help="Adam learning rate, in (0, 1000]")
     p.add_argument("--batch-size", type=positive_int, default=128)
     add_optimizer(p)
-    p.add_argument(
-        "--dropout", type=float_in(0, 1, high_open=True), default=0.0, help="after every hidden layer"
-    )
     p.add_argument(
         "--sigma", type=sigma_float, default=0.0, help="Gaussian noise s.d. on all splits, in [0, 100]"
     )
@@ -147,35 +123,6 @@ def add_train_parser(sub: Any) -> None:
     )
     p.add_argument("--early-stop", action="store_true", help="patience 10 on validation loss, <= 100 epochs")
     p.add_argument("--limit", type=positive_int, default=None, help="use at most this many training images")
-    p.add_argument(
-        "--random-mode",
-        choices=("exact", "scatter"),
-        default="exact",
-        help="random wiring: exactly n synapses per dendrite, or the reference's scatter",
-    )
-    beyond = p.add_argument_group("beyond the paper (defaults: the paper's model)")
-    beyond.add_argument(
-        "--branches",
-        type=int_in(1, 1024),
-        default=1,
-        help="branches per dendrite, each with --synapses synapses and its own nonlinearity (default 1)",
-    )
-    beyond.add_argument(
-        "--cable-weights",
-        choices=CABLE_WEIGHTS,
-        default="learned",
-        help="dendrite -> soma weights: learned (default), ones or random (fixed), positive (learned)",
-    )
-    beyond.add_argument(
-        "--residual", action="store_true", help="residual connections + normalisation around layers 2..L"
-    )
-    beyond.add_argument(
-        "--init",
-        choices=INITS,
-        default="glorot-dense",
-        help="initial weights: glorot-dense (the paper's: Glorot over the dense shape) or he-fan-in "
-        "(He over each unit's real fan-in)",
-    )
     p.add_argument("--store", default=None, help="SQLite results store (default runs.db)")
     p.add_argument("--no-store", action="store_true", help="do not record the run")
     p.add_argument("--replace", action="store_true", help="run again even if the store has this run finished")

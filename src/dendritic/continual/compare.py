@@ -86,7 +86,7 @@ def match_parameters(
     if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or target < 1:
         raise ValueError(f"target must be a positive number of parameters, got {target!r}")
     variant, _ = resolve_name(model)
-    d = dendrites if dendrites is not None else (1 if variant.cables == "dense" else 16)
+    d = dendrites if dendrites is not None else (1 if variant.cables == "all" else 16)
     best: tuple[int, int] | None = None  # (distance, S)
     for s in range(1, max_somata + 1):
         count = parameter_count(model, d, s, input_shape, n_classes, synapses=synapses)
@@ -253,7 +253,7 @@ def compare(
             info.input_shape,
             info.n_classes,
             synapses=base.synapses,
-            dendrites=1 if resolve_name(m)[0].cables == "dense" else base.dendrites,
+            dendrites=1 if resolve_name(m)[0].cables == "all" else base.dendrites,
         )
         for m in models
     }

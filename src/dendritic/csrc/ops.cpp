@@ -877,7 +877,7 @@ void train_steps(const at::Tensor& x_train, const at::Tensor& y_train, const at:
 // Evaluation of a one-layer dANN over a whole set, no gradients: Σ cross-entropy (in double) and
 // the number of correct predictions, in batches of `batch` samples (x (N, n_in) row-major),
 // with the forward kernels of a training step and buffers allocated once.
-std::tuple<double, int64_t> evaluate_dann(const at::Tensor& x, const at::Tensor& y, int64_t batch,
+std::tuple<at::Tensor, at::Tensor> evaluate_dann(const at::Tensor& x, const at::Tensor& y, int64_t batch,
                                           at::TensorList params, const at::Tensor& idx, const at::Tensor& off,
                                           int64_t D, double slope) {
   check_dann("evaluate_dann", x, y, params, idx, off, D);
@@ -904,7 +904,12 @@ std::tuple<double, int64_t> evaluate_dann(const at::Tensor& x, const at::Tensor&
       hits_total += hits;
     }
   });
-  return {total, hits_total};
+  // 0-d tensors (a float64 sum and an int64 count), so the operator has a fake kernel like the others.
+  auto total_t = at::empty({}, at::TensorOptions().dtype(at::kDouble));
+  auto hits_t = at::empty({}, at::TensorOptions().dtype(at::kLong));
+  *total_t.data_ptr<double>() = total;
+  *hits_t.data_ptr<int64_t>() = hits_total;
+  return {total_t, hits_t};
 }
 
 
@@ -973,7 +978,7 @@ TORCH_LIBRARY(dendritic, m) {
       "-> ()");
   m.def(
       "evaluate_dann(Tensor x, Tensor y, int batch, Tensor[] params, Tensor indices, Tensor offsets, int per_soma, "
-      "float slope) -> (float, int)");
+      "float slope) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(dendritic, CPU, m) {

@@ -511,9 +511,17 @@ def dendritic_layer_t(
 
 
 def feature_major(x: torch.Tensor) -> torch.Tensor:
-    """``(B, n)`` → contiguous ``(n, B)``: the layers' layout. A tiled C++ copy on the CPU (about
-    4× faster than ``x.t().contiguous()`` for a batch of images), torch's copy elsewhere."""
-    if x.dim() == 2 and x.is_cpu and x.is_contiguous() and not x.requires_grad and kernel_backend() == "cpp":
+    """``(B, n)`` → contiguous ``(n, B)``: the layers' layout. A tiled C++ copy for CPU
+    float32/float64 (about 4× faster than ``x.t().contiguous()`` for a batch of images), torch's
+    copy elsewhere (other dtypes, other devices)."""
+    if (
+        x.dim() == 2
+        and x.is_cpu
+        and x.dtype in _CPP_DTYPES
+        and x.is_contiguous()
+        and not x.requires_grad
+        and kernel_backend() == "cpp"
+    ):
         out: torch.Tensor = _ops().transpose_2d(x)
         return out
     return x.t().contiguous()
@@ -653,4 +661,4 @@ def evaluate_dann_t(
         int(per_soma),
         float(slope),
     )
-    return float(total), int(hits)
+    return float(total.item()), int(hits.item())

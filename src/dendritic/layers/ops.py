@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import torch
 
@@ -51,17 +51,60 @@ def fake(name: str) -> Callable[[_F], _F]:
     return decorate
 
 
+#: ``torch._check``: a condition stated for tracing (an error at trace time, a guard under
+#: dynamic shapes), typed for this strictly checked module.
+_check = cast(Callable[..., None], torch._check)
+
+
+def _check_wiring(indices: T, offsets: T, *, n_out: int | None = None) -> None:
+    """What every kernel asks of a CSR wiring, stated for tracing (``torch._check``)."""
+    _check(indices.dim() == 1 and offsets.dim() == 1, lambda: "indices and offsets must be 1-D")
+    _check(
+        indices.dtype == torch.int64 and offsets.dtype == torch.int64,
+        lambda: "indices and offsets must be int64",
+    )
+    if n_out is not None:
+        _check(offsets.shape[0] == n_out, lambda: "offsets must have one entry per output")
+
+
+def _check_sparse(h: T, weight: T, indices: T, offsets: T) -> None:
+    _check(h.dim() == 2, lambda: f"h must be (n_in, batch), got {h.dim()} dimensions")
+    _check(weight.dim() == 1, lambda: "weight must hold one value per connection")
+    _check(
+        weight.shape[0] == indices.shape[0],
+        lambda: "weight and indices must have one entry each per connection",
+    )
+    _check(weight.dtype == h.dtype, lambda: "weight and h must have one dtype")
+    _check_wiring(indices, offsets)
+
+
+def _check_layer(
+    x: T, weight: T, indices: T, offsets: T, bias_d: T, weight_s: T, bias_s: T, per_soma: int
+) -> None:
+    _check_sparse(x, weight, indices, offsets)
+    _check(bias_d.shape[0] == offsets.shape[0], lambda: "one dendrite bias per dendrite")
+    _check(weight_s.shape[0] == offsets.shape[0], lambda: "one cable weight per dendrite")
+    _check(bias_s.shape[0] * per_soma == offsets.shape[0], lambda: "each soma owns per_soma dendrites")
+
+
 def _register_fakes() -> None:
     @fake("dendritic::spmm_t")
     def _spmm_t(h: T, weight: T, indices: T, offsets: T, n_out: int) -> T:
+        _check_sparse(h, weight, indices, offsets)
+        _check(offsets.shape[0] == n_out, lambda: "offsets must have n_out entries")
         return h.new_empty((n_out, h.shape[1]))
 
     @fake("dendritic::sddmm_t")
     def _sddmm_t(grad_out: T, h: T, indices: T, offsets: T) -> T:
+        _check_wiring(indices, offsets, n_out=grad_out.shape[0])
+        _check(grad_out.dim() == 2 and h.dim() == 2, lambda: "grad_out and h must be 2-D")
+        _check(grad_out.shape[1] == h.shape[1], lambda: "grad_out and h must have one batch")
         return h.new_empty((indices.shape[0],))
 
     @fake("dendritic::transpose_blocked")
     def _transpose_blocked(indices: T, offsets: T, n_in: int, block: int) -> tuple[T, T, T, T]:
+        _check_wiring(indices, offsets)
+        _check(block > 0, lambda: "block must be positive")
         n_blocks = (offsets.shape[0] + block - 1) // block
         nnz = indices.shape[0]
         return (
@@ -75,6 +118,10 @@ def _register_fakes() -> None:
     def _spmm_t_transposed(
         grad_out: T, weight: T, starts: T, rows: T, perm: T, fan_out: T, n_in: int, n_blocks: int
     ) -> T:
+        _check(grad_out.dim() == 2, lambda: "grad_out must be (n_out, batch)")
+        _check(rows.shape[0] == weight.shape[0] and perm.shape[0] == weight.shape[0],
+                     lambda: "the transposed wiring must have one entry per connection")  # fmt: skip
+        _check(fan_out.shape[0] == n_in + 1, lambda: "fan_out must have n_in + 1 entries")
         return grad_out.new_empty((n_in, grad_out.shape[1]))
 
     @fake("dendritic::sparse_linear_t")
@@ -82,6 +129,9 @@ def _register_fakes() -> None:
         h: T, weight: T, indices: T, offsets: T, t_starts: T, t_rows: T, t_perm: T, t_fan_out: T, n_out: int,
         n_blocks: int,
     ) -> T:  # fmt: skip
+        _check_sparse(h, weight, indices, offsets)
+        _check(offsets.shape[0] == n_out, lambda: "offsets must have n_out entries")
+        _check(t_fan_out.shape[0] == h.shape[0] + 1, lambda: "the transposed wiring is for another n_in")
         return h.new_empty((n_out, h.shape[1]))
 
     def layer_outputs(x: T, offsets: T, bias_s: T, keep: bool) -> tuple[T, T]:
@@ -94,6 +144,7 @@ def _register_fakes() -> None:
         x: T, weight: T, indices: T, offsets: T, bias_d: T, weight_s: T, bias_s: T, per_soma: int, slope: float,
         keep: bool,
     ) -> tuple[T, T]:  # fmt: skip
+        _check_layer(x, weight, indices, offsets, bias_d, weight_s, bias_s, per_soma)
         return layer_outputs(x, offsets, bias_s, keep)
 
     @fake("dendritic::dendritic_layer_t")
@@ -101,6 +152,8 @@ def _register_fakes() -> None:
         x: T, weight: T, indices: T, offsets: T, t_starts: T, t_rows: T, t_perm: T, t_fan_out: T, n_blocks: int,
         bias_d: T, weight_s: T, bias_s: T, per_soma: int, slope: float, keep: bool,
     ) -> tuple[T, T]:  # fmt: skip
+        _check_layer(x, weight, indices, offsets, bias_d, weight_s, bias_s, per_soma)
+        _check(t_fan_out.shape[0] == x.shape[0] + 1, lambda: "the transposed wiring is for another n_in")
         return layer_outputs(x, offsets, bias_s, keep)
 
     @fake("dendritic::dendritic_layer_backward")
@@ -108,6 +161,9 @@ def _register_fakes() -> None:
         grad_out: T, out: T, dendrites: T, x: T, weight: T, indices: T, offsets: T, weight_s: T, per_soma: int,
         slope: float, need_grad_x: bool,
     ) -> tuple[T, T, T, T, T]:  # fmt: skip
+        _check_sparse(x, weight, indices, offsets)
+        _check(grad_out.shape == out.shape, lambda: "grad_out must be shaped like out")
+        _check(dendrites.dim() == 2, lambda: "the forward must have kept the dendrites")
         n_dend = offsets.shape[0]
         pre = x.new_empty((n_dend, x.shape[1])) if need_grad_x else x.new_empty((0,))
         return (
@@ -120,14 +176,19 @@ def _register_fakes() -> None:
 
     @fake("dendritic::transpose_2d")
     def _transpose_2d(x: T) -> T:
+        _check(x.dim() == 2, lambda: "transpose_2d takes a 2-D tensor")
         return x.new_empty((x.shape[1], x.shape[0]))
 
     @fake("dendritic::head_forward")
     def _head_forward(h: T, weight: T, bias: T, target: T) -> tuple[T, T, T]:
+        _check(h.dim() == 2 and weight.dim() == 2, lambda: "h and weight must be 2-D")
+        _check(weight.shape[1] == h.shape[0], lambda: "weight must read h's units")
+        _check(target.shape[0] == h.shape[1], lambda: "one target per sample")
         return h.new_empty(()), h.new_empty((weight.shape[0], h.shape[1])), target.new_empty(())
 
     @fake("dendritic::head_backward")
     def _head_backward(grad_loss: T, probs: T, h: T, weight: T, target: T, need_h: bool) -> tuple[T, T, T]:
+        _check(probs.shape[0] == weight.shape[0], lambda: "probs must have one row per class")
         grad_h = h.new_empty(h.shape) if need_h else h.new_empty((0,))
         return grad_h, weight.new_empty(weight.shape), weight.new_empty((weight.shape[0],))
 
@@ -136,15 +197,28 @@ def _register_fakes() -> None:
         params: list[T], grads: list[T], exp_avgs: list[T], exp_avg_sqs: list[T], step: int, lr: float,
         beta1: float, beta2: float, eps: float, keras: bool = False,
     ) -> None:  # fmt: skip
+        _check(len(params) == len(grads) == len(exp_avgs) == len(exp_avg_sqs),
+                     lambda: "one gradient and two moments per parameter")  # fmt: skip
         return None
 
     @fake("dendritic::train_steps")
     def _train_steps(
         x_train: T, y_train: T, order: T, batch: int, params: list[T], exp_avgs: list[T], exp_avg_sqs: list[T],
-        indices: list[T], offsets: list[T], per_soma: list[int], slope: float, step0: int, lr: float,
+        indices: T, offsets: T, per_soma: int, slope: float, step0: int, lr: float,
         beta1: float, beta2: float, eps: float, keras: bool, loss_sum: T, correct: T,
     ) -> None:  # fmt: skip
+        _check(len(params) == 6 and len(exp_avgs) == 6 and len(exp_avg_sqs) == 6,
+                     lambda: "six parameters and their two moments each")  # fmt: skip
+        _check_wiring(indices, offsets)
         return None
+
+    @fake("dendritic::evaluate_dann")
+    def _evaluate_dann(
+        x: T, y: T, batch: int, params: list[T], indices: T, offsets: T, per_soma: int, slope: float
+    ) -> tuple[T, T]:
+        _check(len(params) == 6, lambda: "six parameters")
+        _check_wiring(indices, offsets)
+        return x.new_empty((), dtype=torch.float64), y.new_empty((), dtype=torch.int64)
 
 
 # ---------------------------------------------------------------------------- autograd

@@ -18,13 +18,17 @@ biases at zero, as in the reference, so results are comparable with the paper.
 from __future__ import annotations
 
 import math
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
-from dendritic.layers.kernels import GRAD_BLOCK, kernel_backend, transposed_wiring
+from dendritic.errors import DendriticError
+from dendritic.layers import functional as DF
+from dendritic.layers.kernels import GRAD_BLOCK, transposed_wiring
 from dendritic.wiring.connectivity import Connectivity
 from dendritic.wiring.sampling import random_inputs
 
@@ -33,6 +37,7 @@ __all__ = [
     "INITS",
     "MaskedLinear",
     "SparseLinear",
+    "WiringMismatchError",
     "check_init",
     "glorot_limit",
     "transposed_wiring",
@@ -43,8 +48,16 @@ KERNELS = ("auto", "bag", "blocks", "dense")
 #: the reference's masked matrices: the paper's); ``"he-fan-in"`` is He-uniform over each unit's
 #: real number of connections, which keeps the activity's scale through ReLU-like layers.
 INITS = ("glorot-dense", "he-fan-in")
-_CPP_DTYPES = (torch.float32, torch.float64)
+#: The transposed wiring the C++ input-gradient kernel reads: derived from ``indices`` and
+#: ``offsets`` (never saved), rebuilt whenever they change.
 _TABLES = ("t_starts", "t_rows", "t_perm", "t_fan_out")
+#: Integer buffers that hold wiring: moved between devices with their values, never emptied.
+_WIRING_BUFFERS = ("indices", "offsets", "centres", "mask", *_TABLES)
+
+
+class WiringMismatchError(DendriticError, ValueError):
+    """A state dict's wiring does not fit the layer it is loaded into (other sizes, indices
+    outside the inputs, unsorted or repeated connections)."""
 
 
 def glorot_limit(n_in: int, n_out: int) -> float:
@@ -74,29 +87,65 @@ def _initial_weight(
     He's rescaling per unit), so one seed gives the same wiring and the same weights up to a
     factor per unit whichever rule is chosen."""
     limit = glorot_limit(n_in, n_out)
-    weight = torch.empty(shape).uniform_(-limit, limit, generator=generator)
+    weight = torch.empty(shape, device="cpu").uniform_(-limit, limit, generator=generator)
     if init == "he-fan-in":
         weight *= torch.sqrt(6.0 / fan_in.clamp(min=1).to(torch.float64)).to(weight.dtype) / limit
     return weight
 
 
-class SparseLinear(nn.Module):
+def _write_weight(module: nn.Module, value: torch.Tensor) -> None:
+    """Set ``module.weight`` to ``value`` in place, through its parametrization if it has one
+    (e.g. positive cable weights: the stored tensor is softplus⁻¹ of the weight)."""
+    weight = module.weight
+    assert isinstance(weight, torch.Tensor)
+    with torch.no_grad():
+        if parametrize.is_parametrized(module, "weight"):
+            parametrizations = cast(nn.ModuleDict, module.parametrizations)
+            cast(Any, parametrizations["weight"]).right_inverse(value.to(weight.dtype))
+        else:
+            weight.copy_(value)
+
+
+class _KeepsWiring(nn.Module):
+    """Moves the wiring's buffers with the module and keeps their values.
+
+    The wiring is data drawn on the CPU, not parameters: a module built on the ``meta`` device
+    keeps it there on the CPU, and ``to_empty`` (which empties every other tensor) and ``.to()``
+    carry it over unchanged, so a module built on ``meta`` and materialised holds its wiring.
+    """
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:
+        kept = {k: t for k, t in self._buffers.items() if k in _WIRING_BUFFERS and t is not None}
+        super()._apply(fn, recurse)  # type: ignore[no-untyped-call]
+        for name, old in kept.items():
+            new = self._buffers[name]
+            if new is None or old.device.type == "meta":
+                continue
+            self._buffers[name] = old if new.device.type == "meta" else old.to(new.device, new.dtype)
+        return self
+
+
+class SparseLinear(_KeepsWiring):
     """``y = x Wᵀ + b`` over the connections of a :class:`Connectivity` only; like ``nn.Linear``
     it maps ``(*, in_features)`` to ``(*, out_features)``.
 
     ``weight`` holds one value per real connection, in the connectivity's CSR order
     (output-major, inputs ascending); all-to-all wiring (``connectivity=None``) holds the usual
-    ``(out_features, in_features)`` matrix. The wiring lives in buffers (``indices``, ``offsets``),
-    so it is saved with the model; on the CPU the product is the ``dendritic::sparse_linear_t``
-    operator (C++, differentiable, traceable by ``torch.compile``), elsewhere plain PyTorch.
+    ``(out_features, in_features)`` matrix. The wiring lives in buffers (``indices``, ``offsets``,
+    and ``centres`` where the rule placed receptive fields), so it is saved with the model and
+    loading a state dict loads it too: everything derived from it (the kernel, the transposed
+    tables of the backward, :attr:`connectivity`, :meth:`dense_weight`) follows. On the CPU the
+    product is the ``dendritic::sparse_linear_t`` operator (C++, differentiable, traceable by
+    ``torch.compile``), elsewhere plain PyTorch (:mod:`dendritic.nn.functional`).
 
     Build one from a rule with :meth:`random` or from a 0/1 matrix with :meth:`from_mask`.
     ``init`` (:data:`INITS`) picks the initial weights' rule: the paper's Glorot over the dense
-    shape, or He over each output's real fan-in.
+    shape, or He over each output's real fan-in; :meth:`reset_parameters` draws them again.
     """
 
-    indices: torch.Tensor
-    offsets: torch.Tensor
+    indices: torch.Tensor | None
+    offsets: torch.Tensor | None
+    centres: torch.Tensor | None
     t_starts: torch.Tensor
     t_rows: torch.Tensor
     t_perm: torch.Tensor
@@ -112,9 +161,13 @@ class SparseLinear(nn.Module):
         kernel: str = "auto",
         init: str = "glorot-dense",
         generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.init = check_init(init)
+        if kernel not in KERNELS:
+            raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
         if connectivity is None:
             connectivity = Connectivity.all_to_all(in_features, out_features)
         if (connectivity.n_in, connectivity.n_out) != (in_features, out_features):
@@ -122,54 +175,34 @@ class SparseLinear(nn.Module):
                 f"the connectivity joins {connectivity.n_in} inputs to {connectivity.n_out} outputs, "
                 f"not {in_features} to {out_features}"
             )
-        if kernel not in KERNELS:
-            raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
         self.in_features = connectivity.n_in
         self.out_features = connectivity.n_out
-        self.connectivity = connectivity
-        if kernel == "auto":
-            if connectivity.is_all_to_all:
-                kernel = "dense"
-            elif connectivity.is_blocks:
-                kernel = "blocks"
-            else:
-                kernel = "bag"
-        if kernel == "dense" and not connectivity.is_all_to_all:
-            raise ValueError("the dense kernel needs all-to-all wiring")
-        if kernel == "blocks" and not connectivity.is_blocks:
-            raise ValueError("the blocks kernel needs block (dendrite → soma) wiring")
-        if kernel == "bag" and connectivity.is_all_to_all:
-            raise ValueError("the bag kernel needs sparse wiring")
-        self.kernel = kernel
+        self.kernel_choice = kernel
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
         if connectivity.is_all_to_all:
             shape: tuple[int, ...] = (self.out_features, self.in_features)
-            self.register_buffer("indices", torch.empty(0, dtype=torch.long), persistent=False)
-            self.register_buffer("offsets", torch.empty(0, dtype=torch.long), persistent=False)
+            for name in ("indices", "offsets", "centres"):
+                self.register_buffer(name, None)
         else:
             shape = (connectivity.n_connections,)
             assert connectivity.indptr is not None and connectivity.indices is not None
-            self.register_buffer("indices", torch.from_numpy(connectivity.indices.copy()))
-            self.register_buffer("offsets", torch.from_numpy(connectivity.indptr[:-1].copy()))
-        # The C++ operator where it is built (decided once: forward must not consult the
-        # environment while torch.compile traces it), with its transposed wiring.
-        self.cpp = kernel != "dense" and kernel_backend() == "cpp"
-        self.n_blocks = (self.out_features + GRAD_BLOCK - 1) // GRAD_BLOCK
-        tables = transposed_wiring(self.indices, self.offsets, self.in_features) if self.cpp else ()
-        for name, table in zip(_TABLES, tables or [torch.empty(0, dtype=torch.long)] * 4, strict=True):
-            self.register_buffer(name, table, persistent=False)
-        if connectivity.is_all_to_all:
-            fan_in = torch.full((self.out_features, 1), float(self.in_features))
-        else:  # each connection's unit's fan-in, in the weights' CSR order
-            assert connectivity.indptr is not None
-            counts = torch.from_numpy(np.diff(connectivity.indptr))
-            fan_in = torch.repeat_interleave(counts.to(torch.float64), counts)
-        self.weight = nn.Parameter(
-            _initial_weight(shape, fan_in, self.in_features, self.out_features, init, generator)
-        )
+            # The wiring is data drawn on the CPU: it stays there on the meta device (see _KeepsWiring).
+            where = None if device is None or torch.device(device).type == "meta" else device
+            self.register_buffer("indices", torch.tensor(connectivity.indices, device=where or "cpu"))
+            self.register_buffer("offsets", torch.tensor(connectivity.indptr[:-1], device=where or "cpu"))
+            centres = connectivity.centres
+            self.register_buffer(
+                "centres", None if centres is None else torch.tensor(centres, device=where or "cpu")
+            )
+        for name in _TABLES:
+            self.register_buffer(name, torch.empty(0, dtype=torch.long), persistent=False)
+        self.weight = nn.Parameter(torch.empty(shape, **factory))
         if bias:
-            self.bias = nn.Parameter(torch.zeros(self.out_features))
+            self.bias = nn.Parameter(torch.empty(self.out_features, **factory))
         else:
             self.register_parameter("bias", None)
+        self._wiring_changed()
+        self.reset_parameters(generator)
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -182,12 +215,23 @@ class SparseLinear(nn.Module):
         seed: int | None = None,
         bias: bool = True,
         init: str = "glorot-dense",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> SparseLinear:
         """Every output connected to ``fan_in`` distinct inputs drawn uniformly (seeded)."""
         rng = np.random.default_rng(seed)
         conn = random_inputs(rng, in_features, out_features, fan_in)
         generator = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
-        return cls(in_features, out_features, conn, bias=bias, init=init, generator=generator)
+        return cls(
+            in_features,
+            out_features,
+            conn,
+            bias=bias,
+            init=init,
+            generator=generator,
+            device=device,
+            dtype=dtype,
+        )
 
     @classmethod
     def from_mask(
@@ -197,13 +241,113 @@ class SparseLinear(nn.Module):
         bias: bool = True,
         init: str = "glorot-dense",
         generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> SparseLinear:
         """From a 0/1 matrix shaped like ``nn.Linear``'s weight, ``(out_features, in_features)``."""
         array = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
         if array.ndim != 2:
             raise ValueError(f"a mask must be 2-D (out_features, in_features), got shape {array.shape}")
         conn = Connectivity.from_mask(array.T)
-        return cls(conn.n_in, conn.n_out, conn, bias=bias, init=init, generator=generator)
+        return cls(
+            conn.n_in, conn.n_out, conn, bias=bias, init=init, generator=generator, device=device, dtype=dtype
+        )
+
+    # ------------------------------------------------------------------ state
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Draw the initial weights again over the current wiring (by :attr:`init`, from
+        ``generator`` or torch's global generator) and zero the bias."""
+        if self.weight.is_meta:
+            return
+        if self.indices is None:
+            fan_in = torch.full((self.out_features, 1), float(self.in_features))
+        else:  # each connection's unit's fan-in, in the weights' CSR order
+            counts = self._fan_in().cpu()
+            fan_in = torch.repeat_interleave(counts.to(torch.float64), counts)
+        shape = tuple(self.weight.shape)
+        _write_weight(
+            self, _initial_weight(shape, fan_in, self.in_features, self.out_features, self.init, generator)
+        )
+        if self.bias is not None:
+            with torch.no_grad():
+                self.bias.zero_()
+
+    def _fan_in(self) -> torch.Tensor:
+        """Connections of every output (int64), from the wiring buffers."""
+        assert self.indices is not None and self.offsets is not None
+        ends = torch.cat([self.offsets[1:], self.offsets.new_tensor([self.indices.numel()])])
+        return ends - self.offsets
+
+    def _wiring_changed(self) -> None:
+        """Derive what depends on the wiring: the kernel and the backward's transposed tables."""
+        sparse, blocks = self.indices is not None, self._is_blocks()
+        kernel = self.kernel_choice
+        if kernel == "auto":
+            kernel = "dense" if not sparse else "blocks" if blocks else "bag"
+        if kernel == "dense" and sparse:
+            raise ValueError("the dense kernel needs all-to-all wiring")
+        if kernel == "blocks" and not blocks:
+            raise ValueError("the blocks kernel needs block (dendrite → soma) wiring")
+        if kernel == "bag" and not sparse:
+            raise ValueError("the bag kernel needs sparse wiring")
+        self.kernel = kernel
+        self.n_blocks = (self.out_features + GRAD_BLOCK - 1) // GRAD_BLOCK
+        if self.indices is not None and self.offsets is not None:
+            tables = DF.transposed_wiring(self.indices, self.offsets, self.in_features)
+            for name, table in zip(_TABLES, tables, strict=True):
+                setattr(self, name, table)
+
+    def _is_blocks(self) -> bool:
+        """Output ``o`` owns inputs ``o·k … o·k + k − 1`` (each soma its own dendrites)."""
+        if self.indices is None or self.offsets is None or self.in_features % self.out_features:
+            return False
+        k = self.in_features // self.out_features
+        return bool(
+            self.indices.numel() == self.in_features
+            and torch.equal(self.offsets.cpu(), torch.arange(0, self.in_features, k, device="cpu"))
+            and torch.equal(self.indices.cpu(), torch.arange(self.in_features, device="cpu"))
+        )
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        """Load the wiring with the weights (checked first), then rebuild what derives from it."""
+        if self.indices is not None and prefix + "indices" in state_dict and prefix + "offsets" in state_dict:
+            self._check_wiring(state_dict[prefix + "indices"], state_dict[prefix + "offsets"], prefix)
+            centres = state_dict.get(prefix + "centres")
+            # Centres come and go with the wiring: a state without them leaves none behind.
+            self.centres = None if centres is None else torch.empty_like(centres, device=self.indices.device)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        self._wiring_changed()
+
+    def _check_wiring(self, indices: Any, offsets: Any, prefix: str) -> None:
+        where = f"{prefix.rstrip('.') or 'state dict'}: cannot load its wiring into {self._describe()}"
+        if not isinstance(indices, torch.Tensor) or not isinstance(offsets, torch.Tensor):
+            raise WiringMismatchError(f"{where}: indices and offsets must be tensors")
+        if offsets.shape != (self.out_features,) or indices.shape != (self.n_connections,):
+            raise WiringMismatchError(
+                f"{where}: the state has {tuple(offsets.shape)[0] if offsets.dim() else '?'} outputs and "
+                f"{indices.numel()} connections; build the layer with the same sizes"
+            )
+        if offsets.is_meta or indices.is_meta:
+            return
+        try:
+            indptr = torch.cat([offsets.cpu(), offsets.new_tensor([indices.numel()]).cpu()])
+            Connectivity.from_csr(self.in_features, self.out_features, indptr.numpy(), indices.cpu().numpy())
+        except ValueError as error:
+            raise WiringMismatchError(f"{where}: {error}") from None
+
+    def _describe(self) -> str:
+        return f"SparseLinear({self.in_features} → {self.out_features}, {self.n_connections} connections)"
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -220,47 +364,45 @@ class SparseLinear(nn.Module):
         Networks keep activations feature-major: the sparse kernels read their input that way,
         so no layer has to transpose, and every element-wise op sees contiguous memory.
         """
-        if self.kernel == "dense":
-            if self.bias is None:
-                return self.weight @ h
-            return torch.addmm(self.bias[:, None], self.weight, h)
-        out: torch.Tensor
-        if self.cpp and h.is_cpu and h.dtype in _CPP_DTYPES and self.weight.dtype == h.dtype:
-            out = torch.ops.dendritic.sparse_linear_t(
-                h.contiguous(),
-                self.weight,
-                self.indices,
-                self.offsets,
-                self.t_starts,
-                self.t_rows,
-                self.t_perm,
-                self.t_fan_out,
-                self.out_features,
-                self.n_blocks,
-            )
-        elif self.kernel == "blocks":
-            # reshape-and-sum: each soma weights and sums its own D dendrites
-            block = self.in_features // self.out_features
-            out = (h.view(self.out_features, block, -1) * self.weight.view(self.out_features, block, 1)).sum(
-                dim=1
-            )
-        else:
-            out = F.embedding_bag(self.indices, h, self.offsets, mode="sum", per_sample_weights=self.weight)
-        # The product is a fresh tensor its backward does not need: the bias is added in place.
-        return out if self.bias is None else out.add_(self.bias[:, None])
+        return DF.sparse_linear_t(
+            h,
+            self.weight,
+            self.indices,
+            self.offsets,
+            self.bias,
+            transposed=self.tables,
+            blocks=self.kernel == "blocks",
+        )
 
+    @property
+    def tables(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The transposed wiring of the input-gradient kernel (derived buffers)."""
+        return self.t_starts, self.t_rows, self.t_perm, self.t_fan_out
+
+    # ------------------------------------------------------------------ inspection
     @property
     def n_connections(self) -> int:
         return self.weight.numel()
 
+    @property
+    def connectivity(self) -> Connectivity:
+        """The wiring, read from the buffers (so it is always the loaded one)."""
+        if self.indices is None or self.offsets is None:
+            return Connectivity.all_to_all(self.in_features, self.out_features)
+        indices = self.indices.cpu().numpy()
+        indptr = np.append(self.offsets.cpu().numpy(), indices.size)
+        conn = Connectivity(self.in_features, self.out_features, indptr, indices)
+        return conn if self.centres is None else conn.with_centres(self.centres.cpu().numpy())
+
     def dense_weight(self) -> torch.Tensor:
         """The ``(n_out, n_in)`` weight matrix with zeros where there is no connection."""
-        if self.kernel == "dense":
-            return self.weight.detach().clone()
-        outputs, inputs = self.connectivity.pairs()
-        dense = torch.zeros(self.out_features, self.in_features, dtype=self.weight.dtype)
-        dense[torch.from_numpy(outputs), torch.from_numpy(inputs)] = self.weight.detach().cpu()
-        return dense
+        weight = self.weight.detach()
+        if self.indices is None:
+            return weight.clone()
+        rows = torch.repeat_interleave(torch.arange(self.out_features, device=weight.device), self._fan_in())
+        dense = weight.new_zeros(self.out_features, self.in_features)
+        dense[rows, self.indices] = weight
+        return dense.cpu()
 
     def extra_repr(self) -> str:
         return (
@@ -270,11 +412,12 @@ class SparseLinear(nn.Module):
         )
 
 
-class MaskedLinear(nn.Module):
+class MaskedLinear(_KeepsWiring):
     """A dense layer multiplied by a fixed 0/1 mask: the reference's method, kept as test oracle.
 
     Absent connections are zero in the forward pass and get zero gradient, so with Adam they
-    never change — the same as not having them.
+    never change — the same as not having them. The mask is a buffer: loading a state dict
+    loads it with the weights.
     """
 
     mask: torch.Tensor
@@ -285,18 +428,31 @@ class MaskedLinear(nn.Module):
         *,
         init: str = "glorot-dense",
         generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.kernel = "masked"
         self.init = check_init(init)
         self.in_features = connectivity.n_in
         self.out_features = connectivity.n_out
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
         mask = torch.from_numpy(np.ascontiguousarray(connectivity.to_mask(np.float32).T))
-        self.register_buffer("mask", mask)
+        self.register_buffer("mask", mask.to(**factory))
+        self.weight = nn.Parameter(torch.empty(self.out_features, self.in_features, **factory))
+        self.bias = nn.Parameter(torch.empty(self.out_features, **factory))
+        self.reset_parameters(generator)
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Draw the initial weights again (zero where the mask is) and zero the bias."""
+        if self.weight.is_meta:
+            return
+        mask = self.mask.detach().cpu().float()
         shape = (self.out_features, self.in_features)
-        weight = _initial_weight(shape, mask.sum(dim=1, keepdim=True), *shape[::-1], init, generator)
-        self.weight = nn.Parameter(weight * mask)
-        self.bias = nn.Parameter(torch.zeros(self.out_features))
+        weight = _initial_weight(shape, mask.sum(dim=1, keepdim=True), *shape[::-1], self.init, generator)
+        _write_weight(self, weight * mask)
+        with torch.no_grad():
+            self.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight * self.mask, self.bias)
@@ -308,6 +464,11 @@ class MaskedLinear(nn.Module):
     @property
     def n_connections(self) -> int:
         return int(self.mask.sum().item())
+
+    @property
+    def connectivity(self) -> Connectivity:
+        """The wiring the mask holds."""
+        return Connectivity.from_mask(self.mask.detach().cpu().numpy().T)
 
     def dense_weight(self) -> torch.Tensor:
         return (self.weight * self.mask).detach().clone()

@@ -25,7 +25,8 @@ from safetensors.torch import load_file, save_file
 from dendritic.errors import DendriticError, PathError
 from dendritic.files import atomic_write, check_output_file, read_json
 from dendritic.models.network import DendriticNet
-from dendritic.nn.layer import CABLE_WEIGHTS
+from dendritic.models.spec import ModelSpec
+from dendritic.nn.spec import CABLE_WEIGHTS
 from dendritic.wiring.connectivity import Connectivity
 
 __all__ = [
@@ -42,9 +43,11 @@ __all__ = [
 FORMAT = "dendritic-checkpoint"
 #: 2 adds ``document_sha256``, the digest of the JSON itself; version 1 files still load.
 #: 2: the JSON's own digest; 3: branching dendrites (three wiring parts), cable-weight modes and
-#: residual connections (``architecture``).
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+#: residual connections (``architecture``); 4: a layer's parts are named ``dendrite_linear``,
+#: ``soma_linear``, ``branch_linear`` (before: ``dendrites``, ``somata``, ``branches``; older
+#: files load, their names mapped by ``DendriticLayer``).
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 #: Bounds on what a checkpoint's JSON may state (far above any real model).
 MAX_JSON_BYTES = 16 << 20
@@ -121,7 +124,7 @@ def save(model: DendriticNet, path: str | os.PathLike[str], *, extra: dict[str, 
                     tensors[f"wiring.{index}.{part}.centres"] = torch.from_numpy(conn.centres.copy())
             entry.append(info)
         layout.append(entry)
-    import dendritic
+    from dendritic._version import __version__
 
     try:
         atomic_write(tensor_path, lambda tmp: save_file(tensors, str(tmp)))
@@ -136,7 +139,7 @@ def save(model: DendriticNet, path: str | os.PathLike[str], *, extra: dict[str, 
             "wiring": layout,
             "tensors": tensor_path.name,
             "sha256": _sha256(tensor_path),
-            "dendritic_version": dendritic.__version__,
+            "dendritic_version": __version__,
             "torch_version": torch.__version__,
             "extra": extra or {},
         }
@@ -161,6 +164,20 @@ def _reason(exc: BaseException) -> str:
 def _part_names(n: int) -> tuple[str, ...]:
     """Names of a layer's wiring parts in the files: 2 parts, or 3 with branching dendrites."""
     return ("inputs", "cables") if n == 2 else ("inputs", "branches", "cables")
+
+
+def _spec_of(document: dict[str, Any]) -> ModelSpec:
+    """The spec of a saved network: its config (format 3 keeps the options beyond the paper there),
+    with the dropout and architecture the document states."""
+    config = dict(document.get("config", {}))
+    architecture = document.get("architecture", {})
+    config["dropout"] = float(document.get("dropout", 0.0))
+    config["residual"] = bool(architecture.get("residual", False))
+    config["cable_weights"] = str(architecture.get("cable_weights", "learned"))
+    try:
+        return ModelSpec.from_network_config(config)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"the checkpoint's model config is not valid: {exc}") from None
 
 
 def _dropout_rate(model: DendriticNet) -> float:
@@ -314,19 +331,16 @@ def load(path: str | os.PathLike[str], *, map_location: str | torch.device = "cp
                     conn = conn.with_centres(tensors.pop(prefix + "centres").numpy())
                 pair.append(conn)
             wiring.append(tuple(pair))
-        architecture = document.get("architecture", {})
         model = DendriticNet(
-            wiring,
+            _spec_of(document),
             tuple(document["input_shape"]),
             int(document["n_classes"]),
-            dropout=float(document.get("dropout", 0.0)),
+            wiring=wiring,
             config=document.get("config", {}),
-            residual=bool(architecture.get("residual", False)),
-            cable_weights=str(architecture.get("cable_weights", "learned")),
-            init=str(document.get("config", {}).get("init", "glorot-dense")),
         )
-        model.load_state_dict(tensors, strict=False)
-        missing = {name for name, _ in model.named_parameters()} - set(tensors)
+        loaded = model.load_state_dict(tensors, strict=False)
+        params = {name for name, _ in model.named_parameters()}
+        missing = [name for name in loaded.missing_keys if name in params]
         if missing:
             raise CheckpointError(f"{tensor_path} lacks parameters: {', '.join(sorted(missing))}")
     except CheckpointError:
@@ -354,7 +368,7 @@ def save_state(
         name: t.detach().cpu().clone(memory_format=torch.contiguous_format)
         for name, t in model.state_dict().items()
     }
-    import dendritic
+    from dendritic._version import __version__
 
     try:
         atomic_write(tensor_path, lambda tmp: save_file(tensors, str(tmp)))
@@ -364,7 +378,7 @@ def save_state(
             "module": f"{type(model).__module__}.{type(model).__qualname__}",
             "tensors": tensor_path.name,
             "sha256": _sha256(tensor_path),
-            "dendritic_version": dendritic.__version__,
+            "dendritic_version": __version__,
             "torch_version": torch.__version__,
             "extra": extra or {},
         }

@@ -1,10 +1,11 @@
-"""`DendriticNet` and `build_model`: the network of SPEC §1 for every variant of SPEC §2."""
+"""`DendriticNet` and `build_model`: the network of SPEC §1 for every variant of SPEC §2, built
+from a :class:`~dendritic.models.spec.ModelSpec`."""
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
 import numpy as np
@@ -13,24 +14,30 @@ import torch.nn.functional as F
 from torch import nn
 
 from dendritic.errors import DendriticError
-from dendritic.layers.kernels import (
-    evaluate_dann_t,
-    feature_major,
-    fused_layers_enabled,
-    head_loss_t,
-    train_steps_t,
+from dendritic.layers.kernels import feature_major, fused_layers_enabled, head_loss_t
+from dendritic.layers.sparse import SparseLinear
+from dendritic.models.spec import (
+    BEYOND_PAPER,
+    MAX_LAYERS,
+    MAX_SEED,
+    ModelSpec,
+    estimate_size,
+    normalize_input_shape,
 )
-from dendritic.layers.sparse import SparseLinear, check_init
-from dendritic.models.variants import Variant, resolve_name
-from dendritic.nn.layer import DendriticLayer, branch_cables, check_cable_weights
+from dendritic.nn.layer import DendriticLayer, branch_cables
+from dendritic.nn.spec import check_int
 from dendritic.wiring import sampling
 from dendritic.wiring.connectivity import Connectivity
 from dendritic.wiring.geometry import InputGeometry
 from dendritic.wiring.rules import make_cables, make_receptive_fields
 
 __all__ = [
+    "BEYOND_PAPER",
+    "MAX_LAYERS",
+    "MAX_SEED",
     "DendriticNet",
     "FeatureNorm",
+    "FusedDANN",
     "ModelTooLargeError",
     "build_model",
     "build_model_from_masks",
@@ -40,20 +47,6 @@ __all__ = [
 ]
 
 NEGATIVE_SLOPE = 0.1  # leaky-ReLU slope of dendrites and somata
-#: Seeds are 32-bit (numpy's and torch's generators take them; stores keep them as integers).
-MAX_SEED = 2**32 - 1
-#: Most dendro-somatic layers a network may have (the depth studies go to 20).
-MAX_LAYERS = 1000
-RANDOM_MODES = ("exact", "scatter")
-#: Options beyond the paper, with the values that give the paper's models. Configs and model
-#: configs leave them out at these values: the paper's runs keep the keys they had before the
-#: options existed.
-BEYOND_PAPER: dict[str, Any] = {
-    "branches": 1,
-    "cable_weights": "learned",
-    "residual": False,
-    "init": "glorot-dense",
-}
 
 #: One layer's wiring: (input → dendrites, dendrites → somata), or with branching dendrites
 #: (input → branches, branches → dendrites, dendrites → somata).
@@ -61,56 +54,15 @@ LayerWiring = tuple[Connectivity, ...]
 
 
 class FusedDANN(NamedTuple):
-    """A one-layer dANN as the whole-step C++ kernels take it."""
+    """A one-layer dANN as the whole-step C++ kernels take it (``layers.kernels.train_steps_t``)."""
 
     params: list[torch.Tensor]  # dendrite weights and biases, soma weights and biases, output layer
     wiring: tuple[torch.Tensor, torch.Tensor, int, float]  # indices, offsets, D, leaky-ReLU slope
-
-
-#: Bytes one parameter costs while a model is built and trained: weights, gradients, Adam's two
-#: moments and the int64 wiring index (and its temporaries). Only used to refuse sizes that
-#: cannot fit, before numpy or torch try to allocate them.
-BYTES_PER_PARAMETER = 32
+    n_inputs: int  # values per sample
 
 
 class ModelTooLargeError(DendriticError, ValueError):
     """The requested model cannot be built in this machine's memory."""
-
-
-def estimate_size(
-    variant: Variant,
-    input_shape: tuple[int, ...],
-    n_classes: int,
-    dendrites: int,
-    somata: int,
-    synapses: int,
-    layers: int,
-    branches: int = 1,
-    residual: bool = False,
-) -> tuple[int, int]:
-    """(parameters, bytes needed to build and train) of a model, in closed form, allocating
-    nothing. Receptive-field wiring also needs a pixel-distance table per layer. Fixed cable
-    weights count here (they take the same memory), not in the trainable count."""
-    params, needed = 0, 0
-    shape = input_shape
-    n_dendrites = dendrites * somata
-    n_branches = n_dendrites * branches
-    for _ in range(layers):
-        n_in = math.prod(shape)
-        channels = shape[2] if len(shape) == 3 else 1
-        fan_in = n_in if variant.synapses == "dense" else min(n_in, synapses * channels)
-        params += n_branches * (fan_in + 1)
-        if branches > 1:
-            params += n_branches + n_dendrites  # each dendrite sums its own branches
-        params += (n_dendrites * somata if variant.cables == "dense" else n_dendrites) + somata
-        if variant.synapses in ("lrf", "grf"):
-            pixels = n_in // channels
-            needed += 16 * pixels * pixels
-        shape = (somata, 1, 1)  # a deeper layer sees the previous somata (as a near-square grid)
-    if residual:
-        params += 2 * somata * layers  # a normalisation before layers 2..L and before the output
-    params += (somata + 1) * n_classes
-    return params, needed + BYTES_PER_PARAMETER * params
 
 
 def _available_memory() -> int | None:
@@ -128,13 +80,13 @@ def _available_memory() -> int | None:
         return None
 
 
-def _check_fits(name: str, size: tuple[int, int], dendrites: int, somata: int, layers: int) -> None:
-    params, needed = size
+def _check_fits(spec: ModelSpec, shape: tuple[int, ...], n_classes: int) -> None:
+    params, needed = estimate_size(spec, shape, n_classes)
     available = _available_memory()
     if available is not None and needed > available:
         raise ModelTooLargeError(
-            f"{name} with D={dendrites}, S={somata}, {layers} layer(s) has about {params:,} parameters "
-            f"and needs about {_gigabytes(needed)} to build and train; this machine has "
+            f"{spec.variant.name} with D={spec.dendrites}, S={spec.somata}, {spec.layers} layer(s) has about "
+            f"{params:,} parameters and needs about {_gigabytes(needed)} to build and train; this machine has "
             f"{_gigabytes(available)} of memory available"
         )
 
@@ -143,61 +95,37 @@ def _gigabytes(n: int) -> str:
     return f"{n / 1e9:.3g} GB" if n < 1e15 else f"{n / 1e9:.2e} GB"
 
 
-def normalize_input_shape(input_shape: int | Sequence[int]) -> tuple[int, ...]:
-    """``784`` → ``(784,)``; ``(28, 28)`` → ``(28, 28, 1)``; ``(32, 32, 3)`` stays."""
-    shape = (
-        (int(input_shape),)
-        if isinstance(input_shape, (int, np.integer))
-        else tuple(int(v) for v in input_shape)
-    )
-    if len(shape) == 2:
-        shape = (*shape, 1)
-    if len(shape) not in (1, 3) or min(shape) <= 0:
-        raise ValueError(f"input_shape must be a positive size n, (H, W) or (H, W, C), got {input_shape!r}")
-    return shape
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+def _seeded(seed: int) -> tuple[np.random.Generator, int]:
+    """One seed → the wiring generator and an independent seed for the initial weights."""
+    wiring_seq, weight_seq = np.random.SeedSequence(seed).spawn(2)
+    return np.random.default_rng(wiring_seq), int(weight_seq.generate_state(1, np.uint64)[0] >> 1)
 
 
 def build_wiring(
-    variant: Variant,
-    input_shape: tuple[int, ...],
-    dendrites: int,
-    somata: int,
-    synapses: int,
-    layers: int,
-    rng: np.random.Generator,
-    random_mode: str = "exact",
-    branches: int = 1,
+    spec: ModelSpec, input_shape: tuple[int, ...], rng: np.random.Generator
 ) -> list[LayerWiring]:
-    """Draw every layer's wiring for ``variant`` from one generator (SPEC §3). With ``branches``
-    B > 1 the receptive-field rule places S·D·B branches (as it places dendrites) and each
-    dendrite sums its own B."""
-    if random_mode not in RANDOM_MODES:
-        raise ValueError(f"unknown random_mode {random_mode!r}; choose one of {', '.join(RANDOM_MODES)}")
+    """Draw every layer's wiring for ``spec`` from one generator (SPEC §3), by the rules of
+    ``spec.layer_spec()``. With ``branches`` B > 1 the receptive-field rule places S·D·B branches
+    (as it places dendrites) and each dendrite sums its own B."""
+    layer = spec.layer_spec()
     wiring: list[LayerWiring] = []
     shape = input_shape
-    for layer in range(layers):
+    for index in range(spec.layers):
         n_in = math.prod(shape)
         channels = shape[2] if len(shape) == 3 else 1
-        where = f"layer {layer + 1} ({n_in} inputs)" if layer else f"the input ({n_in} values)"
-        if variant.synapses in ("lrf", "grf") and len(shape) != 3:
-            raise ValueError(f"{variant.name} needs an image input_shape (H, W, C), got {shape}")
-        if variant.synapses != "dense" and synapses * channels > n_in:
-            raise ValueError(f"synapses={synapses} is larger than {where}")
+        where = f"layer {index + 1} ({n_in} inputs)" if index else f"the input ({n_in} values)"
+        if layer.receptive_field in ("local", "global") and len(shape) != 3:
+            raise ValueError(f"{spec.variant.name} needs an image input_shape (H, W, C), got {shape}")
+        if layer.receptive_field != "all" and spec.synapses * channels > n_in:
+            raise ValueError(f"synapses={spec.synapses} is larger than {where}")
         geometry = InputGeometry.from_shape(shape, channels_last=True)
-        field = {"lrf": "local", "grf": "global", "dense": "all"}.get(variant.synapses)
-        if field is None:  # random
-            field = "scattered" if random_mode == "scatter" else "random"
-        inputs = make_receptive_fields(field, rng, geometry, somata, dendrites * branches, synapses)
-        cables = make_cables({"dense": "all"}.get(variant.cables, variant.cables), rng, somata, dendrites)
-        tree = branch_cables(somata * dendrites, branches)
+        inputs = make_receptive_fields(
+            layer.receptive_field, rng, geometry, spec.somata, spec.dendrites * spec.branches, spec.synapses
+        )
+        cables = make_cables(layer.cables, rng, spec.somata, spec.dendrites)
+        tree = branch_cables(spec.somata * spec.dendrites, spec.branches)
         wiring.append((inputs, cables) if tree is None else (inputs, tree, cables))
-        shape = (*sampling.near_square_grid(somata), 1)
+        shape = (*sampling.near_square_grid(spec.somata), 1)
     return wiring
 
 
@@ -206,12 +134,25 @@ class FeatureNorm(nn.Module):
     ``nn.LayerNorm`` does over the last dimension of ``(batch, units)``), with a learned gain
     and bias per unit."""
 
-    def __init__(self, units: int, eps: float = 1e-5) -> None:
+    def __init__(
+        self,
+        units: int,
+        eps: float = 1e-5,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         self.units = units
         self.eps = eps
-        self.weight = nn.Parameter(torch.ones(units))
-        self.bias = nn.Parameter(torch.zeros(units))
+        self.weight = nn.Parameter(torch.empty(units, device=device, dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(units, device=device, dtype=dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Gain 1, bias 0."""
+        nn.init.ones_(self.weight)
+        nn.init.zeros_(self.bias)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         mean = h.mean(dim=0, keepdim=True)
@@ -225,45 +166,78 @@ class FeatureNorm(nn.Module):
 class DendriticNet(nn.Module):
     """Input → L × (dendrites → somata) → Dense(n_classes) logits (softmax lives in the loss).
 
-    Build it with :func:`build_model` (by paper label) or :func:`build_model_from_masks`.
-    ``model(x, return_activations=True)`` also returns every hidden layer's post-activation
-    output, from the same forward pass, for the node-activity analyses.
+    Built from a :class:`~dendritic.models.spec.ModelSpec` (``DendriticNet(spec, input_shape,
+    n_classes, seed=1)``, or :func:`build_model` by paper label): ``seed`` draws the wiring and
+    the initial weights. ``wiring`` gives the exact wiring instead (checkpoints,
+    :func:`build_model_from_masks`); ``generator`` then draws the weights. ``oracle=True`` builds
+    the masked-dense reference computation. ``model(x, return_activations=True)`` also returns
+    every hidden layer's post-activation output, from the same forward pass, for the
+    node-activity analyses.
     """
 
     def __init__(
         self,
-        wiring: Sequence[LayerWiring],
-        input_shape: tuple[int, ...],
+        spec: ModelSpec,
+        input_shape: int | Sequence[int],
         n_classes: int,
         *,
-        dropout: float = 0.0,
+        seed: int | None = None,
+        wiring: Sequence[LayerWiring] | None = None,
+        generator: torch.Generator | None = None,
         oracle: bool = False,
         kernel: str = "auto",
-        generator: torch.Generator | None = None,
-        config: dict[str, Any] | None = None,
-        residual: bool = False,
-        cable_weights: str = "learned",
-        init: str = "glorot-dense",
+        config: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if not wiring:
-            raise ValueError("a network needs at least one dendro-somatic layer")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        n_classes = _positive_int("n_classes", n_classes)
-        self.input_shape = input_shape
-        self.n_inputs = math.prod(input_shape)
+        if not isinstance(spec, ModelSpec):
+            raise TypeError(f"spec must be a ModelSpec, got {type(spec).__name__}")
+        shape = normalize_input_shape(input_shape)
+        n_classes = check_int("n_classes", n_classes)
+        if seed is None and wiring is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
+        elif seed is not None:
+            seed = check_int("seed", seed, minimum=0, maximum=MAX_SEED)
+        if wiring is None:
+            assert seed is not None
+            _check_fits(spec, shape, n_classes)
+            wiring_rng, weight_seed = _seeded(seed)
+            wiring = build_wiring(spec, shape, wiring_rng)
+            generator = generator if generator is not None else torch.Generator().manual_seed(weight_seed)
+        elif generator is None:
+            generator = torch.Generator().manual_seed(_seeded(int(seed or 0))[1])
+        self.spec = spec
+        self.input_shape = shape
+        self.n_inputs = math.prod(shape)
         self.n_classes = n_classes
         self.oracle = oracle
-        self.wiring = [tuple(parts) for parts in wiring]
-        previous = self.n_inputs
-        blocks = []
-        for index, parts in enumerate(self.wiring, start=1):
+        self.config = dict(config) if config is not None else spec.network_config(shape, n_classes, seed)
+        self.layers = nn.ModuleList(self._build_layers(wiring, generator, oracle, kernel))
+        previous = self._blocks[-1].out_features
+        #: Dropout after every layer's somata (each layer also drops its dendrites' activations).
+        rate = spec.effective_dropout
+        self.dropout = nn.Dropout(rate) if rate > 0 else nn.Identity()
+        #: Residual stream: layers 2..L add to their input, each reading it normalised (pre-norm),
+        #: and the output layer reads it normalised.
+        if self.residual:
+            widths = [b.in_features for b in self._blocks[1:]]
+            if any(w != layer.out_features for w, layer in zip(widths, self._blocks[1:], strict=True)):
+                raise ValueError("residual connections need layers 2..L to keep their width")
+            self.norms = nn.ModuleList([FeatureNorm(w) for w in widths])
+            self.final_norm = FeatureNorm(previous)
+        self.output = SparseLinear(previous, n_classes, generator=generator)
+
+    def _build_layers(
+        self, wiring: Sequence[LayerWiring], generator: torch.Generator, oracle: bool, kernel: str
+    ) -> list[DendriticLayer]:
+        """One ``DendriticLayer`` per layer of ``wiring``, weights drawn from ``generator`` in order."""
+        if not wiring:
+            raise ValueError("a network needs at least one dendro-somatic layer")
+        previous, blocks = self.n_inputs, []
+        for index, parts in enumerate(wiring, start=1):
             if len(parts) not in (2, 3):
                 raise ValueError(f"layer {index} wiring must have 2 or 3 parts, got {len(parts)}")
             inputs, cables = parts[0], parts[-1]
-            tree = parts[1] if len(parts) == 3 else None
-            dendrites = inputs if tree is None else tree
+            dendrites = parts[1] if len(parts) == 3 else inputs
             if inputs.n_in != previous or cables.n_in != dendrites.n_out:
                 raise ValueError(
                     f"layer {index} wiring does not chain: expected {previous} inputs and "
@@ -271,7 +245,7 @@ class DendriticNet(nn.Module):
                 )
             # The paper's images are channels-last (H, W, C); deeper layers see the previous somata.
             geometry = (
-                InputGeometry.from_shape(input_shape, channels_last=True)
+                InputGeometry.from_shape(self.input_shape, channels_last=True)
                 if index == 1
                 else InputGeometry((previous,))
             )
@@ -280,38 +254,54 @@ class DendriticNet(nn.Module):
                     geometry,
                     inputs,
                     cables,
-                    branch_cables=tree,
-                    cable_weights=cable_weights,
-                    init=init,
+                    branch_cables=parts[1] if len(parts) == 3 else None,
+                    cable_weights=self.spec.cable_weights,
+                    init=self.spec.init,
+                    dropout=self.spec.effective_dropout,
                     activation=nn.LeakyReLU(NEGATIVE_SLOPE),
-                    dropout=dropout,
                     generator=generator,
                     oracle=oracle,
                     kernel=kernel,
                 )
             )
             previous = cables.n_out
-        self.layers = nn.ModuleList(blocks)
-        #: Dropout after every layer's somata (each layer also drops its dendrites' activations).
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        #: Residual stream: layers 2..L add to their input, each reading it normalised (pre-norm),
-        #: and the output layer reads it normalised.
-        self.residual = bool(residual)
-        self.cable_weights = cable_weights
-        self.init = init
-        if self.residual:
-            widths = [b.in_features for b in blocks[1:]]
-            if any(w != layer.out_features for w, layer in zip(widths, blocks[1:], strict=True)):
-                raise ValueError("residual connections need layers 2..L to keep their width")
-            self.norms = nn.ModuleList([FeatureNorm(w) for w in widths])
-            self.final_norm = FeatureNorm(previous)
-        self.output = SparseLinear(previous, n_classes, generator=generator)
-        self.config = dict(config or {})
+        return blocks
+
+    @property
+    def residual(self) -> bool:
+        return self.spec.residual
+
+    @property
+    def cable_weights(self) -> str:
+        return self.spec.cable_weights
+
+    @property
+    def init(self) -> str:
+        return self.spec.init
+
+    @property
+    def wiring(self) -> list[LayerWiring]:
+        """Every layer's wiring, read from the layers' buffers (so always the loaded one)."""
+        return [layer.wiring for layer in self._blocks]
 
     @property
     def _blocks(self) -> Sequence[DendriticLayer]:
         """``self.layers``, typed (a ModuleList holds plain Modules)."""
         return cast("Sequence[DendriticLayer]", self.layers)
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Draw every initial weight again, in the order the network was built: from
+        ``generator``, else from the network's seed (so it is as built), else torch's global
+        generator."""
+        seed = self.config.get("seed")
+        if generator is None and isinstance(seed, int):
+            generator = torch.Generator().manual_seed(_seeded(seed)[1])
+        for layer in self._blocks:
+            layer.reset_parameters(generator)
+        if self.residual:
+            for norm in [*self.norms, self.final_norm]:
+                norm.reset_parameters()
+        self.output.reset_parameters(generator)
 
     def _flatten(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() >= 2 and tuple(x.shape[1:]) == self.input_shape:
@@ -341,7 +331,7 @@ class DendriticNet(nn.Module):
         """Mean cross-entropy of a batch and its number of correct predictions (what a training
         step needs). On the CPU the output layer, loss and count are one C++ call each way."""
         h, _ = self._hidden(x, False)
-        if fused_layers_enabled(h) and self.output.kernel == "dense":
+        if fused_layers_enabled(h) and self.output.kernel == "dense" and h.dtype == self.output.weight.dtype:
             return head_loss_t(h, self.output.weight, self.output.bias, target)
         logits = self.output.forward_t(h).t()
         loss = F.cross_entropy(logits, target)
@@ -370,13 +360,13 @@ class DendriticNet(nn.Module):
             h = self.final_norm(h)
         return h, activations
 
-    # ------------------------------------------------------------------ fast paths
-    # The training loop asks any model for these (duck typing) and falls back to plain steps.
-
-    def fused_evaluation_plan(self, x: torch.Tensor, y: torch.Tensor) -> FusedDANN | None:
-        """This model as the whole-step C++ kernels take it, when they can run it on ``x``, ``y``:
-        one fused dendro-somatic layer (sparse dendrites, each soma summing its own, no dropout),
-        a dense output layer, CPU tensors of one float dtype; else None."""
+    # ------------------------------------------------------------------ the fast path's contract
+    def fused_plan(self) -> FusedDANN | None:
+        """This network as the whole-step C++ kernels take it, when it is one they run: one fused
+        dendro-somatic layer of the paper's kind (sparse dendrites, each soma summing its own, no
+        dropout), a dense read-out, six float32/float64 CPU parameters of one dtype; else
+        None. The training engine (``dendritic.training.engine``) asks for it
+        once per run; the model knows nothing of optimizers."""
         if not (
             len(self._blocks) == 1
             and not self.residual
@@ -384,99 +374,28 @@ class DendriticNet(nn.Module):
             and self._blocks[0].fusable
             and isinstance(self.dropout, nn.Identity)
             and self.output.kernel == "dense"
-            and fused_layers_enabled(x)
-            and x.is_contiguous()
-            and x.numel() == len(x) * self.n_inputs
-            and y.dtype == torch.int64
-            and y.is_cpu
-            and y.is_contiguous()
         ):
             return None
         layer = self._blocks[0]
         # fusable: sparse dendrites and somata (never the masked oracle)
-        d, s, o = cast(SparseLinear, layer.dendrites), cast(SparseLinear, layer.somata), self.output
-        params: list[torch.Tensor] = [d.weight, d.bias, s.weight, s.bias, o.weight, o.bias]
-        if any(p is None or p.dtype != x.dtype for p in params) or sum(1 for _ in self.parameters()) != len(
-            params
+        d, s, o = (
+            cast(SparseLinear, layer.dendrite_linear),
+            cast(SparseLinear, layer.soma_linear),
+            self.output,
+        )
+        params = [d.weight, d.bias, s.weight, s.bias, o.weight, o.bias]
+        dtype = d.weight.dtype
+        if (
+            any(p is None or p.dtype != dtype or not p.is_cpu for p in params)
+            or dtype not in (torch.float32, torch.float64)
+            or sum(1 for _ in self.parameters()) != len(params)
         ):
             return None
+        assert d.indices is not None and d.offsets is not None
         per_soma = cast(int, layer.dendrites_per_soma)  # fusable: structured cables
-        return FusedDANN(params, (d.indices, d.offsets, per_soma, NEGATIVE_SLOPE))
-
-    def fused_training_plan(
-        self, optimizer: Any, x: torch.Tensor, y: torch.Tensor
-    ) -> tuple[FusedDANN, Any] | None:
-        """(the model's parts, the optimizer's state) when whole training steps can run in C++:
-        :meth:`fused_evaluation_plan` applies, the model trains with every parameter trainable,
-        and the optimizer offers its moments for exactly these parameters (``fused_state``, as
-        :class:`dendritic.training.optim.Adam` does); else None."""
-        if not self.training or not hasattr(optimizer, "fused_state"):
-            return None
-        plan = self.fused_evaluation_plan(x, y)
-        if plan is None or not all(p.requires_grad for p in plan.params):
-            return None
-        state = optimizer.fused_state(plan.params)
-        return None if state is None else (plan, state)
-
-    def fused_train_steps(
-        self,
-        optimizer: Any,
-        x_train: torch.Tensor,
-        y_train: torch.Tensor,
-        order: torch.Tensor,
-        batch: int,
-        loss_sum: torch.Tensor,
-        correct: torch.Tensor,
-    ) -> bool:
-        """``ceil(len(order) / batch)`` training steps in one C++ call (``layers.kernels.train_steps_t``:
-        the same kernels in the same order as step by step, so the same parameters), if
-        :meth:`fused_training_plan` allows; returns whether it ran. Adds each batch's summed loss
-        and correct count to ``loss_sum`` and ``correct``."""
-        fused = self.fused_training_plan(optimizer, x_train, y_train)
-        if fused is None:
-            return False
-        plan, (exp_avgs, exp_avg_sqs, step, group) = fused
-        sums = (
-            loss_sum
-            if loss_sum.dtype == x_train.dtype and loss_sum.is_cpu
-            else torch.zeros((), dtype=x_train.dtype)
+        return FusedDANN(
+            cast(list[torch.Tensor], params), (d.indices, d.offsets, per_soma, NEGATIVE_SLOPE), self.n_inputs
         )
-        count = (
-            correct if correct.dtype == torch.int64 and correct.is_cpu else torch.zeros((), dtype=torch.int64)
-        )
-        train_steps_t(
-            x_train.reshape(len(x_train), self.n_inputs),
-            y_train,
-            order,
-            batch,
-            plan.params,
-            *plan.wiring,
-            exp_avgs,
-            exp_avg_sqs,
-            step,
-            float(group["lr"]),
-            tuple(group["betas"]),
-            float(group["eps"]),
-            sums,
-            count,
-            keras=group.get("form") == "keras",
-        )
-        optimizer.advance(math.ceil(len(order) / batch))
-        for p in plan.params:
-            p.grad = None  # the per-step path leaves the last gradients; these were never materialised
-        if sums is not loss_sum:
-            loss_sum.add_(sums.to(loss_sum))
-        if count is not correct:
-            correct.add_(count.to(correct))
-        return True
-
-    def fused_evaluate(self, x: torch.Tensor, y: torch.Tensor, batch: int) -> tuple[float, int] | None:
-        """(Σ cross-entropy, correct count) over ``x`` in one C++ call, when
-        :meth:`fused_evaluation_plan` allows; else None."""
-        plan = self.fused_evaluation_plan(x, y)
-        if plan is None:
-            return None
-        return evaluate_dann_t(x.reshape(len(x), self.n_inputs), y, batch, plan.params, *plan.wiring)
 
     # ------------------------------------------------------------------ inspection
     @property
@@ -486,7 +405,7 @@ class DendriticNet(nn.Module):
     def masks(self) -> list[np.ndarray]:
         """Dense 0/1 masks ``[in→dend (n_in, D·S), dend→soma (D·S, S), …]`` per layer, Keras layout
         (with branching dendrites each layer has three: in→branch, branch→dend, dend→soma)."""
-        return [conn.to_mask() for pair in self.wiring for conn in pair]
+        return [conn.to_mask() for parts in self.wiring for conn in parts]
 
     def parameter_groups(self) -> list[tuple[str, nn.Module]]:
         """(name, module) of every dendro-somatic layer and the output layer, in forward order:
@@ -499,8 +418,8 @@ class DendriticNet(nn.Module):
         """(name, layer) of every hidden weight layer in forward order, e.g. ``dendrites_1``."""
         named: list[tuple[str, nn.Module]] = []
         for index, layer in enumerate(self._blocks, start=1):
-            named.append((f"dendrites_{index}", layer.dendrites))
-            named.append((f"somata_{index}", layer.somata))
+            named.append((f"dendrites_{index}", layer.dendrite_linear))
+            named.append((f"somata_{index}", layer.soma_linear))
         return named
 
     def extra_repr(self) -> str:
@@ -525,86 +444,23 @@ def build_model(
     random_mode: str = "exact",
     oracle: bool = False,
     kernel: str = "auto",
-    branches: int = 1,
-    cable_weights: str = "learned",
-    residual: bool = False,
-    init: str = "glorot-dense",
+    **options: Any,
 ) -> DendriticNet:
-    """Build the paper's model ``name`` (case-insensitive, e.g. ``"dANN-LRF"``).
+    """Build the paper's model ``name`` (case-insensitive, e.g. ``"dANN-LRF"``): the network of
+    ``ModelSpec(name, dendrites, somata, ...)`` (see there for every option).
 
     ``dendrites`` is D, dendrites per soma; ``somata`` is S; ``synapses`` is inputs per dendrite
     (per channel for images, so an RGB dendrite has ``3 × synapses``). ``seed`` fixes the wiring
     (a ``numpy.random.Generator``) and the initial weights; ``None`` draws a fresh seed, which is
     recorded in ``model.config``. ``random_mode="scatter"`` reproduces the reference's random
     wiring (variable fan-in). ``oracle=True`` builds the masked-dense reference computation.
-
-    Beyond the paper (defaults give the paper's models): ``branches`` B splits each dendrite into
-    B branches of ``synapses`` synapses with their own nonlinearity (a two-level tree);
-    ``cable_weights`` makes the dendrite → soma weights ``"ones"`` or ``"random"`` (fixed) or
-    ``"positive"`` (learned, positive); ``residual`` adds residual connections with
-    normalisation around layers 2..L (see :class:`DendriticNet`); ``init="he-fan-in"`` draws the
-    dendro-somatic layers' weights He-uniform over each unit's real fan-in instead of the
-    paper's Glorot-uniform over the dense shape (the output layer keeps Glorot's rule).
+    ``options`` are the spec's options beyond the paper: ``branches``, ``cable_weights``,
+    ``residual``, ``init``.
     """
-    variant, label_dropout = resolve_name(name)
-    if label_dropout is not None:
-        if dropout and dropout != label_dropout:
-            raise ValueError(f"model {name!r} fixes dropout={label_dropout}, but dropout={dropout} was given")
-        dropout = label_dropout
-    shape = normalize_input_shape(input_shape)
-    dendrites = _positive_int("dendrites", dendrites)
-    somata = _positive_int("somata", somata)
-    synapses = _positive_int("synapses", synapses)
-    layers = _positive_int("layers", layers)
-    branches = _positive_int("branches", branches)
-    check_cable_weights(cable_weights)
-    check_init(init)
-    if not isinstance(residual, bool):
-        raise ValueError(f"residual must be True or False, got {residual!r}")
-    if layers > MAX_LAYERS:
-        raise ValueError(f"layers must be at most {MAX_LAYERS}, got {layers}")
-    n_classes = _positive_int("n_classes", n_classes)
-    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-    if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1)[0])
-    elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed must be an integer in [0, {MAX_SEED}], got {seed!r}")
-    size = estimate_size(variant, shape, n_classes, dendrites, somata, synapses, layers, branches, residual)
-    _check_fits(variant.name, size, dendrites, somata, layers)
-    wiring_rng, weight_seed = _seeded(int(seed))
-    wiring = build_wiring(
-        variant, shape, dendrites, somata, synapses, layers, wiring_rng, random_mode, branches=branches
-    )
-    config = {
-        "name": variant.name,
-        "input_shape": list(shape),
-        "n_classes": n_classes,
-        "dendrites": dendrites,
-        "somata": somata,
-        "synapses": synapses,
-        "layers": layers,
-        "dropout": float(dropout),
-        "seed": int(seed),
-        "random_mode": random_mode,
-    }
-    # Beyond the paper: recorded only when used, so the paper's models keep their config.
-    options = {"branches": branches, "cable_weights": cable_weights, "residual": residual, "init": init}
-    config |= {k: v for k, v in options.items() if v != BEYOND_PAPER[k]}
-    generator = torch.Generator().manual_seed(weight_seed)
-    return DendriticNet(
-        wiring,
-        shape,
-        n_classes,
-        dropout=float(dropout),
-        oracle=oracle,
-        kernel=kernel,
-        generator=generator,
-        config=config,
-        residual=residual,
-        cable_weights=cable_weights,
-        init=init,
-    )
+    spec = ModelSpec(
+        name, dendrites, somata, synapses, layers, dropout, random_mode=random_mode, **options
+    )  # every option checked here
+    return DendriticNet(spec, input_shape, n_classes, seed=seed, oracle=oracle, kernel=kernel)
 
 
 def build_model_from_masks(
@@ -631,7 +487,6 @@ def build_model_from_masks(
         raise ValueError(
             f"the first mask has {wiring[0][0].n_in} inputs but input_shape {shape} has {math.prod(shape)}"
         )
-    _, weight_seed = _seeded(int(seed or 0))
     config = {
         "name": "custom",
         "input_shape": list(shape),
@@ -640,13 +495,5 @@ def build_model_from_masks(
         "dropout": float(dropout),
         "seed": seed,
     }
-    generator = torch.Generator().manual_seed(weight_seed)
-    return DendriticNet(
-        wiring, shape, n_classes, dropout=dropout, oracle=oracle, generator=generator, config=config
-    )
-
-
-def _seeded(seed: int) -> tuple[np.random.Generator, int]:
-    """One seed → the wiring generator and an independent seed for the initial weights."""
-    wiring_seq, weight_seq = np.random.SeedSequence(seed).spawn(2)
-    return np.random.default_rng(wiring_seq), int(weight_seq.generate_state(1, np.uint64)[0] >> 1)
+    spec = ModelSpec(dropout=dropout, layers=len(wiring))
+    return DendriticNet(spec, shape, n_classes, seed=seed, wiring=wiring, oracle=oracle, config=config)

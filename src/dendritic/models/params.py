@@ -59,7 +59,7 @@ def paper_parameter_count(
     variant, _ = resolve_name(name)
     ds = dendrites * somata
     head = (n_classes + 1) * somata + n_classes
-    fan_in = n_inputs if variant.synapses == "dense" else synapses
-    if variant.cables == "dense":
+    fan_in = n_inputs if variant.receptive_field == "all" else synapses
+    if variant.cables == "all":
         return ds * (fan_in + 1 + somata) + head
     return ds * (fan_in + 2) + head

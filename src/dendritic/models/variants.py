@@ -1,4 +1,10 @@
-"""The paper's model variants (SPEC §2): which wiring each label uses in each dendro-somatic layer."""
+"""The paper's model variants (SPEC §2): which wiring each label uses in each dendro-somatic layer.
+
+This table is where the paper's labels meet the layers' vocabulary: a variant names the
+receptive-field rule and the cable rule of :class:`dendritic.nn.DendriticLayer` (the wiring
+registries' names: ``local``, ``global``, ``random``, ``all``; ``structured``, ``random``,
+``all``), nothing else.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,10 @@ from dataclasses import dataclass
 
 __all__ = ["Variant", "VARIANTS", "MODEL_NAMES", "resolve_name"]
 
-#: How inputs reach dendrites.
-SYNAPSE_KINDS = ("random", "lrf", "grf", "dense")
-#: How dendrites reach somata.
-CABLE_KINDS = ("structured", "random", "dense")
+#: How inputs reach dendrites (receptive-field rules).
+RECEPTIVE_FIELDS = ("random", "local", "global", "all")
+#: How dendrites reach somata (cable rules).
+CABLES = ("structured", "random", "all")
 
 
 @dataclass(frozen=True)
@@ -18,29 +24,29 @@ class Variant:
     """One row of the paper's model table."""
 
     name: str
-    synapses: str  # input → dendrite: random | lrf | grf | dense
-    cables: str  # dendrite → soma: structured | random | dense
+    receptive_field: str  # input → dendrite: random | local | global | all
+    cables: str  # dendrite → soma: structured | random | all
     description: str
 
     @property
     def family(self) -> str:
         """dANN (structured dendrites), sANN (random sparse), or vANN (dense somata)."""
-        return {"structured": "dANN", "random": "sANN", "dense": "vANN"}[self.cables]
+        return {"structured": "dANN", "random": "sANN", "all": "vANN"}[self.cables]
 
 
 _TABLE = [
     Variant("dANN-R", "random", "structured", "random input sampling, structured dendrites"),
-    Variant("dANN-LRF", "lrf", "structured", "local receptive field per dendrite, structured dendrites"),
-    Variant("dANN-GRF", "grf", "structured", "one receptive field per soma, structured dendrites"),
-    Variant("pdANN", "dense", "structured", "all-to-all inputs, structured dendrites"),
-    Variant("vANN", "dense", "dense", "plain two-hidden-layer MLP"),
-    Variant("vANN-R", "random", "dense", "random input sampling, dense dendrite→soma"),
-    Variant("vANN-LRF", "lrf", "dense", "local receptive fields, dense dendrite→soma"),
-    Variant("vANN-GRF", "grf", "dense", "somatic receptive fields, dense dendrite→soma"),
+    Variant("dANN-LRF", "local", "structured", "local receptive field per dendrite, structured dendrites"),
+    Variant("dANN-GRF", "global", "structured", "one receptive field per soma, structured dendrites"),
+    Variant("pdANN", "all", "structured", "all-to-all inputs, structured dendrites"),
+    Variant("vANN", "all", "all", "plain two-hidden-layer MLP"),
+    Variant("vANN-R", "random", "all", "random input sampling, dense dendrite→soma"),
+    Variant("vANN-LRF", "local", "all", "local receptive fields, dense dendrite→soma"),
+    Variant("vANN-GRF", "global", "all", "somatic receptive fields, dense dendrite→soma"),
     Variant("sANN", "random", "random", "random inputs, random sparse dendrite→soma"),
-    Variant("sANN-LRF", "lrf", "random", "local receptive fields, random sparse dendrite→soma"),
-    Variant("sANN-GRF", "grf", "random", "somatic receptive fields, random sparse dendrite→soma"),
-    Variant("psANN", "dense", "random", "all-to-all inputs, random sparse dendrite→soma"),
+    Variant("sANN-LRF", "local", "random", "local receptive fields, random sparse dendrite→soma"),
+    Variant("sANN-GRF", "global", "random", "somatic receptive fields, random sparse dendrite→soma"),
+    Variant("psANN", "all", "random", "all-to-all inputs, random sparse dendrite→soma"),
 ]
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in _TABLE}

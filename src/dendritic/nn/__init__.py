@@ -18,8 +18,10 @@ elsewhere); :class:`SparseLinear` is ``nn.Linear`` over a fixed sparse wiring. R
 and dendrite → soma rules are registries: :func:`register_receptive_field` adds one.
 """
 
-from dendritic.layers.sparse import MaskedLinear, SparseLinear
-from dendritic.nn.layer import DEFAULT_SLOPE, DendriticLayer
+from dendritic.layers.sparse import MaskedLinear, SparseLinear, WiringMismatchError
+from dendritic.nn import functional
+from dendritic.nn.layer import DEFAULT_SLOPE, DendriticLayer, unfused
+from dendritic.nn.spec import CABLE_WEIGHTS, DendriticSpec
 from dendritic.wiring.connectivity import Connectivity
 from dendritic.wiring.geometry import InputGeometry
 from dendritic.wiring.rules import (
@@ -30,14 +32,19 @@ from dendritic.wiring.rules import (
 )
 
 __all__ = [
+    "CABLE_WEIGHTS",
     "DEFAULT_SLOPE",
     "Connectivity",
     "DendriticLayer",
+    "DendriticSpec",
     "InputGeometry",
     "MaskedLinear",
     "SparseLinear",
+    "WiringMismatchError",
     "cable_rules",
+    "functional",
     "receptive_fields",
     "register_cable_rule",
     "register_receptive_field",
+    "unfused",
 ]

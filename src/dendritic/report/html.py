@@ -92,9 +92,9 @@ def run_counts(runs: Sequence[Mapping[str, Any]]) -> dict[str, Counter[str]]:
 
 
 def _versions() -> dict[str, str]:
-    import dendritic
+    from dendritic._version import __version__
 
-    out = {"dendritic": dendritic.__version__, "python": platform.python_version()}
+    out = {"dendritic": __version__, "python": platform.python_version()}
     for module in ("torch", "numpy", "scipy", "sklearn", "matplotlib"):
         try:
             out[{"sklearn": "scikit-learn"}.get(module, module)] = __import__(module).__version__

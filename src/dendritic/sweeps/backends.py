@@ -304,9 +304,7 @@ class RayBackend:
 
 def _python_path() -> str:
     """The driver's import path for dendritic, prepended to any PYTHONPATH the workers have."""
-    import dendritic
-
-    here = os.path.dirname(os.path.dirname(os.path.abspath(dendritic.__file__)))
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # .../src
     parts: Iterable[str] = [here, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     return os.pathsep.join(dict.fromkeys(parts))
 

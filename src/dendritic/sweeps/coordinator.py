@@ -9,7 +9,8 @@ already recorded and never duplicates a run:
    or still running under another live coordinator, so two coordinators on one store never
    train the same run twice.
 3. Epochs are logged as the worker reports them (the local pool streams them; Ray sends them
-   with the result), then ``finish_run`` when the result comes back. A crash before that leaves
+   with the result), then the run is finished when the result comes back — all through the
+   run's :class:`~dendritic.training.RecordRun`, as ``train`` records a run. A crash before that leaves
    the row 'running'; once the coordinator's pid is gone the store reports it
    'interrupted', and the next invocation's ``start_run`` reuses the row and clears its epochs.
    Per key there is therefore one row, finished at most once, with exactly its epochs.
@@ -29,11 +30,12 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from dendritic.models.spec import options_label
 from dendritic.store import RunStore, StoreError, config_key
 from dendritic.training.config import TrainConfig
+from dendritic.training.fit import RecordRun
 
 from .backends import Backend, LocalBackend, available_cpus
 from .estimate import DEFAULT_COST
@@ -147,36 +149,31 @@ def _cost(c: TrainConfig) -> float:
     return DEFAULT_COST.epoch_seconds(c) * c.resolved_epochs()
 
 
-def _log_epoch(store: RunStore, run_id: int, row: dict[str, Any]) -> None:
-    metrics = {k: v for k, v in row.items() if k not in ("epoch", "kind", "task_id")}
-    store.log_epoch(run_id, row["epoch"], **metrics)
-
-
-def _record(store: RunStore, run_id: int, outcome: dict[str, Any], logged: set[int]) -> None:
-    """Write a worker's outcome: the epochs not streamed yet, then finish; or the failure."""
-    if not outcome.get("ok"):
-        store.fail_run(run_id, str(outcome.get("error") or "unknown error"))
-        return
-    for row in outcome["history"]:
-        if row["epoch"] not in logged:
-            _log_epoch(store, run_id, row)
-    store.finish_run(
-        run_id,
-        test_accuracy=outcome["test_accuracy"],
-        test_loss=outcome["test_loss"],
-        best_epoch=outcome["best_epoch"],
-        epochs_run=outcome["epochs_run"],
-        wall_seconds=outcome["seconds"],
-        trainable_params=outcome["trainable_params"],
-        paper_params=outcome["paper_params"],
-        checkpoint=outcome.get("checkpoint"),
-        data=outcome.get("data"),
-        extra={
-            "worker_host": outcome.get("host"),
-            "worker_pid": outcome.get("pid"),
+def _final(outcome: dict[str, Any]) -> dict[str, Any]:
+    """A worker's successful outcome as the run's final metrics and metadata: what ``train``
+    records through :class:`~dendritic.training.RecordRun` (its ``run_metadata``), plus where in
+    the sweep it ran."""
+    meta = outcome.get("meta") or {}
+    return {
+        "test_accuracy": outcome["test_accuracy"],
+        "test_loss": outcome["test_loss"],
+        "best_epoch": outcome["best_epoch"],
+        "epochs_run": outcome["epochs_run"],
+        "wall_seconds": outcome["seconds"],
+        "trainable_params": meta.get("trainable_params", outcome.get("trainable_params")),
+        "paper_params": meta.get("paper_params", outcome.get("paper_params")),
+        "checkpoint": outcome.get("checkpoint"),
+        "data": meta.get("data", outcome.get("data")),
+        "extra": {
+            "worker_host": meta.get("host", outcome.get("host")),
+            "worker_pid": meta.get("pid", outcome.get("pid")),
             "threads": outcome.get("threads"),
         },
-    )
+    }
+
+
+def _epoch_values(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in ("epoch", "kind", "task_id")}
 
 
 def run_sweep(
@@ -203,7 +200,8 @@ def run_sweep(
     it is closed, abandoning its in-flight runs, which are marked 'interrupted'. One summary line
     per run is logged (``dendritic.sweeps``, INFO); ``progress(done, total)`` is called as runs
     end (the CLI draws a bar with it). Each run is tagged with ``experiment`` (the sweep's name),
-    by default with the experiment its config follows (:func:`~dendritic.sweeps.experiment_of`).
+    by default with the experiment its config follows (:func:`~dendritic.sweeps.experiment_of`),
+    and recorded through :class:`~dendritic.training.RecordRun`, as ``train`` records its run.
 
     Runs 'running' under a coordinator on *another host* cannot be checked by pid; with
     ``reclaim`` (seconds) those whose heartbeat is older are marked interrupted and retried. A
@@ -216,114 +214,155 @@ def run_sweep(
             log.info("sweep: reclaimed %d run(s) left running by a dead coordinator", len(reclaimed))
     todo, already = plan(configs, store)
     report = SweepReport(total=len(todo) + already, skipped=already)
-    owned = backend is None
-    if backend is None:
-        backend = LocalBackend(workers)
-    if threads is None:
-        threads = (
-            max(1, available_cpus() // max(1, backend.slots))
-            if backend.name == "local"
-            else getattr(backend, "threads", 1)
-        )
-    data_dir_text = None if data_dir is None else os.fspath(Path(data_dir).expanduser().resolve())
-    folder = None
-    if checkpoints is not None:
-        folder = Path(checkpoints).expanduser().resolve()
-        folder.mkdir(parents=True, exist_ok=True)
-
-    ended = already
-
-    def advance() -> None:
-        nonlocal ended
-        ended += 1
-        if progress is not None:
-            progress(ended, report.total)
-
-    if progress is not None:
-        progress(ended, report.total)
-
-    queue = deque(todo)
-    in_flight: dict[int, TrainConfig] = {}
-    streamed: dict[int, set[int]] = {}  # epochs already logged per run
-    last_beat = time.monotonic()
+    sweep = _Sweep(
+        store, report, backend or LocalBackend(workers), owned=backend is None, device=device,
+        experiment=experiment, progress=progress, on_result=on_result, data_dir=data_dir, checkpoints=checkpoints,
+        threads=threads,
+    )  # fmt: skip
     try:
-        while queue or in_flight:
-            while queue and len(in_flight) < backend.slots:
-                config = queue.popleft()
-                cfg = config.to_dict()
-                run_id = _start(store, cfg, device, experiment or experiment_of(cfg))
-                if run_id is None:
-                    report.busy += 1
-                    advance()
-                    continue
-                key = config_key(cfg)
-                task = Task(
-                    task_id=run_id,
-                    config=cfg,
-                    data_dir=data_dir_text,
-                    device=device,
-                    threads=threads,
-                    checkpoint=None if folder is None else checkpoint_path(folder, cfg, key),
-                )
-                try:
-                    backend.submit(task)
-                except BaseException as exc:
-                    store.fail_run(run_id, f"could not dispatch the run: {exc}", status="interrupted")
-                    raise
-                in_flight[run_id] = config
-            if time.monotonic() - last_beat > HEARTBEAT:
-                for run_id in in_flight:
-                    store.heartbeat(run_id)
-                last_beat = time.monotonic()
-            for outcome in backend.wait(timeout=poll):
-                run_id = int(outcome["task_id"])
-                if run_id not in in_flight:  # defensive: a stale outcome of an abandoned sweep
-                    continue
-                if outcome.get("kind") == "epoch":  # live progress (and a heartbeat) of a long run
-                    _log_epoch(store, run_id, outcome)
-                    streamed.setdefault(run_id, set()).add(int(outcome["epoch"]))
-                    continue
-                config = in_flight.pop(run_id)
-                _record(store, run_id, outcome, streamed.pop(run_id, set()))
-                if outcome.get("ok"):
-                    report.done += 1
-                    report.results.append({"run_id": run_id, **outcome})
-                else:
-                    lines = str(outcome.get("error", "")).strip().splitlines() or ["unknown error"]
-                    report.failed.append((run_id, lines[0] if outcome.get("lost") else lines[-1]))
-                log.info("%s", summary_line(config, outcome, run_id))
-                if on_result is not None:
-                    on_result(config, outcome)
-                advance()
+        sweep.run(deque(todo), poll)
     except BaseException as exc:
-        report.interrupted = True
-        owned = True
-        for run_id in list(in_flight):
-            with contextlib.suppress(StoreError):
-                store.fail_run(
-                    run_id,
-                    exc
-                    if not isinstance(exc, KeyboardInterrupt)
-                    else f"sweep interrupted ({exc or 'Ctrl-C'})",
-                    status="interrupted",
-                )
+        sweep.abort(exc)
         raise
     finally:
         try:
-            if owned:
-                backend.close()
+            if sweep.owned:
+                sweep.backend.close()
         finally:
             report.seconds = time.perf_counter() - t0
             log.info("%s", report.line())
     return report
 
 
-def _start(store: RunStore, cfg: dict[str, Any], device: str, experiment: str | None) -> int | None:
-    """``start_run``, or None when another live sweep is running (or has just finished) the run."""
+class _Sweep:
+    """One invocation's runs in flight: dispatched, heard from, recorded."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        report: SweepReport,
+        backend: Backend,
+        *,
+        owned: bool,
+        device: str,
+        experiment: str | None,
+        progress: Callable[[int, int], None] | None,
+        on_result: Callable[[TrainConfig, dict[str, Any]], None] | None,
+        data_dir: str | os.PathLike[str] | None,
+        checkpoints: str | os.PathLike[str] | None,
+        threads: int | None,
+    ) -> None:
+        self.store, self.report, self.backend, self.owned = store, report, backend, owned
+        self.device, self.experiment = device, experiment
+        self.progress, self.on_result = progress, on_result
+        self.data_dir = None if data_dir is None else os.fspath(Path(data_dir).expanduser().resolve())
+        self.folder = None if checkpoints is None else Path(checkpoints).expanduser().resolve()
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        if threads is None:
+            local = backend.name == "local"
+            threads = (
+                max(1, available_cpus() // max(1, backend.slots)) if local else getattr(backend, "threads", 1)
+            )
+        self.threads = threads
+        self.in_flight: dict[int, tuple[TrainConfig, RecordRun]] = {}
+        self.streamed: dict[int, set[int]] = {}  # epochs already recorded per run
+        self.ended = report.skipped
+        self.last_beat = time.monotonic()
+
+    def advance(self) -> None:
+        self.ended += 1
+        if self.progress is not None:
+            self.progress(self.ended, self.report.total)
+
+    def run(self, queue: deque[TrainConfig], poll: float) -> None:
+        if self.progress is not None:
+            self.progress(self.ended, self.report.total)
+        while queue or self.in_flight:
+            while queue and len(self.in_flight) < self.backend.slots:
+                self.dispatch(queue.popleft())
+            self.heartbeat()
+            for outcome in self.backend.wait(timeout=poll):
+                self.hear(outcome)
+
+    def dispatch(self, config: TrainConfig) -> None:
+        """Start the run in the store (its row says 'running'), then hand it to a worker."""
+        cfg = config.to_dict()
+        record = RecordRun(
+            self.store, cfg, experiment=self.experiment or experiment_of(cfg), meta={"device": self.device}
+        )
+        if not _start(record, self.store, cfg):
+            self.report.busy += 1
+            self.advance()
+            return
+        run_id = cast(int, record.id)
+        task = Task(
+            task_id=run_id,
+            config=cfg,
+            data_dir=self.data_dir,
+            device=self.device,
+            threads=self.threads,
+            checkpoint=None if self.folder is None else checkpoint_path(self.folder, cfg, config_key(cfg)),
+        )
+        try:
+            self.backend.submit(task)
+        except BaseException as exc:
+            record.fail(f"could not dispatch the run: {exc}", status="interrupted")
+            raise
+        self.in_flight[run_id] = (config, record)
+
+    def heartbeat(self) -> None:
+        if time.monotonic() - self.last_beat > HEARTBEAT:
+            for run_id in self.in_flight:
+                self.store.heartbeat(run_id)
+            self.last_beat = time.monotonic()
+
+    def hear(self, outcome: dict[str, Any]) -> None:
+        """An epoch of a run in flight (recorded at once: live progress and a heartbeat) or its end."""
+        run_id = int(outcome["task_id"])
+        if run_id not in self.in_flight:  # defensive: a stale outcome of an abandoned sweep
+            return
+        config, record = self.in_flight[run_id]
+        if outcome.get("kind") == "epoch":
+            record.log_epoch(int(outcome["epoch"]), **_epoch_values(outcome))
+            self.streamed.setdefault(run_id, set()).add(int(outcome["epoch"]))
+            return
+        del self.in_flight[run_id]
+        streamed = self.streamed.pop(run_id, set())
+        if outcome.get("ok"):
+            for row in outcome["history"]:
+                if row["epoch"] not in streamed:
+                    record.log_epoch(int(row["epoch"]), **_epoch_values(row))
+            record.finish(**_final(outcome))
+            self.report.done += 1
+            self.report.results.append({"run_id": run_id, **outcome})
+        else:
+            record.fail(str(outcome.get("error") or "unknown error"))
+            lines = str(outcome.get("error", "")).strip().splitlines() or ["unknown error"]
+            self.report.failed.append((run_id, lines[0] if outcome.get("lost") else lines[-1]))
+        log.info("%s", summary_line(config, outcome, run_id))
+        if self.on_result is not None:
+            self.on_result(config, outcome)
+        self.advance()
+
+    def abort(self, exc: BaseException) -> None:
+        """The sweep is ending by ``exc``: its runs in flight are marked interrupted, and the
+        backend is closed (abandoning them)."""
+        self.report.interrupted = True
+        self.owned = True
+        why = exc if not isinstance(exc, KeyboardInterrupt) else f"sweep interrupted ({exc or 'Ctrl-C'})"
+        for _config, record in list(self.in_flight.values()):
+            with contextlib.suppress(StoreError):
+                record.fail(why, status="interrupted")
+
+
+def _start(record: RecordRun, store: RunStore, cfg: dict[str, Any]) -> bool:
+    """Start the run's record; False when another live sweep is running (or has just finished) it."""
     try:
-        return store.start_run(cfg, meta={"device": device, "experiment": experiment})
+        record.start()
     except StoreError:
         row = store.find(cfg)
         if row is not None and row["status"] in ("running", "finished"):
-            return None
+            return False
         raise
+    return True

@@ -47,7 +47,7 @@ class CostModel:
     #: Speed-up of one run given t threads is t ** thread_exponent. 0: on the shared 2-core
     #: development VM two threads were *slower* than one (see docs/sweeps.md), so none is assumed.
     thread_exponent: float = 0.0
-    #: One-layer dANNs train whole epochs in one C++ call (``training.loop.train_steps``): a step
+    #: One-layer dANNs train whole epochs in one C++ call (``training.engine.WholeStepEngine``): a step
     #: costs ``c0_fused + B·a_fused·sparse`` (the synapses dominate everything else there).
     c0_fused: float = 1.0e-4
     a_fused: float = 3.3e-10
@@ -93,14 +93,16 @@ def features(config: TrainConfig | Mapping[str, Any]) -> dict[str, float]:
     branches = ds * cfg.branches  # the units synapses feed: dendrites, or their branches
     dense = sparse = units = 0.0
     for layer in range(cfg.layers):
-        fan = cfg.synapses * (channels if layer == 0 and variant.synapses in ("lrf", "grf") else 1)
-        if variant.synapses == "dense":
+        fan = cfg.synapses * (
+            channels if layer == 0 and variant.receptive_field in ("local", "global") else 1
+        )
+        if variant.receptive_field == "all":
             dense += n_in * branches
         else:
             sparse += min(fan, n_in) * branches
         if cfg.branches > 1:
             units += 2 * branches  # branch activations, then each dendrite's sum of its branches
-        if variant.cables == "dense":
+        if variant.cables == "all":
             dense += ds * s
         elif variant.cables == "random":
             sparse += ds
@@ -111,11 +113,11 @@ def features(config: TrainConfig | Mapping[str, Any]) -> dict[str, float]:
             units += 4 * s  # normalisation and the residual sum
         n_in = s
     dense += s * info.n_classes
-    # the whole-step C++ path of training.loop.train_steps (on the CPU): the paper's one-layer dANNs
+    # the whole-step C++ path of training.engine.WholeStepEngine (on the CPU): the paper's one-layer dANNs
     fused = (
         cfg.layers == 1
         and not cfg.dropout
-        and variant.synapses != "dense"
+        and variant.receptive_field != "all"
         and variant.cables == "structured"
         and all(getattr(cfg, k) == v for k, v in BEYOND_PAPER.items())
     )
@@ -210,7 +212,7 @@ CALIBRATION_POINTS: tuple[tuple[str, int, int], ...] = (
 
 def time_step(model_name: str, dendrites: int, somata: int, *, steps: int = 6, batch: int = 128) -> float:
     """Median seconds of one training step (forward, backward, Adam) on random Fashion-MNIST-shaped
-    data, run the way training runs it (``training.loop.train_steps``)."""
+    data, run the way training runs it (``training.engine.WholeStepEngine``)."""
     import torch
 
     from dendritic.models import build_model

@@ -126,6 +126,7 @@ def run_task(task: Task, on_epoch: Callable[[dict[str, Any]], None] | None = Non
         "device": str(task.device),
         "threads": torch.get_num_threads(),
         "data": data.provenance,
+        "meta": result.meta,
         "history": [{"epoch": m.epoch, **m.as_dict()} for m in result.history],
     }
 

@@ -14,8 +14,9 @@ a config) and the continual-learning runner are thin wrappers over it::
         result = fit(my_model, (x_train, y_train), val=(x_val, y_val), test=(x_test, y_test),
                      epochs=10, seed=1, callbacks=[RecordRun(store, {"model": "my-cnn", "seed": 1})])
 
-A model may carry its own fast path: ``fit`` asks it for ``fused_train_steps`` (whole training
-steps at once) and ``fused_evaluate`` and, when a model has none or declines, runs plain steps.
+How the steps run is an engine's job (:mod:`dendritic.training.engine`), chosen once per run
+from what the model and the optimizer declare: whole C++ steps for the paper's one-layer dANNs
+with the library's Adam, plain PyTorch steps for everything else.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from dendritic.training.engine import StepEngine, select_engine
+from dendritic.training.optim import make_optimizer
 
 __all__ = [
     "Callback",
@@ -170,6 +174,101 @@ def fit(
         )  # fmt: skip
 
 
+@dataclass
+class _Run:
+    """What one fit works with, prepared once: the data on its device, the optimizer, the
+    shuffling generator and the engine that runs the steps."""
+
+    data: TrainSet
+    x: torch.Tensor
+    y: torch.Tensor
+    val: tuple[torch.Tensor, torch.Tensor] | None
+    device: torch.device
+    optimizer: torch.optim.Optimizer
+    shuffler: torch.Generator
+    shuffle: bool
+    batch_size: int
+    engine: StepEngine
+
+
+def _prepare(
+    model: torch.nn.Module,
+    data: TrainSet,
+    val: tuple[torch.Tensor, torch.Tensor] | None,
+    optimizer: torch.optim.Optimizer | str,
+    lr: float,
+    seed: int | None,
+    generator: torch.Generator | None,
+    shuffle: bool,
+    batch_size: int,
+    device: str | torch.device | None,
+    fused: bool,
+) -> _Run:
+    """Move the data, build the optimizer, seed, and choose the engine (once per run)."""
+    params = list(model.parameters())
+    dev = torch.device(device) if device is not None else params[0].device if params else torch.device("cpu")
+    if isinstance(optimizer, str):
+        optimizer = make_optimizer(model, lr, optimizer)
+    if seed is not None:
+        torch.manual_seed(seed)  # dropout masks
+    shuffler = generator if generator is not None else torch.Generator().manual_seed(seed or 0)
+    x, y = data.x.to(dev), data.y.to(dev)
+    engine = select_engine(
+        model, optimizer, x, y, fused=fused, transform=data.transform, logit_mask=data.logit_mask
+    )
+    log.debug("fit: %s engine", engine.name)
+    pair = None if val is None else (val[0].to(dev), val[1].to(dev))
+    return _Run(data, x, y, pair, dev, optimizer, shuffler, shuffle, batch_size, engine)
+
+
+def _train_epoch(run: _Run, state: FitState, epoch: int, callbacks: Sequence[Callback]) -> EpochMetrics:
+    """One epoch: the shuffled batches through the engine, then the validation set."""
+    t0 = time.perf_counter()
+    n = len(run.data)
+    state.model.train()
+    order = torch.randperm(n, generator=run.shuffler) if run.shuffle else torch.arange(n)
+    if run.data.indices is not None:
+        order = run.data.indices[order]
+    loss_sum, correct = run.engine.accumulators(run.device)
+
+    def report(done: int, steps: int) -> None:
+        seen = max(1, min(done * run.batch_size, n))
+        for cb in callbacks:
+            cb.on_batches(state, epoch, done, loss_sum.item() / seen, correct.item() / seen)
+
+    run.engine.train_epoch(
+        run.x, run.y, order.to(run.device), run.batch_size, loss_sum, correct, report if callbacks else None
+    )
+    train_loss, train_acc = loss_sum.item() / max(n, 1), correct.item() / max(n, 1)
+    val_loss, val_acc = run.engine.evaluate(*run.val) if run.val is not None else (math.nan, math.nan)
+    if not math.isfinite(train_loss):
+        raise FloatingPointError(f"training diverged at epoch {epoch} (loss {train_loss})")
+    return EpochMetrics(epoch, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - t0)
+
+
+class _EarlyStopping:
+    """The best validation loss so far; with ``patience``, the weights of its epoch and when to stop."""
+
+    def __init__(self, patience: int | None) -> None:
+        self.patience = patience
+        self.best_loss, self.best_epoch, self.stale = math.inf, 0, 0
+        self.best_state: dict[str, Any] | None = None
+
+    def update(self, model: torch.nn.Module, metrics: EpochMetrics) -> bool:
+        """Record ``metrics``; True when training should stop."""
+        if metrics.val_loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.stale = metrics.val_loss, metrics.epoch, 0
+            if self.patience is not None:
+                self.best_state = copy.deepcopy(model.state_dict())
+            return False
+        self.stale += 1
+        return self.patience is not None and self.stale >= self.patience
+
+    def restore(self, model: torch.nn.Module) -> None:
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+
 def _fit(
     model: torch.nn.Module,
     train: TrainSet | tuple[torch.Tensor, torch.Tensor],
@@ -188,97 +287,36 @@ def _fit(
     device: str | torch.device | None,
     fused: bool,
 ) -> FitResult:
-    from dendritic.training.loop import evaluate, make_optimizer, train_epoch
-
     state: FitState | None = None
     try:
         data = train if isinstance(train, TrainSet) else TrainSet(*train)
         _check_fit_args(model, data, val, test, epochs, batch_size, patience)
-        params = list(model.parameters())
-        dev = (
-            torch.device(device)
-            if device is not None
-            else params[0].device
-            if params
-            else torch.device("cpu")
-        )
-        if isinstance(optimizer, str):
-            optimizer = make_optimizer(model, lr, optimizer)
-        if seed is not None:
-            torch.manual_seed(seed)  # dropout masks
-        shuffler = generator if generator is not None else torch.Generator().manual_seed(seed or 0)
-        x, y = data.x.to(dev), data.y.to(dev)
-        x_val, y_val = (None, None) if val is None else (val[0].to(dev), val[1].to(dev))
-        n = len(data)
-        state = FitState(model, optimizer, epochs, math.ceil(n / batch_size))
+        run = _prepare(model, data, val, optimizer, lr, seed, generator, shuffle, batch_size, device, fused)
+        state = FitState(model, run.optimizer, epochs, math.ceil(len(data) / batch_size))
         for cb in callbacks:
             cb.on_fit_start(state)
         start_time = time.perf_counter()
-        best_loss, best_epoch, best_state, stale = math.inf, 0, None, 0
+        stopping = _EarlyStopping(patience)
         for epoch in range(1, epochs + 1):
-            t0 = time.perf_counter()
-            model.train()
-            order = torch.randperm(n, generator=shuffler) if shuffle else torch.arange(n)
-            if data.indices is not None:
-                order = data.indices[order]
-            order = order.to(dev)
-            if fused and data.transform is None and data.logit_mask is None:
-                loss_sum = torch.zeros((), device=dev)
-                correct = torch.zeros((), dtype=torch.long, device=dev)
-
-                def report(
-                    done: int, steps: int, epoch: int = epoch, s: Any = loss_sum, c: Any = correct
-                ) -> None:
-                    seen = max(1, min(done * batch_size, n))
-                    for cb in callbacks:
-                        cb.on_batches(state, epoch, done, s.item() / seen, c.item() / seen)
-
-                train_epoch(
-                    model,
-                    optimizer,
-                    x,
-                    y,
-                    order,
-                    batch_size,
-                    loss_sum,
-                    correct,
-                    report if callbacks else None,
-                )
-                train_loss, train_acc = loss_sum.item() / max(n, 1), correct.item() / max(n, 1)
-            else:
-                train_loss, train_acc = _task_epoch(model, optimizer, data, x, y, order, batch_size, dev)
-            val_loss, val_acc = (
-                evaluate(model, x_val, y_val)
-                if x_val is not None and y_val is not None
-                else (math.nan, math.nan)
-            )
-            metrics = EpochMetrics(epoch, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - t0)
-            if not math.isfinite(train_loss):
-                raise FloatingPointError(f"training diverged at epoch {epoch} (loss {train_loss})")
+            metrics = _train_epoch(run, state, epoch, callbacks)
             state.history.append(metrics)
             for cb in callbacks:
                 cb.on_epoch_end(state, metrics)
-            if val_loss < best_loss:
-                best_loss, best_epoch, stale = val_loss, epoch, 0
-                if patience is not None:
-                    best_state = copy.deepcopy(model.state_dict())
-            else:
-                stale += 1
-                if patience is not None and stale >= patience:
-                    state.stop = True
+            state.stop = stopping.update(model, metrics) or state.stop
             if state.stop:
                 break
-        if best_state is not None:
-            model.load_state_dict(best_state)
+        stopping.restore(model)
         result = FitResult(
             history=state.history,
-            best_epoch=best_epoch,
+            best_epoch=stopping.best_epoch,
             epochs_run=len(state.history),
-            seconds=time.perf_counter() - start_time,
+            seconds=0.0,
             stopped_early=len(state.history) < epochs,
         )
         if test is not None:
-            result.test_loss, result.test_accuracy = evaluate(model, test[0].to(dev), test[1].to(dev))
+            result.test_loss, result.test_accuracy = run.engine.evaluate(
+                test[0].to(run.device), test[1].to(run.device)
+            )
         result.seconds = time.perf_counter() - start_time
         for cb in callbacks:
             cb.on_fit_end(state, result)
@@ -331,35 +369,6 @@ def _check_fit_args(
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if patience is not None and val is None:
         raise ValueError("early stopping (patience) needs a validation set")
-
-
-def _task_epoch(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    data: TrainSet,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    order: torch.Tensor,
-    batch_size: int,
-    device: torch.device,
-) -> tuple[float, float]:
-    """An epoch whose batches are transformed or whose logits are masked (continual tasks)."""
-    mask = None if data.logit_mask is None else data.logit_mask.to(device)
-    loss_sum, correct = 0.0, 0
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        xb = x[idx] if data.transform is None else data.transform(x[idx]).to(device)
-        yb = y[idx]
-        logits = model(xb)
-        if mask is not None:
-            logits = logits.masked_fill(~mask, float("-inf"))
-        loss = F.cross_entropy(logits, yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += float(loss.detach()) * len(yb)
-        correct += int((logits.detach().argmax(dim=1) == yb).sum())
-    return loss_sum / max(len(order), 1), correct / max(len(order), 1)
 
 
 # ---------------------------------------------------------------------------- callbacks
@@ -536,7 +545,12 @@ class RecordRun(Callback):
         values: dict[str, Any] = metrics.as_dict()
         if self.epoch_extra is not None:
             values.update(self.epoch_extra(metrics))
-        self.recorder.log_epoch(self.epoch_offset + metrics.epoch, **values)
+        self.log_epoch(metrics.epoch, **values)
+
+    def log_epoch(self, epoch: int, **values: Any) -> None:
+        """Record one epoch's metrics (numbered after ``epoch_offset``): what ``on_epoch_end``
+        does, and what a sweep's coordinator does with the epochs its workers report."""
+        self.recorder.log_epoch(self.epoch_offset + epoch, **values)
 
     def on_fit_end(self, state: FitState, result: FitResult) -> None:
         if not self.finish_at_end:
@@ -552,9 +566,17 @@ class RecordRun(Callback):
         )
 
     def finish(self, **final: Any) -> None:
+        """Mark the run finished with its final metrics and metadata (``RunStore.finish_run``)."""
         final = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in final.items()}
         self.recorder.finish(**final)
         self.recorder.__exit__(None, None, None)
+
+    def fail(self, error: str | BaseException, *, status: str = "failed") -> None:
+        """Mark the run 'failed' (or 'interrupted') with ``error``: for a run that ended outside
+        this process (a sweep's worker) or before its fit started."""
+        if self._entered and not self.recorder.done and self.recorder.id is not None:
+            self.recorder.done = True
+            self.recorder.store.fail_run(self.recorder.id, error, status=status)
 
     def on_fit_error(self, state: FitState | None, error: BaseException) -> None:
         if self._entered and not self.recorder.done:

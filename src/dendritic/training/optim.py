@@ -24,7 +24,7 @@ import torch
 
 from dendritic.layers.kernels import kernel_backend
 
-__all__ = ["FORMS", "OPTIMIZERS", "Adam", "form_of", "optimizer_of"]
+__all__ = ["FORMS", "OPTIMIZERS", "Adam", "form_of", "make_optimizer", "optimizer_of"]
 
 #: Adam's forms: "keras" (the paper's, ε on the uncorrected √v) and "torch".
 FORMS = ("keras", "torch")
@@ -239,3 +239,21 @@ class Adam(torch.optim.Adam):
             group.setdefault("form", self.defaults["form"])
         self._steps = -1  # restored moments carry torch's step counts: let torch continue
         self._moment_cache.clear()
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, optimizer: str = "adam-keras") -> torch.optim.Optimizer:
+    """The paper's Adam (β 0.9/0.999, ε 1e-7) in the form ``optimizer`` names: ``"adam-keras"``
+    (the paper's code: ε on the uncorrected √v) or ``"adam-torch"``.
+
+    :class:`Adam` on the CPU (one C++ call per step where the kernels are built) and for Keras's
+    form everywhere; torch's fused implementation for torch's form off the CPU, where it has one.
+    """
+    form = form_of(optimizer)
+    kwargs: dict[str, Any] = {"lr": lr, "betas": (0.9, 0.999), "eps": 1e-7}
+    on_cpu = all(p.is_cpu for p in model.parameters())
+    if form == "keras" or (on_cpu and kernel_backend() == "cpp"):
+        return Adam(model.parameters(), form=form, **kwargs)
+    try:
+        return torch.optim.Adam(model.parameters(), fused=True, **kwargs)
+    except (TypeError, RuntimeError):  # torch < 2.4, or an unsupported device
+        return torch.optim.Adam(model.parameters(), **kwargs)

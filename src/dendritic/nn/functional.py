@@ -1,0 +1,20 @@
+"""``dendritic.nn.functional``: the layers as functions of their weights and wiring (what the
+modules call), like ``torch.nn.functional``. See :mod:`dendritic.layers.functional`."""
+
+from dendritic.layers.functional import (
+    CPP_DTYPES,
+    dendritic_layer_t,
+    sparse_linear,
+    sparse_linear_t,
+    transposed_wiring,
+    uses_cpp,
+)
+
+__all__ = [
+    "CPP_DTYPES",
+    "dendritic_layer_t",
+    "sparse_linear",
+    "sparse_linear_t",
+    "transposed_wiring",
+    "uses_cpp",
+]
