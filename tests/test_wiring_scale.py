@@ -72,6 +72,8 @@ RULE_CASES: list[tuple[tuple[int, ...], bool, str, int, int, int, tuple[int, ...
         for rule in ("local", "global", "random")
         for s, d, k in ((4, 2, 4), (8, 9, 9), (3, 16, 16), (5, 1, 1), (2, 25, 25))
         if max(d, k) <= InputGeometry.from_shape(shape, channels_last=last).sites
+        # "random" draws 75 of 324 inputs there by rejection, thousands of rounds per row: slow
+        and (shape, rule, k) != ((3, 3, 9, 4), "random", 25)
     ],
 ]
 
@@ -288,6 +290,7 @@ def test_large_1d_and_3d_grids_build():
         ((1, 100, 100), "local", 4, 2, 4),
         ((2, 40, 40, 40), "local", 64, 16, 30),
         ((1, 500_000), "global", 16, 16, 16),
+        ((1, 200_000), "local", 2, 1, 50_000),  # patches wider than the working set
     ],
 )
 def test_memory_stays_within_the_estimate(shape, rule, somata, dendrites, synapses):
@@ -304,7 +307,7 @@ def test_memory_stays_within_the_estimate(shape, rule, somata, dendrites, synaps
         tracemalloc.stop()
     assert peak <= 32 * connections + 64 * 2**20  # 32 B per connection and a bounded working set
     estimate = dendritic.wiring.estimate_wiring_bytes(rule, geometry, somata, dendrites, synapses)
-    assert estimate is not None and peak <= estimate < 32 * connections + 100 * 2**20
+    assert estimate is not None and peak <= estimate <= 40 * connections + 128 * 2**20
 
 
 # ------------------------------------------------------------------------------ the size guard

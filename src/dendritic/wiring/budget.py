@@ -13,9 +13,11 @@ import logging
 import os
 
 from dendritic.errors import DendriticError
+from dendritic.wiring import sampling
 from dendritic.wiring.geometry import InputGeometry
 
 __all__ = [
+    "BYTES_PER_CANDIDATE",
     "BYTES_PER_CONNECTION",
     "WORKING_SET",
     "WiringTooLargeError",
@@ -30,8 +32,10 @@ log = logging.getLogger(__name__)
 #: Peak bytes per drawn connection of the "local", "global" and "random" rules: the int64 table,
 #: its sorted copy and the checks on it, the per-channel expansion (measured: 20–28 B).
 BYTES_PER_CONNECTION = 32
-#: The receptive-field samplers' bounded working set (candidate boxes, keys), whatever the size.
+#: The receptive-field samplers' bounded working set (candidate boxes, keys), whatever the size:
+#: they handle 2**18 candidate sites at a time (at least one centre's box), ~80 bytes each.
 WORKING_SET = 64 * 2**20
+BYTES_PER_CANDIDATE = 96
 
 
 class WiringTooLargeError(DendriticError, ValueError):
@@ -69,7 +73,12 @@ def estimate_wiring_bytes(
     fan_in = int(synapses) * geometry.channels
     connections = n_out * fan_in
     if rule in ("local", "global"):
-        return BYTES_PER_CONNECTION * connections + 8 * n_out + WORKING_SET
+        patches = [int(synapses)] + ([int(dendrites)] if rule == "global" else [])
+        if max(patches) > geometry.sites:
+            return None  # the rule refuses it without drawing
+        box = max(sampling.box_size(geometry.grid, n) for n in patches)
+        working = max(WORKING_SET, BYTES_PER_CANDIDATE * box)
+        return BYTES_PER_CONNECTION * connections + 8 * n_out + working
     if rule == "random":
         if fan_in * 4 > n_in:  # the dense regime ranks a random key per (dendrite, input)
             return 16 * n_out * n_in + BYTES_PER_CONNECTION * connections

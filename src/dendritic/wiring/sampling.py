@@ -26,6 +26,7 @@ __all__ = [
     "grid_distances",
     "patch_radius",
     "pool_width",
+    "box_size",
     "sample_patches",
     "random_inputs",
     "scattered_inputs",
@@ -157,6 +158,14 @@ def patch_radius(grid: tuple[int, ...], n: int) -> np.ndarray:
     return _plan(tuple(coords), grid, n)[3]
 
 
+def box_size(grid: tuple[int, ...], n: int) -> int:
+    """Candidate sites examined per centre at most: the box of the largest patch radius."""
+    grid = tuple(int(v) for v in grid)
+    _check_patch(grid, n)
+    reach = _max_radius(grid, n)
+    return math.prod(2 * min(reach, size - 1) + 1 for size in grid)
+
+
 def _box(grid: tuple[int, ...], radius: int) -> tuple[np.ndarray, np.ndarray]:
     """Offsets of the box of ``radius`` (clipped per axis to the grid's extent), in row-major
     order, ``(K, dims)``, and their Chebyshev lengths ``(K,)``."""
@@ -207,8 +216,7 @@ def sample_patches(
         raise ValueError(f"patch centres must be sites of the {'×'.join(map(str, grid))} grid")
     width = pool_width(grid, n)
     out = np.empty((centres.size, n), dtype=np.int64)
-    box_size = _box(grid, _max_radius(grid, n))[0].shape[0]
-    step = max(1, _CHUNK_PAIRS // max(box_size, width))
+    step = max(1, _CHUNK_PAIRS // max(box_size(grid, n), width))
     for start in range(0, centres.size, step):
         chunk = centres[start : start + step]
         out[start : start + chunk.size] = _sample_chunk(rng, grid, chunk, n, width)
