@@ -1,5 +1,6 @@
 """Who connects to whom: explicit index tables built from one seeded generator (SPEC §3)."""
 
+from dendritic.wiring.budget import WiringTooLargeError, check_wiring_fits, estimate_wiring_bytes
 from dendritic.wiring.connectivity import Connectivity
 from dendritic.wiring.geometry import InputGeometry
 from dendritic.wiring.rules import (
@@ -24,6 +25,9 @@ from dendritic.wiring.sampling import (
 __all__ = [
     "Connectivity",
     "InputGeometry",
+    "WiringTooLargeError",
+    "check_wiring_fits",
+    "estimate_wiring_bytes",
     "cable_rules",
     "get_cable_rule",
     "get_receptive_field",

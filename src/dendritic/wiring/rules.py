@@ -29,6 +29,7 @@ from typing import Any, TypeVar, overload
 import numpy as np
 
 from dendritic.wiring import sampling
+from dendritic.wiring.budget import check_wiring_fits
 from dendritic.wiring.connectivity import Connectivity
 from dendritic.wiring.geometry import InputGeometry
 
@@ -143,12 +144,19 @@ def make_receptive_fields(
     synapses: int,
 ) -> Connectivity:
     """The input → dendrite wiring a rule (a name, a function, or a ready Connectivity) gives,
-    checked against the layer's sizes."""
+    checked against the layer's sizes. A built-in rule is first checked against the memory
+    available (:func:`~dendritic.wiring.budget.check_wiring_fits`), so a wiring that cannot fit
+    is refused in one line rather than drawn until the process is killed."""
     n_dend = somata * dendrites
     if isinstance(rule, Connectivity):
         conn = rule
     else:
         fn = get_receptive_field(rule) if isinstance(rule, str) else rule
+        builtin = next((name for known, name in _BUILTIN_FIELDS.items() if known is fn), None)
+        if builtin is not None:
+            if builtin != "all":
+                _check_fan_in(geometry, synapses)
+            check_wiring_fits(builtin, geometry, somata, dendrites, synapses)
         made = fn(rng, geometry, somata, dendrites, synapses)
         conn = made if isinstance(made, Connectivity) else Connectivity.from_table(made, geometry.n_inputs)
     if (conn.n_in, conn.n_out) != (geometry.n_inputs, n_dend):
@@ -226,6 +234,17 @@ def all_inputs(
 ) -> RuleWiring:
     """pdANN / vANN: every dendrite sees every input (``synapses`` is ignored)."""
     return Connectivity.all_to_all(geometry.n_inputs, somata * dendrites)
+
+
+#: The built-in rules (by function, so a rule registered over a name is not mistaken for one),
+#: whose memory :func:`~dendritic.wiring.budget.estimate_wiring_bytes` knows.
+_BUILTIN_FIELDS: dict[Callable[..., Any], str] = {
+    local: "local",
+    global_: "global",
+    random: "random",
+    scattered: "scattered",
+    all_inputs: "all",
+}
 
 
 @register_cable_rule("structured")

@@ -6,7 +6,9 @@ so every draw, are exactly those of the 2-D algorithm.
 
 Every function takes a ``numpy.random.Generator`` and draws all its randomness from it, so one
 seeded generator reproduces a whole model's wiring bit for bit. The work is vectorised over
-dendrites: building the (64, 512) dANN-LRF wiring (32,768 dendrites) takes milliseconds.
+dendrites: building the (64, 512) dANN-LRF wiring (32,768 dendrites) takes milliseconds. Nothing
+is tabulated over the whole grid, so memory and time grow with the connections drawn, not with
+the number of sites: a 224 × 224 × 3 image is wired as fast as a 28 × 28 one.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ __all__ = [
     "chebyshev_distances",
     "grid_distances",
     "patch_radius",
+    "pool_width",
+    "box_size",
     "sample_patches",
     "random_inputs",
     "scattered_inputs",
@@ -46,7 +50,10 @@ def near_square_grid(n: int) -> tuple[int, int]:
 
 
 def chebyshev_distances(height: int, width: int) -> np.ndarray:
-    """``(P, P)`` chessboard distances between all P = H·W pixels (row-major)."""
+    """``(P, P)`` chessboard distances between all P = H·W pixels (row-major).
+
+    O(P²) memory: a helper for tests and small grids; the samplers never build it.
+    """
     rows, cols = np.divmod(np.arange(height * width), width)
     distances: np.ndarray = np.maximum(
         np.abs(rows[:, None] - rows[None, :]), np.abs(cols[:, None] - cols[None, :])
@@ -56,7 +63,7 @@ def chebyshev_distances(height: int, width: int) -> np.ndarray:
 
 def grid_distances(grid: tuple[int, ...]) -> np.ndarray:
     """``(P, P)`` chessboard distances between all P sites of a grid of any dimension (row-major);
-    for ``(H, W)`` the same as :func:`chebyshev_distances`."""
+    for ``(H, W)`` the same as :func:`chebyshev_distances`. O(P²) memory, like it."""
     coords = np.unravel_index(np.arange(math.prod(grid)), grid)
     dist = np.zeros((len(coords[0]), len(coords[0])), dtype=np.int64)
     for axis in coords:
@@ -64,41 +71,79 @@ def grid_distances(grid: tuple[int, ...]) -> np.ndarray:
     return dist.astype(np.int32)
 
 
-def _padded_rows(mask: np.ndarray) -> np.ndarray:
-    """Column indices of the True entries of each row, left-aligned and padded with -1."""
-    width = max(int(mask.sum(axis=1).max()), 1)
-    out = np.full((mask.shape[0], width), -1, dtype=np.int64)
-    rows, cols = np.nonzero(mask)
-    position = np.arange(len(rows)) - np.searchsorted(rows, rows)
-    out[rows, position] = cols
-    return out
+# --------------------------------------------------------------------- the synapse-patch rule
+#
+# A patch is defined by counts of sites within a Chebyshev radius of its centre, clipped to the
+# grid. Such a count is a product over axes (the clipped window along each axis), so every
+# quantity of the rule comes in closed form per centre, and a centre's candidate sites come from
+# the box of its radius around it: memory and time grow with the sites drawn, not with the grid.
+# The draws are those of the first implementation, which tabulated all P × P distances: the same
+# random keys (one row of ``pool width`` keys per centre, the width being the largest pool
+# anywhere on the grid), the same pool order (ascending site index), the same selection.
+
+#: Work on at most about this many (centre, candidate site) pairs at a time.
+_CHUNK_PAIRS = 1 << 18
 
 
-def _patch_plan(grid: tuple[int, ...], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per centre pixel: which pixels are always taken, which pool is sampled, and how many.
+def _within(coords: tuple[np.ndarray, ...], grid: tuple[int, ...], radius: int | np.ndarray) -> np.ndarray:
+    """Number of grid sites at Chebyshev distance <= ``radius`` of each site ``coords``."""
+    count = np.ones(np.shape(coords[0]), dtype=np.int64)
+    for x, size in zip(coords, grid, strict=True):
+        count *= np.minimum(x, radius) + np.minimum(size - 1 - x, radius) + 1
+    return count
 
-    Returns ``taken`` (P, T) and ``pool`` (P, Q) pixel indices padded with -1, ``draw`` (P,)
-    and the patch ``radius`` (P,): a patch of ``n`` pixels around centre ``c`` is ``taken[c]`` plus ``draw[c]`` pixels
-    drawn without replacement from ``pool[c]``. The 3×3 square is taken whole when it has fewer
-    than ``n`` pixels; the shortfall comes from rings 2, 3, … pooled until the pool is large
-    enough. A square with ``n`` or more pixels is itself the pool.
-    """
+
+def _plan(
+    coords: tuple[np.ndarray, ...], grid: tuple[int, ...], n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per centre: sites in its 3×3 square, whether the square alone is the pool (``big``), how
+    many pool sites are drawn, and the patch radius (1 for a big square; else the smallest
+    R >= 2 whose rings 2..R hold the shortfall ``n − square``, i.e. ``within(R) >= n``)."""
+    square = _within(coords, grid, 1)
+    big = square >= n
+    draw = np.where(big, n, n - square)
+    lo = np.full(square.shape, 2, dtype=np.int64)
+    hi = np.full(square.shape, max(max(grid) - 1, 2), dtype=np.int64)  # everything is within it
+    while np.any(lo < hi):  # binary search: within() grows with the radius
+        mid = (lo + hi) // 2
+        enough = _within(coords, grid, mid) >= n
+        hi = np.where(enough, mid, hi)
+        lo = np.where(enough, lo, mid + 1)
+    return square, big, draw, np.where(big, 1, lo)
+
+
+def _pool_sizes(coords: tuple[np.ndarray, ...], grid: tuple[int, ...], n: int) -> np.ndarray:
+    square, big, _, radius = _plan(coords, grid, n)
+    return np.where(big, square, _within(coords, grid, radius) - square)
+
+
+def _check_patch(grid: tuple[int, ...], n: int) -> None:
     if n > math.prod(grid):
         raise ValueError(f"cannot sample {n} distinct sites from a {'×'.join(map(str, grid))} grid")
-    dist = chebyshev_distances(*grid) if len(grid) == 2 else grid_distances(grid)
-    square = dist <= 1
-    in_square = square.sum(axis=1)
-    big = in_square >= n
-    draw = np.where(big, n, n - in_square)
-    # Smallest radius R >= 2 with at least `draw` pixels in rings 2..R.
-    max_r = max(int(dist.max()), 2)
-    within = np.stack([(dist <= r).sum(axis=1) for r in range(max_r + 1)], axis=1)
-    in_rings = within - in_square[:, None]
-    in_rings[:, :2] = -1  # rings start at 2
-    radius = np.argmax(in_rings >= draw[:, None], axis=1)
-    pool = np.where(big[:, None], square, (dist >= 2) & (dist <= radius[:, None]))
-    taken = square & ~big[:, None]
-    return _padded_rows(taken), _padded_rows(pool), draw, np.where(big, 1, radius)
+
+
+def _max_radius(grid: tuple[int, ...], n: int) -> int:
+    """The largest patch radius on the grid: a corner's (a corner has the fewest sites within
+    any radius, so it needs the widest patch)."""
+    corner = tuple(np.zeros(1, dtype=np.int64) for _ in grid)
+    return int(_plan(corner, grid, n)[3][0])
+
+
+def pool_width(grid: tuple[int, ...], n: int) -> int:
+    """The largest pool of any site of ``grid`` for ``n``-site patches: the number of random keys
+    drawn per centre. Computed on a few representative sites: along an axis, sites farther than
+    the largest radius from both ends all see the same clipped windows."""
+    grid = tuple(int(v) for v in grid)
+    _check_patch(grid, n)
+    reach = _max_radius(grid, n)
+    axes = [
+        np.unique(
+            np.concatenate([np.arange(min(reach + 1, size)), np.arange(max(size - 1 - reach, 0), size)])
+        )
+        for size in grid
+    ]
+    coords = tuple(axis.reshape(-1) for axis in np.meshgrid(*axes, indexing="ij"))
+    return max(int(_pool_sizes(coords, grid, n).max()), 1)
 
 
 def patch_radius(grid: tuple[int, ...], n: int) -> np.ndarray:
@@ -107,7 +152,49 @@ def patch_radius(grid: tuple[int, ...], n: int) -> np.ndarray:
     1 when the 3×3 square suffices (n <= 9 inside the image); for n = 16 on 28×28: 2 inside,
     3 at the corners.
     """
-    return _patch_plan(tuple(grid), n)[3]
+    grid = tuple(int(v) for v in grid)
+    _check_patch(grid, n)
+    coords = np.unravel_index(np.arange(math.prod(grid), dtype=np.int64), grid)
+    return _plan(tuple(coords), grid, n)[3]
+
+
+def box_size(grid: tuple[int, ...], n: int) -> int:
+    """Candidate sites examined per centre at most: the box of the largest patch radius."""
+    grid = tuple(int(v) for v in grid)
+    _check_patch(grid, n)
+    reach = _max_radius(grid, n)
+    return math.prod(2 * min(reach, size - 1) + 1 for size in grid)
+
+
+def _box(grid: tuple[int, ...], radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets of the box of ``radius`` (clipped per axis to the grid's extent), in row-major
+    order, ``(K, dims)``, and their Chebyshev lengths ``(K,)``."""
+    spans = [np.arange(-min(radius, size - 1), min(radius, size - 1) + 1) for size in grid]
+    offsets = np.stack([axis.reshape(-1) for axis in np.meshgrid(*spans, indexing="ij")], axis=1)
+    return offsets, np.abs(offsets).max(axis=1)
+
+
+def _candidates(
+    coords: np.ndarray, grid: tuple[int, ...], offsets: np.ndarray, keep: np.ndarray, width: int
+) -> np.ndarray:
+    """For centres ``coords`` ``(m, dims)``: the sites at ``offsets`` where ``keep`` holds and
+    which lie inside the grid, as flat indices in ascending order, left-aligned in an
+    ``(m, width)`` table padded with -1."""
+    m = coords.shape[0]
+    offsets = offsets[keep]
+    flat = np.zeros((m, offsets.shape[0]), dtype=np.int64)
+    inside = np.ones((m, offsets.shape[0]), dtype=bool)
+    for axis, size in enumerate(grid):
+        x = coords[:, axis, None] + offsets[None, :, axis]
+        inside &= (x >= 0) & (x < size)
+        flat *= size
+        flat += x
+    out = np.full((m, width), -1, dtype=np.int64)
+    # Row-major offsets visit a centre's sites in ascending flat order; keep that order.
+    position = np.cumsum(inside, axis=1) - 1
+    rows = np.broadcast_to(np.arange(m)[:, None], inside.shape)
+    out[rows[inside], position[inside]] = flat[inside]
+    return out
 
 
 def sample_patches(
@@ -116,19 +203,50 @@ def sample_patches(
     """``n`` distinct sites around each centre (the synapse-patch rule of SPEC §3).
 
     Returns an ``(len(centres), n)`` array of flat site indices (row-major, e.g. row·W + col),
-    sorted per row.
+    sorted per row. Around centre ``c`` the 3×3 square is taken whole when it has fewer than
+    ``n`` sites, and the shortfall is drawn without replacement from rings 2, 3, … pooled until
+    the pool is large enough; a square of ``n`` or more sites is itself the pool. Memory and
+    time are linear in ``len(centres) · n`` (times a small factor, the patch's box), whatever
+    the grid's size.
     """
-    centres = np.asarray(centres, dtype=np.int64)
-    taken, pool, draw, _ = _patch_plan(tuple(grid), n)
-    taken_c, pool_c, draw_c = taken[centres], pool[centres], draw[centres]
-    # Draw `draw_c` pool pixels per row without replacement: order the pool by random keys.
-    keys = rng.random(pool_c.shape)
-    keys[pool_c < 0] = 2.0
-    shuffled = np.take_along_axis(pool_c, np.argsort(keys, axis=1), axis=1)
-    chosen = np.arange(shuffled.shape[1]) < draw_c[:, None]
-    candidates = np.concatenate([taken_c, shuffled], axis=1)
-    valid = np.concatenate([taken_c >= 0, chosen], axis=1)
-    return np.sort(candidates[valid].reshape(len(centres), n), axis=1)
+    grid = tuple(int(v) for v in grid)
+    _check_patch(grid, n)
+    centres = np.asarray(centres, dtype=np.int64).reshape(-1)
+    if centres.size and (centres.min() < 0 or centres.max() >= math.prod(grid)):
+        raise ValueError(f"patch centres must be sites of the {'×'.join(map(str, grid))} grid")
+    width = pool_width(grid, n)
+    out = np.empty((centres.size, n), dtype=np.int64)
+    step = max(1, _CHUNK_PAIRS // max(box_size(grid, n), width))
+    for start in range(0, centres.size, step):
+        chunk = centres[start : start + step]
+        out[start : start + chunk.size] = _sample_chunk(rng, grid, chunk, n, width)
+    return out
+
+
+def _sample_chunk(
+    rng: np.random.Generator, grid: tuple[int, ...], centres: np.ndarray, n: int, width: int
+) -> np.ndarray:
+    """:func:`sample_patches` for one run of centres; draws ``(len(centres), width)`` keys."""
+    coords = np.stack(np.unravel_index(centres, grid), axis=1).astype(np.int64)
+    _, big, draw, radius = _plan(tuple(coords.T), grid, n)
+    pool = np.full((centres.size, width), -1, dtype=np.int64)
+    taken = np.full((centres.size, 3 ** len(grid)), -1, dtype=np.int64)
+    for r in np.unique(radius):
+        rows = np.nonzero(radius == r)[0]
+        offsets, length = _box(grid, int(r))
+        if r == 1:  # big squares: the square is the pool, nothing is taken outright
+            pool[rows] = _candidates(coords[rows], grid, offsets, length <= 1, width)
+        else:
+            pool[rows] = _candidates(coords[rows], grid, offsets, length >= 2, width)
+            taken[rows] = _candidates(coords[rows], grid, offsets, length <= 1, taken.shape[1])
+    # Draw `draw` pool sites per row without replacement: order the pool by random keys.
+    keys = rng.random(pool.shape)
+    keys[pool < 0] = 2.0
+    shuffled = np.take_along_axis(pool, np.argsort(keys, axis=1), axis=1)
+    chosen = np.arange(width) < draw[:, None]
+    candidates = np.concatenate([taken, shuffled], axis=1)
+    valid = np.concatenate([taken >= 0, chosen], axis=1)
+    return np.sort(candidates[valid].reshape(centres.size, n), axis=1)
 
 
 def as_geometry(shape: InputGeometry | tuple[int, ...]) -> InputGeometry:
