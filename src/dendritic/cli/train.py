@@ -146,7 +146,13 @@ def add_train_parser(sub: Any) -> None:
         "--sequential", action="store_true", help="class-sequential protocol (single-class batches)"
     )
     p.add_argument("--early-stop", action="store_true", help="patience 10 on validation loss, <= 100 epochs")
-    p.add_argument("--limit", type=positive_int, default=None, help="use at most this many training images")
+    p.add_argument(
+        "--limit",
+        type=positive_int,
+        default=None,
+        help="use at most this many training images, validation included (quick runs; the test set "
+        "stays whole)",
+    )
     p.add_argument(
         "--random-mode",
         choices=("exact", "scatter"),
