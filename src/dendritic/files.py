@@ -14,6 +14,7 @@ import json
 import math
 import os
 import secrets
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,13 @@ def sqlite_files(path: PathLike) -> list[Path]:
 
 
 def _writable_folder(folder: Path, what: str) -> None:
-    """``folder`` exists as a writable directory, or can be created inside one."""
+    """``folder`` exists as a writable directory, or can be created inside one.
+
+    Permission bits are not enough: root passes ``os.access`` everywhere, and special
+    filesystems (``/proc``, ``/sys``) refuse new files whatever the bits say. So a hidden empty
+    file is created and removed in the folder (or the nearest existing folder above it), the
+    way :func:`atomic_path` will write there later.
+    """
     probe = folder
     while not probe.exists():
         if probe.parent == probe:
@@ -78,6 +85,15 @@ def _writable_folder(folder: Path, what: str) -> None:
         raise PathError(f"{what}: {probe} is a file, not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise PathError(f"{what}: folder {probe} is not writable")
+    try:
+        handle, name = tempfile.mkstemp(prefix=".dendritic-probe-", suffix=".tmp", dir=probe)
+    except OSError as exc:
+        raise PathError(
+            f"{what}: folder {probe} is not writable (creating a file there fails: {exc.strerror or exc})"
+        ) from None
+    os.close(handle)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
 
 
 def _refuse_protected(target: Path, protected: Iterable[PathLike], what: str) -> None:

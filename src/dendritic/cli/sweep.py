@@ -84,7 +84,15 @@ def add_sweep_parser(sub: Any) -> argparse.ArgumentParser:
     x.add_argument(
         "--address",
         default=None,
-        help="Ray cluster address (auto, ray://host:10001); default: start Ray locally",
+        help="Ray cluster address (auto, host:6379, ray://host:10001); default: start Ray locally",
+    )
+    x.add_argument(
+        "--connect-timeout",
+        metavar="SECONDS",
+        type=float_in(0, 3600, low_open=True),
+        default=None,
+        help="seconds the Ray cluster at --address has to answer before the sweep stops with an "
+        "error (default $DENDRITIC_RAY_CONNECT_TIMEOUT, else 30)",
     )
     x.add_argument(
         "--dry-run",
@@ -289,6 +297,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         check_output_dir(args.checkpoints, option="--checkpoints", protected=store_files(args.store))
     if args.backend == "local" and args.address is not None:
         raise ValueError("--address is for --backend ray")
+    if args.connect_timeout is not None and args.address is None:
+        raise ValueError("--connect-timeout is for joining a Ray cluster: give --backend ray --address")
     from dendritic.store import RunStore
     from dendritic.sweeps.backends import LocalBackend, RayBackend
     from dendritic.sweeps.coordinator import run_sweep
@@ -301,7 +311,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     with RunStore(args.store) as store, bar if bar is not None else contextlib.nullcontext():
         if args.backend == "ray":
             try:
-                backend: Any = RayBackend(args.address, threads=args.threads or 1)
+                backend: Any = RayBackend(
+                    args.address, threads=args.threads or 1, connect_timeout=args.connect_timeout
+                )
             except ImportError as exc:
                 print(f"{PROG}: error: {exc}", file=sys.stderr)
                 return 1

@@ -122,7 +122,13 @@ def add_train_parser(sub: Any) -> None:
         "--sequential", action="store_true", help="class-sequential protocol (single-class batches)"
     )
     p.add_argument("--early-stop", action="store_true", help="patience 10 on validation loss, <= 100 epochs")
-    p.add_argument("--limit", type=positive_int, default=None, help="use at most this many training images")
+    p.add_argument(
+        "--limit",
+        type=positive_int,
+        default=None,
+        help="use at most this many training images, validation included (quick runs; the test set "
+        "stays whole)",
+    )
     p.add_argument("--store", default=None, help="SQLite results store (default runs.db)")
     p.add_argument("--no-store", action="store_true", help="do not record the run")
     p.add_argument("--replace", action="store_true", help="run again even if the store has this run finished")

@@ -12,7 +12,13 @@ layout and Debian's Fashion-MNIST package, and downloaded (checksum-verified, at
 when missing unless ``$DENDRITIC_OFFLINE`` is set. See :mod:`dendritic.data.sources`.
 """
 
-from .errors import CorruptDatasetError, DatasetMismatchError, DatasetNotFoundError, UnsafePickleError
+from .errors import (
+    CorruptDatasetError,
+    DatasetMismatchError,
+    DatasetNotFoundError,
+    EmptySplitError,
+    UnsafePickleError,
+)
 from .loading import RawDataset, clear_cache, load, verify_content
 from .protocol import (
     PreparedData,
@@ -34,6 +40,7 @@ __all__ = [
     "DatasetMismatchError",
     "DatasetInfo",
     "DatasetNotFoundError",
+    "EmptySplitError",
     "PreparedData",
     "RawDataset",
     "RemoteFile",

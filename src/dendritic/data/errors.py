@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from dendritic.errors import DendriticError
 
-__all__ = ["CorruptDatasetError", "DatasetMismatchError", "DatasetNotFoundError", "UnsafePickleError"]
+__all__ = [
+    "CorruptDatasetError",
+    "DatasetMismatchError",
+    "DatasetNotFoundError",
+    "EmptySplitError",
+    "UnsafePickleError",
+]
 
 
 def one_line(text: object) -> str:
@@ -46,3 +52,12 @@ class DatasetMismatchError(CorruptDatasetError):
 
 class UnsafePickleError(CorruptDatasetError):
     """A pickle asked for something outside the tiny whitelist a CIFAR batch needs."""
+
+
+class EmptySplitError(DendriticError, ValueError):
+    """The protocol's settings leave a split with no image (e.g. ``limit=1``: the only image
+    kept goes to validation). Caught when the data is prepared, before any model is built,
+    instead of surfacing later as a numpy reshape or a division by zero."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))

@@ -15,7 +15,6 @@ import functools
 import hashlib
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -99,6 +98,10 @@ def _part_bytes(info: DatasetInfo, where: sources.Located) -> dict[str, tuple[by
 
 
 def _check_pair(info: DatasetInfo, x: np.ndarray, y: np.ndarray, xo: str, yo: str) -> None:
+    if len(x) == 0:  # a valid but empty file would only fail later, far from its name
+        raise CorruptDatasetError(
+            f"{xo} holds no images (zero items): not a usable {info.title} file (damaged or placeholder copy)"
+        )
     if len(x) != len(y):
         raise CorruptDatasetError(f"{xo} holds {len(x)} images but {yo} holds {len(y)} labels")
     if x.shape[1:] != info.input_shape:
@@ -146,13 +149,12 @@ def _decode_idx(
 
 def _decode_cifar(info: DatasetInfo, parts: dict[str, tuple[bytes, str]]) -> tuple[np.ndarray, ...]:
     batches = {role: read_cifar_batch(data, origin=origin) for role, (data, origin) in parts.items()}
+    for role, (x, y) in batches.items():
+        _check_pair(info, x, y, parts[role][1], parts[role][1])
     train_roles = [r for r, _ in info.parts if r != "test_batch"]
     x_train = np.concatenate([batches[r][0] for r in train_roles])
     y_train = np.concatenate([batches[r][1] for r in train_roles])
     x_test, y_test = batches["test_batch"]
-    origin = str(Path(parts["test_batch"][1]).parent)
-    _check_pair(info, x_train, y_train, origin, origin)
-    _check_pair(info, x_test, y_test, origin, origin)
     return x_train, y_train, x_test, y_test
 
 

@@ -8,6 +8,7 @@ test noise are independent draws.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import zlib
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .errors import EmptySplitError
 from .loading import load
 from .registry import DatasetInfo
 
@@ -66,7 +68,7 @@ def to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
         raise TypeError(f"to_float expects uint8 images, got {arr.dtype}")
     if arr.ndim not in (3, 4):
         raise ValueError(f"to_float expects (N, H, W[, C]) images, got shape {arr.shape}")
-    out = arr.reshape(len(arr), -1).astype(np.float32)
+    out = arr.reshape(len(arr), math.prod(arr.shape[1:])).astype(np.float32)  # -1 fails for N = 0
     np.divide(out, np.float32(255.0), out=out)
     return torch.from_numpy(out)
 
@@ -199,6 +201,7 @@ class PreparedData:
     sequential: bool = False
     batch_size: int = 128
     limit: int | None = None
+    test_limit: int | None = None
     sources: tuple[str, ...] = ()
     #: The raw files this data came from, with their digests (recorded with every run).
     provenance: dict | None = None
@@ -235,30 +238,48 @@ def prepare(
     download: bool = True,
     limit: int | None = None,
     batch_size: int = 128,
+    test_limit: int | None = None,
 ) -> PreparedData:
     """Load ``name`` and apply the paper's protocol for one trial.
 
-    1. ``limit`` (quick demos only) keeps a class-stratified subset of at most ``limit``
-       training images and at most ``limit`` test images; the subset depends on ``limit``
-       alone, not on ``seed``, so all trials of a demo see the same images.
+    1. ``limit`` (quick demos only) keeps a class-stratified subset of at most ``limit`` of the
+       dataset's training images, which validation is then taken from; the test set is kept
+       whole, so test accuracy is always over the same images as the paper's. ``test_limit``
+       (None: all) shrinks the test set the same way, where that is wanted explicitly. Subsets
+       depend on the limits alone, not on ``seed``, so all trials of a demo see the same images.
     2. Validation: ``train_val_split`` (seeded shuffle, ``val_fraction`` held out) or, with
        ``sequential=True``, ``sequential_split`` with ``batch_size`` (training set sorted by
        class, never to be shuffled by the trainer).
     3. Pixels scaled to [0, 1] and flattened (``to_float``).
     4. ``sigma > 0``: fixed noise with independent draws for "train", "val" and "test".
+
+    A setting that leaves no image to train on (``limit=1``: its one image is the validation
+    set) raises :class:`~dendritic.data.errors.EmptySplitError` saying which setting and how
+    much is needed.
     """
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0, got {sigma}")
+    for option, value in (("limit", limit), ("test_limit", test_limit)):
+        if value is not None and (
+            type(value) is bool or not isinstance(value, int | np.integer) or value < 1
+        ):
+            raise ValueError(f"{option} must be a positive integer or None, got {value!r}")
     raw = load(name, data_dir=data_dir, download=download)
     pool = np.arange(len(raw.y_train), dtype=np.int64)
     test = np.arange(len(raw.y_test), dtype=np.int64)
     if limit is not None:
         pool = stratified_subset(raw.y_train, limit)
-        test = stratified_subset(raw.y_test, limit)
+    if test_limit is not None:
+        test = stratified_subset(raw.y_test, test_limit)
     if sequential:
         tr, va = sequential_split(raw.y_train[pool], batch_size, seed=seed, val_fraction=val_fraction)
     else:
         tr, va = train_val_split(len(pool), val_fraction, seed=seed)
+    if len(tr) == 0:
+        available = len(raw.y_train)
+        raise EmptySplitError(
+            _no_training_images(raw.info, available, len(pool), len(va), limit, val_fraction)
+        )
     tensors = {}
     for split, images, labels, idx in (
         ("train", raw.x_train, raw.y_train, pool[tr]),
@@ -278,6 +299,19 @@ def prepare(
         sequential=sequential,
         batch_size=batch_size,
         limit=limit,
+        test_limit=test_limit,
         sources=raw.sources,
         provenance=raw.provenance,
     )
+
+
+def _no_training_images(
+    info: DatasetInfo, available: int, kept: int, n_val: int, limit: int | None, val_fraction: float
+) -> str:
+    """Why the training split is empty, and the smallest ``limit`` that would leave one image."""
+    need = next(n for n in itertools.count(kept + 1) if n - _n_val(n, val_fraction) >= 1)
+    if limit is not None and need <= available:
+        source, fix = f"limit {limit} keeps {kept}", f"use a limit of at least {need}"
+    else:
+        source, fix = f"{info.title}'s training files hold {kept}", "the files are too small"
+    return f"no image left to train on: {source} image(s) and validation (val_fraction {val_fraction:g}) takes {n_val}; {fix}"

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CorruptDatasetError, UnsafePickleError
+from .errors import CorruptDatasetError, UnsafePickleError, one_line
 
 __all__ = [
     "CifarUnpickler",
@@ -284,6 +284,22 @@ def _text_key(key: object) -> object:
     return key.decode("latin-1") if isinstance(key, bytes) else key
 
 
+def _integer_labels(labels: list | tuple | np.ndarray, origin: str) -> np.ndarray:
+    """Class indices as int64. Anything but integers is refused: ``np.asarray(..., int64)``
+    alone would truncate 0.5 to class 0 and take ``True`` for class 1 without a word."""
+    if len(labels) == 0:
+        return np.empty(0, dtype=np.int64)
+    try:
+        raw = np.asarray(labels)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CorruptDatasetError(f"{origin}: labels are not integers ({one_line(exc)})") from exc
+    if raw.dtype.kind not in "iu":  # float, bool, str, object (mixed types, huge ints) ...
+        odd = [v for v in raw.ravel().tolist() if type(v) is not int][:1]
+        found = f"{type(odd[0]).__name__} {odd[0]!r}" if odd else "integers beyond 64 bits"
+        raise CorruptDatasetError(f"{origin}: labels must be class numbers (integers), found {found}")
+    return raw.astype(np.int64)  # out-of-range values are named by the loader's range check
+
+
 def read_cifar_batch(
     source: str | os.PathLike[str] | bytes, *, origin: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -313,10 +329,7 @@ def read_cifar_batch(
         raise CorruptDatasetError(f"{origin}: images have {images.shape[1]} values, expected {_CIFAR_PIXELS}")
     if not isinstance(labels, list | tuple | np.ndarray):
         raise CorruptDatasetError(f"{origin}: 'labels' missing or not a list")
-    try:
-        y = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise CorruptDatasetError(f"{origin}: labels are not integers") from exc
+    y = _integer_labels(labels, origin)
     if y.ndim != 1 or len(y) != len(images):
         raise CorruptDatasetError(f"{origin}: {len(images)} images but {y.size} labels")
     x = images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)

@@ -9,12 +9,16 @@ the run it held, and the backend carries on with a fresh worker.
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing as mp
 import os
 import signal
+import socket
 import sys
+import threading
 import time
-from collections.abc import Iterable
+import urllib.parse
+from collections.abc import Iterable, Iterator
 from multiprocessing.connection import wait
 from typing import Any, Protocol
 
@@ -24,6 +28,8 @@ from .worker import Task, run_task, worker_main
 
 __all__ = [
     "RAY_AUTH_HINT",
+    "RAY_CONNECT_TIMEOUT_ENV",
+    "RAY_CONNECT_TIMEOUT_S",
     "RAY_INSTALL_HINT",
     "Backend",
     "BackendError",
@@ -31,6 +37,7 @@ __all__ = [
     "RayBackend",
     "available_cpus",
     "make_backend",
+    "ray_connect_timeout",
 ]
 
 RAY_INSTALL_HINT = "the Ray backend needs Ray: pip install 'dendritic[ray]' (or pip install 'ray[default]')"
@@ -42,8 +49,135 @@ RAY_AUTH_HINT = (
 )
 
 
+#: Seconds a Ray cluster named by an address has to answer before the sweep gives up
+#: (docs/sweeps.md); ``--connect-timeout`` or this variable change it.
+RAY_CONNECT_TIMEOUT_S = 30.0
+RAY_CONNECT_TIMEOUT_ENV = "DENDRITIC_RAY_CONNECT_TIMEOUT"
+#: Largest connection timeout accepted: an hour is already far beyond any cluster's start-up.
+_MAX_CONNECT_TIMEOUT_S = 3600.0
+#: Ray Client's port when a ``ray://`` address names none (``ray start``'s default).
+_RAY_CLIENT_PORT = 10001
+#: What an HTTP/2 client sends first: the fixed preface, then an empty SETTINGS frame.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
 class BackendError(DendriticError, RuntimeError):
     """An executor cannot be used (e.g. a Ray cluster refuses the connection)."""
+
+
+class _ConnectDeadline(BaseException):
+    """Raised by the connection deadline's alarm inside ``ray.init``. A BaseException so that
+    Ray's own retry loops (``except Exception``) cannot swallow it and keep retrying."""
+
+
+def ray_connect_timeout(seconds: float | None = None) -> float:
+    """How long a Ray cluster address may take to answer: ``seconds``, else
+    ``$DENDRITIC_RAY_CONNECT_TIMEOUT``, else 30 s; a value that is not a number of seconds in
+    (0, 3600] is a one-line error."""
+    where = "--connect-timeout"
+    if seconds is None:
+        text = os.environ.get(RAY_CONNECT_TIMEOUT_ENV, "").strip()
+        if not text:
+            return RAY_CONNECT_TIMEOUT_S
+        where = f"${RAY_CONNECT_TIMEOUT_ENV}"
+        try:
+            seconds = float(text)
+        except ValueError:
+            raise BackendError(f"{where} must be a number of seconds, got {text!r}") from None
+    if not (math.isfinite(seconds) and 0 < seconds <= _MAX_CONNECT_TIMEOUT_S):
+        raise BackendError(f"{where} must be in (0, {_MAX_CONNECT_TIMEOUT_S:g}] seconds, got {seconds!r}")
+    return float(seconds)
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """The TCP endpoint an address names (GCS ``host:port`` or Ray Client ``ray://host[:port]``);
+    None where Ray resolves it itself (``auto``, other schemes) or the text is not host:port."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "", address
+    if scheme not in ("", "ray") or rest in ("auto", "local"):
+        return None
+    try:
+        parts = urllib.parse.urlsplit(f"//{rest}")
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is not a number: Ray says so at once
+        return None
+    if port is None and scheme == "ray":
+        port = _RAY_CLIENT_PORT
+    if not host or port is None:
+        return None
+    return host, port
+
+
+def _tls() -> bool:
+    """Whether Ray talks TLS (``RAY_USE_TLS``): its servers then answer a TLS handshake only."""
+    return os.environ.get("RAY_USE_TLS", "").strip().lower() in ("1", "true", "yes")
+
+
+def _http2_problem(sock: socket.socket, deadline: float) -> str | None:
+    """Send HTTP/2's client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS and its
+    client server both are) answers with a SETTINGS frame. None if it does, else what it did."""
+    sock.sendall(_HTTP2_PREFACE)
+    header = b""
+    while len(header) < 9:  # one frame header: length (3), type (1), flags (1), stream (4)
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
+        chunk = sock.recv(9 - len(header))
+        if not chunk:
+            return "it closed the connection without answering like a Ray server (gRPC)"
+        header += chunk
+    return None if header[3] == 0x04 else "it answers, but not like a Ray server (gRPC)"
+
+
+def _probe_cluster(address: str, timeout: float) -> None:
+    """Fail in one line unless something at the address answers like a Ray server (gRPC) within
+    ``timeout``: a refused port fails at once, a silent host or a server of another protocol
+    after ``timeout`` at most. Ray itself would retry such an address for minutes (a GCS
+    address) or half a minute (``ray://``), printing warnings meanwhile."""
+    endpoint = _host_port(address)
+    if endpoint is None:
+        return
+    where = f"the Ray cluster at {address}" + (
+        "" if address.endswith(f":{endpoint[1]}") else f" (port {endpoint[1]})"
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.create_connection(endpoint, timeout=timeout) as sock:
+            problem = None if _tls() else _http2_problem(sock, deadline)
+        if problem is None:
+            return
+    except TimeoutError:
+        problem = f"no answer within {timeout:g} s (--connect-timeout / ${RAY_CONNECT_TIMEOUT_ENV})"
+    except OSError as exc:
+        problem = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+    raise BackendError(
+        f"cannot connect to {where}: {problem}; is Ray running there and is this its address "
+        "(host:6379 or ray://host:10001; `ray status` on the head node shows it)?"
+    )
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Raise :class:`_ConnectDeadline` in this thread after ``seconds`` (SIGALRM; only in the
+    main thread and where no other alarm is set; elsewhere the TCP probe is the only bound)."""
+    usable = (
+        hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+        and signal.getitimer(signal.ITIMER_REAL)[0] == 0
+    )
+    if not usable:
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise _ConnectDeadline
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _ray_token_available() -> bool:
@@ -218,6 +352,11 @@ class RayBackend:
     ``address`` None starts a local Ray instance; ``"auto"`` joins the cluster this node belongs
     to; ``ray://host:10001`` uses Ray Client. At most as many runs are in flight as the cluster
     has CPU slots, so the store's 'running' rows are runs that really run.
+
+    A cluster address must answer within ``connect_timeout`` seconds (None: see
+    :func:`ray_connect_timeout`, 30 s by default), else :class:`BackendError`: a port nobody
+    listens on fails at once, a silent host or a server that is not Ray's after the timeout
+    (plus at most one of Ray's own 5-second connection attempts).
     """
 
     name = "ray"
@@ -229,8 +368,11 @@ class RayBackend:
         threads: int = 1,
         num_cpus: int | None = None,
         slots: int | None = None,
+        connect_timeout: float | None = None,
     ) -> None:
-        if address is not None and address != "local":
+        joining = address is not None and address != "local"
+        timeout = ray_connect_timeout(connect_timeout) if joining else None
+        if joining:
             _follow_ray_start_auth_rule()
         try:
             import ray
@@ -249,7 +391,12 @@ class RayBackend:
             # Workers import dendritic from wherever the driver does (editable installs, tests).
             kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": _python_path()}}
             try:
-                ray.init(**kwargs)
+                if timeout is None:
+                    ray.init(**kwargs)
+                else:
+                    self._join(str(address), kwargs, timeout)
+            except BackendError:
+                raise
             except Exception as exc:
                 if address is None:
                     raise
@@ -264,6 +411,22 @@ class RayBackend:
         self.slots = slots or max(1, cpus // threads)
         self._remote = ray.remote(num_cpus=threads, max_retries=0)(run_task)
         self._pending: dict[Any, Task] = {}
+
+    def _join(self, address: str, kwargs: dict[str, Any], timeout: float) -> None:
+        """``ray.init`` on a cluster address, bounded: a TCP probe first, then a deadline."""
+        started = time.monotonic()
+        _probe_cluster(address, timeout)
+        try:
+            with _deadline(timeout - (time.monotonic() - started)):
+                self._ray.init(**kwargs)
+        except _ConnectDeadline:
+            with contextlib.suppress(Exception):
+                self._ray.shutdown()  # whatever the interrupted connection set up
+            raise BackendError(
+                f"cannot connect to the Ray cluster at {address}: no Ray cluster answered there "
+                f"within {timeout:g} s (--connect-timeout / ${RAY_CONNECT_TIMEOUT_ENV}); is this its "
+                "address (host:6379 or ray://host:10001; `ray status` on the head node shows it)?"
+            ) from None
 
     def submit(self, task: Task) -> None:
         ref = self._remote.remote(task)
@@ -315,10 +478,13 @@ def make_backend(
     workers: int = 1,
     threads: int | None = None,
     address: str | None = None,
+    connect_timeout: float | None = None,
 ) -> Backend:
     """``local`` or ``ray``; a missing Ray is a one-line ImportError telling how to install it."""
     if name == "local":
         return LocalBackend(workers)
     if name == "ray":
-        return RayBackend(address, threads=threads or 1, num_cpus=None, slots=None)
+        return RayBackend(
+            address, threads=threads or 1, num_cpus=None, slots=None, connect_timeout=connect_timeout
+        )
     raise ValueError(f"unknown backend {name!r}; use local or ray")
