@@ -29,7 +29,7 @@ __all__ = ["add_demo_parser", "add_train_parser", "cmd_demo", "cmd_train"]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from dendritic.models.checkpoint import check_target
+    from dendritic.models.checkpoint import check_owner, check_target
     from dendritic.sweeps.grids import experiment_of
     from dendritic.training import TrainConfig, train
 
@@ -50,9 +50,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_data_dir(args)
     path = None if args.no_store else store_path(args)
     if args.checkpoint is not None:  # before any training: a bad path must not cost a run
-        check_target(args.checkpoint, protected=tuple(store_files(path)))
+        # nor may one run's checkpoint replace another's (the file's own run, then the store's)
+        check_target(args.checkpoint, protected=tuple(store_files(path)), config=config.to_dict())
     store = None if path is None else open_store(path)
     try:
+        if args.checkpoint is not None and store is not None:
+            check_owner(args.checkpoint, config.to_dict(), store=store)
         result = train(
             config,
             store=store,
@@ -132,7 +135,12 @@ def add_train_parser(sub: Any) -> None:
     p.add_argument("--store", default=None, help="SQLite results store (default runs.db)")
     p.add_argument("--no-store", action="store_true", help="do not record the run")
     p.add_argument("--replace", action="store_true", help="run again even if the store has this run finished")
-    p.add_argument("--checkpoint", default=None, help="save the trained model here (safetensors + JSON)")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="save the trained model here (safetensors + JSON); refused if another run's checkpoint "
+        "is there (the same config may overwrite its own)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--threads", type=threads_int, default=None, help="CPU threads for PyTorch (1-1024)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

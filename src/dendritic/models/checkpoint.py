@@ -7,14 +7,23 @@ versions, the SHA-256 of the tensor file, and the SHA-256 of the JSON document i
 digests are checked, every size the JSON states is checked against the tensor file's header
 before anything is allocated, and the wiring indices are validated before a kernel sees them.
 A tampered, truncated or oversized checkpoint fails with one clear error.
+
+A checkpoint written by ``dendritic.training.train`` belongs to one run: its JSON names the
+run's store id (``extra.run_id``, when the run is recorded) and its training config
+(``extra.train_config``). :func:`check_owner` refuses, before training, to write one run's
+checkpoint where another run's is (the same config may write its own again: a retry, a
+``--replace``, a resumed sweep); :func:`check_run` (and ``load(path, run=...)``) refuses to
+analyse a checkpoint as a run it does not belong to.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +40,14 @@ from dendritic.wiring.connectivity import Connectivity
 
 __all__ = [
     "CheckpointError",
+    "CheckpointOwnerError",
+    "check_owner",
+    "check_run",
     "check_target",
+    "checkpoint_owner",
     "checkpoint_paths",
+    "describe_config",
+    "free_name",
     "load",
     "load_state",
     "read_metadata",
@@ -55,10 +70,18 @@ MAX_CLASSES = 1_000_000
 MAX_UNITS = 1 << 31
 MAX_INPUTS = 1 << 26
 MAX_LAYERS = 10_000
+#: Numbered names tried by :func:`free_name` (``NAME-2`` ... ``NAME-1000``).
+MAX_VERSIONS = 1000
+
+log = logging.getLogger("dendritic.models")
 
 
 class CheckpointError(DendriticError, ValueError):
     """A checkpoint is missing, tampered with, truncated, oversized or from an unknown format."""
+
+
+class CheckpointOwnerError(CheckpointError):
+    """A checkpoint (or its path) belongs to another run than the one at hand."""
 
 
 def checkpoint_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -74,16 +97,229 @@ def check_target(
     *,
     option: str = "--checkpoint",
     protected: tuple[str | os.PathLike[str], ...] = (),
+    config: Mapping[str, Any] | None = None,
 ) -> Path:
     """Check where a checkpoint will be written, before the training that produces it: a
-    name, a writable folder (created if missing), and neither file one of ``protected``."""
+    name, a writable folder (created if missing), and neither file one of ``protected``.
+    With ``config`` (the training config of the run that will write it), also that no other
+    run's checkpoint is there (:func:`check_owner`)."""
     if path is None or not str(os.fspath(path)).strip():
         raise PathError(f"{option} is empty; give a path such as checkpoints/run1")
     if str(os.fspath(path)).endswith(("/", os.sep)) or Path(path).name in ("", ".", ".."):
         raise PathError(f"{option} {path} names a folder; give a file name inside it, e.g. {path}/run1")
     for target in checkpoint_paths(path):
         check_output_file(target, option=option, protected=protected)
+    if config is not None:
+        check_owner(path, config, option=option)
     return Path(path)
+
+
+# ---------------------------------------------------------------------------- one run per checkpoint
+
+
+def _stem(path: str | os.PathLike[str]) -> Path:
+    """``run7`` for ``run7``, ``run7.json`` and ``run7.safetensors``."""
+    return checkpoint_paths(path)[0].with_suffix("")
+
+
+def checkpoint_owner(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The run the checkpoint at ``path`` says it belongs to: ``{"run_id": int or None,
+    "train_config": dict or None}`` from its ``extra``; None when no readable checkpoint is
+    there or it names no run (a plain :func:`save` of a model)."""
+    json_path = checkpoint_paths(path)[1]
+    if not json_path.is_file():
+        return None
+    try:
+        document = read_json(json_path, limit=MAX_JSON_BYTES)
+    except (PathError, OSError):
+        return None  # not a readable checkpoint: no run to protect (the path checks did the rest)
+    if not isinstance(document, dict) or document.get("format") not in (FORMAT, STATE_FORMAT):
+        return None
+    extra = document.get("extra")
+    if not isinstance(extra, dict):
+        return None
+    run_id = extra.get("run_id")
+    run_id = run_id if isinstance(run_id, int) and not isinstance(run_id, bool) else None
+    config = extra.get("train_config")
+    config = config if isinstance(config, dict) else None
+    if run_id is None and config is None:
+        return None
+    return {"run_id": run_id, "train_config": config}
+
+
+def describe_config(config: Mapping[str, Any] | None) -> str:
+    """A run's config in a few words for messages: ``dANN-LRF on mnist, D=2 S=8 seed 1``."""
+    if not config:
+        return "config unknown"
+    model = config.get("model", config.get("name", "?"))
+    dataset = f" on {config['dataset']}" if "dataset" in config else ""
+    return (
+        f"{model}{dataset}, D={config.get('dendrites', '?')} S={config.get('somata', '?')} "
+        f"seed {config.get('seed', '?')}"
+    )
+
+
+def _same_config(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two training configs are one run's (the store's key: canonical JSON)."""
+    from dendritic.store import StoreError, config_key
+
+    try:
+        return config_key(a) == config_key(b)
+    except StoreError:
+        return dict(a) == dict(b)
+
+
+def _differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
+    """``"; differs in lr, model"`` (at most four fields named), or ``""``."""
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if not keys:
+        return ""
+    more = f" and {len(keys) - 4} more" if len(keys) > 4 else ""
+    return f"; differs in {', '.join(keys[:4])}{more}"
+
+
+def _store_owners(store: Any, path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The runs of ``store`` (a ``RunStore``, or None) that record ``path`` as their checkpoint."""
+    if store is None:
+        return []
+    return list(store.runs_with_checkpoint(path))
+
+
+def _other_owner(path: str | os.PathLike[str], config: Mapping[str, Any], store: Any) -> str | None:
+    """Why ``path`` is another run's checkpoint than the run of ``config``; None if it is free
+    or that run's own (same config)."""
+    owner = checkpoint_owner(path)
+    if owner is not None:
+        theirs = owner["train_config"]
+        if theirs is None or not _same_config(theirs, config):
+            who = "another run" if owner["run_id"] is None else f"run {owner['run_id']}"
+            why = _differences(theirs, config) if theirs is not None else ""
+            return f"holds the checkpoint of {who} ({describe_config(theirs)}{why})"
+    for run in _store_owners(store, path):
+        theirs = run.get("config") or {}
+        if not _same_config(theirs, config):
+            return (
+                f"is the checkpoint of run {run.get('id')} of {getattr(store, 'path', 'the store')} "
+                f"({describe_config(theirs)}{_differences(theirs, config)})"
+            )
+    return None
+
+
+def free_name(path: str | os.PathLike[str], *, store: Any = None) -> Path | None:
+    """The first of ``NAME-2``, ``NAME-3`` ... with neither checkpoint file present and no run of
+    ``store`` recording it; None if all :data:`MAX_VERSIONS` are taken."""
+    stem = _stem(path)
+    for n in range(2, MAX_VERSIONS + 1):
+        candidate = stem.with_name(f"{stem.name}-{n}")
+        if not any(p.exists() for p in checkpoint_paths(candidate)) and not _store_owners(store, candidate):
+            return candidate
+    return None
+
+
+def check_owner(
+    path: str | os.PathLike[str],
+    config: Mapping[str, Any],
+    *,
+    store: Any = None,
+    option: str = "--checkpoint",
+) -> None:
+    """Refuse to write the checkpoint of the run ``config`` (its training config) names at
+    ``path`` when another run owns that path: the checkpoint there names another config (or
+    only a run id), or a run of ``store`` with another config records ``path`` as its checkpoint.
+
+    A checkpoint belongs to one run: overwriting it would make that run's analyses silently
+    describe this one's model. The same config may write its own checkpoint again (a retry, a
+    ``--replace``, a resumed sweep), and a checkpoint that names no run (a plain :func:`save`)
+    may be overwritten as before. The error names the owner and a free name to use instead.
+    """
+    why = _other_owner(path, config, store)
+    if why is None:
+        return
+    free = free_name(path, store=store)
+    hint = f"give a free name such as {free}" if free is not None else "give another name"
+    raise CheckpointOwnerError(
+        f"{option} {path} {why}; a checkpoint belongs to one run, so it is not overwritten: {hint}"
+    )
+
+
+def _unowned(path: str | os.PathLike[str], config: Any) -> str | os.PathLike[str]:
+    """Where :func:`save` writes the checkpoint of training config ``config``: ``path``, or, if
+    another run's checkpoint appeared there while this one trained (two runs given one path at
+    once), the next free numbered name, with a warning (the caller records the path returned)."""
+    if not isinstance(config, Mapping):
+        return path
+    why = _other_owner(path, config, None)
+    if why is None:
+        return path
+    free = free_name(path)
+    if free is None:
+        raise CheckpointOwnerError(f"checkpoint {path} {why}, and no numbered name next to it is free")
+    log.warning("checkpoint %s %s; saving this run's checkpoint as %s instead", path, why, free)
+    return free
+
+
+def _model_fields(model_config: Mapping[str, Any], run_config: Mapping[str, Any]) -> list[str]:
+    """Fields of a run's config that a model's own config (``model.config``) contradicts."""
+    from dendritic.models.variants import resolve_name
+
+    wrong = []
+    name, label = model_config.get("name"), run_config.get("model")
+    if isinstance(name, str) and isinstance(label, str):
+        try:
+            if resolve_name(label)[0].name.lower() != name.lower():
+                wrong.append("model")
+        except ValueError:
+            wrong.append("model")
+    for key in ("dendrites", "somata", "synapses", "layers", "seed", "random_mode"):
+        if key in model_config and key in run_config and model_config[key] != run_config[key]:
+            wrong.append(key)
+    return wrong
+
+
+def _check_run(document: Mapping[str, Any], run: Mapping[str, Any], where: Path) -> str | None:
+    extra = document.get("extra") or {}
+    their_id = extra.get("run_id")
+    their_id = their_id if isinstance(their_id, int) and not isinstance(their_id, bool) else None
+    theirs = extra.get("train_config") if isinstance(extra.get("train_config"), dict) else None
+    run_id, mine = run.get("id"), run.get("config") or {}
+    stem = where.with_suffix("")
+    wrong_id = their_id is not None and run_id is not None and their_id != run_id
+    if theirs is not None:
+        if wrong_id or not _same_config(theirs, mine):
+            who = "another run" if their_id is None else f"run {their_id}"
+            same = "; the same config" if _same_config(theirs, mine) else _differences(theirs, mine)
+            raise CheckpointOwnerError(
+                f"checkpoint {stem} belongs to {who} ({describe_config(theirs)}), not to run {run_id} "
+                f"({describe_config(mine)}{same}): another run wrote over it; train run {run_id} again "
+                "with --replace and a checkpoint name of its own"
+            )
+        return None
+    model_config = document.get("config") or {}
+    wrong = _model_fields(model_config, mine)
+    if wrong_id or wrong:
+        who = "another run" if their_id is None else f"run {their_id}"
+        raise CheckpointOwnerError(
+            f"checkpoint {stem} belongs to {who} ({describe_config(model_config)}), not to run "
+            f"{run_id} ({describe_config(mine)}; differs in {', '.join(wrong) or 'run id'})"
+        )
+    return (
+        f"checkpoint {stem} names no training config (written by save() or an older dendritic): "
+        f"checked against run {run_id} by its model's config only"
+    )
+
+
+def check_run(path: str | os.PathLike[str], run: Mapping[str, Any]) -> str | None:
+    """Check that the checkpoint at ``path`` is run ``run``'s (a store row, as
+    ``RunStore.get_run`` gives it): a :class:`CheckpointOwnerError` naming both runs if the
+    checkpoint names another run id or another training config.
+
+    A checkpoint without a run id (a sweep's, ``train --no-store``'s, or one made before runs
+    were recorded) is matched by its training config alone; one without a training config
+    either (a plain :func:`save`) by its model's config (model, D, S, synapses, layers, seed),
+    and then a note saying so is returned (else None).
+    """
+    document = read_metadata(path)
+    return _check_run(document, run, checkpoint_paths(path)[1])
 
 
 def _sha256(path: Path) -> str:
@@ -107,6 +343,7 @@ def save(model: DendriticNet, path: str | os.PathLike[str], *, extra: dict[str, 
     :class:`CheckpointError` and leaves no partial file.
     """
     check_target(path, option="checkpoint path")
+    path = _unowned(path, (extra or {}).get("train_config"))  # a run's checkpoint is never overwritten
     tensor_path, json_path = checkpoint_paths(path)
     tensors: dict[str, torch.Tensor] = {
         name: param.detach().cpu().contiguous() for name, param in model.named_parameters()
@@ -300,10 +537,18 @@ def _check_sizes(document: dict[str, Any], tensor_path: Path) -> None:
         )
 
 
-def load(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> DendriticNet:
-    """Rebuild the exact model saved by :func:`save` (wiring, weights, config)."""
+def load(
+    path: str | os.PathLike[str],
+    *,
+    map_location: str | torch.device = "cpu",
+    run: Mapping[str, Any] | None = None,
+) -> DendriticNet:
+    """Rebuild the exact model saved by :func:`save` (wiring, weights, config). With ``run`` (a
+    store row), first check that the checkpoint is that run's (:func:`check_run`)."""
     document = read_metadata(path)
     tensor_path, json_path = checkpoint_paths(path)
+    if run is not None:
+        _check_run(document, run, json_path)
     if not tensor_path.is_file():
         raise CheckpointError(f"checkpoint tensors {tensor_path} are missing")
     if _sha256(tensor_path) != document.get("sha256"):

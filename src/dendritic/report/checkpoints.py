@@ -318,15 +318,18 @@ def analyze_run(
     """All SPEC §7 analyses of run ``run_id`` of ``store`` (a :class:`~dendritic.store.RunStore`).
 
     Raises ValueError (one line) when the run has no checkpoint, FileNotFoundError when its
-    checkpoint file is gone; ``RunNotFound`` for an unknown id.
+    checkpoint file is gone; ``RunNotFound`` for an unknown id; ``CheckpointOwnerError`` (a
+    ValueError) naming both runs when the checkpoint is another run's (its run id or training
+    config differ, see :func:`dendritic.models.checkpoint.check_run`).
     """
-    from dendritic.models.checkpoint import load
+    from dendritic.models.checkpoint import check_run, load
 
     run = store.get_run(run_id)
     if run.get("status") != "finished":
         raise ValueError(f"run {run_id} is {run.get('status')}, not finished: nothing to analyse")
     path = resolve_checkpoint(run, getattr(store, "path", None))
-    model = load(path)
+    ownership = check_run(path, run)  # another run's model is never reported under this run's label
+    model = load(path, run=run)
     data = _test_split(run, data_dir, download)
     result = analyze_model(
         model,
@@ -357,6 +360,8 @@ def analyze_run(
         "best_epoch": run.get("best_epoch"),
         "checkpoint": str(path),
     }
+    if ownership is not None:
+        result["notes"].append(ownership)
     stored = run.get("test_accuracy")
     if stored is not None and abs(stored - result["test"]["accuracy"]) > 1e-6:
         result["notes"].append(

@@ -4,8 +4,10 @@ config values."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from .connection import StoreConnection
@@ -26,6 +28,18 @@ def lookup_config(config: Mapping[str, Any], name: str) -> Any:
             return MISSING
         node = node[part]
     return node
+
+
+def _checkpoint_stem(path: Path) -> Path | None:
+    """A checkpoint's name as one absolute path without ``.json`` / ``.safetensors`` (None if
+    the text is no usable path)."""
+    try:
+        path = path.expanduser()
+        if path.suffix in (".json", ".safetensors"):
+            path = path.with_suffix("")
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
 
 
 def _matches(value: Any, wanted: Any) -> bool:
@@ -128,6 +142,22 @@ class StoreQueries(StoreConnection):
                 out.append(run)
                 if limit is not None and len(out) >= limit:
                     break
+        return out
+
+    def runs_with_checkpoint(self, path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+        """Runs that record the checkpoint at ``path`` (either of its two files) as theirs, oldest
+        first: who owns a checkpoint path. A relative recorded path is taken from the working
+        folder, then from the store's folder (as ``dendritic analyze`` resolves it)."""
+        target = _checkpoint_stem(Path(path))
+        base = None if self._memory else Path(self.path).resolve().parent
+        with self._read() as conn:
+            rows = conn.execute("SELECT * FROM runs WHERE checkpoint IS NOT NULL ORDER BY id").fetchall()
+        out = []
+        for row in rows:
+            ref = Path(str(row["checkpoint"]))
+            candidates = [ref] if ref.is_absolute() or base is None else [ref, base / ref]
+            if target is not None and any(_checkpoint_stem(c) == target for c in candidates):
+                out.append(self._run_dict(row))
         return out
 
     def finished_keys(self) -> set[str]:

@@ -469,8 +469,9 @@ class SaveCheckpoint(Callback):
     ) -> None:
         from dendritic.models.checkpoint import check_target
 
-        self.path = check_target(path, protected=tuple(protected))  # before any training
         self.extra = dict(extra or {})
+        # Before any training; never over another run's checkpoint (extra's train_config is this run's).
+        self.path = check_target(path, protected=tuple(protected), config=self.extra.get("train_config"))
 
     def on_fit_end(self, state: FitState, result: FitResult) -> None:
         from pathlib import Path
