@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from dendritic.cli import main
+from dendritic.models import DendriticNet
 from dendritic.models.checkpoint import CheckpointOwnerError, check_run, load, save
 from dendritic.store import RunStore
 from dendritic.training import Callback, TrainConfig, train
@@ -137,7 +138,7 @@ def test_a_checkpoint_that_appears_while_training_is_saved_under_a_free_name(dat
 
     class OtherRunFinishes(Callback):  # the other run writes X while this one trains
         def on_epoch_end(self, state, metrics):
-            model = other.build((1, 28, 28), 10, seed=1)
+            model = DendriticNet(other.model_spec(), (1, 28, 28), 10, seed=1)
             save(model, "X", extra={"run_id": 99, "train_config": other.to_dict()})
 
     caplog.set_level(logging.WARNING, logger="dendritic")
@@ -217,7 +218,7 @@ def test_checkpoints_without_a_run_id_are_matched_by_config(data_dir):
         CheckpointOwnerError, match="belongs to another run .*not to run 2 .*differs in model"
     ):
         check_run("S", runs["vann"])
-    save(lrf.build((1, 28, 28), 10, seed=1), "P")  # no run id, no training config
+    save(DendriticNet(lrf.model_spec(), (1, 28, 28), 10, seed=1), "P")  # no run id, no training config
     note = check_run("P", runs["lrf"])
     assert note is not None and "by its model's config only" in note
     with pytest.raises(CheckpointOwnerError, match="differs in seed"):

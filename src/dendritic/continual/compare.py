@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from dendritic.continual.runner import METRIC_NAMES, PROTOCOL, ContinualConfig, ContinualResult, run_continual
+from dendritic.training.config import test_limit
 
 log = logging.getLogger("dendritic.continual")
 
@@ -263,7 +264,9 @@ def compare(
     def data_for(seed: int) -> Any:
         if seed not in cache:
             cache.clear()  # one seed's data in memory at a time
-            cache[seed] = prepare(base.dataset, seed=seed, data_dir=data_dir, limit=base.limit)
+            cache[seed] = prepare(
+                base.dataset, seed=seed, data_dir=data_dir, limit=base.limit, test_limit=test_limit(base)
+            )
         return cache[seed]
 
     for seed in seed_list:

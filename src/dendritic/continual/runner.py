@@ -69,6 +69,8 @@ class ContinualConfig(ModelSpec):
     limit: int | None = None
     #: Adam's form: "adam-keras" (the paper's code) or "adam-torch"; see training.optim.
     optimizer: str = "adam-keras"
+    #: What ``limit`` shrinks (see ``TrainConfig.limit_scope``); stored runs without it: "train+test".
+    limit_scope: str = "train"
 
     def __post_init__(self) -> None:
         from dendritic.data import canonical_name, get_info
@@ -93,7 +95,9 @@ class ContinualConfig(ModelSpec):
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, defaults resolved, what the store keys the run by (``protocol`` included)."""
-        data = self.paper_dict(asdict(self))
+        from dendritic.training.config import limit_keyed
+
+        data = limit_keyed(self.paper_dict(asdict(self)))
         if self.benchmark != "permuted":
             data.pop("identity_first")
         return {"protocol": PROTOCOL, **data}
@@ -105,9 +109,11 @@ class ContinualConfig(ModelSpec):
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown continual config field(s): {', '.join(unknown)}")
+        from dendritic.training.config import limit_scope_of
         from dendritic.training.optim import optimizer_of
 
-        return cls(**{**data, "optimizer": optimizer_of(data)})  # stored before the field: torch's
+        # stored before the fields: torch's Adam, and a limit that shrank the test set too
+        return cls(**{**data, "optimizer": optimizer_of(data), "limit_scope": limit_scope_of(data)})
 
     def label(self) -> str:
         return f"{self.benchmark}-{self.dataset} {self.scenario}"
@@ -269,8 +275,15 @@ def run_continual(
     dev = resolve_device(device)
     set_threads(threads)
     if data is None:
+        from dendritic.training.config import test_limit
+
         data = prepare(
-            config.dataset, seed=config.seed, data_dir=data_dir, download=download, limit=config.limit
+            config.dataset,
+            seed=config.seed,
+            data_dir=data_dir,
+            download=download,
+            limit=config.limit,
+            test_limit=test_limit(config),
         )
     elif data.name != config.dataset or data.seed != config.seed:
         raise ValueError(

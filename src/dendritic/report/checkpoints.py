@@ -76,6 +76,8 @@ def _test_split(run: Mapping[str, Any], data_dir: Any, download: bool) -> Any:
         download=download,
         limit=cfg.get("limit"),
         batch_size=int(cfg.get("batch_size", 128)),
+        # a limited run stored without a limit_scope was tested on `limit` test images
+        test_limit=cfg.get("limit") if cfg.get("limit_scope", "train+test") == "train+test" else None,
     )
 
 

@@ -142,7 +142,7 @@ def plan(
 
 
 def _data_key(c: TrainConfig) -> tuple[Any, ...]:
-    return (c.dataset, c.sigma, c.sequential, c.seed, c.limit, c.val_fraction)
+    return (c.dataset, c.sigma, c.sequential, c.seed, c.limit, c.limit_scope, c.val_fraction)
 
 
 def _cost(c: TrainConfig) -> float:

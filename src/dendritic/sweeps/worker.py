@@ -63,6 +63,7 @@ def _prepared(config: Any, data_dir: str | None) -> Any:
         config.sequential,
         config.val_fraction,
         config.limit,
+        config.limit_scope,
         config.batch_size if config.sequential else None,  # only the sequential split uses it
         data_dir,
     )

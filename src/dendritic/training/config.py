@@ -9,7 +9,11 @@ from typing import Any
 from dendritic.models.network import MAX_SEED
 from dendritic.models.spec import MAX_COUNT, ModelSpec, check_float, check_int
 
-__all__ = ["MAX_COUNT", "MAX_EARLY_STOP_EPOCHS", "MAX_EPOCHS", "TrainConfig"]
+__all__ = ["LIMIT_SCOPES", "MAX_COUNT", "MAX_EARLY_STOP_EPOCHS", "MAX_EPOCHS", "TrainConfig", "test_limit"]
+
+#: What ``limit`` shrinks: the training images (validation taken from them; the test set whole),
+#: or, as runs recorded before it was a field did, the test set too.
+LIMIT_SCOPES = ("train", "train+test")
 
 #: Early stopping trains for at most this many epochs (SPEC §4).
 MAX_EARLY_STOP_EPOCHS = 100
@@ -41,6 +45,8 @@ class TrainConfig(ModelSpec):
     limit: int | None = None
     #: Adam's form: "adam-keras" (the paper's code) or "adam-torch"; see training.optim.
     optimizer: str = "adam-keras"
+    #: What ``limit`` shrinks (:data:`LIMIT_SCOPES`); runs stored before the field: "train+test".
+    limit_scope: str = "train"
 
     def __post_init__(self) -> None:
         super().__post_init__()  # the model's fields
@@ -70,7 +76,7 @@ class TrainConfig(ModelSpec):
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with ``epochs`` resolved: what the results store keys runs by. Options
         beyond the paper are left out at their paper values (``ModelSpec.paper_dict``)."""
-        data = self.paper_dict(asdict(self))
+        data = limit_keyed(self.paper_dict(asdict(self)))
         data["epochs"] = self.resolved_epochs()
         return data
 
@@ -83,7 +89,7 @@ class TrainConfig(ModelSpec):
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown config field(s): {', '.join(unknown)}")
-        return cls(**{**data, "optimizer": optimizer_of(data)})
+        return cls(**{**data, "optimizer": optimizer_of(data), "limit_scope": limit_scope_of(data)})
 
 
 def check_protocol(config: Any) -> None:
@@ -98,3 +104,29 @@ def check_protocol(config: Any) -> None:
     from dendritic.training.optim import form_of
 
     form_of(config.optimizer)  # an unknown name is a one-line error listing the valid ones
+    if config.limit_scope not in LIMIT_SCOPES:
+        raise ValueError(
+            f"unknown limit_scope {config.limit_scope!r}; choose one of {', '.join(LIMIT_SCOPES)}"
+        )
+
+
+def limit_keyed(data: dict[str, Any]) -> dict[str, Any]:
+    """A config dict as the store keys it: ``limit_scope`` only where it tells runs apart (a limit
+    that spares the test set), so unlimited runs and runs of before the field keep their keys."""
+    if data.get("limit") is None or data.get("limit_scope") == "train+test":
+        data.pop("limit_scope", None)
+    return data
+
+
+def limit_scope_of(data: dict[str, Any]) -> str:
+    """The ``limit_scope`` of a stored config: a limited run stored without one shrank the test
+    set too (``"train+test"``)."""
+    scope = data.get("limit_scope")
+    if isinstance(scope, str):
+        return scope
+    return "train+test" if data.get("limit") is not None else "train"
+
+
+def test_limit(config: Any) -> int | None:
+    """How many test images a config's run is evaluated on (None: all)."""
+    return config.limit if config.limit is not None and config.limit_scope == "train+test" else None

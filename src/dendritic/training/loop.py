@@ -19,7 +19,7 @@ import torch
 from dendritic.models import count_parameters, paper_parameter_count
 from dendritic.models.network import DendriticNet
 from dendritic.models.spec import ModelSpec
-from dendritic.training.config import TrainConfig
+from dendritic.training.config import TrainConfig, test_limit
 from dendritic.training.engine import (
     batch_order,
     eval_batch_size,
@@ -118,6 +118,7 @@ def data_for(
         download=download,
         limit=config.limit,
         batch_size=config.batch_size,
+        test_limit=test_limit(config),
     )
 
 
