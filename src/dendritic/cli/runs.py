@@ -44,6 +44,13 @@ RUN_COLUMNS = [
 ]
 
 
+def _warn(problems: list[str | None]) -> None:
+    """Damaged values the command read past: one warning line each, on stderr."""
+    for problem in problems:
+        if problem:
+            print(f"{PROG}: warning: {problem}", file=sys.stderr)
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     outputs: list[Path] = []
     if args.runs_command == "export":  # every output checked before anything is written
@@ -72,17 +79,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
                 print(f"no runs in {args.store}")
                 return 0
             print(_format_table(rows, RUN_COLUMNS))
-            for row in rows:
-                if row.get("problem"):
-                    print(f"{PROG}: warning: {row['problem']}", file=sys.stderr)
+            _warn([row.get("problem") for row in rows])
         elif args.runs_command == "show":
             run = store.get_run(args.run_id)
             run["epochs"] = store.epochs(args.run_id)
             print(json.dumps(run, indent=2, default=str))
+            _warn([run.get("problem"), *(e.get("problem") for e in run["epochs"])])
         elif args.runs_command == "export":
-            print(f"wrote {store.export_runs(outputs[0], args.format)}")
-            if args.epochs:
-                print(f"wrote {store.export_epochs(outputs[1], args.format)}")
+            # Both tables from one snapshot, written together: never the runs file alone.
+            result = store.export(outputs[0], args.format, epochs_path=outputs[1] if args.epochs else None)
+            for path in result.paths:
+                print(f"wrote {path}")
+            _warn([f"{problem} (exported empty)" for problem in result.problems])
     finally:
         store.close()
     return 0

@@ -236,6 +236,7 @@ def build_report(
             content.notes = list(result.notes)
             content.dataset = result.dataset
     runs = load_runs(store, optimizer=optimizer)
+    content.notes += [note for note in runs.damaged_notes() if note not in content.notes]
     from dendritic.figures.specs import FigureInputs
 
     by_dataset = FigureInputs(runs, None, on=on).by_dataset
@@ -243,11 +244,12 @@ def build_report(
     for table in content.tables:
         table.note = f"{table.note} {runs.optimizer_note()}".strip()
     every = store.list_runs()
-    content.continual = _continual_sections([r for r in every if r.get("status") == "finished"])
+    sound = [r for r in every if not r.get("problem")]  # damaged runs: named in the notes above
+    content.continual = _continual_sections([r for r in sound if r.get("status") == "finished"])
     page = render_report(
         content,
         counts=run_counts(every),
-        others=other_runs(every),
+        others=other_runs(sound),
         store_path=str(getattr(store, "path", "")),
         on=on,
         finished=len(runs.runs),

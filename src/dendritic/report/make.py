@@ -118,6 +118,7 @@ def make_figures(
     result = FiguresResult()
     runs = load_runs(store, optimizer=optimizer)
     result.optimizer = runs.optimizer
+    result.notes += runs.damaged_notes()
     if runs.left_out:
         result.notes.append(runs.optimizer_note())
     primary = primary_dataset(runs, dataset)

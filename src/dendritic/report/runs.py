@@ -86,13 +86,20 @@ OPTIMIZER_LABELS = {"adam-keras": "Keras's Adam, as the paper's code", "adam-tor
 @dataclass
 class StoreRuns:
     """Finished runs of a store trained with one optimizer, with validation metrics attached,
-    split by experiment. ``left_out`` counts the finished runs of other optimizers."""
+    split by experiment. ``left_out`` counts the finished runs of other optimizers; ``damaged``
+    names the finished runs left out because a stored value of theirs (or of an epoch) is
+    damaged, one line each (run, epoch, field)."""
 
     runs: list[dict[str, Any]]
     epochs_of: Callable[[Mapping[str, Any]], list[dict[str, Any]]]
     by_experiment: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     optimizer: str = "adam-keras"
     left_out: dict[str, int] = field(default_factory=dict)
+    damaged: list[str] = field(default_factory=list)
+
+    def damaged_notes(self) -> list[str]:
+        """One note per damaged run the figures and tables leave out."""
+        return [f"left out: {problem}" for problem in self.damaged]
 
     def optimizer_note(self) -> str:
         """One sentence for tables and reports: which optimizer's runs they show, what is left out."""
@@ -132,7 +139,8 @@ def load_runs(store: Any, *, models: Iterable[str] | None = None, optimizer: str
     Only runs of one optimizer are kept, so results of Keras's and torch's Adam never mix:
     ``optimizer``, or by default Keras's (the paper's) if the store has any, else torch's (runs
     recorded before the optimizer was a config field used torch's). Epoch rows are read once and
-    cached, so learning curves reuse them.
+    cached, so learning curves reuse them. Runs with a damaged stored value (their own or an
+    epoch's) are left out and listed in ``damaged``.
     """
     from collections import Counter
 
@@ -149,9 +157,19 @@ def load_runs(store: Any, *, models: Iterable[str] | None = None, optimizer: str
         return cache[run_id]
 
     wanted = None if models is None else set(models)
-    finished = [r for r in store.list_runs(status="finished") if wanted is None or r.get("model") in wanted]
+    finished, damaged = [], []
+    for run in store.list_runs(status="finished"):
+        if wanted is not None and run.get("model") not in wanted:
+            continue
+        # A damaged value must not stop (or silently skew) a report: the run is left out, named.
+        problems = [run.get("problem"), *(e.get("problem") for e in epochs_of(run))]
+        problems = [p for p in problems if p]
+        if problems:
+            damaged.append("; ".join(problems))
+        else:
+            finished.append(run)
     forms = Counter(optimizer_of(r.get("config") or {}) for r in finished)
     chosen = optimizer or ("adam-keras" if forms.get("adam-keras") else "adam-torch")
     runs = [_with_val(r, epochs_of(r)) for r in finished if optimizer_of(r.get("config") or {}) == chosen]
     left_out = {name: count for name, count in forms.items() if name != chosen}
-    return StoreRuns(runs=runs, epochs_of=epochs_of, optimizer=chosen, left_out=left_out)
+    return StoreRuns(runs=runs, epochs_of=epochs_of, optimizer=chosen, left_out=left_out, damaged=damaged)

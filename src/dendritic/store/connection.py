@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -25,6 +26,24 @@ from .schema import APPLICATION_ID, RUN_COLUMNS, SCHEMA_VERSION, create_schema, 
 from .values import RunNotFound, StoreError, one_line
 
 DEFAULT_FILENAME = "runs.db"
+
+log = logging.getLogger(__name__)
+
+#: Bytes SQLite must be able to add beside a WAL-mode store to read it (its WAL index, the -shm
+#: file, is 32 KiB); below twice that a filesystem counts as full for a reader.
+_FULL_BELOW = 64 << 10
+#: Columns the store only ever writes numbers (or NULL) into; anything else there is damage.
+_NUMBER_COLUMNS = (
+    "wall_seconds",
+    "test_accuracy",
+    "test_loss",
+    "attempts",
+    "pid",
+    "trainable_params",
+    "paper_params",
+    "best_epoch",
+    "epochs_run",
+)
 
 # Connections inherited through fork(): kept referenced so they are never closed in the child
 # (closing a parent's SQLite connection in a child can disturb the parent's locks and WAL).
@@ -55,6 +74,8 @@ class StoreConnection:
         self._host = socket.gethostname()
         self._lock = threading.RLock()
         self._t0: dict[int, float] = {}
+        #: Attempt number of each run this object started (see StoreWriter._owned_by_another).
+        self._owned: dict[int, int] = {}
         self._closed = False
         self._conn: sqlite3.Connection | None = None
         self._conn_pid = os.getpid()
@@ -81,15 +102,40 @@ class StoreConnection:
                 raise StoreError(f"cannot open run store {path}: not a file")
         if not self.readonly or self._memory:
             return self._connect(str(path), uri=False)
+        uri = path.resolve().as_uri()
+        if _needs_wal_index(path) and _free_bytes(path.parent) < _FULL_BELOW:
+            return self._open_on_full_disk(uri)  # SQLite would fail creating its WAL index
         try:
-            return self._connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            return self._connect(f"{uri}?mode=ro", uri=True)
+        except _DiskFull:
+            return self._open_on_full_disk(uri)
         except StoreError as exc:
             # On read-only media SQLite cannot create the WAL index (-shm) a WAL-mode file needs
             # even for reading; nobody can write such a file, so reading it as immutable is safe.
             if "unable to open" not in str(exc) and "readonly" not in str(exc):
                 raise
         self.immutable = True
-        return self._connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)
+        return self._connect(f"{uri}?immutable=1", uri=True)
+
+    def _open_on_full_disk(self, uri: str) -> sqlite3.Connection:
+        """Read a store on a full disk without writing beside it, or say that the disk is full.
+
+        A reader of a WAL-mode file needs SQLite's WAL index (the -shm file) and fails with
+        "disk I/O error" when it cannot create or grow it. When the write-ahead log holds no
+        changes, the database file alone is the whole store, and no writer can add any on a
+        full disk, so reading it as immutable is exact. Otherwise the log must be read through
+        the index: then the one-line error says the disk is full.
+        """
+        free = _free_bytes(self.path.parent)
+        if _wal_has_changes(self.path):
+            raise StoreError(
+                f"cannot read run store {self.path}: the disk holding it is full ({free:,} bytes "
+                "free) and SQLite needs about 32 KiB there to read the recent changes in its "
+                "write-ahead log; free some space and try again"
+            )
+        log.warning("run store %s: the disk holding it is full; reading it as a snapshot", self.path)
+        self.immutable = True
+        return self._connect(f"{uri}?immutable=1", uri=True)
 
     def _connect(self, target: str, *, uri: bool) -> sqlite3.Connection:
         path = self.path
@@ -109,6 +155,8 @@ class StoreConnection:
             text = str(exc)
             if "not a database" in text or "malformed" in text:
                 text = f"not a SQLite run store ({text})"
+            elif _io_error(exc) and not self._memory and _free_bytes(path.parent) < _FULL_BELOW:
+                raise _DiskFull(f"cannot open run store {path}: the disk holding it is full") from None
             raise StoreError(f"cannot open run store {path}: {text}") from None
         return conn
 
@@ -125,6 +173,11 @@ class StoreConnection:
                 f"{self.path} uses run-store schema v{version}, newer than this dendritic "
                 f"understands (v{SCHEMA_VERSION}); upgrade dendritic to read it"
             )
+        # Is it a run store (or an empty file to make one)? Asked before anything is written, so
+        # a file that is not one is refused untouched (not even switched to WAL mode).
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if (version > 0 and not {"runs", "epochs"} <= tables) or (version == 0 and tables):
+            raise StoreError(f"{self.path} is a SQLite database but not a run store")
         if not self.readonly:
             # WAL: readers never block the writer nor see half-written transactions. NORMAL sync
             # is crash-safe in WAL mode (a power cut may lose only the last commits).
@@ -233,8 +286,11 @@ class StoreConnection:
         """'running' rows whose process is gone on this host read as 'interrupted'."""
         status = row["status"]
         if status != "running" or row["host"] != self._host:
-            return status
-        return "running" if pid_alive(row["pid"], row["pid_start"]) else "interrupted"
+            return str(status)
+        pid, start = row["pid"], row["pid_start"]
+        if not isinstance(pid, int) or not (start is None or isinstance(start, str)):
+            return "running"  # a damaged pid cannot be checked; never declared dead on a guess
+        return "running" if pid_alive(pid, start) else "interrupted"
 
     def _run_dict(self, row: sqlite3.Row) -> dict[str, Any]:
         """A row as a dict, JSON decoded. A damaged value never hides the run: it reads as empty
@@ -252,12 +308,14 @@ class StoreConnection:
             except (TypeError, ValueError) as exc:
                 out[name] = empty
                 problems.append(f"its stored {name} is not valid JSON ({one_line(exc)})")
-        if not isinstance(out["config"], dict):
-            out["config"] = {}
-            problems.append("its stored config is not a JSON object")
+        for name in ("config", "extra"):
+            if not isinstance(out[name], dict):
+                out[name] = {}
+                problems.append(f"its stored {name} is not a JSON object")
+        problems += damaged_values(out, _NUMBER_COLUMNS)
         out["problem"] = f"run {out['id']}: " + "; ".join(problems) if problems else None
         out["stored_status"] = out["status"]
-        out["status"] = self._effective_status(row)
+        out["status"] = self._effective_status(out)
         return out
 
     @staticmethod
@@ -288,3 +346,71 @@ class StoreConnection:
         from dendritic.files import sqlite_files
 
         return [] if self._memory else sqlite_files(self.path)
+
+
+# ---------------------------------------------------------------------------- damaged values
+
+
+def damaged_values(row: dict[str, Any], numbers: tuple[str, ...]) -> list[str]:
+    """Blank the values of ``row`` that the store never writes (text or bytes in a number
+    column, bytes anywhere) and say what each was, so one bad cell never fails a whole read."""
+    problems = []
+    for name, value in row.items():
+        if isinstance(value, bytes):
+            row[name] = None
+            problems.append(f"its stored {name} is binary data ({len(value)} bytes), not a value")
+        elif name in numbers and value is not None and not isinstance(value, (int, float)):
+            row[name] = None
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            problems.append(f"its stored {name} is not a number ({shown})")
+    return problems
+
+
+# ---------------------------------------------------------------------------- full disks
+
+
+class _DiskFull(StoreError):
+    """SQLite failed to write beside a store (its WAL index) because the disk is full."""
+
+
+def _io_error(exc: sqlite3.Error) -> bool:
+    """An I/O or disk-full error (SQLite says only "disk I/O error"; Python >= 3.11 names it)."""
+    name = getattr(exc, "sqlite_errorname", None)
+    if name is not None:
+        return str(name).startswith(("SQLITE_IOERR", "SQLITE_FULL"))
+    text = str(exc)
+    return "disk I/O error" in text or "disk is full" in text
+
+
+def _free_bytes(folder: Path) -> int:
+    """Bytes this process may still write in ``folder``'s filesystem (unknown: plenty)."""
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):  # no statvfs (Windows) or no folder
+        return 1 << 62
+    blocks = st.f_bfree if hasattr(os, "geteuid") and os.geteuid() == 0 else st.f_bavail
+    return int(blocks * st.f_frsize)
+
+
+def _needs_wal_index(path: Path) -> bool:
+    """Whether reading ``path`` makes SQLite create its WAL index: a WAL-mode file (header bytes
+    18-19 are 2) whose -shm file does not exist yet (nobody has the store open)."""
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(20)
+    except OSError:
+        return False
+    if len(header) < 20 or header[18:20] != b"\x02\x02":
+        return False
+    return not path.with_name(path.name + "-shm").exists()
+
+
+def _wal_has_changes(path: Path) -> bool:
+    """Whether the store's write-ahead log may hold changes not yet in the database file (a
+    missing or empty -wal file holds none)."""
+    try:
+        return path.with_name(path.name + "-wal").stat().st_size > 0
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True

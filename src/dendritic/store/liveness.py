@@ -1,10 +1,21 @@
 """Whether the process that started a run is still alive (pid and its start time, so a reused
-pid is never mistaken for the original process)."""
+pid is never mistaken for the original process), and the lease of runs of other hosts.
+
+A run is owned by the process that started it. On its own host that process is alive or not
+(its pid and start time say). On another host it cannot be checked: it holds the run while its
+heartbeat is younger than :data:`LEASE_SECONDS`, and nobody may take the run over before.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+from datetime import datetime
+
+#: Seconds a run of another host stays owned by its process after its last heartbeat (an epoch
+#: logged, or a sweep coordinator's heartbeat every minute). ``replace=True`` (``--replace``)
+#: takes over such a run only after this long (the span ``sweep --reclaim`` waits too).
+LEASE_SECONDS = 300.0
 
 
 def process_start_token(pid: int) -> str | None:
@@ -74,3 +85,15 @@ def pid_alive(pid: int | None, start_token: str | None = None) -> bool:
         if now is not None and now != start_token:
             return False  # the pid was reused by a newer process
     return True
+
+
+def lease_age(heartbeat: datetime | None, now: datetime) -> float | None:
+    """Seconds since a run's last heartbeat (None when it has none, e.g. a damaged stamp)."""
+    if heartbeat is None:
+        return None
+    return max(0.0, (now - heartbeat).total_seconds())
+
+
+def lease_expired(age: float | None, lease: float = LEASE_SECONDS) -> bool:
+    """Whether a run of another host has been silent longer than its lease (unknown: no)."""
+    return age is not None and age > lease

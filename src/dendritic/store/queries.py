@@ -10,9 +10,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .connection import StoreConnection
-from .schema import RUN_STATUSES
-from .values import StoreError, config_key
+from .connection import StoreConnection, damaged_values
+from .schema import EPOCH_METRICS, RUN_STATUSES
+from .values import StoreError, config_key, one_line
 
 _ANY_OF = (tuple, set, frozenset)
 MISSING = object()
@@ -59,7 +59,10 @@ class StoreQueries(StoreConnection):
             return self._run_dict(self._row(conn, run_id))
 
     def epochs(self, run_id: int) -> list[dict[str, Any]]:
-        """Per-epoch metrics of a run, in epoch order (extra metrics merged in)."""
+        """Per-epoch metrics of a run, in epoch order (extra metrics merged in).
+
+        A damaged epoch (its extra not JSON, text in a metric) reads with that value left out
+        and a ``problem`` key naming the run, epoch and field."""
         with self._read() as conn:
             self._row(conn, run_id)
             rows = conn.execute("SELECT * FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)).fetchall()
@@ -68,9 +71,21 @@ class StoreQueries(StoreConnection):
     @staticmethod
     def _epoch_dict(row: sqlite3.Row) -> dict[str, Any]:
         out = dict(row)
+        problems = damaged_values(out, ("epoch", *EPOCH_METRICS))
         extra = out.pop("extra")
         if extra:
-            out.update(json.loads(extra))
+            try:
+                value = json.loads(extra)
+            except (TypeError, ValueError) as exc:
+                problems.append(f"its stored extra is not valid JSON ({one_line(exc)})")
+            else:
+                if isinstance(value, dict):
+                    for name, metric in value.items():
+                        out.setdefault(name, metric)  # never over the row's own columns
+                else:
+                    problems.append("its stored extra is not a JSON object")
+        if problems:
+            out["problem"] = f"run {out['run_id']} epoch {out['epoch']}: " + "; ".join(problems)
         return out
 
     def find(self, key: str | Mapping[str, Any]) -> dict[str, Any] | None:

@@ -1,6 +1,12 @@
 """Writing the run store: starting, logging, finishing and failing runs, each in one short
 transaction, so a killed process leaves the whole row or none of it and never loses a finished
-result (a replacement takes the old result's place only when it finishes)."""
+result (a replacement takes the old result's place only when it finishes).
+
+One writer per run: a run is written only by the process that started it. Nobody takes over a
+run whose process is alive (on this host by its pid, on another by its heartbeat lease, see
+:mod:`.liveness`); and a process whose run was taken over anyway (a lease that ran out while it
+was stalled) finds out at its next write, which is refused, so two processes never mix their
+epochs and results in one row."""
 
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from .connection import StoreConnection
-from .liveness import process_start_token
+from .liveness import LEASE_SECONDS, lease_age, lease_expired, process_start_token
 from .schema import DENORMALISED, EPOCH_METRICS, FINAL_COLUMNS, META_COLUMNS
 from .values import (
     StoreError,
@@ -74,6 +80,19 @@ def _denormalise(config: Mapping[str, Any]) -> dict[str, Any]:
                 out[column] = value
                 break
     return out
+
+
+def _stored_object(text: str | None, what: str) -> dict[str, Any]:
+    """A stored ``extra`` as a dict to merge into; damaged text is refused, never overwritten."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"{what}: its stored extra is not valid JSON ({one_line(exc)})") from None
+    if not isinstance(value, dict):
+        raise StoreError(f"{what}: its stored extra is not a JSON object")
+    return value
 
 
 def _seconds_between(start: str | None, end: str | None) -> float | None:
@@ -150,10 +169,14 @@ class StoreWriter(StoreConnection):
 
         The run is identified by :func:`config_key`. A run that exists but did not finish
         (failed, interrupted) is retried in the same row: its epochs and error are cleared.
-        A finished run raises :class:`StoreError` unless ``replace=True``; so does one that is
-        still running in another live process. ``meta`` sets host, pid, device, versions,
-        trainable_params, paper_params, checkpoint, data and experiment (the sweep the run is
-        made for, see :func:`dendritic.sweeps.experiment_of`); other meta keys go to ``extra``.
+        A finished run raises :class:`StoreError` unless ``replace=True``. A run still running
+        in another live process is never taken over, not even with ``replace=True``: on this
+        host its pid must be gone; a run of another host may be taken over with ``replace=True``
+        once its heartbeat is older than :data:`~dendritic.store.liveness.LEASE_SECONDS` (the
+        process that had it is then refused at its next write). ``meta`` sets host, pid,
+        device, versions, trainable_params, paper_params, checkpoint, data and experiment (the
+        sweep the run is made for, see :func:`dendritic.sweeps.experiment_of`); other meta keys
+        go to ``extra``.
 
         Replacing a finished run never loses it: the new attempt runs in a row of its own (key
         ``KEY:replace``) and takes the old row's place only when :meth:`finish_run` records its
@@ -174,10 +197,13 @@ class StoreWriter(StoreConnection):
                         f"run {row['id']} (key {key}) already finished; run it again with --replace "
                         "(replace=True), which keeps this result until the new run finishes"
                     )
-                run_id = self._start_attempt(conn, f"{key}{_REPLACING}", text, values, now, takeover=True)
+                run_id, attempt = self._start_attempt(
+                    conn, f"{key}{_REPLACING}", text, values, now, takeover=True
+                )
             else:
-                run_id = self._start_attempt(conn, key, text, values, now, takeover=replace, row=row)
+                run_id, attempt = self._start_attempt(conn, key, text, values, now, takeover=replace, row=row)
         self._t0[run_id] = time.monotonic()
+        self._owned[run_id] = attempt
         return run_id
 
     @staticmethod
@@ -198,8 +224,9 @@ class StoreWriter(StoreConnection):
         *,
         takeover: bool,
         row: sqlite3.Row | None = None,
-    ) -> int:
-        """Start (or restart, in the same row) the unfinished run of ``key``; returns its id."""
+    ) -> tuple[int, int]:
+        """Start (or restart, in the same row) the unfinished run of ``key``; returns its id and
+        attempt number (what tells this process's writes from those of a later owner's)."""
         if row is None:
             row = conn.execute("SELECT * FROM runs WHERE key = ?", (key,)).fetchone()
         if row is None:
@@ -210,15 +237,12 @@ class StoreWriter(StoreConnection):
                 f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", params
             )
             assert cur.lastrowid is not None  # an INSERT's rowid
-            return int(cur.lastrowid)
+            return int(cur.lastrowid), 1
         run_id = int(row["id"])
         self._check_same_config(row, key, text)
         mine = row["host"] == self._host and row["pid"] == os.getpid()
-        if not takeover and self._effective_status(row) == "running" and not mine:
-            raise StoreError(
-                f"run {run_id} (key {key}) is still running (pid {row['pid']} on "
-                f"{row['host']}); run it with --replace (replace=True) to take it over"
-            )
+        if row["status"] == "running" and not mine:
+            self._refuse_live(row, key, takeover=takeover)
         conn.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
         reset = {
             **values,
@@ -238,7 +262,48 @@ class StoreWriter(StoreConnection):
             f"UPDATE runs SET {assignments}, attempts = attempts + 1 WHERE id = ?",
             [*reset.values(), run_id],
         )
-        return run_id
+        attempts = conn.execute("SELECT attempts FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+        return run_id, int(attempts)
+
+    def _refuse_live(self, row: sqlite3.Row, key: str, *, takeover: bool) -> None:
+        """Raise unless the 'running' ``row`` may be started again: its process is gone (this
+        host), or, with ``takeover``, its lease ran out (another host). A live run is never
+        taken over, so the message never offers --replace for one."""
+        run = f"run {row['id']} (key {key})"
+        if row["host"] == self._host:
+            if self._effective_status(row) == "running":
+                raise StoreError(
+                    f"{run} is still running in process {row['pid']} on this host; wait for it to "
+                    "finish or stop that process first (--replace never takes over a live run)"
+                )
+            return  # its process is gone: retried in the same row
+        age = lease_age(parse_time(row["heartbeat_at"] or row["started_at"]), datetime.now(timezone.utc))
+        beat = "no heartbeat" if age is None else f"last heartbeat {age:.0f} s ago"
+        where = f"on host {row['host']} (pid {row['pid']}, {beat})"
+        if not lease_expired(age):
+            raise StoreError(
+                f"{run} is still running {where}; wait for it to finish or stop it first: a run of "
+                f"another host can be taken over only after {LEASE_SECONDS:.0f} s without a heartbeat"
+            )
+        if not takeover:
+            raise StoreError(
+                f"{run} is marked running {where}, beyond its {LEASE_SECONDS:.0f} s lease; if that "
+                "process is gone, run it again with --replace (replace=True) to take it over"
+            )
+
+    def _owned_by_another(self, row: sqlite3.Row) -> str | None:
+        """Why this process may no longer write ``row`` (a later attempt owns it), or None.
+
+        Only runs this store object started are checked; their attempt number was remembered.
+        """
+        attempt = self._owned.get(int(row["id"]))
+        if attempt is None or row["attempts"] == attempt:
+            return None
+        return (
+            f"run {row['id']} was taken over by pid {row['pid']} on {row['host']} (attempt "
+            f"{row['attempts']}) after this process started it (attempt {attempt}); this process "
+            "must stop writing it"
+        )
 
     def log_epoch(self, run_id: int, epoch: int, **metrics: Any) -> None:
         """Record metrics of one (1-based) epoch of a running run.
@@ -254,6 +319,9 @@ class StoreWriter(StoreConnection):
         now = utc_now()
         with self._write() as conn:
             row = self._row(conn, run_id)
+            lost = self._owned_by_another(row)
+            if lost is not None:
+                raise StoreError(lost)
             if row["status"] != "running":
                 raise StoreError(
                     f"run {run_id} is {row['status']}, not running; start_run it again to log epochs"
@@ -263,7 +331,9 @@ class StoreWriter(StoreConnection):
                 old = conn.execute(
                     "SELECT extra FROM epochs WHERE run_id = ? AND epoch = ?", (run_id, epoch_no)
                 ).fetchone()
-                merged = json.loads(old["extra"]) if old is not None and old["extra"] else {}
+                merged = _stored_object(
+                    old["extra"] if old is not None else None, f"run {run_id} epoch {epoch_no}"
+                )
                 merged.update(metrics)
                 extra_text = to_json(merged)
             names = [*cols, "extra"]
@@ -280,9 +350,12 @@ class StoreWriter(StoreConnection):
             )
 
     def heartbeat(self, run_id: int) -> None:
-        """Mark a running run as alive now (for very long epochs; see :meth:`reap_stale`)."""
+        """Mark a running run as alive now (for very long epochs; see :meth:`reap_stale`).
+
+        A run another process has taken over is left alone: its lease is not ours to renew."""
         with self._write() as conn:
-            self._row(conn, run_id)
+            if self._owned_by_another(self._row(conn, run_id)) is not None:
+                return
             conn.execute(
                 "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'running'",
                 (utc_now(), run_id),
@@ -319,6 +392,9 @@ class StoreWriter(StoreConnection):
         now = utc_now()
         with self._write() as conn:
             row = self._row(conn, run_id)
+            lost = self._owned_by_another(row)
+            if lost is not None:
+                raise StoreError(lost)
             if row["status"] == "finished":
                 raise StoreError(f"run {run_id} is already finished")
             if row["key"].endswith(_REPLACING):
@@ -332,7 +408,7 @@ class StoreWriter(StoreConnection):
             cols.setdefault("best_epoch", self._best_epoch(conn, run_id))
             cols.setdefault("epochs_run", self._last_epoch(conn, run_id))
             cols.setdefault("wall_seconds", self._elapsed(run_id, row["started_at"], now))
-            extra = json.loads(row["extra"]) if row["extra"] else {}
+            extra = _stored_object(row["extra"], f"run {run_id}")
             extra.update(extra_update)
             values = {
                 **cols,
@@ -345,12 +421,14 @@ class StoreWriter(StoreConnection):
             assignments = ", ".join(f"{c} = ?" for c in values)
             conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", [*values.values(), run_id])
         self._t0.pop(run_id, None)
+        self._owned.pop(run_id, None)
 
     def fail_run(self, run_id: int, error: str | BaseException, status: str = "failed") -> bool:
         """Mark a run 'failed' (or 'interrupted', e.g. on KeyboardInterrupt) with its error.
 
-        An exception is stored with its traceback. A finished run is left untouched and False
-        is returned, so calling this from an ``except`` block never clobbers a real result.
+        An exception is stored with its traceback. A finished run, or one another process has
+        taken over since this one started it, is left untouched and False is returned, so calling
+        this from an ``except`` block never clobbers a real result or another process's run.
         """
         if status not in ("failed", "interrupted"):
             raise StoreError(f"fail_run status must be 'failed' or 'interrupted', got {status!r}")
@@ -358,7 +436,8 @@ class StoreWriter(StoreConnection):
         now = utc_now()
         with self._write() as conn:
             row = self._row(conn, run_id)
-            if row["status"] == "finished":
+            if row["status"] == "finished" or self._owned_by_another(row) is not None:
+                self._owned.pop(run_id, None)
                 return False
             conn.execute(
                 "UPDATE runs SET status = ?, error = ?, finished_at = ?, heartbeat_at = ?, "
@@ -375,6 +454,7 @@ class StoreWriter(StoreConnection):
                 ),
             )
         self._t0.pop(run_id, None)
+        self._owned.pop(run_id, None)
         return True
 
     def delete_run(self, run_id: int) -> bool:
@@ -382,6 +462,7 @@ class StoreWriter(StoreConnection):
         with self._write() as conn:
             cur = conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         self._t0.pop(run_id, None)
+        self._owned.pop(run_id, None)
         return cur.rowcount > 0
 
     def reap_stale(self, *, older_than: float | None = None) -> list[int]:
