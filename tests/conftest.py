@@ -1,4 +1,5 @@
 import os
+import signal
 
 import pytest
 import torch
@@ -29,6 +30,17 @@ def pytest_sessionstart(session):
             "run `pip install --no-build-isolation -e .` with torch and a compiler present",
             returncode=3,
         )
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored():
+    """A test that starts Ray in this process leaves Ray's SIGTERM/SIGINT handlers behind; the
+    next test gets the process's own back (tests of Ctrl-C and SIGTERM handling rely on them)."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for sig, handler in saved.items():
+        if signal.getsignal(sig) is not handler and handler is not None:
+            signal.signal(sig, handler)
 
 
 @pytest.fixture(autouse=True)

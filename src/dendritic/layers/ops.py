@@ -31,6 +31,7 @@ def register() -> None:
         if _registered:
             return
         _register_fakes()
+        _register_training_fakes()
         _register_autograd()
         _registered = True
 
@@ -174,6 +175,8 @@ def _register_fakes() -> None:
             pre,
         )
 
+
+def _register_training_fakes() -> None:
     @fake("dendritic::transpose_2d")
     def _transpose_2d(x: T) -> T:
         _check(x.dim() == 2, lambda: "transpose_2d takes a 2-D tensor")

@@ -440,28 +440,8 @@ def _validate(document: Any, json_path: Path) -> dict[str, Any]:
         )
     if version >= 2 and document.get("document_sha256") != _document_digest(document):
         raise CheckpointError(f"{json_path} does not match its own digest: modified or corrupt")
-    shape = document.get("input_shape")
-    if not isinstance(shape, list) or not 1 <= len(shape) <= 4:
-        raise CheckpointError(f"{json_path}: input_shape must be a list of 1 to 4 sizes, got {shape!r}")
-    for value in shape:
-        _int_in("input_shape", value, 1, MAX_INPUTS, json_path)
-    if math.prod(shape) > MAX_INPUTS:
-        raise CheckpointError(f"{json_path}: input_shape {shape} has more than {MAX_INPUTS:,} inputs")
-    _int_in("n_classes", document.get("n_classes"), 1, MAX_CLASSES, json_path)
-    dropout = document.get("dropout", 0.0)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise CheckpointError(f"{json_path}: dropout must be in [0, 1), got {dropout!r}")
-    wiring = document.get("wiring")
-    if not isinstance(wiring, list) or not 1 <= len(wiring) <= MAX_LAYERS:
-        raise CheckpointError(f"{json_path}: wiring must be a list of 1 to {MAX_LAYERS} layers")
-    for entry in wiring:
-        if not isinstance(entry, list) or len(entry) not in (2, 3):
-            raise CheckpointError(f"{json_path}: each wiring entry must be [inputs, (branches,) cables]")
-        for info in entry:
-            if not isinstance(info, dict) or not isinstance(info.get("all_to_all"), bool):
-                raise CheckpointError(f"{json_path}: a wiring part lacks its all_to_all flag")
-            for name in ("n_in", "n_out"):
-                _int_in(f"wiring {name}", info.get(name), 1, MAX_UNITS, json_path)
+    _validate_sizes(document, json_path)
+    _validate_wiring(document.get("wiring"), json_path)
     for name in ("config", "extra", "architecture"):
         if not isinstance(document.get(name, {}), dict):
             raise CheckpointError(f"{json_path}: {name} must be a JSON object")
@@ -475,6 +455,35 @@ def _validate(document: Any, json_path: Path) -> dict[str, Any]:
     if not isinstance(document.get("sha256"), str):
         raise CheckpointError(f"{json_path}: the tensor file's sha256 is missing")
     return document
+
+
+def _validate_sizes(document: dict[str, Any], json_path: Path) -> None:
+    """Input shape, classes and dropout, bounded."""
+    shape = document.get("input_shape")
+    if not isinstance(shape, list) or not 1 <= len(shape) <= 4:
+        raise CheckpointError(f"{json_path}: input_shape must be a list of 1 to 4 sizes, got {shape!r}")
+    for value in shape:
+        _int_in("input_shape", value, 1, MAX_INPUTS, json_path)
+    if math.prod(shape) > MAX_INPUTS:
+        raise CheckpointError(f"{json_path}: input_shape {shape} has more than {MAX_INPUTS:,} inputs")
+    _int_in("n_classes", document.get("n_classes"), 1, MAX_CLASSES, json_path)
+    dropout = document.get("dropout", 0.0)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise CheckpointError(f"{json_path}: dropout must be in [0, 1), got {dropout!r}")
+
+
+def _validate_wiring(wiring: Any, json_path: Path) -> None:
+    """The wiring layout: 1 to MAX_LAYERS layers of 2 or 3 parts, each with bounded sizes."""
+    if not isinstance(wiring, list) or not 1 <= len(wiring) <= MAX_LAYERS:
+        raise CheckpointError(f"{json_path}: wiring must be a list of 1 to {MAX_LAYERS} layers")
+    for entry in wiring:
+        if not isinstance(entry, list) or len(entry) not in (2, 3):
+            raise CheckpointError(f"{json_path}: each wiring entry must be [inputs, (branches,) cables]")
+        for info in entry:
+            if not isinstance(info, dict) or not isinstance(info.get("all_to_all"), bool):
+                raise CheckpointError(f"{json_path}: a wiring part lacks its all_to_all flag")
+            for name in ("n_in", "n_out"):
+                _int_in(f"wiring {name}", info.get(name), 1, MAX_UNITS, json_path)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:

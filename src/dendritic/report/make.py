@@ -99,18 +99,7 @@ def make_figures(
     2,000 × 10 × 5). ``only``: names from :data:`FIGURES` to draw (tables are always written).
     ``workers``: processes for the per-run analyses of Figs 5–6 (mostly t-SNE, single-threaded).
     """
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
-    if on not in ("validation", "test"):
-        raise ValueError(f"on must be 'validation' or 'test', got {on!r}")
-    wanted = set(FIGURES) if only is None else set(only)
-    unknown = sorted(wanted - set(FIGURES))
-    if unknown:
-        raise ValueError(f"unknown figure(s) {', '.join(unknown)}; choose from {', '.join(FIGURES)}")
-    formats = list(formats)
-    bad = [f for f in formats if f not in ("png", "pdf", "svg")]
-    if not formats or bad:
-        raise ValueError(f"formats must name one or more of png, pdf, svg, got {formats!r}")
+    wanted, formats = _check_figure_args(workers, on, only, formats)
     say = logger.info
     use_headless_backend()
     out = check_output_dir(out, option="figures folder", protected=getattr(store, "own_files", list)())
@@ -160,32 +149,9 @@ def make_figures(
         )
         result.analyses = inputs.analyses
 
-    for name, spec in FIGURES.items():
-        if name not in wanted:
-            continue
-        try:
-            fig = spec.draw(inputs)
-        except Skip as skip:
-            result.skipped[name] = str(skip)
-            say(str(skip))
-            continue
-        except ValueError as exc:
-            result.skipped[name] = f"{spec.label} skipped: {exc}"
-            say(result.skipped[name])
-            continue
-        finally:
-            result.skipped.update(inputs.skipped)
-            inputs.skipped.clear()
-        if name in _SUMMARIES and inputs.analyses:
-            _SUMMARIES[name](out, inputs.analyses, result)
-        if name in _TABLES:
-            _TABLES[name](out, inputs, result)
-        paths = save_figure(fig, out / name, formats)
-        result.figures[name] = paths
-        result.panels[name] = len(panel_axes(fig))
-        result.written += paths
-        say(f"wrote {spec.label}: {', '.join(p.name for p in paths)}")
-
+    for name in FIGURES:
+        if name in wanted:
+            _draw(name, inputs, out, formats, result, say)
     for table in (table1(inputs.by_dataset, on), table2(inputs.by_dataset, on)):
         table.note = f"{table.note} {runs.optimizer_note()}".strip()
         result.tables[table.name] = table
@@ -198,6 +164,59 @@ def make_figures(
     result.manifest = _write_manifest(out, result, on=on, runs=runs)
     result.written.append(result.manifest)
     return result
+
+
+def _check_figure_args(
+    workers: int, on: str, only: Iterable[str] | None, formats: Sequence[str]
+) -> tuple[set[str], list[str]]:
+    """(the figures to draw, the formats), or a one-line ValueError."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if on not in ("validation", "test"):
+        raise ValueError(f"on must be 'validation' or 'test', got {on!r}")
+    wanted = set(FIGURES) if only is None else set(only)
+    unknown = sorted(wanted - set(FIGURES))
+    if unknown:
+        raise ValueError(f"unknown figure(s) {', '.join(unknown)}; choose from {', '.join(FIGURES)}")
+    chosen = list(formats)
+    bad = [f for f in chosen if f not in ("png", "pdf", "svg")]
+    if not chosen or bad:
+        raise ValueError(f"formats must name one or more of png, pdf, svg, got {chosen!r}")
+    return wanted, chosen
+
+
+def _draw(
+    name: str,
+    inputs: FigureInputs,
+    out: Path,
+    formats: Sequence[str],
+    result: FiguresResult,
+    say: Callable[[str], None],
+) -> None:
+    """One figure of :data:`FIGURES` (with its summary and table), or the reason it is skipped."""
+    spec = FIGURES[name]
+    try:
+        fig = spec.draw(inputs)
+    except Skip as skip:
+        result.skipped[name] = str(skip)
+        say(str(skip))
+        return
+    except ValueError as exc:
+        result.skipped[name] = f"{spec.label} skipped: {exc}"
+        say(result.skipped[name])
+        return
+    finally:
+        result.skipped.update(inputs.skipped)
+        inputs.skipped.clear()
+    if name in _SUMMARIES and inputs.analyses:
+        _SUMMARIES[name](out, inputs.analyses, result)
+    if name in _TABLES:
+        _TABLES[name](out, inputs, result)
+    paths = save_figure(fig, out / name, formats)
+    result.figures[name] = paths
+    result.panels[name] = len(panel_axes(fig))
+    result.written += paths
+    say(f"wrote {spec.label}: {', '.join(p.name for p in paths)}")
 
 
 def _analyse_best(

@@ -12,7 +12,7 @@ Modules by job: :mod:`.schema` (tables and migrations), :mod:`.connection` (open
 
 from .runstore import DEFAULT_FILENAME, RunRecorder, RunStore
 from .schema import RUN_STATUSES, SCHEMA_VERSION
-from .values import RunNotFound, StoreError, canonical_config, config_key
+from .values import RunNotFound, RunTakenOver, StoreError, canonical_config, config_key
 
 __all__ = [
     "DEFAULT_FILENAME",
@@ -20,6 +20,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "RunNotFound",
     "RunRecorder",
+    "RunTakenOver",
     "RunStore",
     "StoreError",
     "canonical_config",

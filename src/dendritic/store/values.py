@@ -21,6 +21,10 @@ class StoreError(DendriticError, ValueError):
         ValueError.__init__(self, one_line(message))
 
 
+class RunTakenOver(StoreError):
+    """Another process took over this run (its lease ran out); this one must stop writing it."""
+
+
 class RunNotFound(StoreError, KeyError):
     """No run with the requested id; also a KeyError so ``except KeyError`` works."""
 

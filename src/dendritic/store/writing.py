@@ -27,6 +27,7 @@ from .connection import StoreConnection
 from .liveness import LEASE_SECONDS, lease_age, lease_expired, process_start_token
 from .schema import DENORMALISED, EPOCH_METRICS, FINAL_COLUMNS, META_COLUMNS
 from .values import (
+    RunTakenOver,
     StoreError,
     canonical_config,
     config_key,
@@ -321,7 +322,7 @@ class StoreWriter(StoreConnection):
             row = self._row(conn, run_id)
             lost = self._owned_by_another(row)
             if lost is not None:
-                raise StoreError(lost)
+                raise RunTakenOver(lost)
             if row["status"] != "running":
                 raise StoreError(
                     f"run {run_id} is {row['status']}, not running; start_run it again to log epochs"
@@ -394,7 +395,7 @@ class StoreWriter(StoreConnection):
             row = self._row(conn, run_id)
             lost = self._owned_by_another(row)
             if lost is not None:
-                raise StoreError(lost)
+                raise RunTakenOver(lost)
             if row["status"] == "finished":
                 raise StoreError(f"run {run_id} is already finished")
             if row["key"].endswith(_REPLACING):

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from dendritic.models.spec import options_label
-from dendritic.store import RunStore, StoreError, config_key
+from dendritic.store import RunStore, RunTakenOver, StoreError, config_key
 from dendritic.training.config import TrainConfig
 from dendritic.training.fit import RecordRun
 
@@ -323,13 +323,26 @@ class _Sweep:
         if run_id not in self.in_flight:  # defensive: a stale outcome of an abandoned sweep
             return
         config, record = self.in_flight[run_id]
-        if outcome.get("kind") == "epoch":
-            record.log_epoch(int(outcome["epoch"]), **_epoch_values(outcome))
-            self.streamed.setdefault(run_id, set()).add(int(outcome["epoch"]))
-            return
-        del self.in_flight[run_id]
-        streamed = self.streamed.pop(run_id, set())
+        try:
+            if outcome.get("kind") == "epoch":
+                record.log_epoch(int(outcome["epoch"]), **_epoch_values(outcome))
+                self.streamed.setdefault(run_id, set()).add(int(outcome["epoch"]))
+                return
+            self._record(run_id, record, outcome)
+        except RunTakenOver as lost:  # another process owns the run now: this sweep lets it go
+            outcome = {**outcome, "ok": False, "lost": True, "error": str(lost)}
+            self.report.failed.append((run_id, str(lost)))
+        self.in_flight.pop(run_id, None)
+        self.streamed.pop(run_id, None)
+        log.info("%s", summary_line(config, outcome, run_id))
+        if self.on_result is not None:
+            self.on_result(config, outcome)
+        self.advance()
+
+    def _record(self, run_id: int, record: RecordRun, outcome: dict[str, Any]) -> None:
+        """A run's end: its epochs not streamed yet and its result, or its failure."""
         if outcome.get("ok"):
+            streamed = self.streamed.get(run_id, set())
             for row in outcome["history"]:
                 if row["epoch"] not in streamed:
                     record.log_epoch(int(row["epoch"]), **_epoch_values(row))
@@ -340,10 +353,6 @@ class _Sweep:
             record.fail(str(outcome.get("error") or "unknown error"))
             lines = str(outcome.get("error", "")).strip().splitlines() or ["unknown error"]
             self.report.failed.append((run_id, lines[0] if outcome.get("lost") else lines[-1]))
-        log.info("%s", summary_line(config, outcome, run_id))
-        if self.on_result is not None:
-            self.on_result(config, outcome)
-        self.advance()
 
     def abort(self, exc: BaseException) -> None:
         """The sweep is ending by ``exc``: its runs in flight are marked interrupted, and the

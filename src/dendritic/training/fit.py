@@ -50,6 +50,9 @@ __all__ = [
 
 log = logging.getLogger("dendritic.training")
 
+#: Seconds between heartbeats of a recorded run within an epoch (the store's lease is minutes).
+HEARTBEAT_SECONDS = 60.0
+
 
 @dataclass
 class EpochMetrics:
@@ -522,6 +525,7 @@ class RecordRun(Callback):
         self.finish_at_end = finish_at_end  # False: several fits make one run (continual tasks)
         self.final: dict[str, Any] = {}
         self._entered = False
+        self._beat = time.monotonic()
 
     @property
     def id(self) -> int | None:
@@ -541,6 +545,14 @@ class RecordRun(Callback):
     def on_fit_start(self, state: FitState) -> None:
         self.start(state.model)
         state.extra.setdefault("checkpoint_extra", {})["run_id"] = self.recorder.id
+        self._beat = time.monotonic()
+
+    def on_batches(self, state: FitState, epoch: int, done: int, loss: float, accuracy: float) -> None:
+        """Renew the run's lease within long epochs (every :data:`HEARTBEAT_SECONDS`), so a run
+        that is alive is never taken for abandoned."""
+        if self.recorder.id is not None and time.monotonic() - self._beat > HEARTBEAT_SECONDS:
+            self.recorder.store.heartbeat(self.recorder.id)
+            self._beat = time.monotonic()
 
     def on_epoch_end(self, state: FitState, metrics: EpochMetrics) -> None:
         values: dict[str, Any] = metrics.as_dict()
