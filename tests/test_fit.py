@@ -243,3 +243,29 @@ def test_a_config_that_is_not_json_fails_before_training(tmp_path):
         with pytest.raises(ValueError):
             RecordRun(store, {"model": object()})
         assert len(store) == 0
+
+
+def test_fit_takes_a_loss_regression_and_a_function():
+    """``loss="mse"`` trains a regressor (float targets, accuracy NaN); any function of
+    (output, target) is an objective; an unknown name is one line."""
+    torch.manual_seed(0)
+    x = torch.randn(256, 6)
+    y = x @ torch.randn(6) + 0.1 * torch.randn(256)
+    model = nn.Sequential(DendriticLayer(6, somata=8, dendrites=2, synapses=3, seed=1), nn.Linear(8, 1))
+    result = fit(model, (x, y), val=(x, y), test=(x, y), epochs=30, lr=1e-2, loss="mse", seed=1)
+    first, last = result.history[0], result.history[-1]
+    assert last.train_loss < 0.5 * first.train_loss and math.isnan(last.train_accuracy)
+    assert math.isnan(result.test_accuracy) and result.test_loss == pytest.approx(last.val_loss, rel=0.2)
+    calls = []
+
+    def weighted(output, target):
+        calls.append(len(target))
+        return nn.functional.cross_entropy(output, target, weight=torch.tensor([1.0, 2.0]))
+
+    labels = (x[:, 0] > 0).long()
+    fitted = fit(nn.Linear(6, 2), (x, labels), epochs=1, batch_size=64, loss=weighted)
+    assert calls == [64] * 4 and 0 <= fitted.history[0].train_accuracy <= 1
+    with pytest.raises(ValueError, match="unknown loss 'l1'; choose one of cross_entropy, mse"):
+        fit(nn.Linear(6, 2), (x, labels), epochs=1, loss="l1")
+    with pytest.raises(ValueError, match="labels must be a 1-D tensor of class indices"):
+        fit(nn.Linear(6, 1), (x, y), epochs=1)  # float targets need a regression loss

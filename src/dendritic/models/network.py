@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, NamedTuple, cast
 
 import numpy as np
@@ -25,7 +26,7 @@ from dendritic.models.spec import (
     normalize_input_shape,
 )
 from dendritic.nn.layer import DendriticLayer, branch_cables
-from dendritic.nn.spec import check_int
+from dendritic.nn.spec import DendriticSpec, check_int
 from dendritic.wiring import sampling
 from dendritic.wiring.connectivity import Connectivity
 from dendritic.wiring.geometry import InputGeometry
@@ -255,10 +256,7 @@ class DendriticNet(nn.Module):
                     inputs,
                     cables,
                     branch_cables=parts[1] if len(parts) == 3 else None,
-                    cable_weights=self.spec.cable_weights,
-                    init=self.spec.init,
-                    dropout=self.spec.effective_dropout,
-                    activation=nn.LeakyReLU(NEGATIVE_SLOPE),
+                    spec=self._layer_spec(inputs, cables, len(parts)),
                     generator=generator,
                     oracle=oracle,
                     kernel=kernel,
@@ -266,6 +264,21 @@ class DendriticNet(nn.Module):
             )
             previous = cables.n_out
         return blocks
+
+    def _layer_spec(self, inputs: Connectivity, cables: Connectivity, parts: int) -> DendriticSpec:
+        """The spec's layer, at this layer's sizes (a network of given wiring, e.g. from masks,
+        may not have the spec's D, S and synapses): the options are the spec's."""
+        somata = cables.n_out
+        dendrites = max(1, cables.n_in // somata)
+        branches = max(1, inputs.n_out // cables.n_in) if parts == 3 else 1
+        fan_in = inputs.uniform_fan_in
+        synapses = self.spec.synapses if fan_in is None or inputs.is_all_to_all else fan_in
+        layer = self.spec.layer_spec()
+        if (somata, dendrites, branches) == (layer.somata, layer.dendrites, layer.branches):
+            return layer
+        return replace(
+            layer, somata=somata, dendrites=dendrites, branches=branches, synapses=max(1, synapses)
+        )
 
     @property
     def residual(self) -> bool:

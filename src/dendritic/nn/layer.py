@@ -253,11 +253,14 @@ class DendriticLayer(nn.Module):
     ) -> DendriticLayer:
         """A layer with exactly this wiring (input → dendrite, dendrite → soma; with
         ``branch_cables``, input → branch, branch → dendrite, dendrite → soma); the other
-        arguments are the constructor's (``generator`` draws the initial weights). Calls
+        arguments are the constructor's (``generator`` draws the initial weights; ``spec`` the
+        spec the wiring was drawn for, else one is made from the wiring's sizes). Calls
         ``cls(...)``, so subclasses get their own ``__init__``."""
+        wiring = (inputs, cables) if branch_cables is None else (inputs, branch_cables, cables)
+        if "spec" in kwargs:  # the spec the wiring was drawn for
+            return cls(input_shape, wiring=wiring, **kwargs)
         n_dend = cables.n_in
         branches = 1 if branch_cables is None else max(1, inputs.n_out // max(1, branch_cables.n_out))
-        wiring = (inputs, cables) if branch_cables is None else (inputs, branch_cables, cables)
         geometry = (
             input_shape
             if isinstance(input_shape, InputGeometry)

@@ -30,6 +30,7 @@ from dendritic.training.optim import Adam, make_optimizer
 
 __all__ = [
     "EVAL_BATCH",
+    "LOSSES",
     "STEPS_PER_CALL",
     "BatchLossModel",
     "FusedPlanModel",
@@ -38,6 +39,8 @@ __all__ = [
     "batch_order",
     "eval_batch_size",
     "evaluate",
+    "mse",
+    "resolve_loss",
     "make_optimizer",
     "select_engine",
     "train_epoch",
@@ -46,6 +49,42 @@ __all__ = [
 ]
 
 EVAL_BATCH = 2048
+
+#: A training objective: (model output, targets) → the batch's mean loss, differentiable.
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error; a ``(B, 1)`` output against ``(B,)`` targets compares the one column."""
+    if output.dim() == target.dim() + 1 and output.shape[-1] == 1:
+        output = output.squeeze(-1)
+    return F.mse_loss(output, target.to(output.dtype))
+
+
+#: The objectives ``fit`` knows by name (any ``Loss`` function may be given instead).
+LOSSES: dict[str, Loss] = {"cross_entropy": F.cross_entropy, "mse": mse}
+
+
+def resolve_loss(loss: str | Loss) -> Loss:
+    """The loss function ``loss`` names (:data:`LOSSES`), or ``loss`` itself if it is callable."""
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)} or pass a function")
+        return LOSSES[loss]
+    if not callable(loss):
+        raise TypeError(
+            f"loss must be a name or a function (output, target) -> loss, got {type(loss).__name__}"
+        )
+    return loss
+
+
+def _hits(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+    """Correct predictions of a classifier's batch (integer class targets), else None."""
+    if output.dim() != 2 or target.dim() != 1 or target.dtype.is_floating_point or target.dtype == torch.bool:
+        return None
+    return (output.detach().argmax(dim=1) == target).sum()
+
+
 # Batches per engine call. The whole-step C++ path returns to Python between calls, so this
 # bounds how late a progress bar refreshes and Ctrl-C or SIGTERM is acted on (about 0.1 s at
 # D=16, S=256 on one core); a call costs tens of microseconds.
@@ -95,11 +134,14 @@ def _kernel_data(plan: FusedDANN, x: torch.Tensor, y: torch.Tensor) -> bool:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy, in eval mode, without autograd: in one C++ call for a
-    model with a whole-step plan (:class:`FusedPlanModel`), else in batches."""
+def evaluate(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Loss = F.cross_entropy
+) -> tuple[float, float]:
+    """Mean loss and accuracy (NaN for targets that are not class labels), in eval mode, without
+    autograd: in one C++ call for a model with a whole-step plan (:class:`FusedPlanModel`) and
+    the cross-entropy, else in batches."""
     n = max(len(x), 1)
-    plan = model.fused_plan() if isinstance(model, FusedPlanModel) else None
+    plan = model.fused_plan() if loss is F.cross_entropy and isinstance(model, FusedPlanModel) else None
     if plan is not None and _kernel_data(plan, x, y):
         total, hits = evaluate_dann_t(
             x.reshape(len(x), -1), y, eval_batch_size(x.device), plan.params, *plan.wiring
@@ -108,14 +150,19 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     step = eval_batch_size(x.device)
     was_training = model.training
     model.eval()
-    loss_sum, correct = 0.0, 0
+    loss_sum, correct, classified = 0.0, 0, True
     for start in range(0, len(x), step):
-        logits = model(x[start : start + step])
+        output = model(x[start : start + step])
         target = y[start : start + step]
-        loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
-        correct += int((logits.argmax(dim=1) == target).sum().item())
+        if loss is F.cross_entropy:
+            loss_sum += F.cross_entropy(output, target, reduction="sum").item()
+        else:
+            loss_sum += float(loss(output, target)) * len(target)
+        batch_hits = _hits(output, target)
+        classified = classified and batch_hits is not None
+        correct += int(batch_hits) if batch_hits is not None else 0
     model.train(was_training)
-    return loss_sum / n, correct / n
+    return loss_sum / n, (correct / n if classified else math.nan)
 
 
 class StepEngine:
@@ -123,9 +170,9 @@ class StepEngine:
     own ``loss_and_correct`` when ``model_loss``), cross-entropy, backward, ``optimizer.step()``.
 
     ``transform`` maps each input batch (a continual task's permutation), ``logit_mask`` (a
-    boolean (classes,) tensor) sets the other classes' logits to -inf (task-incremental). With
-    either, or without ``model_loss``, the running sums are kept in float64 (as exact as Python
-    floats)."""
+    boolean (classes,) tensor) sets the other classes' logits to -inf (task-incremental), ``loss``
+    is the objective (:data:`LOSSES`). With any of them, or without ``model_loss``, the running
+    sums are kept in float64 (as exact as Python floats)."""
 
     name = "steps"
 
@@ -137,14 +184,16 @@ class StepEngine:
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         logit_mask: torch.Tensor | None = None,
         model_loss: bool = True,
+        loss: Loss = F.cross_entropy,
     ) -> None:
         self.model, self.optimizer = model, optimizer
-        self.transform, self.logit_mask = transform, logit_mask
-        plain = transform is None and logit_mask is None
+        self.transform, self.logit_mask, self.loss = transform, logit_mask, loss
+        plain = transform is None and logit_mask is None and loss is F.cross_entropy
         self.batch_loss = (
             model.loss_and_correct if plain and model_loss and isinstance(model, BatchLossModel) else None
         )
         self.exact_sums = not (plain and model_loss)
+        self.classified = True  # every batch so far had class targets (else accuracy is NaN)
 
     def accumulators(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Zeroed running (Σ loss, correct count) of an epoch, as :meth:`train` adds to them."""
@@ -165,14 +214,15 @@ class StepEngine:
         xb, yb = torch.index_select(x, 0, idx), torch.index_select(y, 0, idx)
         if self.transform is not None:
             xb = self.transform(xb).to(x.device)
+        hits: torch.Tensor | None
         if self.batch_loss is not None:
             loss, hits = self.batch_loss(xb, yb)
         else:
             logits = self.model(xb)
             if self.logit_mask is not None:
                 logits = logits.masked_fill(~self.logit_mask.to(logits.device), float("-inf"))
-            loss = F.cross_entropy(logits, yb)
-            hits = (logits.detach().argmax(dim=1) == yb).sum()
+            loss = self.loss(logits, yb)
+            hits = _hits(logits, yb)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -181,7 +231,10 @@ class StepEngine:
                 loss_sum.add_(loss.detach().to(torch.float64) * len(yb))
             else:
                 loss_sum.add_(loss.detach(), alpha=len(yb))
-            correct.add_(hits)
+            if hits is None:
+                self.classified = False
+            else:
+                correct.add_(hits)
 
     def train(
         self,
@@ -216,8 +269,8 @@ class StepEngine:
                 progress(last, last - first)
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-        """Mean cross-entropy and accuracy of ``x``, ``y`` (see :func:`evaluate`)."""
-        return evaluate(self.model, x, y)
+        """Mean loss and accuracy of ``x``, ``y`` (see :func:`evaluate`)."""
+        return evaluate(self.model, x, y, self.loss)
 
 
 class WholeStepEngine(StepEngine):
@@ -273,6 +326,7 @@ def select_engine(
     fused: bool = True,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     logit_mask: torch.Tensor | None = None,
+    loss: Loss = F.cross_entropy,
 ) -> StepEngine:
     """The engine for training ``model`` with ``optimizer`` on ``x``, ``y``: whole C++ steps
     where the model and the optimizer declare they can take them and the data suits the kernels,
@@ -288,7 +342,9 @@ def select_engine(
             and optimizer.fused_state(plan.params) is not None
         ):
             return WholeStepEngine(model, optimizer, plan)
-    return StepEngine(model, optimizer, transform=transform, logit_mask=logit_mask, model_loss=fused)
+    return StepEngine(
+        model, optimizer, transform=transform, logit_mask=logit_mask, model_loss=fused, loss=loss
+    )
 
 
 # ---------------------------------------------------------------------------- the functions of before

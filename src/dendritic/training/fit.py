@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from dendritic.training.engine import StepEngine, select_engine
+from dendritic.training.engine import Loss, StepEngine, resolve_loss, select_engine
 from dendritic.training.optim import make_optimizer
 
 __all__ = [
@@ -98,6 +98,8 @@ class FitState:
     epochs: int
     batches_per_epoch: int
     history: list[EpochMetrics] = field(default_factory=list)
+    #: The objective being minimised: (output, target) → mean loss.
+    loss: Loss = F.cross_entropy
     stop: bool = False
     checkpoint: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -153,8 +155,9 @@ def fit(
     callbacks: Sequence[Callback] = (),
     device: str | torch.device | None = None,
     fused: bool = True,
+    loss: str | Loss = "cross_entropy",
 ) -> FitResult:
-    """Train ``model`` for ``epochs`` epochs of mini-batch cross-entropy.
+    """Train ``model`` for ``epochs`` epochs of mini-batch gradient descent on ``loss``.
 
     ``optimizer`` is a ready optimizer or a name (``"adam-keras"``, the paper's; ``"adam-torch"``)
     built with ``lr``. ``seed`` seeds torch's global generator (dropout masks) and the shuffling;
@@ -163,7 +166,9 @@ def fit(
     training stops after that many epochs without a lower validation loss and the best weights
     come back (needs ``val``). ``device`` moves the data (the model is the caller's to move).
     ``fused`` False never takes a model's own whole-step path (``model(x)`` and PyTorch's loss
-    every step), e.g. to reproduce numbers of code that did not have it. Ctrl-C, and SIGTERM in
+    every step), e.g. to reproduce numbers of code that did not have it. ``loss`` is
+    ``"cross_entropy"`` (classification: integer labels, accuracy reported), ``"mse"``
+    (regression: float targets, accuracy NaN) or any function ``(output, target) -> mean loss``. Ctrl-C, and SIGTERM in
     the main thread, end the fit with ``KeyboardInterrupt`` after every callback's
     ``on_fit_error`` (:class:`RecordRun` marks the run 'interrupted').
     """
@@ -173,7 +178,7 @@ def fit(
         return _fit(
             model, train, epochs=epochs, val=val, test=test, optimizer=optimizer, lr=lr,
             batch_size=batch_size, seed=seed, generator=generator, shuffle=shuffle, patience=patience,
-            callbacks=callbacks, device=device, fused=fused,
+            callbacks=callbacks, device=device, fused=fused, loss=resolve_loss(loss),
         )  # fmt: skip
 
 
@@ -188,6 +193,7 @@ class _Run:
     val: tuple[torch.Tensor, torch.Tensor] | None
     device: torch.device
     optimizer: torch.optim.Optimizer
+    loss: Loss
     shuffler: torch.Generator
     shuffle: bool
     batch_size: int
@@ -206,6 +212,7 @@ def _prepare(
     batch_size: int,
     device: str | torch.device | None,
     fused: bool,
+    loss: Loss,
 ) -> _Run:
     """Move the data, build the optimizer, seed, and choose the engine (once per run)."""
     params = list(model.parameters())
@@ -217,11 +224,11 @@ def _prepare(
     shuffler = generator if generator is not None else torch.Generator().manual_seed(seed or 0)
     x, y = data.x.to(dev), data.y.to(dev)
     engine = select_engine(
-        model, optimizer, x, y, fused=fused, transform=data.transform, logit_mask=data.logit_mask
+        model, optimizer, x, y, fused=fused, transform=data.transform, logit_mask=data.logit_mask, loss=loss
     )
     log.debug("fit: %s engine", engine.name)
     pair = None if val is None else (val[0].to(dev), val[1].to(dev))
-    return _Run(data, x, y, pair, dev, optimizer, shuffler, shuffle, batch_size, engine)
+    return _Run(data, x, y, pair, dev, optimizer, loss, shuffler, shuffle, batch_size, engine)
 
 
 def _train_epoch(run: _Run, state: FitState, epoch: int, callbacks: Sequence[Callback]) -> EpochMetrics:
@@ -242,7 +249,8 @@ def _train_epoch(run: _Run, state: FitState, epoch: int, callbacks: Sequence[Cal
     run.engine.train_epoch(
         run.x, run.y, order.to(run.device), run.batch_size, loss_sum, correct, report if callbacks else None
     )
-    train_loss, train_acc = loss_sum.item() / max(n, 1), correct.item() / max(n, 1)
+    train_loss = loss_sum.item() / max(n, 1)
+    train_acc = correct.item() / max(n, 1) if run.engine.classified else math.nan
     val_loss, val_acc = run.engine.evaluate(*run.val) if run.val is not None else (math.nan, math.nan)
     if not math.isfinite(train_loss):
         raise FloatingPointError(f"training diverged at epoch {epoch} (loss {train_loss})")
@@ -289,13 +297,16 @@ def _fit(
     callbacks: Sequence[Callback],
     device: str | torch.device | None,
     fused: bool,
+    loss: Loss,
 ) -> FitResult:
     state: FitState | None = None
     try:
         data = train if isinstance(train, TrainSet) else TrainSet(*train)
-        _check_fit_args(model, data, val, test, epochs, batch_size, patience)
-        run = _prepare(model, data, val, optimizer, lr, seed, generator, shuffle, batch_size, device, fused)
-        state = FitState(model, run.optimizer, epochs, math.ceil(len(data) / batch_size))
+        _check_fit_args(model, data, val, test, epochs, batch_size, patience, labels=loss is F.cross_entropy)
+        run = _prepare(
+            model, data, val, optimizer, lr, seed, generator, shuffle, batch_size, device, fused, loss
+        )
+        state = FitState(model, run.optimizer, epochs, math.ceil(len(data) / batch_size), loss=loss)
         for cb in callbacks:
             cb.on_fit_start(state)
         start_time = time.perf_counter()
@@ -331,7 +342,7 @@ def _fit(
         raise
 
 
-def _check_pair(name: str, pair: Any) -> None:
+def _check_pair(name: str, pair: Any, labels: bool = True) -> None:
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
         raise ValueError(f"{name} must be a pair (inputs, labels)")
     x, y = pair
@@ -339,7 +350,7 @@ def _check_pair(name: str, pair: Any) -> None:
         raise TypeError(
             f"{name}: inputs and labels must be tensors, got {type(x).__name__} and {type(y).__name__}"
         )
-    if y.dim() != 1 or y.dtype.is_floating_point or y.dtype == torch.bool:
+    if labels and (y.dim() != 1 or y.dtype.is_floating_point or y.dtype == torch.bool):
         raise ValueError(
             f"{name}: labels must be a 1-D tensor of class indices, got {y.dtype} of shape {tuple(y.shape)}"
         )
@@ -355,16 +366,19 @@ def _check_fit_args(
     epochs: Any,
     batch_size: Any,
     patience: Any,
+    *,
+    labels: bool = True,
 ) -> None:
-    """One-line errors for what would otherwise fail mid-epoch (or never train at all)."""
+    """One-line errors for what would otherwise fail mid-epoch (or never train at all); the
+    targets must be class labels for the cross-entropy (``labels``)."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    _check_pair("train", (data.x, data.y))
+    _check_pair("train", (data.x, data.y), labels)
     if len(data) == 0:
         raise ValueError("train: no samples")
     for name, pair in (("val", val), ("test", test)):
         if pair is not None:
-            _check_pair(name, pair)
+            _check_pair(name, pair, labels)
     for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1), ("patience", patience, 1)):
         if name == "patience" and value is None:
             continue
@@ -424,7 +438,7 @@ class GradientNorms(Callback):
                 out.append((name, params))
         return out
 
-    def _norms(self, model: torch.nn.Module) -> list[float]:
+    def _norms(self, model: torch.nn.Module, loss_fn: Loss = F.cross_entropy) -> list[float]:
         groups = self._groups(model)
         self.names = [name for name, _ in groups]
         params = [p for _, ps in groups for p in ps]
@@ -434,7 +448,7 @@ class GradientNorms(Callback):
             device = params[0].device if params else self.x.device
             with torch.enable_grad():
                 logits = model(self.x.to(device))
-                loss = F.cross_entropy(logits, self.y.to(device))
+                loss = loss_fn(logits, self.y.to(device))
                 grads = torch.autograd.grad(loss, params, allow_unused=True)
         finally:
             model.train(was_training)
@@ -448,12 +462,12 @@ class GradientNorms(Callback):
         return norms
 
     def on_fit_start(self, state: FitState) -> None:
-        self.history[0] = self._norms(state.model)
+        self.history[0] = self._norms(state.model, state.loss)
 
     def on_epoch_end(self, state: FitState, metrics: EpochMetrics) -> None:
         if metrics.epoch > self.epochs:
             return
-        self.history[metrics.epoch] = norms = self._norms(state.model)
+        self.history[metrics.epoch] = norms = self._norms(state.model, state.loss)
         metrics.extra["grad_norms"] = norms
         if metrics.epoch == 1:
             metrics.extra["grad_norms_init"] = self.history[0]
