@@ -4,16 +4,15 @@ A shared machine is rarely quiet: a colleague's job, a sweep's other worker, a n
 threads that spin while they wait for each other lose their time slices to the other job, and a
 training epoch that takes 0.4 s alone can take several seconds beside it. This benchmark runs
 the real command line — ``dendritic train --model dANN-LRF`` on Fashion-MNIST, the paper's
-protocol, ``--epochs 4`` — in a fresh process per measurement, reads each epoch's seconds from
-the run's store (training and validation, as a user sees them), and reports the median of
-epochs 2–4 quiet and beside a competitor (a process multiplying 1024 × 1024 matrices on 2 torch
+protocol, ``--epochs 4`` (``--epochs``) — in a fresh process per measurement, reads each epoch's
+seconds from the run's store (training and validation, as a user sees them), and reports the
+median of epochs 2.. quiet and beside a competitor (a process multiplying 1024 × 1024 matrices on 2 torch
 threads), quiet and contended alternated within one run, for several settings:
 
-* ``default`` — what ``dendritic train`` does when given no setting (since issue 22: OpenMP's
-  waiting threads sleep, ``OMP_WAIT_POLICY=PASSIVE``);
-* ``openmp`` — OpenMP's own default, the behaviour before (a waiting thread spins 300,000 times
-  before it sleeps: ``GOMP_SPINCOUNT=300000``, which the command line leaves as it is);
-* ``spin-10k`` — a shorter spin (``GOMP_SPINCOUNT=10000``);
+* ``default`` — what ``dendritic train`` does when given no setting (since issue 22: all cores,
+  fewer while other processes use them, :class:`dendritic.training.threads.AdaptiveThreads`);
+* ``fixed`` — ``--threads 2``: the behaviour before (torch's count, whatever else runs);
+* ``passive`` — ``--threads 2`` with ``OMP_WAIT_POLICY=PASSIVE`` (waiting threads sleep at once);
 * ``threads=1`` — ``--threads 1`` (no team to wait for).
 
     python benchmarks/bench_contention.py [--rounds 3] [--sizes 16x256,64x512] [--out docs/...md]
@@ -37,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: name → (extra environment, extra CLI arguments). ``None`` removes a variable.
 SETTINGS: dict[str, tuple[dict[str, str | None], list[str]]] = {
     "default": ({}, []),
-    "openmp": ({"GOMP_SPINCOUNT": "300000"}, []),
-    "spin-10k": ({"GOMP_SPINCOUNT": "10000"}, []),
+    "fixed": ({}, ["--threads", str(min(2, os.cpu_count() or 1))]),
+    "passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, ["--threads", str(min(2, os.cpu_count() or 1))]),
     "threads=1": ({}, ["--threads", "1"]),
 }
 
@@ -63,13 +62,15 @@ def _environment(changes: dict[str, str | None]) -> dict[str, str]:
     return env
 
 
-def epoch_seconds(setting: str, dendrites: int, somata: int, seed: int, folder: Path) -> float:
-    """Median seconds of epochs 2-4 of one ``dendritic train`` run (epoch 1 warms up)."""
+def epoch_seconds(
+    setting: str, dendrites: int, somata: int, seed: int, folder: Path, epochs: int = 4
+) -> float:
+    """Median seconds of epochs 2.. of one ``dendritic train`` run (epoch 1 warms up)."""
     changes, args = SETTINGS[setting]
     store = folder / f"{setting}-{dendrites}x{somata}-{seed}-{time.monotonic_ns()}.db"
     cmd = [
         sys.executable, "-m", "dendritic.cli", "train", "--model", "dANN-LRF", "--dendrites", str(dendrites),
-        "--somata", str(somata), "--epochs", "4", "--seed", str(seed), "--store", str(store), "--quiet", *args,
+        "--somata", str(somata), "--epochs", str(epochs), "--seed", str(seed), "--store", str(store), "--quiet", *args,
     ]  # fmt: skip
     subprocess.run(cmd, env=_environment(changes), check=True, capture_output=True, timeout=3600)
     with sqlite3.connect(store) as conn:
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--settings", default=",".join(SETTINGS), help="comma-separated, of: " + ", ".join(SETTINGS)
     )
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per run; the median of 2.. is taken")
     parser.add_argument("--json", type=Path, default=None, help="write every measurement here")
     parser.add_argument("--out", type=Path, default=None, help="also write the Markdown table here")
     args = parser.parse_args(argv)
@@ -93,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dendritic-contention-") as tmp:
         for round_ in range(args.rounds):
             for dendrites, somata in sizes:
-                for setting in settings:
+                # every other round in reverse order, so no setting always runs first (or right
+                # after a competitor was stopped)
+                for setting in settings if round_ % 2 == 0 else settings[::-1]:
                     key = f"{setting} {dendrites}x{somata}"
                     for contended in (False, True):
                         competitor = None
@@ -104,11 +108,14 @@ def main(argv: list[str] | None = None) -> int:
                             )  # fmt: skip
                             time.sleep(2.0)  # the competitor is up and computing
                         try:
-                            seconds = epoch_seconds(setting, dendrites, somata, round_ + 1, Path(tmp))
+                            seconds = epoch_seconds(
+                                setting, dendrites, somata, round_ + 1, Path(tmp), args.epochs
+                            )
                         finally:
                             if competitor is not None:
                                 competitor.kill()
                                 competitor.wait()
+                                time.sleep(2.0)  # the machine settles before the next quiet run
                         times.setdefault(key, {}).setdefault(
                             "contended" if contended else "quiet", []
                         ).append(seconds)

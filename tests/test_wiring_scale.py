@@ -358,3 +358,20 @@ if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
     }
     DIGESTS.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
     print(f"wrote {len(document['digests'])} digests to {DIGESTS}")
+
+
+def test_random_fields_with_many_synapses_on_few_inputs_do_not_hang():
+    """``synapses=200`` on 1,000 inputs never finished (a row of 200 draws almost always repeats
+    an input, and the rows were redrawn until none did); such rows are now drawn without
+    replacement. The paper's sizes keep their draws (the digests above)."""
+    import numpy as np
+
+    from dendritic.wiring.sampling import random_inputs
+
+    for k in (150, 200, 250):
+        conn = random_inputs(np.random.default_rng(0), 1000, 64, k)
+        table = conn.table()
+        assert table.shape == (64, k) and all(len(set(row)) == k for row in table)
+        assert table.min() >= 0 and table.max() < 1000
+    counts = np.bincount(random_inputs(np.random.default_rng(1), 1000, 2000, 200).indices, minlength=1000)
+    assert counts.min() > 0.6 * counts.mean() and counts.max() < 1.4 * counts.mean()  # uniform over inputs

@@ -3,9 +3,8 @@
 ``dendritic.nn`` holds the layers for any PyTorch model; ``dendritic.get_model`` /
 ``dendritic.list_models`` the paper's twelve networks built from them.
 
-The names below are imported on first use, so ``import dendritic`` does not load torch: the
-command line sets up the process (OpenMP's wait policy, which torch's OpenMP reads when it
-loads) before anything does.
+The names below are imported on first use, so ``import dendritic`` (and ``dendritic --help``)
+does not load torch until something needs it.
 """
 
 from __future__ import annotations

@@ -142,7 +142,12 @@ def add_train_parser(sub: Any) -> None:
         "is there (the same config may overwrite its own)",
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--threads", type=threads_int, default=None, help="CPU threads for PyTorch (1-1024)")
+    p.add_argument(
+        "--threads",
+        type=threads_int,
+        default=None,
+        help="CPU threads for PyTorch, 1-1024 (default: every core, fewer while other processes use them)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_data_dir(p)
     p.set_defaults(func=cmd_train)

@@ -28,6 +28,8 @@ from dendritic.nn.spec import (
     check_float,
     check_int,
 )
+from dendritic.wiring.budget import estimate_wiring_bytes
+from dendritic.wiring.geometry import InputGeometry
 
 __all__ = [
     "BEYOND_PAPER",
@@ -271,9 +273,11 @@ BYTES_PER_PARAMETER = 32
 
 def estimate_size(spec: ModelSpec, input_shape: tuple[int, ...], n_classes: int) -> tuple[int, int]:
     """(parameters, bytes needed to build and train) of ``spec``'s network, in closed form,
-    allocating nothing. Receptive-field wiring also needs a pixel-distance table per layer. Fixed
-    cable weights count here (they take the same memory), not in the trainable count."""
+    allocating nothing: ``BYTES_PER_PARAMETER`` per parameter, plus the most any layer's wiring
+    takes while it is drawn (:func:`dendritic.wiring.budget.estimate_wiring_bytes`). Fixed cable
+    weights count here (they take the same memory), not in the trainable count."""
     variant = spec.variant
+    rule = spec.layer_spec().receptive_field
     params, needed = 0, 0
     shape = input_shape
     n_dendrites = spec.dendrites * spec.somata
@@ -286,9 +290,11 @@ def estimate_size(spec: ModelSpec, input_shape: tuple[int, ...], n_classes: int)
         if spec.branches > 1:
             params += n_branches + n_dendrites  # each dendrite sums its own branches
         params += (n_dendrites * spec.somata if variant.cables == "all" else n_dendrites) + spec.somata
-        if variant.receptive_field in ("local", "global"):
-            pixels = n_in // channels
-            needed += 16 * pixels * pixels
+        geometry = InputGeometry.from_shape(shape, channels_last=True)
+        drawing = estimate_wiring_bytes(
+            str(rule), geometry, spec.somata, n_branches // spec.somata, spec.synapses
+        )
+        needed = max(needed, drawing or 0)
         shape = (spec.somata, 1, 1)  # a deeper layer sees the previous somata (as a near-square grid)
     if spec.residual:
         params += 2 * spec.somata * spec.layers  # a normalisation before layers 2..L and before the output

@@ -38,6 +38,7 @@ from dendritic.training.fit import (
     fit,
 )
 from dendritic.training.optim import make_optimizer
+from dendritic.training.threads import AdaptiveThreads
 
 __all__ = [
     "EpochMetrics",
@@ -197,6 +198,8 @@ def train(
     dev = resolve_device(device)
     set_threads(threads)
     hooks: list[Callback] = []
+    if threads is None and dev.type == "cpu":  # all cores, fewer while other jobs need them
+        hooks.append(AdaptiveThreads())
     if checkpoint is not None:
         protected = [] if store is None else store.own_files()
         hooks.append(

@@ -265,6 +265,11 @@ def random_inputs(rng: np.random.Generator, n_in: int, n_outputs: int, k: int) -
     if k * 4 > n_in:  # dense regime: rank random keys
         table = np.argsort(rng.random((n_outputs, n_in)), axis=1)[:, :k]
         return Connectivity.from_table(table, n_in)
+    if k * k > 20 * n_in:
+        # A row of k draws repeats an input with probability ~1 - exp(-k²/2n) (> 1 - 5e-5 here):
+        # redrawing would take tens of thousands of rounds. Draw each row without replacement.
+        rows = [rng.choice(n_in, size=k, replace=False) for _ in range(n_outputs)]
+        return Connectivity.from_table(np.sort(np.stack(rows), axis=1), n_in)
     table = np.sort(rng.integers(0, n_in, size=(n_outputs, k)), axis=1)
     while True:  # redraw the few rows with a repeated input
         bad: np.ndarray | list[int] = (
