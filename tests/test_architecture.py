@@ -64,23 +64,32 @@ def test_an_import_cycle_inside_a_package_breaks_the_contracts(tree):
     assert "in dendritic.training" in broken.stdout and ".engine -> .loop" in broken.stdout
 
 
+_ROOT_IMPORTS = """
+import json, sys
+import grimp
+graph = grimp.build_graph("dendritic", cache_dir=None)
+packages = {m.rsplit(".", 1)[0] for m in graph.modules if "." in m}
+print(json.dumps(sorted(
+    (module, package)
+    for package in packages
+    for module in graph.find_descendants(package)
+    if package in graph.find_modules_directly_imported_by(module)
+)))
+"""
+
+
 def _imports_of_package_roots(src: Path) -> list[tuple[str, str]]:
     """(module, package) where a module imports the package it belongs to (its ``__init__``),
-    which makes the package's order of imports circular."""
-    import grimp
+    which makes the package's order of imports circular. A fresh interpreter reads ``src``: in
+    this one ``dendritic`` is already imported, and grimp would find that copy instead."""
+    import json
 
-    sys.path.insert(0, str(src))
-    try:
-        graph = grimp.build_graph("dendritic", cache_dir=None)
-    finally:
-        sys.path.remove(str(src))
-    packages = {m.rsplit(".", 1)[0] for m in graph.modules if "." in m}
-    return sorted(
-        (module, package)
-        for package in packages
-        for module in graph.find_descendants(package)
-        if package in graph.find_modules_directly_imported_by(module)
+    env = {"PYTHONPATH": str(src), "PATH": str(BIN)}
+    done = subprocess.run(
+        [sys.executable, "-c", _ROOT_IMPORTS], cwd=src, env=env, capture_output=True, text=True, timeout=300
     )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [tuple(pair) for pair in json.loads(done.stdout)]
 
 
 def test_nothing_under_a_package_imports_its_root(tree):
