@@ -250,6 +250,30 @@ def test_table1_and_table2_follow_their_definitions(tmp_path):
         assert len(list(csv.DictReader(handle))) == len(t1.rows) == 4
 
 
+def test_points_say_how_many_trials_stand_behind_them():
+    """Issue 25: a point with fewer trials than the rest is hollow, each panel states n, and
+    Table 2 gives the trials of the match and of vANN's best."""
+    rows = _hand_runs()
+    extra = [
+        dict(r, id=100 + i, seed=3) for i, r in enumerate(rows) if r["seed"] == 1 and r["dendrites"] != 4
+    ]
+    groups = group_runs(rows + extra)  # three trials everywhere but dANN-LRF D=4 (two)
+    row = next(
+        r for r in table2({"mnist": groups}).rows if r["model"] == "dANN-LRF" and r["metric"] == "accuracy"
+    )
+    assert row["trials"] == 3 and row["vann_trials"] == 3
+    fig = paper.fig2(groups)
+    ax = fig.axes[0]
+    assert any(t.get_text() == "n = 2–3 trials (hollow: < 3)" for t in ax.texts)
+    hollow = [ln for ln in ax.get_lines() if ln.get_markerfacecolor() == "white" and len(ln.get_xdata())]
+    assert [list(ln.get_xdata()) for ln in hollow] == [[6_000.0]]
+    even = paper.fig2(group_runs(rows))
+    assert any(t.get_text() == "n = 2 trials per point" for t in even.axes[0].texts)
+    assert not [
+        ln for ln in even.axes[0].get_lines() if ln.get_markerfacecolor() == "white" and len(ln.get_xdata())
+    ]
+
+
 # ---------------------------------------------------------------- the driver
 
 

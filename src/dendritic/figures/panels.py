@@ -58,7 +58,8 @@ def draw_metric_vs(
     linestyle: str = "-",
     legend: bool = True,
 ) -> None:
-    """Mean test ``metric`` ± 95 % CI per configuration against params (log x) or another key.
+    """Mean test ``metric`` ± t-based 95 % CI per configuration against params (log x) or another
+    key; each panel says how many trials stand behind its points, fewer than the most hollow.
 
     ``x="params"`` plots trainable parameters; any other name is a group key (e.g. "dendrites",
     drawn on a log2 axis).
@@ -66,33 +67,49 @@ def draw_metric_vs(
     by_model: dict[str, list[Group]] = {}
     for g in groups:
         by_model.setdefault(g.model, []).append(g)
-    for model in order_models(by_model if models is None else [m for m in models if m in by_model]):
+    drawn = order_models(by_model if models is None else [m for m in models if m in by_model])
+    counts = [g.n for m in drawn for g in by_model[m]]
+    most = max(counts, default=0)
+    for model in drawn:
         members = by_model[model]
         xs = [g.trainable_params if x == "params" else g[x] for g in members]
         pts = sorted(
-            (float(xv), *metric_value(_test(g, metric), metric))
+            (float(xv), *metric_value(_test(g, metric), metric), g.n)
             for xv, g in zip(xs, members, strict=True)
             if xv is not None
         )
         if not pts:
             continue
-        xv, mean, ci = (np.array(v) for v in zip(*pts, strict=True))
+        xv, mean, ci, n = (np.array(v) for v in zip(*pts, strict=True))
         c = colour(model)
         ax.plot(xv, mean, linestyle, color=c, lw=1.0, alpha=0.8, zorder=2)
-        ax.errorbar(
-            xv,
-            mean,
-            yerr=ci,
-            fmt="o",
+        ax.errorbar(xv, mean, yerr=ci, fmt="none", color=c, elinewidth=0.8, capsize=1.5, zorder=3)
+        full = n == most
+        label = model + label_suffix
+        ax.plot(
+            xv[full],
+            mean[full],
+            "o",
             ms=3,
             color=c,
             mec="black",
             mew=0.3,
-            elinewidth=0.8,
-            capsize=1.5,
-            label=model + label_suffix,
-            zorder=3,
+            label=label if full.any() else None,
+            zorder=4,
         )
+        # Fewer trials than the rest: hollow, so a wide or missing interval is not read as spread.
+        ax.plot(
+            xv[~full],
+            mean[~full],
+            "o",
+            ms=3,
+            mfc="white",
+            mec=c,
+            mew=0.8,
+            label=None if full.any() else label,
+            zorder=4,
+        )
+    _note_trials(ax, counts)
     if x == "params":
         ax.set_xscale("log")
         ax.set_xlabel("trainable parameters")
@@ -105,6 +122,15 @@ def draw_metric_vs(
     ax.set_ylabel(METRIC_LABELS[metric])
     if legend and ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best")
+
+
+def _note_trials(ax: Axes, counts: Sequence[int]) -> None:
+    """Writes how many trials are behind each point (hollow markers: fewer than the most)."""
+    if not counts:
+        return
+    low, high = min(counts), max(counts)
+    text = f"n = {high} trials per point" if low == high else f"n = {low}–{high} trials (hollow: < {high})"
+    ax.text(0.99, 0.01, text, transform=ax.transAxes, ha="right", va="bottom", fontsize=5, color="0.35")
 
 
 def draw_reference(ax: Axes, group: Group | None, metric: str, *, label: str | None = None) -> None:

@@ -311,8 +311,9 @@ FIGURES: dict[str, FigureSpec] = {
     "fig2": FigureSpec(
         "Fig 2",
         "Test loss and accuracy vs trainable parameters (log scale) for dANN-R, dANN-LRF, dANN-GRF, pdANN "
-        "and vANN (mean ± 95 % CI over trials; dashed: vANN's best configuration), and vs dendrites per "
-        "soma D at S = 256 and 512 (or the largest S swept).",
+        "and vANN (mean ± 95 % CI over trials, Student's t with n − 1 degrees of freedom; dashed: vANN's "
+        "best configuration), and vs dendrites per soma D at S = 256 and 512 (or the largest S swept). "
+        "Each panel states the trials n behind its points; hollow markers have fewer trials than the rest.",
         ("main",),
         _fig2,
     ),
@@ -400,7 +401,8 @@ FIGURES: dict[str, FigureSpec] = {
     ),
     "supp-vann-x-curves": FigureSpec(
         "Supplementary: dANN-X vs vANN-X",
-        "Test accuracy and loss vs trainable parameters of each dANN-X and its vANN-X.",
+        "Test accuracy and loss vs trainable parameters of each dANN-X and its vANN-X (mean ± t-based "
+        "95 % CI over trials; hollow: fewer trials than the rest).",
         ("main",),
         _vann_x,
     ),

@@ -254,11 +254,13 @@ def table2(
                         "vann_test_mean": getattr(ref, f"test_{metric}").mean
                         if getattr(ref, f"test_{metric}")
                         else None,
+                        "vann_trials": ref.n,
                         "dendrites": None if g is None else g.dendrites,
                         "somata": None if g is None else g.somata,
                         "params": None if params is None else int(round(params)),
                         "test_mean": None if test is None else test.mean,
                         "test_sd": None if test is None else test.sd,
+                        "trials": None if g is None else g.n,
                         "fewer_params_factor": (
                             None
                             if params is None or ref.trainable_params is None
@@ -285,11 +287,13 @@ def table2(
             "vann_somata",
             "vann_params",
             "vann_test_mean",
+            "vann_trials",
             "dendrites",
             "somata",
             "params",
             "test_mean",
             "test_sd",
+            "trials",
             "fewer_params_factor",
         ],
         rows=rows,
@@ -300,10 +304,12 @@ def table2(
             "metric": ["metric"],
             f"{reference} best params": ["vann_params"],
             f"{reference} best (test)": ["vann_test_mean"],
+            f"{reference} trials": ["vann_trials"],
             "D": ["dendrites"],
             "S": ["somata"],
             "params": ["params"],
             "test (mean ± sd)": ["test_mean", "test_sd"],
+            "trials": ["trials"],
             "fewer params": ["fewer_params_factor"],
         },
     )
