@@ -40,6 +40,8 @@ def sparse_controls(rows: Sequence[Row], *, dataset: str = "") -> Figure:
     """Test accuracy and test loss vs trainable parameters (log axis; mean ± s.d. over trials),
     every control a line; and each control's accuracy difference from dANN-LRF of the same size
     (points; ``*`` where the Bonferroni-corrected Welch p < 0.05)."""
+    from matplotlib.ticker import NullFormatter
+
     if not rows:
         raise ValueError("no sparse-control rows")
     controls = [c for c in CONTROLS if any(r["control"] == c for r in rows)]
@@ -62,6 +64,7 @@ def sparse_controls(rows: Sequence[Row], *, dataset: str = "") -> Figure:
                 colour, fmt = _STYLE.get(control, ("#999999", "o-"))
                 ax.errorbar(xs, ys, yerr=es, fmt=fmt, ms=3, lw=1, capsize=1.5, color=colour, label=control)
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # a few sizes: no crowded minor labels
             ax.set_xlabel("trainable parameters")
             ax.set_ylabel(label)
         axes[0, 0].set_title(f"sparse controls{' — ' + dataset if dataset else ''}")
@@ -100,7 +103,7 @@ def sparse_controls(rows: Sequence[Row], *, dataset: str = "") -> Figure:
         ax.axhline(0.0, color="black", lw=0.6)
         ax.set_xticks(positions, others, rotation=60, ha="right")
         ax.set_ylabel("accuracy − dANN-LRF (points)")
-        ax.set_title("difference from dANN-LRF (*: p < 0.05, Bonferroni)")
+        ax.set_title("vs dANN-LRF (*: Bonferroni p < 0.05)")
         ax.legend(loc="best", fontsize="x-small")
         label_panels(axes.ravel())
     return fig
