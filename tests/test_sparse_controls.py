@@ -401,3 +401,49 @@ def test_sparse_controls_figure_and_registration():
     )
     with pytest.raises(ValueError):
         sparse_controls([])
+
+
+def test_sparse_controls_figure_table_and_report_from_a_store(tmp_path):
+    """Runs of the grid's configs under another tag are found by their configs; the figure, its
+    table and the HTML report (rendered in headless Chromium where there is one) show them."""
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("matplotlib")
+    from dendritic.report import build_report, make_figures
+    from dendritic.store import RunStore
+
+    rng = np.random.default_rng(0)
+    db = tmp_path / "runs.db"
+    with RunStore(db) as store:
+        for config in expand("sparse-controls", {"dendrites": [4, 16], "trials": [1, 2, 3]}):
+            acc = 0.85 + 0.01 * (config.model == "dANN-LRF") + rng.normal(0, 0.002)
+            params = dataclasses.replace(
+                config.model_spec(), model="dANN-LRF" if config.lottery != "none" else config.model
+            )
+            run = store.start_run(
+                config.to_dict(),
+                meta={"trainable_params": params.trainable_parameters(FMNIST, 10), "experiment": "x"},
+            )
+            store.log_epoch(run, 1, train_loss=0.5, train_accuracy=acc, val_loss=0.5, val_accuracy=acc)
+            store.finish_run(run, test_accuracy=acc, test_loss=1.2 - acc)
+    out = tmp_path / "figures"
+    with RunStore(db, readonly=True) as store:
+        result = make_figures(store, out, formats=("png",), only=["beyond-sparse-controls"], download=False)
+        assert set(result.figures) == {"beyond-sparse-controls"}, result.skipped
+        table = (out / "beyond-sparse-controls.md").read_text()
+        assert len((out / "beyond-sparse-controls.csv").read_text().splitlines()) == 1 + 2 * 8
+        assert "| D16xS256 | ER-MLP | 256 | 76,554 | 3 |" in table
+        assert "| D4xS128 | pdANN (dense fan-in) | 3 | 9,475 | 3 |" in table
+        report = build_report(store, tmp_path / "report.html", figures_dir=out)
+    page = report.read_text()
+    assert "Beyond the paper: sparse controls at matched parameters" in page
+    sys.path.insert(0, str(Path(__file__).parent))
+    from browser import CHROMIUM, render
+
+    if CHROMIUM is None:
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    proc, console = render(report)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'data-images="1"' in proc.stdout and 'data-images-decoded="1"' in proc.stdout
+    assert not [line for line in console if "dendritic report loaded" not in line]
