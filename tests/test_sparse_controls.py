@@ -198,12 +198,18 @@ def test_finetune_keeps_the_trained_weights_and_rounds_reach_the_target():
     assert [s.n_connections for s in _stages(iterative.model)] == [64, 16]
 
 
-def test_a_lottery_run_trains_the_ticket_and_records_both_epoch_counts():
+def test_a_lottery_run_trains_the_ticket_and_records_both_epoch_counts(tmp_path):
+    from dendritic.store import RunStore
     from dendritic.training import train
 
     torch.set_num_threads(1)
     config = _lottery(epochs=2, parent_epochs=1, dataset="mnist")
-    result = train(config, data=_data(), threads=1)
+    with RunStore(tmp_path / "runs.db") as store:
+        result = train(config, data=_data(), threads=1, store=store)
+        (run,) = store.list_runs()
+    extra = run["extra"] if isinstance(run["extra"], dict) else __import__("json").loads(run["extra"])
+    assert extra["lottery"]["kept_connections"] == [64, 16] and extra["lottery"]["parent_epochs"] == 1
+    assert extra["lottery"]["seconds"] > 0 and run["config"]["parent_epochs"] == 1
     assert result.trainable_params == ModelSpec("dANN-LRF", 2, 8, 4).trainable_parameters(SMALL, 4)
     assert result.epochs_run == 2 and result.paper_params is None
     key = config.to_dict()

@@ -171,6 +171,7 @@ def _final(outcome: dict[str, Any]) -> dict[str, Any]:
             "worker_host": meta.get("host", outcome.get("host")),
             "worker_pid": meta.get("pid", outcome.get("pid")),
             "threads": outcome.get("threads"),
+            **({"lottery": meta["lottery"]} if "lottery" in meta else {}),
         },
     }
 

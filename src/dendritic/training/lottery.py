@@ -14,13 +14,17 @@ kept connections), so it costs what the dANN costs, has exactly the dANN's train
 and its pruned weights do not exist — they stay zero through any optimizer.
 
 The parent's epochs are a confound of the comparison (the ticket has seen more training than the
-dANN); the run's config records them (``parent_epochs``, resolved) beside its own ``epochs``.
+dANN); the run's config records them (``parent_epochs``, resolved) beside its own ``epochs``, and
+the run's ``extra`` holds ``lottery``: the parent's validation accuracy, each round's, the
+connections kept and the seconds spent before the ticket's own training (which alone is the
+run's ``wall_seconds``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -269,6 +273,7 @@ def train_ticket(config: Any, data: Any, device: torch.device) -> Ticket:
 
     check_lottery(config)
     epochs = parent_epochs_of(config)
+    started = time.perf_counter()
 
     def train(net: DendriticNet, snapshot: _Snapshot | None = None) -> float:
         result = fit(
@@ -317,6 +322,7 @@ def train_ticket(config: Any, data: Any, device: torch.device) -> Ticket:
         "round_val_accuracy": round_val,
         "dense_connections": dense,
         "kept_connections": [int(m.sum()) for m in masks],
+        "seconds": time.perf_counter() - started,  # the parent's and the rounds' training
     }
     del current
     return Ticket(child, info)
