@@ -321,6 +321,12 @@ def test_sparse_controls_grid_matches_the_danns_parameters(capsys, tmp_path):
     assert by_size == {4: 10_634, 16: 76_554, 64: 595_466}
     labels = {control_label(c.to_dict()) for c in configs}
     assert labels == set(CONTROLS)
+    for other in (
+        {"model": "sANN", "linear_dendrites": True},
+        {"model": "dANN-LRF", "branches": 2},
+        {"model": "vANN"},
+    ):
+        assert control_label(other) not in CONTROLS
     for c in configs:
         target = by_size[c.dendrites]
         if c.lottery != "none":  # the ticket has exactly the dANN's nonzeros and biases

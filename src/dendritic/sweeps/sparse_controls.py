@@ -24,10 +24,11 @@ All on the paper's protocol (Fashion-MNIST, Keras Adam, lr 1e-3, batch 128, 25 e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from dendritic.models.spec import BEYOND_PAPER, ModelSpec, matched_somata
+from dendritic.models.spec import BEYOND_PAPER, ModelSpec, matched_somata, options_label
 
 __all__ = [
     "CONTROLS",
@@ -92,17 +93,20 @@ def sparse_control_points(sizes: tuple[tuple[int, int], ...] = SIZES) -> list[di
     return points
 
 
-def control_label(config: dict[str, Any] | Any) -> str:
-    """Which control of :data:`CONTROLS` a run's config (a dict) is."""
-    get = config.get
-    model = str(get("model"))
-    lottery = get("lottery", "none") or "none"
-    if lottery == "rewind":
+def control_label(config: Mapping[str, Any]) -> str:
+    """Which control of :data:`CONTROLS` a run's config (a dict) is; a label outside them (e.g.
+    ``vANN``, ``sANN B=2``) for a run that is none."""
+    model = str(config.get("model"))
+    options = options_label(config)
+    lottery = config.get("lottery", "none") or "none"
+    if options and options != "linear dendrites":
+        return f"{model} {options}"
+    if lottery == "rewind" and not options:
         return "lottery ticket (rewind)"
-    if lottery == "finetune":
+    if lottery == "finetune" and not options:
         return "lottery ticket (fine-tune)"
-    if model == "dANN-LRF" and get("linear_dendrites", False):
-        return "dANN-LRF, linear dendrites"
+    if options:
+        return f"{model}, linear dendrites"
     if model == "pdANN":
         return "pdANN (dense fan-in)"
     return model
