@@ -69,7 +69,7 @@ def sparse_controls(rows: Sequence[Row], *, dataset: str = "") -> Figure:
             ax.set_ylabel(label)
         axes[0, 0].set_title(f"sparse controls{' — ' + dataset if dataset else ''}")
         axes[0, 1].set_title("test loss")
-        axes[0, 0].legend(loc="lower right", fontsize="x-small")
+        axes[0, 0].legend(loc="best", fontsize="x-small")
         ax = axes[0, 2]
         others = [c for c in controls if c != "dANN-LRF"]
         width = 0.8 / max(1, len(sizes))
