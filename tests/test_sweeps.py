@@ -72,6 +72,7 @@ def test_named_grids_expand_to_the_documented_run_counts():
         "depth-deep": 112,  # 7 depths x plain/residual x 4 models x 2 trials
         "depth-init": 28,  # 7 depths x (dANN-LRF, vANN) x 2 trials
         "morphology": 66,  # 11 morphologies x 3 noise levels x 2 trials
+        "sparse-controls": 120,  # 3 sizes x 8 controls x 5 trials
     }
     assert {name: e.size() for name, e in EXPERIMENTS.items()} == expected
     for name, n in expected.items():

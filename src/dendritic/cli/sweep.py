@@ -145,8 +145,13 @@ def _cell(value: Any) -> str:
 
 
 def _options(row: dict[str, Any]) -> str:
-    """The options beyond the paper a run uses, e.g. ``B=2 cables=ones residual``."""
-    return options_label(row) or "-"
+    """The options beyond the paper a run uses, e.g. ``B=2 cables=ones residual``, and a lottery
+    ticket's pruning (``lottery rewind to epoch 1, 5 rounds, parent 25 epochs``)."""
+    from dendritic.training.lottery import lottery_info
+
+    lottery = lottery_info(row)
+    words = " ".join(w for w in (options_label(row), f"lottery {lottery}" if lottery else "") if w)
+    return words or "-"
 
 
 def _table(rows: list[dict[str, Any]], done: set[int], minutes: list[float]) -> list[str]:

@@ -11,6 +11,7 @@ from dendritic.cli.args import (
     add_optimizer,
     check_data_dir,
     epochs_int,
+    int_in,
     lr_float,
     model_options_of,
     no_store_conflicts,
@@ -45,6 +46,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         early_stop=args.early_stop,
         limit=args.limit,
         optimizer=args.optimizer,
+        lottery=args.lottery,
+        prune_rounds=args.prune_rounds,
+        rewind_epoch=args.rewind_epoch,
+        parent_epochs=args.parent_epochs,
     )
     no_store_conflicts(args)
     check_data_dir(args)
@@ -132,6 +137,7 @@ def add_train_parser(sub: Any) -> None:
         help="use at most this many training images, validation included (quick runs; the test set "
         "stays whole)",
     )
+    add_lottery_options(p)
     p.add_argument("--store", default=None, help="SQLite results store (default runs.db)")
     p.add_argument("--no-store", action="store_true", help="do not record the run")
     p.add_argument("--replace", action="store_true", help="run again even if the store has this run finished")
@@ -151,6 +157,37 @@ def add_train_parser(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_data_dir(p)
     p.set_defaults(func=cmd_train)
+
+
+def add_lottery_options(p: argparse.ArgumentParser) -> None:
+    """Lottery tickets (``dendritic.training.lottery``): a vANN pruned to the dANN's nonzeros."""
+    from dendritic.training.lottery import LOTTERY_MODES, MAX_ROUNDS
+
+    g = p.add_argument_group("lottery tickets (--model vANN: pruned by magnitude to the dANN's nonzeros)")
+    g.add_argument(
+        "--lottery",
+        choices=LOTTERY_MODES,
+        default="none",
+        help="rewind the pruned parent to its early weights, or fine-tune it (default none)",
+    )
+    g.add_argument(
+        "--prune-rounds",
+        type=int_in(1, MAX_ROUNDS),
+        default=1,
+        help="rounds of magnitude pruning (default 1)",
+    )
+    g.add_argument(
+        "--rewind-epoch",
+        type=int_in(0, 100_000),
+        default=1,
+        help="rewind to the parent's weights after this epoch (0: initial; default 1)",
+    )
+    g.add_argument(
+        "--parent-epochs",
+        type=int_in(1, 100_000),
+        default=None,
+        help="epochs of the dense parent and of each round (default: --epochs)",
+    )
 
 
 def add_demo_parser(sub: Any) -> None:

@@ -280,7 +280,7 @@ def grid_runs(i: FigureInputs, name: str) -> list[dict[str, Any]]:
     return i.grid(name) if i.grid is not None else i.runs.of(name) if name in _TAGGED else []
 
 
-_TAGGED = ("depth-deep", "depth-init", "morphology")
+_TAGGED = ("depth-deep", "depth-init", "morphology", "sparse-controls")
 
 
 def depth_runs(i: FigureInputs) -> list[dict[str, Any]]:
@@ -304,6 +304,16 @@ def _morphology(i: FigureInputs) -> Any:
     if not runs:
         raise Skip(skip_note("Morphology figure", ["morphology"]))
     return beyond.morphology(morphology_rows(runs), dataset=dataset_label(runs[0].get("dataset", "")))
+
+
+def _sparse_controls(i: FigureInputs) -> Any:
+    from dendritic.analysis.controls import control_rows
+    from dendritic.figures.controls import sparse_controls
+
+    runs = grid_runs(i, "sparse-controls")
+    if not runs:
+        raise Skip(skip_note("Sparse-controls figure", ["sparse-controls"]))
+    return sparse_controls(control_rows(runs), dataset=dataset_label(runs[0].get("dataset", "")))
 
 
 #: Every figure, in the order they are drawn.
@@ -434,6 +444,18 @@ FIGURES: dict[str, FigureSpec] = {
         "S = 256), and each family's best (on validation) under input noise σ.",
         ("morphology",),
         _morphology,
+    ),
+    "beyond-sparse-controls": FigureSpec(
+        "Beyond the paper: sparse controls at matched parameters",
+        "dANN-LRF at three sizes (D4×S128, D16×S256, D64×S512) against sparse networks of its "
+        "trainable parameters: linear dendrites, sANN, sANN-LRF, an Erdős–Rényi random-sparse MLP, "
+        "pdANN (dense fan-in, fewer somata), and lottery tickets from the dense vANN of the dANN's "
+        "widths pruned by magnitude to its nonzeros per layer, rewound to epoch 1 or fine-tuned "
+        "(5 rounds; one-shot from a 3-epoch parent at D64×S512); test accuracy and loss vs "
+        "parameters (mean ± s.d. over trials) and each control's difference from dANN-LRF "
+        "(*: Welch p < 0.05 after Bonferroni).",
+        ("sparse-controls",),
+        _sparse_controls,
     ),
     "supp-dataset-examples": FigureSpec(
         "Supplementary: dataset examples",

@@ -1,6 +1,6 @@
 """Models by name, torchvision style: ``register_model``, ``list_models``, ``get_model``.
 
-The paper's twelve networks are registered here; a user's builder joins them with the same
+The paper's twelve networks (and the controls beyond it, e.g. ``ER-MLP``) are registered here; a user's builder joins them with the same
 decorator::
 
     from dendritic.models import register_model, get_model
@@ -21,7 +21,7 @@ from torch import nn
 
 from dendritic.models.network import DendriticNet
 from dendritic.models.spec import ModelSpec
-from dendritic.models.variants import MODEL_NAMES, Variant, resolve_name
+from dendritic.models.variants import BEYOND_MODELS, MODEL_NAMES, Variant, resolve_name
 
 __all__ = ["get_model", "get_model_builder", "get_model_info", "list_models", "register_model"]
 
@@ -106,12 +106,12 @@ def _paper_model(
 
 
 def _register_paper_models() -> None:
-    for paper_name in MODEL_NAMES:
+    for paper_name in (*MODEL_NAMES, *BEYOND_MODELS):
 
         def builder(*, _name: str = paper_name, **config: Any) -> DendriticNet:
             return _paper_model(_name, **config)
 
-        builder.__doc__ = f"The paper's {paper_name}: {resolve_name(paper_name)[0].description}."
+        builder.__doc__ = f"{paper_name}: {resolve_name(paper_name)[0].description}."
         register_model(paper_name)(builder)
 
 

@@ -85,8 +85,8 @@ class ModelSpec:
 
     Beyond the paper (:data:`BEYOND_PAPER` gives the paper's values): ``branches`` per dendrite,
     ``cable_weights`` (``learned``, ``ones``, ``random``, ``positive``), ``residual``
-    connections with normalisation and the initial weights' rule ``init`` (``glorot-dense``,
-    ``he-fan-in``); see :func:`dendritic.models.build_model`. Checked once, here (the layer
+    connections with normalisation, the initial weights' rule ``init`` (``glorot-dense``,
+    ``he-fan-in``) and ``linear_dendrites`` (no dendritic nonlinearity); see :func:`dendritic.models.build_model`. Checked once, here (the layer
     options by :class:`~dendritic.nn.DendriticSpec`)."""
 
     model: str = _option("dANN-LRF", OptionInfo("paper label, e.g. dANN-LRF, dANN-GRF, dANN-R, vANN, sANN"))
@@ -137,6 +137,16 @@ class ModelSpec:
         ),
     )
 
+    linear_dendrites: bool = _option(
+        False,
+        OptionInfo(
+            "dendrites without their nonlinearity (identity): the layer is one sparse linear map, then "
+            "the somata's activation",
+            beyond_paper=True,
+            label="linear dendrites",
+        ),
+    )
+
     def __post_init__(self) -> None:
         variant, rate = resolve_name(self.model)  # raises on unknown names, listing the valid ones
         object.__setattr__(self, "model", variant.name if rate is None else f"vANN-{rate:g}")
@@ -144,6 +154,8 @@ class ModelSpec:
         check_choice("random_mode", self.random_mode, RANDOM_MODES)
         if not isinstance(self.residual, bool):
             raise ValueError(f"residual must be True or False, got {self.residual!r}")
+        if not isinstance(self.linear_dendrites, bool):
+            raise ValueError(f"linear_dendrites must be True or False, got {self.linear_dendrites!r}")
         # 0 and 0.0 must key the same run
         object.__setattr__(
             self, "dropout", check_float("dropout", self.dropout, low=0.0, high=1.0, high_open=True)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Variant", "VARIANTS", "MODEL_NAMES", "resolve_name"]
+__all__ = ["BEYOND_MODELS", "Variant", "VARIANTS", "MODEL_NAMES", "resolve_name"]
 
 #: How inputs reach dendrites (receptive-field rules).
-RECEPTIVE_FIELDS = ("random", "local", "global", "all")
+RECEPTIVE_FIELDS = ("random", "local", "global", "all", "scattered")
 #: How dendrites reach somata (cable rules).
 CABLES = ("structured", "random", "all")
 
@@ -49,8 +49,24 @@ _TABLE = [
     Variant("psANN", "all", "random", "all-to-all inputs, random sparse dendrite→soma"),
 ]
 
-VARIANTS: dict[str, Variant] = {v.name: v for v in _TABLE}
-MODEL_NAMES: tuple[str, ...] = tuple(VARIANTS)
+#: Controls beyond the paper's table (not in :data:`MODEL_NAMES`, so the paper's grids keep their
+#: size): the Erdős–Rényi random-sparse MLP of the sparse-controls study (issue 23). Its two
+#: hidden layers have the dANN's widths (S·D dendrites, S somata) and the dANN's nonzeros per
+#: layer (S·D·synapses, S·D), each placed uniformly over the whole weight matrix (a G(n, M)
+#: draw: every weight kept with the same probability, fan-in and fan-out vary).
+_BEYOND = [
+    Variant(
+        "ER-MLP",
+        "scattered",
+        "random",
+        "Erdős–Rényi random-sparse MLP with the dANN's widths and nonzeros per layer",
+    ),
+]
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in (*_TABLE, *_BEYOND)}
+MODEL_NAMES: tuple[str, ...] = tuple(v.name for v in _TABLE)
+#: The models beyond the paper's table, by name.
+BEYOND_MODELS: tuple[str, ...] = tuple(v.name for v in _BEYOND)
 _BY_LOWER = {name.lower(): variant for name, variant in VARIANTS.items()}
 _DROPOUT_LABEL = re.compile(r"^vann-(0?\.\d+)$")
 
@@ -65,5 +81,5 @@ def resolve_name(name: str) -> tuple[Variant, float | None]:
     match = _DROPOUT_LABEL.match(key)
     if match:
         return VARIANTS["vANN"], float(match.group(1))
-    valid = ", ".join(MODEL_NAMES)
+    valid = ", ".join(VARIANTS)
     raise ValueError(f"unknown model {name!r}; valid models: {valid}, and vANN-<rate> for dropout")

@@ -223,14 +223,16 @@ class DendriticLayer(nn.Module):
             )
 
         base = activation if activation is not None else nn.LeakyReLU(DEFAULT_SLOPE)
+        # linear dendrites: identity where the dendrites' (and branches') nonlinearity would be
+        dendritic: nn.Module = nn.Identity() if self.spec.linear_dendrites else base
         if tree is None:
             self.branch_linear = None
         else:
             self.branch_linear = stage(inputs)
-            self.branch_activation = copy.deepcopy(base)
+            self.branch_activation = copy.deepcopy(dendritic)
         self.dendrite_linear = stage(dendrite_inputs)
         self.dendrite_activation = (
-            dendrite_activation if dendrite_activation is not None else copy.deepcopy(base)
+            dendrite_activation if dendrite_activation is not None else copy.deepcopy(dendritic)
         )
         self.dropout = nn.Dropout(self.spec.dropout) if self.spec.dropout > 0 else nn.Identity()
         self.soma_linear = stage(cables)

@@ -83,7 +83,8 @@ class DendriticSpec:
     :class:`Connectivity`); ``cable_weights`` is one of :data:`CABLE_WEIGHTS`; ``init`` one of
     :data:`~dendritic.layers.sparse.INITS` (the paper's Glorot over the dense shape, or He over
     each unit's real fan-in); ``dropout`` acts on the dendrites' activations; ``bias`` gives every
-    dendrite and soma a learned bias. Every value is checked here, once.
+    dendrite and soma a learned bias; ``linear_dendrites`` drops the dendrites' nonlinearity.
+    Every value is checked here, once.
     """
 
     somata: int
@@ -96,6 +97,9 @@ class DendriticSpec:
     init: str = "glorot-dense"
     dropout: float = 0.0
     bias: bool = True
+    #: Dendrites (and branches) sum their synapses without a nonlinearity: the whole layer is then
+    #: one sparse linear map followed by the somata's activation (the sparse-controls study).
+    linear_dendrites: bool = False
 
     def __post_init__(self) -> None:
         for name in ("somata", "dendrites", "synapses", "branches"):
@@ -107,6 +111,8 @@ class DendriticSpec:
         check_choice("init", self.init, INITS)
         if not isinstance(self.bias, bool):
             raise ValueError(f"bias must be True or False, got {self.bias!r}")
+        if not isinstance(self.linear_dendrites, bool):
+            raise ValueError(f"linear_dendrites must be True or False, got {self.linear_dendrites!r}")
         if isinstance(self.receptive_field, str):
             get_receptive_field(self.receptive_field)  # an unknown name lists the registered ones
             object.__setattr__(self, "receptive_field", self.receptive_field.strip().lower())

@@ -530,10 +530,25 @@ def _morphology_table(out: Path, inputs: FigureInputs, result: FiguresResult) ->
     ), result)  # fmt: skip
 
 
+def _sparse_controls_table(out: Path, inputs: FigureInputs, result: FiguresResult) -> None:
+    from dendritic.analysis.controls import control_rows
+
+    rows = control_rows(grid_runs(inputs, "sparse-controls"))
+    shown = _percent(rows, "acc_mean", "acc_sd")
+    _write_table(out, "beyond-sparse-controls", "Sparse controls vs dANN-LRF at matched parameters (mean, s.d. over trials; Welch t-tests, Bonferroni)", shown, (
+        ("size", "size", ""), ("control", "control", ""), ("somata", "S", ""), ("params", "parameters", ","),
+        ("trials", "trials", ""), ("acc_mean", "test acc %", ".2f"), ("acc_sd", "s.d.", ".2f"),
+        ("acc_diff", "Δ acc (points)", "+.2f"), ("p_acc", "p", ".3g"), ("p_acc_bonferroni", "p (Bonf.)", ".3g"),
+        ("loss_mean", "test loss", ".4f"), ("loss_sd", "s.d.", ".4f"), ("loss_diff", "Δ loss", "+.4f"),
+        ("p_loss", "p (loss)", ".3g"), ("p_loss_bonferroni", "p (loss, Bonf.)", ".3g"),
+    ), result)  # fmt: skip
+
+
 #: Tables written next to a figure once it is drawn: figure name → writer.
 _TABLES: dict[str, Callable[[Path, FigureInputs, FiguresResult], None]] = {
     "beyond-depth": _depth_table,
     "beyond-morphology": _morphology_table,
+    "beyond-sparse-controls": _sparse_controls_table,
 }
 
 

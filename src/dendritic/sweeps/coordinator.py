@@ -36,6 +36,7 @@ from dendritic.models.spec import options_label
 from dendritic.store import RunStore, RunTakenOver, StoreError, config_key
 from dendritic.training.config import TrainConfig
 from dendritic.training.fit import RecordRun
+from dendritic.training.lottery import lottery_info
 
 from .backends import Backend, LocalBackend, available_cpus
 from .estimate import DEFAULT_COST
@@ -96,6 +97,8 @@ def summary_line(config: TrainConfig | dict[str, Any], outcome: dict[str, Any], 
         where += f" L={cfg['layers']}"
     if options := options_label(cfg):
         where += f" {options}"
+    if cfg.get("lottery", "none") != "none":
+        where += f" lottery {lottery_info(cfg)}"
     if cfg.get("sigma"):
         where += f" sigma={cfg['sigma']:g}"
     if cfg.get("lr", 1e-3) != 1e-3:
@@ -168,6 +171,7 @@ def _final(outcome: dict[str, Any]) -> dict[str, Any]:
             "worker_host": meta.get("host", outcome.get("host")),
             "worker_pid": meta.get("pid", outcome.get("pid")),
             "threads": outcome.get("threads"),
+            **({"lottery": meta["lottery"]} if "lottery" in meta else {}),
         },
     }
 

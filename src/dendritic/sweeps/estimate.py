@@ -23,6 +23,7 @@ from dendritic.data import get_info
 from dendritic.models.spec import BEYOND_PAPER
 from dendritic.models.variants import resolve_name
 from dendritic.training.config import TrainConfig
+from dendritic.training.lottery import LOTTERY_DEFAULTS, lottery_seconds
 
 __all__ = [
     "CostModel",
@@ -137,6 +138,7 @@ def _run_key(config: Mapping[str, Any]) -> tuple[Any, ...]:
         config.get("sequential", False),
         config.get("synapses", 16),
         *(config.get(name, default) for name, default in BEYOND_PAPER.items()),
+        *(config.get(name, default) for name, default in LOTTERY_DEFAULTS.items()),
     )
 
 
@@ -188,6 +190,10 @@ def run_seconds(
 ) -> tuple[float, bool]:
     """(estimated seconds of one run, whether a finished run of the store timed it)."""
     key = _run_key(config.to_dict())
+    if (
+        config.lottery != "none"
+    ):  # the dense parent and the pruning rounds first (a store times the ticket only)
+        return lottery_seconds(config, lambda c: cost.epoch_seconds(c, threads)), False
     if measured and key in measured:
         return measured[key] * config.resolved_epochs(), True
     return cost.epoch_seconds(config, threads) * config.resolved_epochs(), False

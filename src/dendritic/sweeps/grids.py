@@ -18,7 +18,9 @@ from typing import Any
 from dendritic.data import canonical_name, dataset_names
 from dendritic.models.spec import BEYOND_PAPER, ModelSpec, matched_somata
 from dendritic.models.variants import MODEL_NAMES, resolve_name
+from dendritic.sweeps.sparse_controls import sparse_control_points
 from dendritic.training.config import TrainConfig
+from dendritic.training.lottery import LOTTERY_DEFAULTS
 
 __all__ = [
     "AXES",
@@ -264,6 +266,14 @@ EXPERIMENTS: dict[str, Experiment] = {
             datasets=("fmnist",),
             trials=(1, 2),
         ),
+        _experiment(
+            "sparse-controls",
+            "dANN-LRF at 10.6 k, 76.5 k and 595 k parameters (D4xS128, D16xS256, D64xS512) vs sparse "
+            "controls of its trainable parameters: linear dendrites, sANN, sANN-LRF, Erdos-Renyi MLP, "
+            "pdANN, lottery tickets (rewind / fine-tune; one-shot from a 3-epoch parent at 595 k); 5 trials",
+            points=sparse_control_points(),
+            datasets=("fmnist",),
+        ),
     )
 }
 
@@ -279,6 +289,7 @@ PROTOCOL: dict[str, Any] = {
         e.varies: TrainConfig.__dataclass_fields__[e.varies].default for e in EXPERIMENTS.values() if e.varies
     },
     **BEYOND_PAPER,
+    **LOTTERY_DEFAULTS,
 }
 
 
@@ -325,12 +336,21 @@ def in_main_grid(config: Mapping[str, Any]) -> bool:
     depth sweep's L = 1) is one of main's runs too."""
     return (
         experiment_of(config) == "main"
+        and _paper_model(config.get("model"))
         and int(config.get("synapses", 16)) == 16
         and config.get("dendrites") in DENDRITES
         and config.get("somata") in SOMATA
         and int(config.get("batch_size", 128)) == 128
         and config.get("random_mode", "exact") == "exact"
     )
+
+
+def _paper_model(name: Any) -> bool:
+    """Whether ``name`` is one of the paper's models (a control beyond it, e.g. ER-MLP, is not)."""
+    try:
+        return resolve_name(str(name))[0].name in MODEL_NAMES
+    except ValueError:
+        return False
 
 
 def get_experiment(name: str) -> Experiment:

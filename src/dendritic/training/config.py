@@ -47,6 +47,14 @@ class TrainConfig(ModelSpec):
     optimizer: str = "adam-keras"
     #: What ``limit`` shrinks (:data:`LIMIT_SCOPES`); runs stored before the field: "train+test".
     limit_scope: str = "train"
+    #: Lottery tickets (``dendritic.training.lottery``): "none", or model vANN pruned by magnitude
+    #: to the dANN's nonzeros over ``prune_rounds`` rounds after ``parent_epochs`` (None: ``epochs``)
+    #: and "rewind"-ed to epoch ``rewind_epoch`` of the parent (0: its initial weights) or
+    #: "finetune"-d. Left out of the store key at these defaults.
+    lottery: str = "none"
+    prune_rounds: int = 1
+    rewind_epoch: int = 1
+    parent_epochs: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()  # the model's fields
@@ -61,6 +69,9 @@ class TrainConfig(ModelSpec):
         check_float("val_fraction", self.val_fraction, low=0.0, high=1.0, low_open=True, high_open=True)
         for name in ("sigma", "val_fraction"):  # 1 and 1.0 must key the same run
             object.__setattr__(self, name, float(getattr(self, name)))
+        from dendritic.training.lottery import check_lottery
+
+        check_lottery(self)
 
     def resolved_epochs(self) -> int:
         """Epochs this run trains for (early stopping may end it sooner)."""
@@ -76,7 +87,9 @@ class TrainConfig(ModelSpec):
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with ``epochs`` resolved: what the results store keys runs by. Options
         beyond the paper are left out at their paper values (``ModelSpec.paper_dict``)."""
-        data = limit_keyed(self.paper_dict(asdict(self)))
+        from dendritic.training.lottery import lottery_keyed
+
+        data = lottery_keyed(self, limit_keyed(self.paper_dict(asdict(self))))
         data["epochs"] = self.resolved_epochs()
         return data
 

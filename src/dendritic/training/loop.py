@@ -133,7 +133,7 @@ def model_for(config: ModelSpec, data: Any) -> DendriticNet:
 
 def _paper_count(config: TrainConfig) -> int | None:
     """The reference's closed form (28×28 inputs, 10 classes), whatever the dataset; one layer only."""
-    if config.layers != 1:
+    if config.layers != 1 or config.lottery != "none":  # a pruned vANN is not the paper's count
         return None
     return paper_parameter_count(config.model, config.dendrites, config.somata, config.synapses)
 
@@ -207,10 +207,19 @@ def train(
         )
     if data is None:
         data = data_for(config, data_dir, download)
-    model = model_for(config, data).to(dev)
+    lottery = None
+    if config.lottery != "none":  # the dense parent trained and pruned first (training.lottery)
+        from dendritic.training.lottery import train_ticket
+
+        ticket = train_ticket(config, data, dev)
+        model, lottery = ticket.model, ticket.info
+    else:
+        model = model_for(config, data).to(dev)
     # Per-layer gradient norms on a fixed batch, before and after the first epochs (trainability).
     hooks.append(GradientNorms(data.x_train[:PROBE_SAMPLES], data.y_train[:PROBE_SAMPLES]))
     meta = run_metadata(config, dev, model, data)
+    if lottery is not None:
+        meta["lottery"] = lottery  # the store keeps it in the run's extra
     recorder = None
     if store is not None:
         recorder = RecordRun(store, config.to_dict(), experiment=experiment, meta=meta, replace=replace)
