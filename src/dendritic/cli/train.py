@@ -9,6 +9,7 @@ from dendritic.cli.args import (
     add_data_dir,
     add_model_options,
     add_optimizer,
+    add_selectivity_options,
     check_data_dir,
     epochs_int,
     lr_float,
@@ -45,6 +46,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         early_stop=args.early_stop,
         limit=args.limit,
         optimizer=args.optimizer,
+        selectivity_alpha=args.selectivity_alpha,
+        selectivity_layers=args.selectivity_layers,
     )
     no_store_conflicts(args)
     check_data_dir(args)
@@ -132,6 +135,7 @@ def add_train_parser(sub: Any) -> None:
         help="use at most this many training images, validation included (quick runs; the test set "
         "stays whole)",
     )
+    add_selectivity_options(p)
     p.add_argument("--store", default=None, help="SQLite results store (default runs.db)")
     p.add_argument("--no-store", action="store_true", help="do not record the run")
     p.add_argument("--replace", action="store_true", help="run again even if the store has this run finished")

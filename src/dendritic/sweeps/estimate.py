@@ -120,6 +120,7 @@ def features(config: TrainConfig | Mapping[str, Any]) -> dict[str, float]:
         and variant.receptive_field != "all"
         and variant.cables == "structured"
         and all(getattr(cfg, k) == v for k, v in BEYOND_PAPER.items())
+        and cfg.selectivity_layers is None  # the regulariser takes plain autograd steps
     )
     return {"dense": dense, "sparse": sparse, "units": units, "fused": float(fused)}
 
@@ -137,6 +138,7 @@ def _run_key(config: Mapping[str, Any]) -> tuple[Any, ...]:
         config.get("sequential", False),
         config.get("synapses", 16),
         *(config.get(name, default) for name, default in BEYOND_PAPER.items()),
+        config.get("selectivity_layers"),
     )
 
 
