@@ -426,3 +426,95 @@ def test_sweep_dry_run_lists_the_selectivity_points_with_times(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "selectivity" in result.stdout and "dANN-LRF" in result.stdout
     assert "h" in result.stdout or "min" in result.stdout
+
+
+# ---------------------------------------------------------------------------- rows, figure, table
+
+
+def _fake_activity(alpha, class_specific, rng):
+    entropy = 2.7 - 0.3 * np.tanh(alpha) + (-0.5 if class_specific else 0.0) + rng.normal(0, 0.01)
+    return {
+        layer: {
+            "entropy_mean": entropy + (0.3 if layer == "somata_1" else 0.0),
+            "entropy_median": entropy,
+            "classes_mean": 3.0 - alpha,
+            "index_mean": 0.4 + 0.1 * np.tanh(alpha),
+            "dead_fraction": 0.05,
+            "nodes": 100,
+        }
+        for layer in ("dendrites_1", "somata_1")
+    }
+
+
+@pytest.fixture
+def selectivity_store(tmp_path):
+    from dendritic.store import RunStore
+    from dendritic.sweeps import expand
+
+    rng = np.random.default_rng(0)
+    db = tmp_path / "runs.db"
+    with RunStore(db) as store:
+        for config in expand("selectivity", {"trials": ["1", "2"]}):
+            cs = config.readout == "class-specific"
+            acc = (
+                0.85
+                - 0.01 * abs(config.selectivity_alpha)
+                - 0.1 * config.sigma
+                - 0.02 * cs
+                + rng.normal(0, 0.003)
+            )
+            run = store.start_run(
+                config.to_dict(), meta={"trainable_params": 76_554, "experiment": "selectivity"}
+            )
+            store.log_epoch(run, 1, train_loss=0.5, train_accuracy=acc, val_loss=0.6, val_accuracy=acc)
+            activity = _fake_activity(config.selectivity_alpha, cs, rng)
+            store.finish_run(run, test_accuracy=acc, test_loss=1.2 - acc, extra={"activity": activity})
+    return db
+
+
+def test_selectivity_rows_aggregate_trials_and_test_against_alpha_zero(selectivity_store):
+    from dendritic.analysis.mixed_selectivity import selectivity_rows
+    from dendritic.store import RunStore
+
+    with RunStore(selectivity_store, readonly=True) as store:
+        runs = store.list_runs(status="finished")
+    rows = selectivity_rows(runs)
+    assert len(rows) == 240 // 3  # one row per point, 2 trials each
+    assert all(r["trials"] == 2 for r in rows)
+    base = next(r for r in rows if r["model"] == "dANN-LRF" and r["somata"] == 256 and r["condition"] == "0"
+                and r["sigma"] == 0.0 and not r["sequential"])  # fmt: skip
+    low = next(r for r in rows if r["model"] == "dANN-LRF" and r["somata"] == 256 and r["alpha"] == min(
+        r2["alpha"] for r2 in rows if r2["alpha"] == r2["alpha"]) and r["sigma"] == 0.0 and not r["sequential"])  # fmt: skip
+    assert base["somata_entropy_mean"] < low["somata_entropy_mean"]
+    assert np.isnan(base["p_vs_alpha0"]) and base["effect_points"] == pytest.approx(0.0)
+    assert low["effect_points"] < 0 and 0 <= low["p_vs_alpha0"] <= 1
+    cs = [r for r in rows if r["condition"] == "class-specific"]
+    assert len(cs) == 4 * 4 and all(np.isnan(r["alpha"]) for r in cs)
+
+
+def test_selectivity_figure_and_table(selectivity_store, tmp_path):
+    pytest.importorskip("matplotlib")
+    from dendritic.report import make_figures
+    from dendritic.store import RunStore
+
+    out = tmp_path / "figures"
+    with RunStore(selectivity_store, readonly=True) as store:
+        result = make_figures(store, out, formats=("png",), only=["beyond-selectivity"], download=False)
+    assert set(result.figures) == {"beyond-selectivity"}, result.skipped
+    assert result.panels == {"beyond-selectivity": 6}
+    table = (out / "beyond-selectivity.md").read_text()
+    assert "class-specific" in table and "somata entropy (bits)" in table
+    assert len((out / "beyond-selectivity.csv").read_text().splitlines()) == 1 + 80
+
+
+def test_selectivity_figure_skips_without_runs(tmp_path):
+    pytest.importorskip("matplotlib")
+    from dendritic.report import make_figures
+    from dendritic.store import RunStore
+
+    with RunStore(tmp_path / "empty.db") as store:
+        result = make_figures(
+            store, tmp_path / "out", formats=("png",), only=["beyond-selectivity"], download=False
+        )
+    assert "beyond-selectivity" not in result.figures
+    assert "dendritic sweep selectivity" in " ".join(result.skipped.values())
