@@ -494,17 +494,26 @@ def test_selectivity_rows_aggregate_trials_and_test_against_alpha_zero(selectivi
 
 def test_selectivity_figure_and_table(selectivity_store, tmp_path):
     pytest.importorskip("matplotlib")
-    from dendritic.report import make_figures
+    from browser import CHROMIUM, render
+    from dendritic.report import build_report, make_figures
     from dendritic.store import RunStore
 
     out = tmp_path / "figures"
     with RunStore(selectivity_store, readonly=True) as store:
         result = make_figures(store, out, formats=("png",), only=["beyond-selectivity"], download=False)
+        report = build_report(store, tmp_path / "report.html", figures_dir=out)
     assert set(result.figures) == {"beyond-selectivity"}, result.skipped
     assert result.panels == {"beyond-selectivity": 6}
     table = (out / "beyond-selectivity.md").read_text()
     assert "class-specific" in table and "somata entropy (bits)" in table
     assert len((out / "beyond-selectivity.csv").read_text().splitlines()) == 1 + 80
+    assert "Beyond the paper: is mixed selectivity causal?" in report.read_text()
+    if CHROMIUM is None:
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    proc, console = render(report)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'data-images="1"' in proc.stdout and 'data-images-decoded="1"' in proc.stdout
+    assert not [line for line in console if "dendritic report loaded" not in line]
 
 
 def test_selectivity_figure_skips_without_runs(tmp_path):
