@@ -156,6 +156,7 @@ def _robustness(ax: Axes, rows: Sequence[Row]) -> None:
     )
     pairs = _pairs(rows)
     width = 0.8 / max(1, len(pairs) * len(tested))
+    heights: list[float] = []
     for p_index, (sigma, sequential) in enumerate(protocols):
         for k, (pair, condition) in enumerate((p, c) for p in pairs for c in tested):
             row = next(
@@ -170,6 +171,7 @@ def _robustness(ax: Axes, rows: Sequence[Row]) -> None:
             )
             if row is None or not math.isfinite(float(row["acc_mean"])):
                 continue
+            heights.append(100.0 * float(row["acc_mean"]))
             shade = 0.35 + 0.65 * (tested.index(condition) + 1) / len(tested)
             ax.bar(
                 p_index - 0.4 + (k + 0.5) * width,
@@ -182,7 +184,12 @@ def _robustness(ax: Axes, rows: Sequence[Row]) -> None:
                 linewidth=0.3,
                 capsize=1,
             )
+    if heights:  # the differences between conditions, not the distance from 0
+        low, high = min(heights), max(heights)
+        pad = 0.2 * (high - low or 1.0)
+        ax.set_ylim(max(0.0, low - 2 * pad), min(100.0, high + 2 * pad))
     names = [("sequential" if seq else f"σ = {sigma:g}") for sigma, seq in protocols]
     ax.set_xticks(range(len(protocols)), names)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("robustness; bars: " + ", ".join(f"α={c}" if c != CLASS_SPECIFIC else "cs" for c in tested))
+    shades = ", ".join(f"α={c}" if c != CLASS_SPECIFIC else "cs" for c in tested)
+    ax.set_title(f"robustness; per model: {shades} (light → dark)")
