@@ -73,6 +73,8 @@ def test_named_grids_expand_to_the_documented_run_counts():
         "depth-init": 28,  # 7 depths x (dANN-LRF, vANN) x 2 trials
         "morphology": 66,  # 11 morphologies x 3 noise levels x 2 trials
         "sparse-controls": 120,  # 3 sizes x 8 controls x 5 trials
+        # 4 models x (7 alphas + class-specific + 2 noise x 4 + sequential x 4) x 3 trials
+        "selectivity": 240,
     }
     assert {name: e.size() for name, e in EXPERIMENTS.items()} == expected
     for name, n in expected.items():

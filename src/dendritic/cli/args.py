@@ -32,6 +32,7 @@ __all__ = [
     "non_negative_int",
     "open_store",
     "add_optimizer",
+    "add_selectivity_options",
     "positive_int",
     "run_id_int",
     "seed_int",
@@ -173,6 +174,33 @@ def add_optimizer(parser: argparse.ArgumentParser) -> None:
 
 
 # ---------------------------------------------------------------------------- the model's options
+#: The selectivity regulariser's strength (training.selectivity.MAX_ALPHA).
+alpha_float = float_in(-1e6, 1e6)
+
+
+def add_selectivity_options(parser: argparse.ArgumentParser) -> None:
+    """``--selectivity-alpha`` and ``--selectivity-layers``: the class-selectivity regulariser."""
+    from dendritic.training.selectivity import SELECTIVITY_LAYERS
+
+    group = parser.add_argument_group("class-selectivity regulariser (beyond the paper)")
+    group.add_argument(
+        "--selectivity-alpha",
+        type=alpha_float,
+        default=0.0,
+        metavar="ALPHA",
+        help="loss = cross-entropy - ALPHA x mean selectivity index of the chosen layers' nodes: "
+        "ALPHA < 0 lowers selectivity (mixed selectivity), ALPHA > 0 raises it (class-specific); "
+        "default 0 (off)",
+    )
+    group.add_argument(
+        "--selectivity-layers",
+        choices=SELECTIVITY_LAYERS,
+        default=None,
+        help="whose selectivity the regulariser sets (default somata when --selectivity-alpha is given; "
+        "naming layers with alpha 0 runs the regulariser's code path with no pull)",
+    )
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """One option per field of :class:`dendritic.models.ModelSpec` (``--dendrites``,
     ``--cable-weights`` ...), with the help, range or choices its metadata gives; the options

@@ -145,13 +145,21 @@ def _cell(value: Any) -> str:
 
 
 def _options(row: dict[str, Any]) -> str:
-    """The options beyond the paper a run uses, e.g. ``B=2 cables=ones residual``, and a lottery
-    ticket's pruning (``lottery rewind to epoch 1, 5 rounds, parent 25 epochs``)."""
+    """The options beyond the paper a run uses, e.g. ``B=2 cables=ones residual``, and the
+    settings that tell a grid's points apart beyond the columns (``sequential``, the
+    selectivity regulariser's ``alpha=-0.3 on somata``, a lottery ticket's pruning:
+    ``lottery rewind to epoch 1, 5 rounds, parent 25 epochs``)."""
     from dendritic.training.lottery import lottery_info
 
+    words = [options_label(row)]
+    if row.get("sequential"):
+        words.append("sequential")
+    if row.get("selectivity_layers") is not None:
+        words.append(f"alpha={float(row.get('selectivity_alpha', 0.0)):g} on {row['selectivity_layers']}")
     lottery = lottery_info(row)
-    words = " ".join(w for w in (options_label(row), f"lottery {lottery}" if lottery else "") if w)
-    return words or "-"
+    if lottery:
+        words.append(f"lottery {lottery}")
+    return " ".join(w for w in words if w) or "-"
 
 
 def _table(rows: list[dict[str, Any]], done: set[int], minutes: list[float]) -> list[str]:

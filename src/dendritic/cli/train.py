@@ -9,6 +9,7 @@ from dendritic.cli.args import (
     add_data_dir,
     add_model_options,
     add_optimizer,
+    add_selectivity_options,
     check_data_dir,
     epochs_int,
     int_in,
@@ -50,6 +51,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         prune_rounds=args.prune_rounds,
         rewind_epoch=args.rewind_epoch,
         parent_epochs=args.parent_epochs,
+        selectivity_alpha=args.selectivity_alpha,
+        selectivity_layers=args.selectivity_layers,
     )
     no_store_conflicts(args)
     check_data_dir(args)
@@ -138,6 +141,7 @@ def add_train_parser(sub: Any) -> None:
         "stays whole)",
     )
     add_lottery_options(p)
+    add_selectivity_options(p)
     p.add_argument("--store", default=None, help="SQLite results store (default runs.db)")
     p.add_argument("--no-store", action="store_true", help="do not record the run")
     p.add_argument("--replace", action="store_true", help="run again even if the store has this run finished")

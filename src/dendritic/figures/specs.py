@@ -280,7 +280,7 @@ def grid_runs(i: FigureInputs, name: str) -> list[dict[str, Any]]:
     return i.grid(name) if i.grid is not None else i.runs.of(name) if name in _TAGGED else []
 
 
-_TAGGED = ("depth-deep", "depth-init", "morphology", "sparse-controls")
+_TAGGED = ("depth-deep", "depth-init", "morphology", "sparse-controls", "selectivity")
 
 
 def depth_runs(i: FigureInputs) -> list[dict[str, Any]]:
@@ -314,6 +314,17 @@ def _sparse_controls(i: FigureInputs) -> Any:
     if not runs:
         raise Skip(skip_note("Sparse-controls figure", ["sparse-controls"]))
     return sparse_controls(control_rows(runs), dataset=dataset_label(runs[0].get("dataset", "")))
+
+
+def _selectivity(i: FigureInputs) -> Any:
+    from dendritic.analysis.mixed_selectivity import selectivity_rows
+    from dendritic.figures.selectivity import selectivity
+
+    runs = grid_runs(i, "selectivity")
+    rows = selectivity_rows(runs)
+    if not any(r["sigma"] == 0.0 and not r["sequential"] for r in rows):
+        raise Skip(skip_note("Selectivity figure", ["selectivity"]))
+    return selectivity(rows, dataset=dataset_label(runs[0].get("dataset", "")))
 
 
 #: Every figure, in the order they are drawn.
@@ -456,6 +467,18 @@ FIGURES: dict[str, FigureSpec] = {
         "(*: Welch p < 0.05 after Bonferroni).",
         ("sparse-controls",),
         _sparse_controls,
+    ),
+    "beyond-selectivity": FigureSpec(
+        "Beyond the paper: is mixed selectivity causal?",
+        "A class-selectivity regulariser (loss = cross-entropy − α × mean selectivity index of the "
+        "dendrites' and somata's nodes; α < 0 lowers selectivity, α > 0 raises it) and class-specific "
+        "somata (each wired to one class's output), for dANN-LRF and a vANN of matched trainable "
+        "parameters: the node entropy and selectivity index reached on the test set vs α, test "
+        "accuracy vs α and vs the somata's entropy reached (★: class-specific somata), and test "
+        "accuracy under input noise σ and class-sequential training at the α ends, α = 0 and "
+        "class-specific (mean ± s.d. over trials).",
+        ("selectivity",),
+        _selectivity,
     ),
     "supp-dataset-examples": FigureSpec(
         "Supplementary: dataset examples",

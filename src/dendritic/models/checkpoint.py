@@ -537,7 +537,10 @@ def _check_sizes(document: dict[str, Any], tensor_path: Path) -> None:
         previous = entry[-1]["n_out"]
     if residual:
         expected += 2 * previous  # the normalisation before the output layer
-    expected += document["n_classes"] * previous + document["n_classes"]
+    if (document.get("config") or {}).get("readout") == "class-specific":
+        expected += previous + document["n_classes"]  # one weight per soma, a bias per class
+    else:
+        expected += document["n_classes"] * previous + document["n_classes"]
     stored = sum(math.prod(shape) for name, shape in shapes.items() if not name.startswith("wiring."))
     if stored != expected:
         raise CheckpointError(

@@ -26,6 +26,7 @@ from dendritic.models.spec import (
     normalize_input_shape,
 )
 from dendritic.nn.layer import DendriticLayer, branch_cables
+from dendritic.nn.readout import class_readout
 from dendritic.nn.spec import DendriticSpec, check_int
 from dendritic.wiring import sampling
 from dendritic.wiring.connectivity import Connectivity
@@ -225,7 +226,11 @@ class DendriticNet(nn.Module):
                 raise ValueError("residual connections need layers 2..L to keep their width")
             self.norms = nn.ModuleList([FeatureNorm(w) for w in widths])
             self.final_norm = FeatureNorm(previous)
-        self.output = SparseLinear(previous, n_classes, generator=generator)
+        self.output = (
+            class_readout(previous, n_classes, generator=generator)
+            if spec.readout == "class-specific"
+            else SparseLinear(previous, n_classes, generator=generator)
+        )
 
     def _build_layers(
         self, wiring: Sequence[LayerWiring], generator: torch.Generator, oracle: bool, kernel: str
@@ -468,7 +473,7 @@ def build_model(
     recorded in ``model.config``. ``random_mode="scatter"`` reproduces the reference's random
     wiring (variable fan-in). ``oracle=True`` builds the masked-dense reference computation.
     ``options`` are the spec's options beyond the paper: ``branches``, ``cable_weights``,
-    ``residual``, ``init``.
+    ``residual``, ``init``, ``readout``.
     """
     spec = ModelSpec(
         name, dendrites, somata, synapses, layers, dropout, random_mode=random_mode, **options

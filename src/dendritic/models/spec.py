@@ -20,6 +20,7 @@ import numpy as np
 
 from dendritic.layers.sparse import INITS
 from dendritic.models.variants import Variant, resolve_name
+from dendritic.nn.readout import READOUTS, check_readout
 from dendritic.nn.spec import (
     CABLE_WEIGHTS,
     MAX_COUNT,
@@ -86,7 +87,9 @@ class ModelSpec:
     Beyond the paper (:data:`BEYOND_PAPER` gives the paper's values): ``branches`` per dendrite,
     ``cable_weights`` (``learned``, ``ones``, ``random``, ``positive``), ``residual``
     connections with normalisation, the initial weights' rule ``init`` (``glorot-dense``,
-    ``he-fan-in``) and ``linear_dendrites`` (no dendritic nonlinearity); see :func:`dendritic.models.build_model`. Checked once, here (the layer
+    ``he-fan-in``), the ``readout`` (``dense``, ``class-specific``: see
+    :func:`dendritic.nn.class_readout`) and ``linear_dendrites`` (no dendritic nonlinearity); see
+    :func:`dendritic.models.build_model`. Checked once, here (the layer
     options by :class:`~dendritic.nn.DendriticSpec`)."""
 
     model: str = _option("dANN-LRF", OptionInfo("paper label, e.g. dANN-LRF, dANN-GRF, dANN-R, vANN, sANN"))
@@ -136,6 +139,16 @@ class ModelSpec:
             label="init={}",
         ),
     )
+    readout: str = _option(
+        "dense",
+        OptionInfo(
+            "somata -> outputs: dense (the paper's) or class-specific (the somata split into one group "
+            "per class, each wired only to its class's output unit)",
+            choices=READOUTS,
+            beyond_paper=True,
+            label="readout={}",
+        ),
+    )
 
     linear_dendrites: bool = _option(
         False,
@@ -152,6 +165,7 @@ class ModelSpec:
         object.__setattr__(self, "model", variant.name if rate is None else f"vANN-{rate:g}")
         check_int("layers", self.layers, minimum=1, maximum=MAX_LAYERS)
         check_choice("random_mode", self.random_mode, RANDOM_MODES)
+        check_readout(self.readout)
         if not isinstance(self.residual, bool):
             raise ValueError(f"residual must be True or False, got {self.residual!r}")
         if not isinstance(self.linear_dendrites, bool):
@@ -310,7 +324,8 @@ def estimate_size(spec: ModelSpec, input_shape: tuple[int, ...], n_classes: int)
         shape = (spec.somata, 1, 1)  # a deeper layer sees the previous somata (as a near-square grid)
     if spec.residual:
         params += 2 * spec.somata * spec.layers  # a normalisation before layers 2..L and before the output
-    params += (spec.somata + 1) * n_classes
+    # the read-out: dense, or one weight per soma (class-specific) and a bias per class
+    params += spec.somata + n_classes if spec.readout == "class-specific" else (spec.somata + 1) * n_classes
     return params, needed + BYTES_PER_PARAMETER * params
 
 

@@ -21,6 +21,7 @@ and dendrite → soma rules are registries: :func:`register_receptive_field` add
 from dendritic.layers.sparse import MaskedLinear, SparseLinear, WiringMismatchError
 from dendritic.nn import functional
 from dendritic.nn.layer import DEFAULT_SLOPE, DendriticLayer, unfused
+from dendritic.nn.readout import READOUTS, class_readout, class_readout_wiring, soma_classes
 from dendritic.nn.spec import CABLE_WEIGHTS, DendriticSpec
 from dendritic.wiring.connectivity import Connectivity
 from dendritic.wiring.geometry import InputGeometry
@@ -39,12 +40,16 @@ __all__ = [
     "DendriticSpec",
     "InputGeometry",
     "MaskedLinear",
+    "READOUTS",
     "SparseLinear",
     "WiringMismatchError",
     "cable_rules",
+    "class_readout",
+    "class_readout_wiring",
     "functional",
     "receptive_fields",
     "register_cable_rule",
     "register_receptive_field",
+    "soma_classes",
     "unfused",
 ]

@@ -544,11 +544,28 @@ def _sparse_controls_table(out: Path, inputs: FigureInputs, result: FiguresResul
     ), result)  # fmt: skip
 
 
+def _selectivity_table(out: Path, inputs: FigureInputs, result: FiguresResult) -> None:
+    from dendritic.analysis.mixed_selectivity import selectivity_rows
+
+    rows = selectivity_rows(grid_runs(inputs, "selectivity"))
+    shown = _percent(rows, "acc_mean", "acc_sd")
+    _write_table(out, "beyond-selectivity", "Selectivity: what was reached and what it cost (mean, s.d. over trials; Welch t-test vs alpha = 0)", shown, (
+        ("model", "model", ""), ("dendrites", "D", ""), ("somata", "S", ""), ("params", "parameters", ","),
+        ("sigma", "σ", "g"), ("sequential", "sequential", ""), ("condition", "α / read-out", ""),
+        ("trials", "trials", ""), ("acc_mean", "test acc %", ".2f"), ("acc_sd", "s.d.", ".2f"),
+        ("loss_mean", "test loss", ".4f"), ("somata_entropy_mean", "somata entropy (bits)", ".3f"),
+        ("dendrites_entropy_mean", "dendrites entropy (bits)", ".3f"), ("somata_index_mean", "somata SI", ".3f"),
+        ("dendrites_index_mean", "dendrites SI", ".3f"), ("effect_points", "Δ acc vs α=0 (points)", ".2f"),
+        ("p_vs_alpha0", "p (Welch)", ".3g"),
+    ), result)  # fmt: skip
+
+
 #: Tables written next to a figure once it is drawn: figure name → writer.
 _TABLES: dict[str, Callable[[Path, FigureInputs, FiguresResult], None]] = {
     "beyond-depth": _depth_table,
     "beyond-morphology": _morphology_table,
     "beyond-sparse-controls": _sparse_controls_table,
+    "beyond-selectivity": _selectivity_table,
 }
 
 

@@ -168,6 +168,7 @@ def _final(outcome: dict[str, Any]) -> dict[str, Any]:
         "checkpoint": outcome.get("checkpoint"),
         "data": meta.get("data", outcome.get("data")),
         "extra": {
+            **(outcome.get("extra") or {}),  # what the run measured (e.g. the selectivity study's activity)
             "worker_host": meta.get("host", outcome.get("host")),
             "worker_pid": meta.get("pid", outcome.get("pid")),
             "threads": outcome.get("threads"),

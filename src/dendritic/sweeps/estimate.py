@@ -121,6 +121,7 @@ def features(config: TrainConfig | Mapping[str, Any]) -> dict[str, float]:
         and variant.receptive_field != "all"
         and variant.cables == "structured"
         and all(getattr(cfg, k) == v for k, v in BEYOND_PAPER.items())
+        and cfg.selectivity_layers is None  # the regulariser takes plain autograd steps
     )
     return {"dense": dense, "sparse": sparse, "units": units, "fused": float(fused)}
 
@@ -139,6 +140,7 @@ def _run_key(config: Mapping[str, Any]) -> tuple[Any, ...]:
         config.get("synapses", 16),
         *(config.get(name, default) for name, default in BEYOND_PAPER.items()),
         *(config.get(name, default) for name, default in LOTTERY_DEFAULTS.items()),
+        config.get("selectivity_layers"),
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from dendritic.data import canonical_name, dataset_names
 from dendritic.models.spec import BEYOND_PAPER, ModelSpec, matched_somata
 from dendritic.models.variants import MODEL_NAMES, resolve_name
+from dendritic.sweeps.selectivity import selectivity_points
 from dendritic.sweeps.sparse_controls import sparse_control_points
 from dendritic.training.config import TrainConfig
 from dendritic.training.lottery import LOTTERY_DEFAULTS
@@ -84,6 +85,12 @@ class Experiment:
     #: dendrites axes; those axes then list the values the points take, for filters.
     points: tuple[Mapping[str, Any], ...] = ()
 
+    @property
+    def point_axes(self) -> tuple[str, ...]:
+        """The axes the points set: :data:`POINT_AXES`, and any other axis a point names (the
+        selectivity sweep's noise levels)."""
+        return tuple(a for a in AXES if a in POINT_AXES or any(a in p for p in self.points))
+
     def choices(self, axis: str) -> tuple[Any, ...]:
         """Values a filter of ``axis`` may name."""
         return self.datasets if axis == "dataset" else tuple(self.axes[axis])
@@ -92,7 +99,7 @@ class Experiment:
         """Number of runs with the default axes."""
         n = len(self.points) if self.points else 1
         for axis in AXES:
-            if not (self.points and axis in POINT_AXES):
+            if not (self.points and axis in self.point_axes):
                 n *= len(self.axes[axis])
         return n
 
@@ -119,6 +126,9 @@ def _experiment(
         somata = tuple(dict.fromkeys(p["somata"] for p in points))
         dendrites = tuple(dict.fromkeys(p["dendrites"] for p in points))
         points = [{"layers": 1, **p} for p in points]
+        if any("sigma" in p for p in points):  # noise levels set per point
+            points = [{"sigma": 0.0, **p} for p in points]
+            sigma = tuple(dict.fromkeys(float(p["sigma"]) for p in points))
     axes = {
         "dataset": ("fmnist",),
         "sigma": tuple(float(s) for s in sigma),
@@ -274,6 +284,15 @@ EXPERIMENTS: dict[str, Experiment] = {
             points=sparse_control_points(),
             datasets=("fmnist",),
         ),
+        _experiment(
+            "selectivity",
+            "is mixed selectivity causal? dANN-LRF and a matched vANN at D16xS256 and D64xS512: a class-"
+            "selectivity regulariser over alpha (<0 lowers, >0 raises selectivity) and class-specific "
+            "somata; noise sigma 0.5/1.0 and class-sequential at the alpha ends, 0 and class-specific; 3 trials",
+            points=selectivity_points(),
+            datasets=("fmnist",),
+            trials=(1, 2, 3),
+        ),
     )
 }
 
@@ -290,6 +309,9 @@ PROTOCOL: dict[str, Any] = {
     },
     **BEYOND_PAPER,
     **LOTTERY_DEFAULTS,
+    # the class-selectivity regulariser (the selectivity sweep tags its runs)
+    "selectivity_alpha": 0.0,
+    "selectivity_layers": None,
 }
 
 
@@ -443,8 +465,8 @@ def expand(
             chosen[axis] = _select(exp, axis, parse_list(values) if isinstance(values, str) else values)
     configs: list[TrainConfig] = []
     if exp.points:
-        outer = [a for a in AXES if a not in POINT_AXES]
-        points = [p for p in exp.points if all(p[a] in chosen.get(a, (p[a],)) for a in POINT_AXES)]
+        outer = [a for a in AXES if a not in exp.point_axes]
+        points = [p for p in exp.points if all(p[a] in chosen.get(a, (p[a],)) for a in exp.point_axes)]
         for combo in itertools.product(*(chosen.get(a, tuple(exp.axes[a])) for a in outer)):
             for point in points:
                 settings = {**dict(zip(outer, combo, strict=True)), **point}

@@ -128,6 +128,7 @@ def run_task(task: Task, on_epoch: Callable[[dict[str, Any]], None] | None = Non
         "threads": torch.get_num_threads(),
         "data": data.provenance,
         "meta": result.meta,
+        "extra": result.extra,
         "history": [{"epoch": m.epoch, **m.as_dict()} for m in result.history],
     }
 

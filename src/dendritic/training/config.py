@@ -55,6 +55,12 @@ class TrainConfig(ModelSpec):
     prune_rounds: int = 1
     rewind_epoch: int = 1
     parent_epochs: int | None = None
+    #: Class-selectivity regulariser (``training.selectivity``): the loss is CE − α·SI, so α < 0
+    #: lowers the selectivity of ``selectivity_layers``' nodes and α > 0 raises it.
+    selectivity_alpha: float = 0.0
+    #: Whose selectivity: "somata", "dendrites" or "dendrites+somata"; None: no regulariser (a
+    #: non-zero α alone regularises the somata). Both are left out of store keys at their defaults.
+    selectivity_layers: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()  # the model's fields
@@ -67,6 +73,12 @@ class TrainConfig(ModelSpec):
             check_int("epochs", self.epochs, minimum=1, maximum=MAX_EPOCHS)
         check_float("sigma", self.sigma, low=0.0, high=math.inf)
         check_float("val_fraction", self.val_fraction, low=0.0, high=1.0, low_open=True, high_open=True)
+        check_selectivity(self)
+        if self.readout == "class-specific":  # before any data is read: a soma for every class
+            from dendritic.data import get_info
+            from dendritic.nn.readout import soma_classes
+
+            soma_classes(self.somata, get_info(self.dataset).n_classes)
         for name in ("sigma", "val_fraction"):  # 1 and 1.0 must key the same run
             object.__setattr__(self, name, float(getattr(self, name)))
         from dendritic.training.lottery import check_lottery
@@ -89,7 +101,7 @@ class TrainConfig(ModelSpec):
         beyond the paper are left out at their paper values (``ModelSpec.paper_dict``)."""
         from dendritic.training.lottery import lottery_keyed
 
-        data = lottery_keyed(self, limit_keyed(self.paper_dict(asdict(self))))
+        data = lottery_keyed(self, selectivity_keyed(limit_keyed(self.paper_dict(asdict(self)))))
         data["epochs"] = self.resolved_epochs()
         return data
 
@@ -143,3 +155,27 @@ def limit_scope_of(data: dict[str, Any]) -> str:
 def test_limit(config: Any) -> int | None:
     """How many test images a config's run is evaluated on (None: all)."""
     return config.limit if config.limit is not None and config.limit_scope == "train+test" else None
+
+
+def check_selectivity(config: Any) -> None:
+    """``selectivity_alpha`` a finite number (a float), ``selectivity_layers`` None or a layer
+    choice; a non-zero α without layers regularises the somata."""
+    from dendritic.training.selectivity import MAX_ALPHA, check_layers
+
+    alpha = check_float("selectivity_alpha", config.selectivity_alpha, low=-MAX_ALPHA, high=MAX_ALPHA)
+    object.__setattr__(config, "selectivity_alpha", alpha + 0.0)  # -0.0 and 0 key as 0.0
+    if config.selectivity_layers is not None:
+        check_layers(config.selectivity_layers)
+    elif alpha != 0.0:
+        object.__setattr__(config, "selectivity_layers", "somata")
+
+
+def selectivity_keyed(data: dict[str, Any]) -> dict[str, Any]:
+    """A config dict without the regulariser's fields at their defaults, so the runs of before
+    the fields keep their keys (α = 0 with layers named is a run of its own: the regulariser's
+    code path with no pull)."""
+    if data.get("selectivity_alpha") == 0.0:
+        data.pop("selectivity_alpha", None)
+    if data.get("selectivity_layers") is None:
+        data.pop("selectivity_layers", None)
+    return data

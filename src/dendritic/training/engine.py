@@ -331,8 +331,12 @@ def select_engine(
     """The engine for training ``model`` with ``optimizer`` on ``x``, ``y``: whole C++ steps
     where the model and the optimizer declare they can take them and the data suits the kernels,
     else plain steps. ``fused`` False always takes plain steps with ``model(x)`` and PyTorch's
-    loss (to reproduce numbers of code that had no fast path)."""
-    if fused and transform is None and logit_mask is None and isinstance(model, FusedPlanModel):
+    loss (to reproduce numbers of code that had no fast path). The whole C++ steps compute the
+    plain cross-entropy only: any other ``loss`` (e.g. a regularised one,
+    :class:`~dendritic.training.selectivity.SelectivityRegularizer`) takes plain steps, or the
+    run would silently train something else."""
+    plain = transform is None and logit_mask is None and loss is F.cross_entropy
+    if fused and plain and isinstance(model, FusedPlanModel):
         plan = model.fused_plan()
         if (
             plan is not None

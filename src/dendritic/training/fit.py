@@ -589,6 +589,7 @@ class RecordRun(Callback):
             epochs_run=result.epochs_run,
             wall_seconds=result.seconds,
             checkpoint=state.checkpoint,
+            **state.extra.get("run_extra", {}),  # what callbacks before this one measured
             **self.final,
         )
 

@@ -7,6 +7,7 @@ generators seeded by the run's seed, so the same config gives the same metrics o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import socket
@@ -31,6 +32,7 @@ from dendritic.training.engine import (
 from dendritic.training.fit import (
     Callback,
     EpochMetrics,
+    FitResult,
     GradientNorms,
     LogEpochs,
     RecordRun,
@@ -38,6 +40,7 @@ from dendritic.training.fit import (
     fit,
 )
 from dendritic.training.optim import make_optimizer
+from dendritic.training.selectivity import MeasureActivity, SelectivityRegularizer
 from dendritic.training.threads import AdaptiveThreads
 
 __all__ = [
@@ -79,6 +82,9 @@ class RunResult:
     model: DendriticNet | None = field(default=None, repr=False)
     #: :func:`run_metadata` of the run (what its store row records beside the config).
     meta: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: What the run measured beyond its metrics (its store row's ``extra``): ``activity``, the
+    #: hidden layers' entropy and selectivity, for the selectivity study's runs.
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def summary(self) -> str:
         return (
@@ -224,23 +230,21 @@ def train(
     if store is not None:
         recorder = RecordRun(store, config.to_dict(), experiment=experiment, meta=meta, replace=replace)
         hooks.append(recorder)  # after SaveCheckpoint: the run is finished with its checkpoint
+    measure = None
+    if config.selectivity_layers is not None or config.readout != "dense":
+        # the selectivity study: what the hidden layers reached, into the run's extra
+        measure = MeasureActivity(data.x_test, data.y_test)
+        hooks.insert(len(hooks) - 1 if recorder is not None else len(hooks), measure)
     hooks.append(LogEpochs())
     if on_epoch is not None:
         hooks.append(_OnEpoch(on_epoch))
-    result = fit(
-        model,
-        (data.x_train, data.y_train),
-        val=(data.x_val, data.y_val),
-        test=(data.x_test, data.y_test),
-        epochs=config.resolved_epochs(),
-        optimizer=make_optimizer(model, config.lr, config.optimizer),
-        batch_size=config.batch_size,
-        seed=config.seed,
-        shuffle=not config.sequential,
-        patience=config.patience if config.early_stop else None,
-        callbacks=[*hooks, *callbacks],
-        device=dev,
-    )
+    with contextlib.ExitStack() as stack:
+        loss: Any = "cross_entropy"
+        if config.selectivity_layers is not None:
+            loss = stack.enter_context(
+                SelectivityRegularizer(model, config.selectivity_alpha, config.selectivity_layers)
+            )
+        result = _fit_config(config, model, data, dev, [*hooks, *callbacks], loss)
     return RunResult(
         config=config,
         test_accuracy=result.test_accuracy,
@@ -255,6 +259,33 @@ def train(
         checkpoint=result.checkpoint,
         model=model,
         meta=meta,
+        extra={} if measure is None else {"activity": measure.result},
+    )
+
+
+def _fit_config(
+    config: TrainConfig,
+    model: DendriticNet,
+    data: Any,
+    dev: torch.device,
+    callbacks: list[Callback],
+    loss: Any,
+) -> FitResult:
+    """``fit`` with the protocol of ``config``."""
+    return fit(
+        model,
+        (data.x_train, data.y_train),
+        val=(data.x_val, data.y_val),
+        test=(data.x_test, data.y_test),
+        epochs=config.resolved_epochs(),
+        optimizer=make_optimizer(model, config.lr, config.optimizer),
+        batch_size=config.batch_size,
+        seed=config.seed,
+        shuffle=not config.sequential,
+        patience=config.patience if config.early_stop else None,
+        callbacks=callbacks,
+        device=dev,
+        loss=loss,
     )
 
 
