@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from dendritic.errors import MissingDependencyError
 from dendritic.rl.networks import NETWORKS, NetworkPlan, plan_network
 from dendritic.rl.zoo import THRESHOLDS, Linear, ZooSetting, get_setting
 
@@ -35,7 +36,7 @@ def require_rl() -> None:
 
     for module in ("stable_baselines3", "gymnasium"):
         if importlib.util.find_spec(module) is None:
-            raise ModuleNotFoundError(
+            raise MissingDependencyError(
                 f"the RL study needs {module}: pip install 'dendritic[rl]' (stable-baselines3, gymnasium[box2d])"
             )
 
