@@ -105,6 +105,7 @@ def test_same_seed_same_returns_and_the_store_records_the_run(tmp_path):
         assert (run["model"], run["dataset"], run["seed"]) == ("dendritic", "CartPole-v1", 3)
         assert run["trainable_params"] == config.plan.params
         assert run["extra"]["final_return"] == first.returns[-1] and run["extra"]["train_seconds"] > 0
+        assert run["extra"]["train_cpu_seconds"] > 0
         epochs = store.epochs(result.run_id)
         assert [e["steps"] for e in epochs] == first.steps
         assert [e["return_mean"] for e in epochs] == first.returns

@@ -121,15 +121,16 @@ def _fmt(value: Any, spec: str) -> str:
 def _summary_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| algo | task | network | seeds | parameters | final return (mean ± s.d.) | final IQM | "
-        "IQM curve reaches threshold at | seeds reaching | training s / run |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "IQM curve reaches threshold at | seeds reaching | training s / run (wall) | training CPU s / run |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['algo']} | {r['task']} | {r['network']} | {r['seeds']} | {r['params']:,} | "
             f"{_fmt(r['final_mean'], '.1f')} ± {_fmt(r['final_sd'], '.1f')} | {_fmt(r['final_iqm'], '.1f')} | "
             f"{_fmt(r['iqm_steps_to_threshold'], ',.0f')} (≥ {r['threshold']:g}) | "
-            f"{r['seeds_reaching']}/{r['seeds']} | {_fmt(r['train_seconds'], '.0f')} |"
+            f"{r['seeds_reaching']}/{r['seeds']} | {_fmt(r['train_seconds'], '.0f')} | "
+            f"{_fmt(r['train_cpu_seconds'], '.0f')} |"
         )
     return lines
 

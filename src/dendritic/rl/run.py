@@ -117,6 +117,7 @@ class RLResult:
     params: int = 0
     wall_seconds: float = 0.0
     train_seconds: float = 0.0
+    train_cpu_seconds: float = 0.0
     run_id: int | None = None
     reused: bool = False
 
@@ -139,6 +140,7 @@ class RLResult:
             "final_return": self.final_return,
             "final_return_sd": self.final_sd,
             "train_seconds": self.train_seconds,
+            "train_cpu_seconds": self.train_cpu_seconds,
             "steps_to_threshold": self.steps_to_threshold,
             "threshold": THRESHOLDS[self.config.task],
         }
@@ -211,13 +213,14 @@ class _Curve:
         self.means: list[float] = []
         self.sds: list[float] = []
         self.eval_seconds = 0.0
+        self.eval_cpu_seconds = 0.0
         self.every = max(1, config.total_steps // config.eval_points)
 
     def evaluate(self, model: Any, step: int) -> None:
         from stable_baselines3.common.evaluation import evaluate_policy
         from stable_baselines3.common.vec_env import sync_envs_normalization
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if self.config.setting.normalize:
             sync_envs_normalization(self.train_env, self.eval_env)
         self.eval_env.seed(self.config.seed + EVAL_SEED_OFFSET)
@@ -226,6 +229,7 @@ class _Curve:
         )
         mean, sd = float(got[0]), float(got[1])
         self.eval_seconds += time.perf_counter() - t0
+        self.eval_cpu_seconds += time.process_time() - c0
         self.steps.append(int(step))
         self.means.append(float(mean))
         self.sds.append(float(sd))
@@ -259,6 +263,7 @@ def _from_store(config: RLConfig, run: dict[str, Any], epochs: list[dict[str, An
         params=int(run.get("trainable_params") or 0),
         wall_seconds=float(run.get("wall_seconds") or 0.0),
         train_seconds=float((run.get("extra") or {}).get("train_seconds") or 0.0),
+        train_cpu_seconds=float((run.get("extra") or {}).get("train_cpu_seconds") or 0.0),
         run_id=int(run["id"]),
         reused=True,
     )
@@ -282,7 +287,7 @@ def run_rl(
     if threads is not None:
         torch.set_num_threads(int(threads))
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         env = _make_env(config, n_envs=config.setting.n_envs, seed=config.seed, training=True)
         eval_env = _make_env(config, n_envs=1, seed=config.seed + EVAL_SEED_OFFSET, training=False)
         model = build_model(config, env)
@@ -308,6 +313,7 @@ def run_rl(
                 params=params,
                 wall_seconds=wall,
                 train_seconds=wall - curve.eval_seconds,
+                train_cpu_seconds=time.process_time() - c0 - curve.eval_cpu_seconds,
                 run_id=None if recorder is None else recorder.id,
             )
             if recorder is not None:

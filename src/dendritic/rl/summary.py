@@ -32,6 +32,7 @@ class RLGroup:
     finals: list[float] = field(default_factory=list)
     params: int = 0
     train_seconds: list[float] = field(default_factory=list)
+    train_cpu_seconds: list[float] = field(default_factory=list)
     wall_seconds: list[float] = field(default_factory=list)
 
     @property
@@ -60,6 +61,9 @@ class RLGroup:
             "seeds_reaching": len(reached),
             "median_steps_to_threshold": float(np.median(reached)) if reached else None,
             "train_seconds": float(np.mean(self.train_seconds)),
+            "train_cpu_seconds": float(np.nanmean(self.train_cpu_seconds))
+            if np.isfinite(self.train_cpu_seconds).any()
+            else math.nan,
             "wall_seconds": float(np.mean(self.wall_seconds)),
         }
 
@@ -97,6 +101,7 @@ def group_rl_runs(runs: Iterable[tuple[Mapping[str, Any], list[dict[str, Any]]]]
             group.seeds.append(int(run["config"]["seed"]))
             group.finals.append(float(extra.get("final_return", epochs[-1]["return_mean"])))
             group.train_seconds.append(float(extra.get("train_seconds") or math.nan))
+            group.train_cpu_seconds.append(float(extra.get("train_cpu_seconds") or math.nan))
             group.wall_seconds.append(float(run.get("wall_seconds") or math.nan))
             group.params = int(run.get("trainable_params") or 0)
         out.append(group)
