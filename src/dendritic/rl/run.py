@@ -247,7 +247,8 @@ class _Curve:
 
         class _Evaluate(BaseCallback):
             def _on_step(self) -> bool:
-                if self.num_timesteps >= (len(curve.steps)) * curve.every:
+                # The last point is taken after learn() returns: the final policy, after its last update.
+                if len(curve.steps) * curve.every <= self.num_timesteps < curve.config.total_steps:
                     curve.evaluate(self.model, self.num_timesteps)
                 return True
 
@@ -302,8 +303,7 @@ def run_rl(
             curve = _Curve(config, eval_env, env, recorder)
             curve.evaluate(model, 0)
             model.learn(total_timesteps=config.total_steps, callback=curve.callback())
-            if curve.steps[-1] != model.num_timesteps:
-                curve.evaluate(model, model.num_timesteps)
+            curve.evaluate(model, model.num_timesteps)
             wall = time.perf_counter() - t0
             result = RLResult(
                 config=config,
