@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml setup.py src/dendritic/csrc/ops.cpp
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)" "setuptools>=77" ninja
 	# No build isolation: setup.py compiles the C++ operators against the torch just installed.
-	$(BIN)/python -m pip install -q --no-build-isolation -e ".[test,analysis,ray]"
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[test,analysis,ray,rl]"
 	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
 		|| echo "note: could not install Debian's dataset-fashion-mnist; the demo will download Fashion-MNIST instead"; \

@@ -25,7 +25,8 @@ def _load(name: str):
 
 def test_every_example_has_a_test_and_a_command():
     names = {p.stem for p in EXAMPLES.glob("*.py")}
-    assert names == {"tabular_breast_cancer", "cnn_head_fmnist", "digits_local_fields", "compile_dann"}
+    assert names == {"tabular_breast_cancer", "cnn_head_fmnist", "digits_local_fields", "compile_dann",
+                     "rl_cartpole"}  # fmt: skip
     for path in EXAMPLES.glob("*.py"):
         assert f"python examples/{path.name}" in path.read_text(), path.name
 
@@ -72,3 +73,10 @@ def test_an_example_runs_from_the_command_line(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "mlp: test accuracy" in result.stdout
+
+
+def test_rl_example_runs_both_policies(capsys):
+    pytest.importorskip("stable_baselines3")
+    results = _load("rl_cartpole").main(["--steps", "512", "--episodes", "2"])
+    assert set(results) == {"dendritic", "mlp"} and all(v > 0 for v in results.values())
+    assert "dendritic: return" in capsys.readouterr().out

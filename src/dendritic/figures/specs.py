@@ -327,6 +327,16 @@ def _selectivity(i: FigureInputs) -> Any:
     return selectivity(rows, dataset=dataset_label(runs[0].get("dataset", "")))
 
 
+def _rl_curves(i: FigureInputs) -> Any:
+    from dendritic.figures.rl import rl_learning_curves
+    from dendritic.rl.summary import group_rl_runs
+
+    groups = group_rl_runs((r, i.runs.epochs_of(r)) for r in i.runs.of("rl"))
+    if not groups:
+        raise Skip("RL learning curves skipped: needs runs of `dendritic rl run`")
+    return rl_learning_curves(groups)
+
+
 #: Every figure, in the order they are drawn.
 FIGURES: dict[str, FigureSpec] = {
     "fig2": FigureSpec(
@@ -485,5 +495,14 @@ FIGURES: dict[str, FigureSpec] = {
         "Example test images of each class of the figures' dataset.",
         ("main",),
         _examples,
+    ),
+    "rl-learning-curves": FigureSpec(
+        "Beyond the paper: reinforcement learning",
+        "Deterministic evaluation return vs environment steps of PPO / DQN with the RL Zoo's "
+        "hyperparameters: SB3's default MLP, a dendritic network at <= 10 % of its parameters, and a "
+        "dense and a random-sparse MLP at the dendritic network's parameters; interquartile mean over "
+        "seeds and its 95 % bootstrap band (dotted: the task's threshold).",
+        ("rl",),
+        _rl_curves,
     ),
 }

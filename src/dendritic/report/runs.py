@@ -26,6 +26,9 @@ __all__ = [
 ]
 
 EXPERIMENTS: tuple[str, ...] = tuple(GRIDS)
+#: Studies recorded by their own command, not a sweep grid (``dendritic rl run``): their runs are
+#: selected by tag alone and kept whatever the optimizer (they train with their library's own).
+STUDIES: tuple[str, ...] = ("rl",)
 
 
 def is_continual(run: Mapping[str, Any]) -> bool:
@@ -112,6 +115,7 @@ class StoreRuns:
 
     def __post_init__(self) -> None:
         self.by_experiment = {e: [r for r in self.runs if is_experiment(r, e)] for e in EXPERIMENTS}
+        self.by_experiment.update({s: [r for r in self.runs if r.get("experiment") == s] for s in STUDIES})
 
     def of(self, experiment: str, dataset: str | None = None) -> list[dict[str, Any]]:
         runs = self.by_experiment[experiment]
@@ -168,8 +172,11 @@ def load_runs(store: Any, *, models: Iterable[str] | None = None, optimizer: str
             damaged.append("; ".join(problems))
         else:
             finished.append(run)
+    studies = [r for r in finished if r.get("experiment") in STUDIES]
+    finished = [r for r in finished if r.get("experiment") not in STUDIES]
     forms = Counter(optimizer_of(r.get("config") or {}) for r in finished)
     chosen = optimizer or ("adam-keras" if forms.get("adam-keras") else "adam-torch")
     runs = [_with_val(r, epochs_of(r)) for r in finished if optimizer_of(r.get("config") or {}) == chosen]
+    runs += studies
     left_out = {name: count for name, count in forms.items() if name != chosen}
     return StoreRuns(runs=runs, epochs_of=epochs_of, optimizer=chosen, left_out=left_out, damaged=damaged)

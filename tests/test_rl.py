@@ -1,0 +1,117 @@
+"""dendritic.rl without the ``[rl]`` extra: the analysis (IQM, bootstrap band, steps to
+threshold), the Zoo's settings, the study's networks and their 1-D wiring, and the one-line error
+when the extra is missing. The tests with Stable-Baselines3 are in test_rl_sb3.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from dendritic.analysis.rl import bootstrap_band, iqm, steps_to_threshold
+from dendritic.rl.networks import SPACES, build_extractor, plan_network
+from dendritic.rl.zoo import SETTINGS, THRESHOLDS, Linear, get_setting
+
+# ---------------------------------------------------------------------------- without the extra
+
+
+def test_import_dendritic_loads_neither_torch_nor_sb3():
+    code = (
+        "import sys, dendritic, dendritic.rl, dendritic.rl.zoo; "
+        "print(sorted(m for m in ('torch', 'stable_baselines3', 'gymnasium') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_iqm_cuts_a_quarter_from_each_end():
+    assert iqm([1.0, 2.0, 3.0, 4.0, 100.0]) == pytest.approx(3.0)  # 1 cut each end
+    assert iqm([1.0, 3.0]) == pytest.approx(2.0)  # too few to cut: the mean
+    scipy_stats = pytest.importorskip("scipy.stats")
+    values = np.random.default_rng(0).normal(size=(11, 4))
+    np.testing.assert_allclose(iqm(values, axis=0), scipy_stats.trim_mean(values, 0.25, axis=0))
+
+
+def test_bootstrap_band_holds_the_iqm_and_one_seed_is_the_curve():
+    curves = np.random.default_rng(1).normal(size=(10, 6)) + np.arange(6)
+    centre, low, high = bootstrap_band(curves)
+    assert np.all(low <= centre + 1e-12) and np.all(centre <= high + 1e-12) and np.all(high > low)
+    one = bootstrap_band(curves[:1])
+    np.testing.assert_array_equal(one[0], one[1])
+    with pytest.raises(ValueError, match="seeds × points"):
+        bootstrap_band(np.zeros(3))
+
+
+def test_steps_to_threshold():
+    assert steps_to_threshold([0, 10, 20], [1.0, 5.0, 9.0], 5.0) == 10.0
+    assert steps_to_threshold([0, 10], [1.0, 2.0], 5.0) is None
+    with pytest.raises(ValueError):
+        steps_to_threshold([0], [1.0, 2.0], 0.0)
+
+
+def test_zoo_settings_are_the_zoos():
+    ppo = get_setting("ppo", "CartPole-v1")
+    assert (ppo.n_envs, ppo.steps, ppo.kwargs["n_steps"], ppo.kwargs["batch_size"]) == (8, 100_000, 32, 256)
+    assert ppo.kwargs["learning_rate"] == Linear(0.001) and ppo.kwargs["learning_rate"](0.5) == 0.0005
+    assert (
+        get_setting("dqn", "Acrobot-v1").hidden == (256, 256) and get_setting("ppo", "Acrobot-v1").normalize
+    )
+    assert {t for _, t in SETTINGS} == set(THRESHOLDS)
+    assert json.dumps(ppo.to_dict())  # JSON-able for the store
+    for bad, match in ((("sac", "CartPole-v1"), "unknown algorithm"), (("ppo", "Pong"), "unknown task"),
+                       (("dqn", "CartPole-v1"), "no Zoo setting")):  # fmt: skip
+        with pytest.raises(ValueError, match=match) as err:
+            get_setting(*bad)
+        assert "\n" not in str(err.value)
+
+
+def test_networks_sizes():
+    default = plan_network("mlp", "ppo", "CartPole-v1")
+    assert default.params == 9_155  # SB3's 64 × 64 actor and critic with their heads (issue 24)
+    for algo, task in SETTINGS:
+        mlp = plan_network("mlp", algo, task).params
+        dend = plan_network("dendritic", algo, task)
+        assert (
+            dend.params <= 0.10 * mlp and plan_network("dendritic", algo, task, budget=0.2).params > 0.1 * mlp
+        )
+        assert plan_network("sparse", algo, task).params == dend.params
+        dense = plan_network("dense", algo, task)
+        assert abs(dense.params - dend.params) <= 0.15 * dend.params, (algo, task, dense, dend)
+    with pytest.raises(ValueError, match="unknown network 'cnn'"):
+        plan_network("cnn", "ppo", "CartPole-v1")
+
+
+def test_dendritic_extractor_is_1d_random_wiring_with_the_planned_parameters():
+    from dendritic.models import count_parameters
+
+    plan = plan_network("dendritic", "ppo", "LunarLander-v3")
+    layer = build_extractor(plan, SPACES["LunarLander-v3"][0], seed=3)
+    assert layer.geometry.n_inputs == 8 and layer.spec.receptive_field == "random"
+    inputs = layer.dendrite_linear.indices.numpy()  # each dendrite: `synapses` distinct features of 8
+    per_dendrite = inputs.reshape(plan.somata * plan.dendrites, plan.synapses)
+    assert per_dendrite.min() >= 0 and per_dendrite.max() <= 7
+    assert all(len(set(row)) == plan.synapses for row in per_dendrite.tolist())
+    assert len({tuple(sorted(r)) for r in per_dendrite.tolist()}) > 1  # not one field for all
+    expected = plan.somata * plan.dendrites * plan.synapses + 2 * plan.somata * plan.dendrites + plan.somata
+    assert count_parameters(layer) == expected
+    again = build_extractor(plan, 8, seed=3)
+    for a, b in zip(layer.state_dict().values(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_missing_extra_is_a_one_line_cli_error(monkeypatch, capsys):
+    import importlib.util
+
+    from dendritic.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "stable_baselines3" else real(name, *a)
+    )
+    assert main(["rl", "run", "--no-store"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "pip install 'dendritic[rl]'" in err and "\n" not in err
