@@ -181,7 +181,7 @@ def test_parameters_and_pickle():
         ({"batch_size": -1}, "batch_size must be an integer >= 1"),
         ({"lr": 0.0}, "lr must be a positive number"),
         ({"lr": float("nan")}, "lr must be a positive number"),
-        ({"optimizer": "sgd"}, "optimizer must be one of adam-torch, adam-keras"),
+        ({"optimizer": "sgd"}, "optimizer must be one of adam-keras, adam-torch"),
         ({"warm_start": "yes"}, "warm_start must be True or False"),
     ],
 )

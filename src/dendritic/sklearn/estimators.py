@@ -42,7 +42,7 @@ __all__ = [
 #: The receptive fields a tabular estimator offers: features drawn at random, a compact patch of
 #: the learned feature order (``feature_order``), or every feature.
 RECEPTIVE_FIELDS: tuple[str, ...] = ("random", "local", "all")
-OPTIMIZERS: tuple[str, ...] = ("adam-torch", "adam-keras")
+OPTIMIZERS: tuple[str, ...] = ("adam-keras", "adam-torch")
 
 
 def trainable_parameters(module: nn.Module) -> int:
@@ -303,8 +303,8 @@ class DendriticClassifier(_DendriticNetwork, _Classifier):
             needs scipy) or ``"given"`` (the columns as they come).
         cables: dendrite → soma wiring: ``"structured"`` (each soma its own dendrites, dANN),
             ``"random"`` (sANN) or ``"all"``.
-        epochs, batch_size, lr, optimizer: training (Adam, ``"adam-torch"`` or the paper's
-            ``"adam-keras"``).
+        epochs, batch_size, lr, optimizer: training (Adam in the paper's form ``"adam-keras"``,
+            the library's default, or ``"adam-torch"``).
         random_state: int for repeatable fits (wiring, initial weights, shuffling).
         warm_start: a second ``fit`` on data of the same shape continues training.
 
@@ -324,7 +324,7 @@ class DendriticClassifier(_DendriticNetwork, _Classifier):
         epochs: int = 100,
         batch_size: int = 32,
         lr: float = 3e-3,
-        optimizer: str = "adam-torch",
+        optimizer: str = "adam-keras",
         random_state: Any = None,
         warm_start: bool = False,
     ) -> None:
@@ -360,7 +360,7 @@ class DendriticRegressor(_DendriticNetwork, _Regressor):
         epochs: int = 100,
         batch_size: int = 32,
         lr: float = 3e-3,
-        optimizer: str = "adam-torch",
+        optimizer: str = "adam-keras",
         random_state: Any = None,
         warm_start: bool = False,
     ) -> None:
@@ -389,7 +389,7 @@ class DenseClassifier(_DenseNetwork, _Classifier):
         epochs: int = 100,
         batch_size: int = 32,
         lr: float = 3e-3,
-        optimizer: str = "adam-torch",
+        optimizer: str = "adam-keras",
         random_state: Any = None,
         warm_start: bool = False,
     ) -> None:
@@ -412,7 +412,7 @@ class DenseRegressor(_DenseNetwork, _Regressor):
         epochs: int = 100,
         batch_size: int = 32,
         lr: float = 3e-3,
-        optimizer: str = "adam-torch",
+        optimizer: str = "adam-keras",
         random_state: Any = None,
         warm_start: bool = False,
     ) -> None:
