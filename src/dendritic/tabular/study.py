@@ -111,9 +111,9 @@ class TabularStudy:
     somata: int = 32
     dendrites: int = 8
     synapses: int = 8
-    epochs: int = 100
+    epochs: int = 50
     batch_size: int = 32
-    lr: float = 3e-3
+    lr: float = 1e-2
     optimizer: str = "adam-keras"
 
     def __post_init__(self) -> None:
