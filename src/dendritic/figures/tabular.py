@@ -70,11 +70,13 @@ def accuracy_vs_noise(rows: Sequence[Mapping[str, Any]]) -> Figure:
                     label=MODEL_LABELS.get(model, model),
                 )
             seeds = min(r["seeds"] for r in mine)
-            ax.set_title(f"{_DATASET_LABELS.get(dataset, dataset)} (n = {seeds} seeds)")
+            ax.set_title(
+                f"{_DATASET_LABELS.get(dataset, dataset)} (n = {seeds} seed{'s' if seeds != 1 else ''})"
+            )
             ax.set_xlabel("uninformative features (% of columns)")
             ax.set_ylabel("test R²" if r2 else "test accuracy (%)")
         for ax in flat[len(datasets) :]:
             ax.set_visible(False)
-        flat[0].legend(loc="lower left", fontsize="x-small")
+        flat[0].legend(loc="best", fontsize="x-small")
         label_panels(flat[: len(datasets)])
     return fig
