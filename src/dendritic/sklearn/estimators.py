@@ -284,6 +284,9 @@ class _Regressor(RegressorMixin, _TorchEstimator):
         out = self._forward(X) * self.y_scale_ + self.y_mean_
         return out.ravel() if self._y_1d else out
 
+    def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
+        return {"multioutput": True}
+
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
