@@ -200,3 +200,18 @@ def test_summary_of_an_empty_store_is_a_one_line_error(tmp_path, capsys):
     RunStore(path).close()
     assert main(["tabular", "summary", "--store", str(path)]) == 1
     assert "no finished tabular runs" in capsys.readouterr().err
+
+
+def test_run_command_fits_and_resumes(tmp_path, capsys):
+    store = tmp_path / "cli.db"
+    argv = ["tabular", "run", "--store", str(store), "--datasets", "wine", "--models", "dendritic-local,hgb"]
+    argv += ["--noise", "0.5", "--seeds", "3,4", "--folds", "2", "--epochs", "1", "--quiet"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith("8 runs fitted, 0 already in")
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith("0 runs fitted, 8 already in")
+    with RunStore(store, readonly=True) as s:
+        runs = s.list_runs(experiment="tabular")
+    assert sorted({r["seed"] for r in runs}) == [3, 4]
+    local = [r for r in runs if r["model"] == "dendritic-local"]
+    assert {r["config"]["epochs"] for r in local} == {1} and {r["config"]["lr"] for r in local} == {0.01}
