@@ -124,7 +124,12 @@ def add_tabular_parser(sub: Any) -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=positive_int, default=32)
     run.add_argument("--lr", type=lr_float, default=1e-2)
     run.add_argument("--optimizer", choices=("adam-keras", "adam-torch"), default="adam-keras")
-    run.add_argument("--threads", type=threads_int, default=1, help="torch threads (default 1)")
+    run.add_argument(
+        "--threads",
+        type=threads_int,
+        default=1,
+        help="threads per fit, torch's and gradient boosting's (default 1)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
     run.set_defaults(func=_run)
     summary = cmds.add_parser("summary", help="the study's table (and figure with --out)")
