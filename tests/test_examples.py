@@ -26,7 +26,7 @@ def _load(name: str):
 def test_every_example_has_a_test_and_a_command():
     names = {p.stem for p in EXAMPLES.glob("*.py")}
     assert names == {"tabular_breast_cancer", "cnn_head_fmnist", "digits_local_fields", "compile_dann",
-                     "rl_cartpole"}  # fmt: skip
+                     "rl_cartpole", "sklearn_grid_search"}  # fmt: skip
     for path in EXAMPLES.glob("*.py"):
         assert f"python examples/{path.name}" in path.read_text(), path.name
 
@@ -35,6 +35,13 @@ def test_tabular_example_learns(capsys):
     results = _load("tabular_breast_cancer").main(["--epochs", "15"])
     assert results["dendritic"] > 0.85 and results["mlp"] > 0.85
     assert "dendritic: test accuracy" in capsys.readouterr().out
+
+
+def test_sklearn_example_searches_a_pipeline(capsys):
+    results = _load("sklearn_grid_search").main(["--epochs", "2"])
+    assert set(results) == {"dendritic", "hgb"} and all(0.5 < v <= 1.0 for v in results.values())
+    out = capsys.readouterr().out
+    assert "best: {'dann__receptive_field':" in out and "held-out accuracy: dendritic" in out
 
 
 def test_digits_example_compares_the_rules(capsys):

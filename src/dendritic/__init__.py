@@ -49,7 +49,7 @@ _HOMES = {
 }
 _PACKAGES = (
     "analysis", "cli", "continual", "data", "demo", "errors", "figures", "files", "layers", "models", "nn",
-    "report", "rl", "store", "sweeps", "training", "wiring",
+    "report", "rl", "sklearn", "store", "sweeps", "tabular", "training", "wiring",
 )  # fmt: skip
 
 __all__ = [

@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     from dendritic.cli.rl import add_rl_parser
     from dendritic.cli.runs import add_runs_parser
     from dendritic.cli.sweep import add_sweep_parser
+    from dendritic.cli.tabular import add_tabular_parser
     from dendritic.cli.train import add_demo_parser, add_train_parser
 
     parser = ArgumentParser(
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in (add_train_parser, add_runs_parser, add_demo_parser, add_sweep_parser, add_figure_parsers,
-                add_continual_parser, add_rl_parser):  # fmt: skip
+                add_continual_parser, add_rl_parser, add_tabular_parser):  # fmt: skip
         add(sub)
     return parser
 

@@ -1,0 +1,344 @@
+"""The tabular study: do dendritic networks keep up on tabular data, and do they resist
+uninformative features? (``dendritic tabular run``.)
+
+scikit-learn's bundled real datasets (no download): breast cancer, wine, digits (64 pixel
+intensities as flat features) and iris, classified; diabetes, regressed. Each is used clean and
+with uninformative standard-normal features appended so that they make 50 % and 90 % of the
+columns. Per seed, a shuffled 5-fold split (stratified for the classifiers); per fold:
+
+- ``dendritic-random`` / ``dendritic-local``: :class:`~dendritic.sklearn.DendriticClassifier`
+  (or Regressor) with random receptive fields, or local ones on the correlation order learned
+  from the training fold;
+- ``mlp``: :class:`~dendritic.sklearn.DenseClassifier`, one hidden layer whose width gives the
+  trainable parameters closest to the dendritic network's (our own torch MLP, trained by the
+  same ``fit`` with the same epochs, batch size, learning rate and optimizer);
+- ``hgb``: scikit-learn's ``HistGradientBoostingClassifier`` / ``Regressor`` with its defaults,
+  the field's reference.
+
+Features are standardised on the training fold (the networks; trees need no scaling). Every fit
+is a run of the store, tagged ``experiment='tabular'``: test accuracy (classification) or R²
+(regression, ``extra.test_r2``), trainable parameters (trees: NaN), fit seconds. Finished runs
+are skipped when the study runs again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DATASETS",
+    "EXPERIMENT",
+    "MODELS",
+    "NOISE_FRACTIONS",
+    "StudyResult",
+    "TabularStudy",
+    "clean_features",
+    "dendritic_parameters",
+    "load_dataset",
+    "matched_hidden",
+    "run_study",
+    "with_noise_features",
+]
+
+log = logging.getLogger("dendritic.tabular")
+
+#: The store's experiment tag of the study's runs.
+EXPERIMENT = "tabular"
+#: Dataset → task; loaded from scikit-learn's bundled files.
+DATASETS: dict[str, str] = {
+    "breast-cancer": "classification",
+    "wine": "classification",
+    "digits": "classification",
+    "iris": "classification",
+    "diabetes": "regression",
+}
+MODELS: tuple[str, ...] = ("dendritic-random", "dendritic-local", "mlp", "hgb")
+#: Fractions of the columns that are uninformative Gaussian noise.
+NOISE_FRACTIONS: tuple[float, ...] = (0.0, 0.5, 0.9)
+
+
+def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Features and targets of a bundled scikit-learn dataset (:data:`DATASETS`)."""
+    from sklearn import datasets
+
+    loaders: dict[str, Callable[..., Any]] = {
+        "breast-cancer": datasets.load_breast_cancer,
+        "wine": datasets.load_wine,
+        "digits": datasets.load_digits,
+        "iris": datasets.load_iris,
+        "diabetes": datasets.load_diabetes,
+    }
+    if name not in loaders:
+        raise ValueError(f"unknown tabular dataset {name!r}; choose from {', '.join(DATASETS)}")
+    x, y = loaders[name](return_X_y=True)
+    return np.asarray(x, dtype=np.float64), np.asarray(y)
+
+
+def with_noise_features(x: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """``x`` with standard-normal columns appended so that they are ``fraction`` of all columns."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"a noise fraction must be in [0, 1), got {fraction}")
+    n = x.shape[1]
+    extra = int(round(n * fraction / (1.0 - fraction)))
+    if extra == 0:
+        return x
+    return np.hstack([x, rng.standard_normal((len(x), extra))])
+
+
+def matched_hidden(params: int, n_in: int, n_out: int) -> int:
+    """The hidden width of a one-hidden-layer MLP (``n_in → h → n_out``, biases included) whose
+    trainable parameters are closest to ``params``."""
+    per_unit = n_in + 1 + n_out
+    return max(1, int(round((params - n_out) / per_unit)))
+
+
+@dataclass(frozen=True)
+class TabularStudy:
+    """The study's grid and the networks' settings (the same for every dataset)."""
+
+    datasets: tuple[str, ...] = tuple(DATASETS)
+    noise: tuple[float, ...] = NOISE_FRACTIONS
+    models: tuple[str, ...] = MODELS
+    seeds: tuple[int, ...] = tuple(range(1, 11))
+    folds: int = 5
+    somata: int = 32
+    dendrites: int = 8
+    synapses: int = 8
+    epochs: int = 50
+    batch_size: int = 32
+    lr: float = 1e-2
+    optimizer: str = "adam-keras"
+
+    def __post_init__(self) -> None:
+        for name, values, known in (
+            ("dataset", self.datasets, tuple(DATASETS)),
+            ("model", self.models, MODELS),
+        ):
+            if not values:
+                raise ValueError(f"the tabular study needs at least one {name}")
+            unknown = [v for v in values if v not in known]
+            if unknown:
+                raise ValueError(f"unknown {name} {unknown[0]!r}; choose from {', '.join(known)}")
+        if not self.noise or any(not 0.0 <= f < 1.0 for f in self.noise):
+            raise ValueError(f"noise fractions must be in [0, 1), got {list(self.noise)}")
+        if not self.seeds:
+            raise ValueError("the tabular study needs at least one seed")
+        if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 2:
+            raise ValueError(f"folds must be an integer >= 2, got {self.folds!r}")
+        for name in ("somata", "dendrites", "synapses", "epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+
+    @property
+    def size(self) -> int:
+        return len(self.datasets) * len(self.noise) * len(self.seeds) * self.folds * len(self.models)
+
+    def training(self) -> dict[str, Any]:
+        return {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "optimizer": self.optimizer,
+        }
+
+
+@dataclass
+class _Split:
+    dataset: str
+    noise: float
+    seed: int
+    fold: int
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def task(self) -> str:
+        return DATASETS[self.dataset]
+
+
+def _splits(study: TabularStudy) -> Iterator[_Split]:
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    for dataset in study.datasets:
+        x_clean, y = load_dataset(dataset)
+        for noise in study.noise:
+            for seed in study.seeds:
+                rng = np.random.default_rng([seed, int(round(noise * 1000))])
+                x = with_noise_features(x_clean, noise, rng)
+                if DATASETS[dataset] == "classification":
+                    splitter: Any = StratifiedKFold(study.folds, shuffle=True, random_state=seed)
+                else:
+                    splitter = KFold(study.folds, shuffle=True, random_state=seed)
+                for fold, (train, test) in enumerate(splitter.split(x, y), start=1):
+                    yield _Split(dataset, noise, seed, fold, x[train], y[train], x[test], y[test])
+
+
+def _estimator(model: str, split: _Split, study: TabularStudy) -> tuple[Any, dict[str, Any]]:
+    """The (unfitted) estimator of ``model`` for this split and its settings for the run's key."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from dendritic.sklearn import DendriticClassifier, DendriticRegressor, DenseClassifier, DenseRegressor
+
+    classify = split.task == "classification"
+    state = split.seed * 1000 + split.fold
+    if model == "hgb":
+        tree = HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor
+        # The networks' optimizer in the key too: a report keeps one optimizer's runs together.
+        return tree(random_state=state), {"optimizer": study.optimizer}
+    if model.startswith("dendritic-"):
+        field = model.split("-", 1)[1]
+        network: Any = (DendriticClassifier if classify else DendriticRegressor)(
+            study.somata, study.dendrites, study.synapses, receptive_field=field, random_state=state,
+            **study.training(),
+        )  # fmt: skip
+        sizes = {"somata": study.somata, "dendrites": study.dendrites, "synapses": study.synapses}
+        return make_pipeline(StandardScaler(), network), {
+            **sizes, "receptive_field": field, **study.training()
+        }  # fmt: skip
+    n_in = split.x_train.shape[1]
+    n_out = len(np.unique(split.y_train)) if classify else 1
+    hidden = matched_hidden(dendritic_parameters(study, n_in, n_out), n_in, n_out)
+    network = (DenseClassifier if classify else DenseRegressor)(
+        hidden, random_state=state, **study.training()
+    )
+    return make_pipeline(StandardScaler(), network), {"hidden": hidden, **study.training()}
+
+
+def dendritic_parameters(study: TabularStudy, n_in: int, n_out: int) -> int:
+    """Trainable parameters of the study's dendritic network for ``n_in`` features and ``n_out``
+    outputs (the same for every receptive field): dendrites (weights and bias), cables, somatic
+    biases, read-out."""
+    s, d, k = study.somata, study.dendrites, min(study.synapses, n_in)
+    return s * d * (k + 1) + s * d + s + s * n_out + n_out
+
+
+def _config(model: str, split: _Split, study: TabularStudy, settings: dict[str, Any]) -> dict[str, Any]:
+    """The run's config (its key in the store)."""
+    return {
+        "study": EXPERIMENT,
+        "model": model,
+        "dataset": split.dataset,
+        "noise": split.noise,
+        "seed": split.seed,
+        "fold": split.fold,
+        "folds": study.folds,
+        **settings,
+    }
+
+
+def _fit_and_score(estimator: Any, split: _Split) -> dict[str, Any]:
+    """Fit on the training fold, score on the test fold: the run's final values."""
+    from sklearn.metrics import accuracy_score, r2_score
+
+    t0 = time.perf_counter()
+    estimator.fit(split.x_train, split.y_train)
+    seconds = time.perf_counter() - t0
+    predicted = estimator.predict(split.x_test)
+    network = estimator[-1] if hasattr(estimator, "steps") else estimator
+    n_features = int(split.x_train.shape[1])
+    extra: dict[str, Any] = {
+        "task": split.task,
+        "n_features": n_features,
+        "noise_features": n_features - clean_features(split.dataset),
+        "fit_seconds": seconds,
+    }
+    final: dict[str, Any] = {"wall_seconds": seconds, "extra": extra}
+    params = getattr(network, "n_trainable_params_", None)
+    if params is not None:
+        final["trainable_params"] = int(params)
+    if split.task == "classification":
+        final["test_accuracy"] = float(accuracy_score(split.y_test, predicted))
+    else:
+        extra["test_r2"] = float(r2_score(split.y_test, predicted))
+    return final
+
+
+_FEATURES: dict[str, int] = {}
+
+
+def clean_features(dataset: str) -> int:
+    """Columns of the clean dataset (cached)."""
+    if dataset not in _FEATURES:
+        _FEATURES[dataset] = load_dataset(dataset)[0].shape[1]
+    return _FEATURES[dataset]
+
+
+@dataclass
+class StudyResult:
+    ran: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+
+
+def run_study(
+    store: Any,
+    study: TabularStudy,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    threads: int | None = 1,
+) -> StudyResult:
+    """Fit every (dataset, noise, seed, fold, model) of ``study`` not yet finished in ``store``
+    and record it (``experiment='tabular'``). ``threads``: torch's intra-op threads and the
+    OpenMP / BLAS threads gradient boosting uses, during the study (1: every model on one core,
+    so fit times compare; None leaves both as they are)."""
+    import contextlib
+
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    result = StudyResult()
+    t0 = time.perf_counter()
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    limits = threadpool_limits(limits=threads) if threads is not None else contextlib.nullcontext()
+    try:
+        with limits:
+            _run_grid(store, study, result, progress)
+    finally:
+        torch.set_num_threads(previous)
+    result.seconds = time.perf_counter() - t0
+    log.info(
+        "tabular study: %d runs fitted, %d already in the store (%.0f s)",
+        result.ran,
+        result.skipped,
+        result.seconds,
+    )
+    return result
+
+
+def _run_grid(
+    store: Any, study: TabularStudy, result: StudyResult, progress: Callable[[int, int], None] | None
+) -> None:
+    """Fit and record each run of the grid that the store has not finished."""
+    from dendritic.store import config_key
+
+    done = store.finished_keys()
+    count = 0
+    for split in _splits(study):
+        for model in study.models:
+            count += 1
+            estimator, settings = _estimator(model, split, study)
+            config = _config(model, split, study, settings)
+            if config_key(config) in done:
+                result.skipped += 1
+            else:
+                with store.record(config, meta={"experiment": EXPERIMENT, "device": "cpu"}) as run:
+                    run.finish(**_fit_and_score(estimator, split))
+                result.ran += 1
+            if progress is not None:
+                progress(count, study.size)
