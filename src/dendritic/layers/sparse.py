@@ -354,6 +354,14 @@ class SparseLinear(_KeepsWiring):
         """``(*, in_features)`` → ``(*, out_features)``, like ``nn.Linear``."""
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"expected input of shape (*, {self.in_features}), got {tuple(x.shape)}")
+        if self.indices is not None and self.offsets is not None and DF.eager_fast_path() and DF.uses_cpp(x, self.weight):
+            # One C++ call with its backward in C++: transposes, product, bias (see ``eager_fast_path``).
+            flat = x if x.dim() == 2 else x.reshape(-1, self.in_features)
+            tables = DF._tables(self.indices, self.offsets, self.in_features, self.tables)
+            fast: torch.Tensor = torch.ops.dendritic.sparse_linear_ad(
+                flat, self.weight, self.bias, self.indices, self.offsets, *tables, self.out_features, self.n_blocks, True
+            )
+            return fast if x.dim() == 2 else fast.reshape(*x.shape[:-1], self.out_features)
         lead = x.shape[:-1]
         out = self.forward_t(x.reshape(-1, self.in_features).t().contiguous()).t()
         return out.reshape(*lead, self.out_features)

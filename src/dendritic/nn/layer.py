@@ -458,6 +458,10 @@ class DendriticLayer(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Somata ``(*, S)`` (and, with ``return_dendrites``, the dendrites' activations
         ``(*, S·D)``) of an input ``(*, *input_shape)`` or ``(*, in_features)``."""
+        if not return_dendrites:
+            fast = self._fast_forward(x)
+            if fast is not None:
+                return fast
         flat, lead = self._flatten(x)
         if not self.fused or (return_dendrites and torch.is_grad_enabled()):
             # Part by part, batch-major: every part is called (hooks see (batch, units) tensors),
@@ -474,6 +478,31 @@ class DendriticLayer(nn.Module):
             assert dend is not None
             return out, dend.reshape(*lead, self.n_dendrites)
         return out
+
+    def _fast_forward(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The whole fused layer as one ``dendritic::dendritic_layer_ad`` call on the batch-major
+        input (transposes, forward and backward in C++), or None where it does not apply: not
+        fusable, branches, not CPU float32/float64, the fast path off, or tracing (see
+        :func:`dendritic.nn.functional.eager_fast_path`). What a small-batch step (RL) spends
+        its time on otherwise is the Python around the arithmetic."""
+        if self.branch_linear is not None or not DF.eager_fast_path() or not self.fusable:
+            return None
+        d, s = cast(SparseLinear, self.dendrite_linear), cast(SparseLinear, self.soma_linear)
+        if not DF.uses_cpp(x, d.weight):
+            return None
+        if x.dim() == 2 and x.shape[1] == self.in_features and len(self.input_shape) == 1:
+            flat, lead = x, None
+        else:
+            flat, lead = self._flatten(x)
+        assert d.indices is not None and d.offsets is not None and d.bias is not None and s.bias is not None
+        slope = _leaky_slope(self.dendrite_activation)
+        assert slope is not None
+        out: torch.Tensor = torch.ops.dendritic.dendritic_layer_ad(
+            flat, d.weight, d.bias, s.weight, s.bias, d.indices, d.offsets,
+            *DF._tables(d.indices, d.offsets, d.in_features, d.tables), d.n_blocks, self.n_dendrites // self.somata,
+            slope, True,
+        )  # fmt: skip
+        return out if lead is None else out.reshape(*lead, self.somata)
 
     def forward_t(
         self, h: torch.Tensor, keep_dendrites: bool = False
