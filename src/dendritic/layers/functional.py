@@ -61,6 +61,12 @@ def fast_autograd_enabled() -> bool:
     return _fast_autograd
 
 
+def switches() -> tuple[str | None, str | None]:
+    """The environment switches that choose the operators (``DENDRITIC_FUSED``,
+    ``DENDRITIC_KERNEL``): part of the key of the modules' cached call arguments."""
+    return os.environ.get(kernels.FUSED_ENV_VAR), os.environ.get(kernels.ENV_VAR)
+
+
 def eager_fast_path() -> bool:
     """Whether the C++-autograd operators may run now: the fast path is on and nothing is being
     traced (``torch.compile`` and ``torch.export`` see the operators with Python formulas)."""

@@ -53,6 +53,8 @@ INITS = ("glorot-dense", "he-fan-in")
 _TABLES = ("t_starts", "t_rows", "t_perm", "t_fan_out")
 #: Integer buffers that hold wiring: moved between devices with their values, never emptied.
 _WIRING_BUFFERS = ("indices", "offsets", "centres", "mask", *_TABLES)
+#: Attributes whose assignment makes a module's cached fast-path arguments stale.
+_REVISED = frozenset(("weight", "bias", "indices", "offsets", *_TABLES))
 
 
 class WiringMismatchError(DendriticError, ValueError):
@@ -122,7 +124,17 @@ class _KeepsWiring(nn.Module):
             if new is None or old.device.type == "meta":
                 continue
             self._buffers[name] = old if new.device.type == "meta" else old.to(new.device, new.dtype)
+        self._revised()
         return self
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in _REVISED:
+            self._revised()
+
+    def _revised(self) -> None:
+        """Count a change of the tensors the fast path passes (cached call arguments go stale)."""
+        self.__dict__["_revision"] = self.__dict__.get("_revision", 0) + 1
 
 
 class SparseLinear(_KeepsWiring):
@@ -354,17 +366,38 @@ class SparseLinear(_KeepsWiring):
         """``(*, in_features)`` → ``(*, out_features)``, like ``nn.Linear``."""
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"expected input of shape (*, {self.in_features}), got {tuple(x.shape)}")
-        if self.indices is not None and self.offsets is not None and DF.eager_fast_path() and DF.uses_cpp(x, self.weight):
-            # One C++ call with its backward in C++: transposes, product, bias (see ``eager_fast_path``).
-            flat = x if x.dim() == 2 else x.reshape(-1, self.in_features)
-            tables = DF._tables(self.indices, self.offsets, self.in_features, self.tables)
-            fast: torch.Tensor = torch.ops.dendritic.sparse_linear_ad(
-                flat, self.weight, self.bias, self.indices, self.offsets, *tables, self.out_features, self.n_blocks, True
-            )
-            return fast if x.dim() == 2 else fast.reshape(*x.shape[:-1], self.out_features)
+        if DF.eager_fast_path():
+            args = self._fast_args()
+            weight = args[0] if args is not None else None
+            if weight is not None and x.is_cpu and x.dtype == weight.dtype and x.dtype in DF.CPP_DTYPES:
+                # One C++ call with its backward in C++: transposes, product, bias.
+                flat = x if x.dim() == 2 else x.reshape(-1, self.in_features)
+                fast: torch.Tensor = torch.ops.dendritic.sparse_linear_ad(flat, *args, True)
+                return fast if x.dim() == 2 else fast.reshape(*x.shape[:-1], self.out_features)
         lead = x.shape[:-1]
         out = self.forward_t(x.reshape(-1, self.in_features).t().contiguous()).t()
         return out.reshape(*lead, self.out_features)
+
+    def _fast_args(self) -> tuple[Any, ...] | None:
+        """The arguments of ``dendritic::sparse_linear_ad`` after the input, or None where the
+        C++ operators do not compute this layer (dense wiring, not built, ``DENDRITIC_KERNEL=bag``).
+
+        Kept between calls while nothing they are made of changes (the tensors assigned, moved or
+        loaded, the switches): a small batch's step is mostly such Python otherwise. A
+        parametrized weight (positive cable weights) is computed afresh every call.
+        """
+        key = (self.__dict__.get("_revision", 0), type(self), DF.switches())
+        cache = self.__dict__.get("_fast_cache")
+        if cache is not None and cache[0] == key:
+            cached: tuple[Any, ...] | None = cache[1]
+            return cached
+        args: tuple[Any, ...] | None = None
+        if self.indices is not None and self.offsets is not None and DF._cpp_enabled():
+            tables = DF._tables(self.indices, self.offsets, self.in_features, self.tables)
+            args = (self.weight, self.bias, self.indices, self.offsets, *tables, self.out_features, self.n_blocks)
+        if not parametrize.is_parametrized(self):
+            self.__dict__["_fast_cache"] = (key, args)
+        return args
 
     def forward_t(self, h: torch.Tensor) -> torch.Tensor:
         """Feature-major ``(in_features, batch)`` → ``(out_features, batch)``.

@@ -485,24 +485,54 @@ class DendriticLayer(nn.Module):
         fusable, branches, not CPU float32/float64, the fast path off, or tracing (see
         :func:`dendritic.nn.functional.eager_fast_path`). What a small-batch step (RL) spends
         its time on otherwise is the Python around the arithmetic."""
-        if self.branch_linear is not None or not DF.eager_fast_path() or not self.fusable:
+        if not DF.eager_fast_path():
             return None
-        d, s = cast(SparseLinear, self.dendrite_linear), cast(SparseLinear, self.soma_linear)
-        if not DF.uses_cpp(x, d.weight):
+        plan = self._fast_plan()
+        if plan is None:
             return None
-        if x.dim() == 2 and x.shape[1] == self.in_features and len(self.input_shape) == 1:
-            flat, lead = x, None
-        else:
-            flat, lead = self._flatten(x)
-        assert d.indices is not None and d.offsets is not None and d.bias is not None and s.bias is not None
-        slope = _leaky_slope(self.dendrite_activation)
-        assert slope is not None
-        out: torch.Tensor = torch.ops.dendritic.dendritic_layer_ad(
-            flat, d.weight, d.bias, s.weight, s.bias, d.indices, d.offsets,
-            *DF._tables(d.indices, d.offsets, d.in_features, d.tables), d.n_blocks, self.n_dendrites // self.somata,
-            slope, True,
+        args, flat_input, n_in, somata = plan
+        weight = args[0]
+        if not (x.is_cpu and x.dtype == weight.dtype and x.dtype in DF.CPP_DTYPES):
+            return None
+        if flat_input and x.dim() == 2 and x.shape[1] == n_in:
+            out: torch.Tensor = torch.ops.dendritic.dendritic_layer_ad(x, *args, True)
+            return out
+        flat, lead = self._flatten(x)
+        out = torch.ops.dendritic.dendritic_layer_ad(flat, *args, True)
+        return out if len(lead) == 1 else out.reshape(*lead, somata)
+
+    def _fast_plan(self) -> tuple[tuple[Any, ...], bool, int, int] | None:
+        """(``dendritic_layer_ad``'s arguments after the input, 1-D input?, in_features, somata),
+        or None where the fused operator does not compute this layer. Kept between calls while
+        its key holds: the parts and activations (and their slopes), the parts' tensors (see
+        :meth:`SparseLinear._fast_args`), ``fused`` and the switches."""
+        m = self._modules
+        d, s = m["dendrite_linear"], m["soma_linear"]
+        da, sa = m["dendrite_activation"], m["soma_activation"]
+        key = (
+            self.fused, self.branch_linear, d, s, da, sa, m["dropout"], type(d), type(s), type(da), type(sa),
+            getattr(da, "negative_slope", None), getattr(sa, "negative_slope", None),
+            d.__dict__.get("_revision", 0), s.__dict__.get("_revision", 0), DF.switches(),
         )  # fmt: skip
-        return out if lead is None else out.reshape(*lead, self.somata)
+        cache = self.__dict__.get("_fast_cache")
+        if cache is not None and cache[0] == key:
+            cached: tuple[tuple[Any, ...], bool, int, int] | None = cache[1]
+            return cached
+        plan = None
+        if self.branch_linear is None and self.fusable:
+            dl, sl = cast(SparseLinear, d), cast(SparseLinear, s)
+            assert dl.indices is not None and dl.offsets is not None
+            slope = _leaky_slope(da)
+            assert slope is not None
+            args = (
+                dl.weight, dl.bias, sl.weight, sl.bias, dl.indices, dl.offsets,
+                *DF._tables(dl.indices, dl.offsets, dl.in_features, dl.tables), dl.n_blocks,
+                self.n_dendrites // self.somata, slope,
+            )  # fmt: skip
+            plan = (args, len(self.input_shape) == 1, self.in_features, self.somata)
+        if not parametrize.is_parametrized(s):  # positive cable weights: softplus every call
+            self.__dict__["_fast_cache"] = (key, plan)
+        return plan
 
     def forward_t(
         self, h: torch.Tensor, keep_dendrites: bool = False
