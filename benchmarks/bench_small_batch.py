@@ -50,7 +50,9 @@ def build(kind: str, n_in: int, somata: int, dendrites: int, synapses: int, seed
     if kind == "sparse":
         fan_in = min(n_in, dendrites * synapses)
         return nn.Sequential(
-            SparseLinear.random(n_in, somata, fan_in, seed=seed), nn.LeakyReLU(0.1), nn.Linear(somata, CLASSES)
+            SparseLinear.random(n_in, somata, fan_in, seed=seed),
+            nn.LeakyReLU(0.1),
+            nn.Linear(somata, CLASSES),
         )
     return nn.Sequential(nn.Linear(n_in, somata), nn.LeakyReLU(0.1), nn.Linear(somata, CLASSES))
 
@@ -100,7 +102,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                         model = build(kind, n_in, somata, dendrites, synapses)
                         variants[f"{kind}-{path}"] = (stepper(model, batch, n_in), path == "new")
                 times: dict[str, list[float]] = {name: [] for name in variants}
-                for name, (step, fast) in variants.items():  # warm-up
+                for step, fast in variants.values():  # warm-up
                     DF.set_fast_autograd(fast)
                     time_steps(step, max(5, args.steps // 10))
                 for _ in range(args.repeats):

@@ -117,7 +117,9 @@ def test_sparse_linear_gradients_match_the_dense_product(batch, bias):
     (ref * target).sum().backward()
     torch.testing.assert_close(x.grad, x_ref.grad)
     outputs, inputs = layer.connectivity.pairs()
-    torch.testing.assert_close(layer.weight.grad, dense.grad[torch.from_numpy(outputs), torch.from_numpy(inputs)])
+    torch.testing.assert_close(
+        layer.weight.grad, dense.grad[torch.from_numpy(outputs), torch.from_numpy(inputs)]
+    )
     if bias:
         torch.testing.assert_close(layer.bias.grad, ref_bias.grad)
 

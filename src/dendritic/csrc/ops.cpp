@@ -148,6 +148,10 @@ inline void dots(const T* __restrict g, const T* __restrict src, int64_t B, cons
                  T* __restrict gw) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::L;
+  if (B == 1) {  // one sample (an RL step): one product per connection
+    for (int k = 0; k < G; ++k) gw[k] = T(0) + g[0] * src[idx[k]];
+    return;
+  }
   if (B < L) {  // a small batch (RL, online learning): no vector lanes to fill; the same sums in the same order
     for (int k = 0; k < G; ++k) {
       const T* row = src + idx[k] * B;
@@ -413,6 +417,11 @@ std::tuple<at::Tensor, at::Tensor> dendritic_layer(const at::Tensor& x, const at
 template <typename T> inline T row_sum(const T* a, int64_t B) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::L;
+  if (B < L) {  // no full vector: the tail alone, the same sum
+    T s = 0;
+    for (int64_t b = 0; b < B; ++b) s += a[b];
+    return s;
+  }
   V acc = V{};
   int64_t b = 0;
   for (; b + L <= B; b += L) acc += loadu<T>(a + b);
@@ -426,6 +435,10 @@ template <typename T> inline T row_sum(const T* a, int64_t B) {
 template <typename T> inline void leaky_grad(const T* g, const T* a, T scale, T slope, int64_t B, T* dst) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::L;
+  if (B < L) {
+    for (int64_t b = 0; b < B; ++b) dst[b] = (scale * g[b]) * (a[b] > T(0) ? T(1) : slope);
+    return;
+  }
   const V one = V{} + T(1), sl = V{} + slope, zero = V{};
   int64_t b = 0;
   for (; b + L <= B; b += L) {

@@ -394,7 +394,15 @@ class SparseLinear(_KeepsWiring):
         args: tuple[Any, ...] | None = None
         if self.indices is not None and self.offsets is not None and DF._cpp_enabled():
             tables = DF._tables(self.indices, self.offsets, self.in_features, self.tables)
-            args = (self.weight, self.bias, self.indices, self.offsets, *tables, self.out_features, self.n_blocks)
+            args = (
+                self.weight,
+                self.bias,
+                self.indices,
+                self.offsets,
+                *tables,
+                self.out_features,
+                self.n_blocks,
+            )
         if not parametrize.is_parametrized(self):
             self.__dict__["_fast_cache"] = (key, args)
         return args
