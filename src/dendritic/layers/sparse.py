@@ -368,8 +368,7 @@ class SparseLinear(_KeepsWiring):
             raise ValueError(f"expected input of shape (*, {self.in_features}), got {tuple(x.shape)}")
         if DF.eager_fast_path():
             args = self._fast_args()
-            weight = args[0] if args is not None else None
-            if weight is not None and x.is_cpu and x.dtype == weight.dtype and x.dtype in DF.CPP_DTYPES:
+            if args is not None and x.is_cpu and x.dtype == args[0].dtype and x.dtype in DF.CPP_DTYPES:
                 # One C++ call with its backward in C++: transposes, product, bias.
                 flat = x if x.dim() == 2 else x.reshape(-1, self.in_features)
                 fast: torch.Tensor = torch.ops.dendritic.sparse_linear_ad(flat, *args, True)

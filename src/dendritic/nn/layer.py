@@ -506,7 +506,7 @@ class DendriticLayer(nn.Module):
         or None where the fused operator does not compute this layer. Kept between calls while
         its key holds: the parts and activations (and their slopes), the parts' tensors (see
         :meth:`SparseLinear._fast_args`), ``fused`` and the switches."""
-        m = self._modules
+        m = cast(dict[str, nn.Module], self._modules)  # the parts are always set (None only for branches)
         d, s = m["dendrite_linear"], m["soma_linear"]
         da, sa = m["dendrite_activation"], m["soma_activation"]
         key = (
