@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import statistics
 import time
@@ -111,6 +112,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                         times[name].append(time_steps(step, args.steps))
                 DF.set_fast_autograd(True)
                 row: dict[str, Any] = {"size": size, "dendrites": dendrites, "batch": batch}
+                for kind in args.kinds.split(","):  # trainable parameters: what Adam updates
+                    model = build(kind, n_in, somata, dendrites, synapses)
+                    row[kind + "_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
                 for name, values in times.items():
                     row[name] = statistics.median(values) * 1e6
                     # Spread of the rounds: the interquartile range relative to the median.
@@ -127,17 +131,31 @@ def table(rows: list[dict[str, Any]], kinds: list[str]) -> str:
         lines += [
             f"### `{kind}`",
             "",
-            "| n → S | D | batch | MLP µs | old µs | new µs | old / MLP | new / MLP | old / new | spread (IQR/median, new) |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| n → S | D | batch | params / MLP's | MLP µs | old µs | new µs | old / MLP | new / MLP | old / new "
+            "| spread (IQR/median, new) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in rows:
             mlp, old, new = r["mlp"], r[f"{kind}-old"], r[f"{kind}-new"]
+            params = r[f"{kind}_params"] / r["mlp_params"]
             lines.append(
-                f"| {r['size'].replace('x', ' → ')} | {r['dendrites']} | {r['batch']} | {mlp:.0f} | {old:.0f} | "
-                f"{new:.0f} | {old / mlp:.2f} | {new / mlp:.2f} | {old / new:.2f} | {r[f'{kind}-new_iqr']:.0%} |"
+                f"| {r['size'].replace('x', ' → ')} | {r['dendrites']} | {r['batch']} | {params:.2f} | {mlp:.0f} | "
+                f"{old:.0f} | {new:.0f} | {old / mlp:.2f} | {new / mlp:.2f} | {old / new:.2f} | "
+                f"{r[f'{kind}-new_iqr']:.0%} |"
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _cpu() -> str:
+    """The CPU's model name (Linux), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def main() -> None:
@@ -151,12 +169,15 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the raw rows here")
     parser.add_argument("--out", type=Path, help="write the markdown table here")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     rows = run(args)
     import torch
 
     header = (
-        f"Measured {datetime.date.today().isoformat()} on {platform.machine()} ({platform.processor() or 'cpu'}), "
-        f"torch {torch.__version__}, 1 thread, {args.repeats} rounds × {args.steps} steps, median.\n\n"
+        f"Measured {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')} on {_cpu()} "
+        f"({os.cpu_count()} cores), torch {torch.__version__}, 1 thread, {args.repeats} rounds × {args.steps} "
+        f"steps each, median; load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after "
+        "(other jobs on the machine).\n\n"
     )
     text = header + table(rows, args.kinds.split(","))
     print(text)
