@@ -260,3 +260,45 @@ def test_compile_traces_the_python_formula_operators_and_matches_eager():
     for a, b in zip(compiled_grads, eager_grads, strict=True):
         torch.testing.assert_close(a, b)
     torch._dynamo.reset()
+
+
+def test_the_cached_arguments_follow_swapped_copied_and_moved_tensors():
+    """The fast path keeps its call arguments between calls, keyed by the tensors' identities:
+    ``torch.func.functional_call`` (which swaps ``_parameters`` entries), a deep copy changed
+    afterwards and ``.to(float64)`` each see their own tensors."""
+    layer = DendriticLayer(8, 4, 2, 2, receptive_field="random", seed=0)
+    x = torch.randn(3, 8)
+    before = layer(x).detach()
+    doubled = {k: 2 * v.detach() for k, v in layer.named_parameters()}
+    swapped = torch.func.functional_call(layer, doubled, (x,))
+    reference = copy.deepcopy(layer)
+    with torch.no_grad():
+        for name, p in reference.named_parameters():
+            p.copy_(doubled[name])
+    DF.set_fast_autograd(False)
+    try:
+        expected = reference(x)
+    finally:
+        DF.set_fast_autograd(True)
+    torch.testing.assert_close(swapped, expected)
+    torch.testing.assert_close(layer(x), before)  # the layer's own tensors again
+    torch.testing.assert_close(reference(x), expected)  # the copy has its own arguments
+    wide = copy.deepcopy(layer).to(torch.float64)
+    out = wide(x.double())
+    assert out.dtype == torch.float64 and _fast(out, ("LayerFunction",))
+    torch.testing.assert_close(out.float(), before)
+
+
+def test_unbatched_and_multi_dimensional_batches():
+    layer = DendriticLayer((2, 5), 3, 2, 2, receptive_field="random", seed=4)
+    x = torch.randn(4, 6, 2, 5)
+    DF.set_fast_autograd(False)
+    try:
+        expected, single = layer(x), layer(x[0, 0])
+    finally:
+        DF.set_fast_autograd(True)
+    out = layer(x)
+    assert out.shape == (4, 6, 3) and _fast(out)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(layer(x[0, 0]), single)
+    assert single.shape == (3,)

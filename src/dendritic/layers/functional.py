@@ -44,6 +44,10 @@ FAST_ENV_VAR = "DENDRITIC_FAST_AUTOGRAD"
 _fast_autograd = os.environ.get(FAST_ENV_VAR, "").strip().lower() not in ("0", "false", "no", "off")
 
 
+#: The innermost active ``torch.func`` transform (None outside them).
+_functorch_level = torch._C._functorch.peek_interpreter_stack
+
+
 def set_fast_autograd(enabled: bool) -> bool:
     """Turn the eager fast path on or off for this process; returns the previous setting.
 
@@ -68,9 +72,10 @@ def switches() -> tuple[str | None, str | None]:
 
 
 def eager_fast_path() -> bool:
-    """Whether the C++-autograd operators may run now: the fast path is on and nothing is being
-    traced (``torch.compile`` and ``torch.export`` see the operators with Python formulas)."""
-    return _fast_autograd and not torch.compiler.is_compiling()
+    """Whether the C++-autograd operators may run now: the fast path is on, nothing is being
+    traced (``torch.compile`` and ``torch.export`` see the operators with Python formulas) and no
+    ``torch.func`` transform is active (they refuse C++ autograd functions)."""
+    return _fast_autograd and not torch.compiler.is_compiling() and _functorch_level() is None
 
 
 @torch.compiler.assume_constant_result  # type: ignore[untyped-decorator]

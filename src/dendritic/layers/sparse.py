@@ -53,8 +53,8 @@ INITS = ("glorot-dense", "he-fan-in")
 _TABLES = ("t_starts", "t_rows", "t_perm", "t_fan_out")
 #: Integer buffers that hold wiring: moved between devices with their values, never emptied.
 _WIRING_BUFFERS = ("indices", "offsets", "centres", "mask", *_TABLES)
-#: Attributes whose assignment makes a module's cached fast-path arguments stale.
-_REVISED = frozenset(("weight", "bias", "indices", "offsets", *_TABLES))
+#: Buffers the fast path passes to its operator.
+_FAST_BUFFERS = ("indices", "offsets", *_TABLES)
 
 
 class WiringMismatchError(DendriticError, ValueError):
@@ -124,17 +124,16 @@ class _KeepsWiring(nn.Module):
             if new is None or old.device.type == "meta":
                 continue
             self._buffers[name] = old if new.device.type == "meta" else old.to(new.device, new.dtype)
-        self._revised()
         return self
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        super().__setattr__(name, value)
-        if name in _REVISED:
-            self._revised()
-
-    def _revised(self) -> None:
-        """Count a change of the tensors the fast path passes (cached call arguments go stale)."""
-        self.__dict__["_revision"] = self.__dict__.get("_revision", 0) + 1
+    def _tensor_ids(self) -> tuple[int, ...]:
+        """Identities of the tensors the fast path passes, read from the module's own dicts (so
+        an assignment, a move, a load or ``torch.func.functional_call``'s swap changes them). A
+        cache that holds those tensors keeps them alive, so their ids cannot be reused."""
+        p, b = self._parameters, self._buffers
+        return tuple(id(p.get(name)) for name in ("weight", "bias")) + tuple(
+            id(b.get(name)) for name in _FAST_BUFFERS
+        )
 
 
 class SparseLinear(_KeepsWiring):
@@ -381,11 +380,11 @@ class SparseLinear(_KeepsWiring):
         """The arguments of ``dendritic::sparse_linear_ad`` after the input, or None where the
         C++ operators do not compute this layer (dense wiring, not built, ``DENDRITIC_KERNEL=bag``).
 
-        Kept between calls while nothing they are made of changes (the tensors assigned, moved or
-        loaded, the switches): a small batch's step is mostly such Python otherwise. A
-        parametrized weight (positive cable weights) is computed afresh every call.
+        Kept between calls while nothing they are made of changes (the same tensors, see
+        :meth:`_tensor_ids`, and switches): a small batch's step is mostly such Python otherwise.
+        A parametrized weight (positive cable weights) is computed afresh every call.
         """
-        key = (self.__dict__.get("_revision", 0), type(self), DF.switches())
+        key = (self._tensor_ids(), type(self), DF.switches())
         cache = self.__dict__.get("_fast_cache")
         if cache is not None and cache[0] == key:
             cached: tuple[Any, ...] | None = cache[1]

@@ -512,7 +512,8 @@ class DendriticLayer(nn.Module):
         key = (
             self.fused, self.branch_linear, d, s, da, sa, m["dropout"], type(d), type(s), type(da), type(sa),
             getattr(da, "negative_slope", None), getattr(sa, "negative_slope", None),
-            d.__dict__.get("_revision", 0), s.__dict__.get("_revision", 0), DF.switches(),
+            d._tensor_ids() if isinstance(d, SparseLinear) else None,
+            s._tensor_ids() if isinstance(s, SparseLinear) else None, DF.switches(),
         )  # fmt: skip
         cache = self.__dict__.get("_fast_cache")
         if cache is not None and cache[0] == key:
