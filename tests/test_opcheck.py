@@ -59,6 +59,19 @@ def _cases() -> dict[str, list[tuple]]:
              t(n_dend, grad=True), t(S, grad=True), D, 0.1, True),
             (x, t(nnz), idx, off, *tables, n_blocks, t(n_dend), t(n_dend), t(S), D, 0.2, False),
         ],
+        # The C++-autograd composites of the eager fast path (issue 24), batch- and feature-major.
+        "dendritic_layer_ad": [
+            (t(B, n_in, grad=True), t(nnz, grad=True), t(n_dend, grad=True), t(n_dend, grad=True), t(S, grad=True),
+             idx, off, *tables, n_blocks, D, 0.1, True),
+            (t(n_in, 1, grad=True), t(nnz, grad=True), t(n_dend), t(n_dend, grad=True), t(S), idx, off, *tables,
+             n_blocks, D, 0.2, False),
+            (t(B, n_in), t(nnz), t(n_dend), t(n_dend), t(S), idx, off, *tables, n_blocks, D, 0.1, True),
+        ],
+        "sparse_linear_ad": [
+            (t(B, n_in, grad=True), t(nnz, grad=True), t(n_dend, grad=True), idx, off, *tables, n_dend, n_blocks, True),
+            (t(n_in, B), t(nnz, grad=True), None, idx, off, *tables, n_dend, n_blocks, False),
+            (t(1, n_in), t(nnz), t(n_dend), idx, off, *tables, n_dend, n_blocks, True),
+        ],
         "dendritic_layer_backward": [
             (t(S, B), out.detach(), dend.detach(), x, t(nnz), idx, off, t(n_dend), D, 0.1, need)
             for need in (False, True)

@@ -10,6 +10,8 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -146,6 +148,19 @@ inline void dots(const T* __restrict g, const T* __restrict src, int64_t B, cons
                  T* __restrict gw) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::L;
+  if (B == 1) {  // one sample (an RL step): one product per connection
+    for (int k = 0; k < G; ++k) gw[k] = T(0) + g[0] * src[idx[k]];
+    return;
+  }
+  if (B < L) {  // a small batch (RL, online learning): no vector lanes to fill; the same sums in the same order
+    for (int k = 0; k < G; ++k) {
+      const T* row = src + idx[k] * B;
+      T s = 0;
+      for (int64_t b = 0; b < B; ++b) s += g[b] * row[b];
+      gw[k] = s;
+    }
+    return;
+  }
   V acc[G];
   const T* rows[G];
   for (int k = 0; k < G; ++k) {
@@ -402,6 +417,11 @@ std::tuple<at::Tensor, at::Tensor> dendritic_layer(const at::Tensor& x, const at
 template <typename T> inline T row_sum(const T* a, int64_t B) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::L;
+  if (B < L) {  // no full vector: the tail alone, the same sum
+    T s = 0;
+    for (int64_t b = 0; b < B; ++b) s += a[b];
+    return s;
+  }
   V acc = V{};
   int64_t b = 0;
   for (; b + L <= B; b += L) acc += loadu<T>(a + b);
@@ -415,6 +435,10 @@ template <typename T> inline T row_sum(const T* a, int64_t B) {
 template <typename T> inline void leaky_grad(const T* g, const T* a, T scale, T slope, int64_t B, T* dst) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::L;
+  if (B < L) {
+    for (int64_t b = 0; b < B; ++b) dst[b] = (scale * g[b]) * (a[b] > T(0) ? T(1) : slope);
+    return;
+  }
   const V one = V{} + T(1), sl = V{} + slope, zero = V{};
   int64_t b = 0;
   for (; b + L <= B; b += L) {
@@ -938,6 +962,175 @@ std::tuple<at::Tensor, at::Tensor> dendritic_layer_t(const at::Tensor& x, const 
   return dendritic_layer(x, weight, indices, offsets, bias_d, weight_s, bias_s, per_soma, slope, keep);
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Autograd in C++: the two operators modules call while training, with their backward recorded
+// by the C++ autograd engine instead of a Python formula. At a small batch the arithmetic of a
+// step is a few microseconds and the Python around it (the formula, its setup, saving the inputs,
+// the tables passed through Python) was most of the step. The forward and backward call the
+// registered operators through the dispatcher, so fake tensors (torch.compile, opcheck) reach
+// their fake kernels; registered as CompositeImplicitAutograd, tracing sees those operators.
+// `batch_major`: x is (B, n_in) and the result (B, n_out) — the transposes happen here too.
+
+template <typename F> c10::TypedOperatorHandle<F> handle(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<F>();
+}
+
+using LayerFwd = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                    const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                    const at::Tensor&, int64_t, double, bool);
+using LayerBwd = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    const at::Tensor&, const at::Tensor&, int64_t, double, bool);
+using SpmmT = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t);
+using SddmmT = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&);
+using SpmmTT = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                          const at::Tensor&, const at::Tensor&, int64_t, int64_t);
+
+const c10::TypedOperatorHandle<LayerFwd>& op_layer() {
+  static const auto h = handle<LayerFwd>("dendritic::dendritic_layer");
+  return h;
+}
+const c10::TypedOperatorHandle<LayerBwd>& op_layer_backward() {
+  static const auto h = handle<LayerBwd>("dendritic::dendritic_layer_backward");
+  return h;
+}
+const c10::TypedOperatorHandle<SpmmT>& op_spmm() {
+  static const auto h = handle<SpmmT>("dendritic::spmm_t");
+  return h;
+}
+const c10::TypedOperatorHandle<SddmmT>& op_sddmm() {
+  static const auto h = handle<SddmmT>("dendritic::sddmm_t");
+  return h;
+}
+const c10::TypedOperatorHandle<SpmmTT>& op_spmm_transposed() {
+  static const auto h = handle<SpmmTT>("dendritic::spmm_t_transposed");
+  return h;
+}
+
+// (n, B) feature-major → a fresh (B, n) tensor: never a view, so callers may write to it in place.
+at::Tensor batch_major_copy(const at::Tensor& t) { return t.t().clone(at::MemoryFormat::Contiguous); }
+// n_in of the input gradient (a guard on the size where shapes are symbolic).
+int64_t rows_of(const at::Tensor& h) { return h.sym_size(0).guard_int(__FILE__, __LINE__); }
+at::Tensor feature_major_of(const at::Tensor& x, bool batch_major) {
+  return batch_major ? x.t().contiguous() : x.contiguous();
+}
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+struct LayerFunction : public torch::autograd::Function<LayerFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                            const at::Tensor& bias_d, const at::Tensor& weight_s, const at::Tensor& bias_s,
+                            const at::Tensor& indices, const at::Tensor& offsets, const at::Tensor& t_starts,
+                            const at::Tensor& t_rows, const at::Tensor& t_perm, const at::Tensor& t_fan_out,
+                            int64_t n_blocks, int64_t per_soma, double slope, bool batch_major) {
+    const at::Tensor h = feature_major_of(x, batch_major);
+    auto [out, dendrites] = op_layer().call(h, weight, indices, offsets, bias_d, weight_s, bias_s, per_soma, slope, true);
+    ctx->save_for_backward({h, weight, indices, offsets, t_starts, t_rows, t_perm, t_fan_out, weight_s, out, dendrites});
+    ctx->saved_data["n_blocks"] = n_blocks;
+    ctx->saved_data["per_soma"] = per_soma;
+    ctx->saved_data["slope"] = slope;
+    ctx->saved_data["batch_major"] = batch_major;
+    return batch_major ? batch_major_copy(out) : out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &h = saved[0], &weight = saved[1], &out = saved[9];
+    const bool batch_major = ctx->saved_data["batch_major"].toBool();
+    at::Tensor g = grads[0].defined() ? grads[0].to(h.scalar_type()) : at::zeros_like(batch_major ? out.t() : out);
+    g = feature_major_of(g, batch_major);
+    const bool need_x = ctx->needs_input_grad(0);
+    auto [gw, gbd, gv, gbs, pre] =
+        op_layer_backward().call(g, out, saved[10], h, weight, saved[2], saved[3], saved[8],
+                                 ctx->saved_data["per_soma"].toInt(), ctx->saved_data["slope"].toDouble(), need_x);
+    at::Tensor gx;
+    if (need_x) {
+      gx = op_spmm_transposed().call(pre, weight, saved[4], saved[5], saved[6], saved[7], rows_of(h),
+                                     ctx->saved_data["n_blocks"].toInt());
+      if (batch_major) gx = gx.t();
+    }
+    const at::Tensor none;
+    return {gx, gw, gbd, gv, gbs, none, none, none, none, none, none, none, none, none, none};
+  }
+};
+
+struct SparseFunction : public torch::autograd::Function<SparseFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias, const at::Tensor& indices, const at::Tensor& offsets, const at::Tensor& t_starts,
+                            const at::Tensor& t_rows, const at::Tensor& t_perm, const at::Tensor& t_fan_out,
+                            int64_t n_out, int64_t n_blocks, bool batch_major) {
+    const at::Tensor h = feature_major_of(x, batch_major);
+    at::Tensor out = op_spmm().call(h, weight, indices, offsets, n_out);
+    // An absent bias is no autograd input: the edges are then x, weight, indices, ...
+    const bool has_bias = bias.has_value() && bias->defined();
+    if (has_bias) out.add_(bias->unsqueeze(1));
+    ctx->save_for_backward({h, weight, indices, offsets, t_starts, t_rows, t_perm, t_fan_out});
+    ctx->saved_data["has_bias"] = has_bias;
+    ctx->saved_data["n_blocks"] = n_blocks;
+    ctx->saved_data["batch_major"] = batch_major;
+    return batch_major ? batch_major_copy(out) : out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &h = saved[0], &weight = saved[1];
+    const bool batch_major = ctx->saved_data["batch_major"].toBool();
+    const at::Tensor none;
+    if (!grads[0].defined()) return {none, none, none, none, none, none, none, none, none, none, none, none};
+    const at::Tensor g = feature_major_of(grads[0].to(h.scalar_type()), batch_major);
+    at::Tensor gx, gw, gb;
+    if (ctx->needs_input_grad(0)) {
+      gx = op_spmm_transposed().call(g, weight, saved[4], saved[5], saved[6], saved[7], rows_of(h),
+                                     ctx->saved_data["n_blocks"].toInt());
+      if (batch_major) gx = gx.t();
+    }
+    if (ctx->needs_input_grad(1)) gw = op_sddmm().call(g, h, saved[2], saved[3]);
+    if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)) gb = g.sum(1);
+    return {gx, gw, gb, none, none, none, none, none, none, none, none, none};
+  }
+};
+
+// Whether autograd records a graph for these inputs; if not, the operators run without saving.
+bool records(std::initializer_list<const at::Tensor*> inputs) {
+  if (!at::GradMode::is_enabled()) return false;
+  for (const at::Tensor* t : inputs)
+    if (t->defined() && t->requires_grad()) return true;
+  return false;
+}
+
+at::Tensor dendritic_layer_ad(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias_d,
+                              const at::Tensor& weight_s, const at::Tensor& bias_s, const at::Tensor& indices,
+                              const at::Tensor& offsets, const at::Tensor& t_starts, const at::Tensor& t_rows,
+                              const at::Tensor& t_perm, const at::Tensor& t_fan_out, int64_t n_blocks,
+                              int64_t per_soma, double slope, bool batch_major) {
+  TORCH_CHECK(x.dim() == 2, "dendritic_layer_ad: x must be 2-D");
+  if (!records({&x, &weight, &bias_d, &weight_s, &bias_s})) {
+    const at::Tensor h = feature_major_of(x, batch_major);
+    auto out = std::get<0>(op_layer().call(h, weight, indices, offsets, bias_d, weight_s, bias_s, per_soma, slope, false));
+    return batch_major ? batch_major_copy(out) : out;
+  }
+  return LayerFunction::apply(x, weight, bias_d, weight_s, bias_s, indices, offsets, t_starts, t_rows, t_perm,
+                              t_fan_out, n_blocks, per_soma, slope, batch_major);
+}
+
+at::Tensor sparse_linear_ad(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                            const at::Tensor& indices, const at::Tensor& offsets, const at::Tensor& t_starts,
+                            const at::Tensor& t_rows, const at::Tensor& t_perm, const at::Tensor& t_fan_out,
+                            int64_t n_out, int64_t n_blocks, bool batch_major) {
+  TORCH_CHECK(x.dim() == 2, "sparse_linear_ad: x must be 2-D");
+  const at::Tensor b = bias.has_value() ? *bias : at::Tensor();
+  if (!records({&x, &weight, &b})) {
+    const at::Tensor h = feature_major_of(x, batch_major);
+    at::Tensor out = op_spmm().call(h, weight, indices, offsets, n_out);
+    if (b.defined()) out.add_(b.unsqueeze(1));
+    return batch_major ? batch_major_copy(out) : out;
+  }
+  return SparseFunction::apply(x, weight, bias, indices, offsets, t_starts, t_rows, t_perm, t_fan_out, n_out, n_blocks,
+                               batch_major);
+}
+
 }  // namespace
 
 // Schemas: what torch.compile, torch.export and the dispatcher know of each operator. Tensors
@@ -963,6 +1156,13 @@ TORCH_LIBRARY(dendritic, m) {
       "dendritic_layer_t(Tensor x, Tensor weight, Tensor indices, Tensor offsets, Tensor t_starts, Tensor t_rows, "
       "Tensor t_perm, Tensor t_fan_out, int n_blocks, Tensor bias_d, Tensor weight_s, Tensor bias_s, int per_soma, "
       "float slope, bool keep) -> (Tensor, Tensor)");
+  m.def(
+      "dendritic_layer_ad(Tensor x, Tensor weight, Tensor bias_d, Tensor weight_s, Tensor bias_s, Tensor indices, "
+      "Tensor offsets, Tensor t_starts, Tensor t_rows, Tensor t_perm, Tensor t_fan_out, int n_blocks, int per_soma, "
+      "float slope, bool batch_major) -> Tensor");
+  m.def(
+      "sparse_linear_ad(Tensor x, Tensor weight, Tensor? bias, Tensor indices, Tensor offsets, Tensor t_starts, "
+      "Tensor t_rows, Tensor t_perm, Tensor t_fan_out, int n_out, int n_blocks, bool batch_major) -> Tensor");
   m.def("transpose_2d(Tensor x) -> Tensor");
   m.def(
       "adam_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, int step, "
@@ -996,4 +1196,11 @@ TORCH_LIBRARY_IMPL(dendritic, CPU, m) {
   m.impl("head_backward", &head_backward);
   m.impl("train_steps", &train_steps);
   m.impl("evaluate_dann", &evaluate_dann);
+}
+
+// The autograd-in-C++ operators: composites of the operators above, differentiated by their
+// torch::autograd::Function (CPU or fake tensors alike).
+TORCH_LIBRARY_IMPL(dendritic, CompositeImplicitAutograd, m) {
+  m.impl("dendritic_layer_ad", &dendritic_layer_ad);
+  m.impl("sparse_linear_ad", &sparse_linear_ad);
 }

@@ -15,6 +15,8 @@ layout networks keep between layers.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 
@@ -23,6 +25,9 @@ from dendritic.layers import kernels
 __all__ = [
     "CPP_DTYPES",
     "dendritic_layer_t",
+    "eager_fast_path",
+    "fast_autograd_enabled",
+    "set_fast_autograd",
     "sparse_linear",
     "sparse_linear_t",
     "transposed_wiring",
@@ -32,6 +37,45 @@ __all__ = [
 #: Dtypes the C++ operators compute in; others take the plain-PyTorch path.
 CPP_DTYPES = (torch.float32, torch.float64)
 Tables = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+#: ``DENDRITIC_FAST_AUTOGRAD=0`` turns the eager fast path off (the Python autograd formulas of
+#: :mod:`dendritic.layers.ops` and the modules' full forward run instead), read at import.
+FAST_ENV_VAR = "DENDRITIC_FAST_AUTOGRAD"
+_fast_autograd = os.environ.get(FAST_ENV_VAR, "").strip().lower() not in ("0", "false", "no", "off")
+
+
+#: The innermost active ``torch.func`` transform (None outside them).
+_functorch_level = torch._C._functorch.peek_interpreter_stack
+
+
+def set_fast_autograd(enabled: bool) -> bool:
+    """Turn the eager fast path on or off for this process; returns the previous setting.
+
+    On (the default), eager CPU training calls the ``*_ad`` operators, whose backward the C++
+    autograd engine runs (no Python per step); off gives the registered Python formulas, the
+    path ``torch.compile`` always traces (kept for comparison: ``benchmarks/bench_small_batch.py``).
+    """
+    global _fast_autograd
+    before, _fast_autograd = _fast_autograd, bool(enabled)
+    return before
+
+
+def fast_autograd_enabled() -> bool:
+    """Whether :func:`set_fast_autograd` (or ``DENDRITIC_FAST_AUTOGRAD``) has the fast path on."""
+    return _fast_autograd
+
+
+def switches() -> tuple[str | None, str | None]:
+    """The environment switches that choose the operators (``DENDRITIC_FUSED``,
+    ``DENDRITIC_KERNEL``): part of the key of the modules' cached call arguments."""
+    return os.environ.get(kernels.FUSED_ENV_VAR), os.environ.get(kernels.ENV_VAR)
+
+
+def eager_fast_path() -> bool:
+    """Whether the C++-autograd operators may run now: the fast path is on, nothing is being
+    traced (``torch.compile`` and ``torch.export`` see the operators with Python formulas) and no
+    ``torch.func`` transform is active (they refuse C++ autograd functions)."""
+    return _fast_autograd and not torch.compiler.is_compiling() and _functorch_level() is None
 
 
 @torch.compiler.assume_constant_result  # type: ignore[untyped-decorator]
@@ -87,6 +131,11 @@ def sparse_linear_t(
     out: torch.Tensor
     if uses_cpp(h, weight):
         tables = _tables(indices, offsets, h.shape[0], transposed)
+        if eager_fast_path():  # bias and backward in C++
+            fast: torch.Tensor = torch.ops.dendritic.sparse_linear_ad(
+                h, weight, bias, indices, offsets, *tables, n_out, kernels.n_blocks(n_out), False
+            )
+            return fast
         out = torch.ops.dendritic.sparse_linear_t(
             h.contiguous(), weight, indices, offsets, *tables, n_out, kernels.n_blocks(n_out)
         )
@@ -143,6 +192,13 @@ def dendritic_layer_t(
     """
     n_dend, n_soma = offsets.shape[0], soma_bias.shape[0]
     per_soma = n_dend // n_soma
+    if uses_cpp(h, dendrite_weight) and not keep_dendrites and eager_fast_path():
+        out_fast: torch.Tensor = torch.ops.dendritic.dendritic_layer_ad(
+            h, dendrite_weight, dendrite_bias, soma_weight, soma_bias, indices, offsets,
+            *_tables(indices, offsets, h.shape[0], transposed), kernels.n_blocks(n_dend), per_soma, float(slope),
+            False,
+        )  # fmt: skip
+        return out_fast, None
     if uses_cpp(h, dendrite_weight):
         params = (dendrite_weight, dendrite_bias, soma_weight, soma_bias)
         need_grad = torch.is_grad_enabled() and (h.requires_grad or any(p.requires_grad for p in params))

@@ -53,6 +53,8 @@ INITS = ("glorot-dense", "he-fan-in")
 _TABLES = ("t_starts", "t_rows", "t_perm", "t_fan_out")
 #: Integer buffers that hold wiring: moved between devices with their values, never emptied.
 _WIRING_BUFFERS = ("indices", "offsets", "centres", "mask", *_TABLES)
+#: Buffers the fast path passes to its operator.
+_FAST_BUFFERS = ("indices", "offsets", *_TABLES)
 
 
 class WiringMismatchError(DendriticError, ValueError):
@@ -123,6 +125,15 @@ class _KeepsWiring(nn.Module):
                 continue
             self._buffers[name] = old if new.device.type == "meta" else old.to(new.device, new.dtype)
         return self
+
+    def _tensor_ids(self) -> tuple[int, ...]:
+        """Identities of the tensors the fast path passes, read from the module's own dicts (so
+        an assignment, a move, a load or ``torch.func.functional_call``'s swap changes them). A
+        cache that holds those tensors keeps them alive, so their ids cannot be reused."""
+        p, b = self._parameters, self._buffers
+        return tuple(id(p.get(name)) for name in ("weight", "bias")) + tuple(
+            id(b.get(name)) for name in _FAST_BUFFERS
+        )
 
 
 class SparseLinear(_KeepsWiring):
@@ -354,9 +365,45 @@ class SparseLinear(_KeepsWiring):
         """``(*, in_features)`` → ``(*, out_features)``, like ``nn.Linear``."""
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"expected input of shape (*, {self.in_features}), got {tuple(x.shape)}")
+        if DF.eager_fast_path():
+            args = self._fast_args()
+            if args is not None and x.is_cpu and x.dtype == args[0].dtype and x.dtype in DF.CPP_DTYPES:
+                # One C++ call with its backward in C++: transposes, product, bias.
+                flat = x if x.dim() == 2 else x.reshape(-1, self.in_features)
+                fast: torch.Tensor = torch.ops.dendritic.sparse_linear_ad(flat, *args, True)
+                return fast if x.dim() == 2 else fast.reshape(*x.shape[:-1], self.out_features)
         lead = x.shape[:-1]
         out = self.forward_t(x.reshape(-1, self.in_features).t().contiguous()).t()
         return out.reshape(*lead, self.out_features)
+
+    def _fast_args(self) -> tuple[Any, ...] | None:
+        """The arguments of ``dendritic::sparse_linear_ad`` after the input, or None where the
+        C++ operators do not compute this layer (dense wiring, not built, ``DENDRITIC_KERNEL=bag``).
+
+        Kept between calls while nothing they are made of changes (the same tensors, see
+        :meth:`_tensor_ids`, and switches): a small batch's step is mostly such Python otherwise.
+        A parametrized weight (positive cable weights) is computed afresh every call.
+        """
+        key = (self._tensor_ids(), type(self), DF.switches())
+        cache = self.__dict__.get("_fast_cache")
+        if cache is not None and cache[0] == key:
+            cached: tuple[Any, ...] | None = cache[1]
+            return cached
+        args: tuple[Any, ...] | None = None
+        if self.indices is not None and self.offsets is not None and DF._cpp_enabled():
+            tables = DF._tables(self.indices, self.offsets, self.in_features, self.tables)
+            args = (
+                self.weight,
+                self.bias,
+                self.indices,
+                self.offsets,
+                *tables,
+                self.out_features,
+                self.n_blocks,
+            )
+        if not parametrize.is_parametrized(self):
+            self.__dict__["_fast_cache"] = (key, args)
+        return args
 
     def forward_t(self, h: torch.Tensor) -> torch.Tensor:
         """Feature-major ``(in_features, batch)`` → ``(out_features, batch)``.

@@ -4,6 +4,9 @@ modules call), like ``torch.nn.functional``. See :mod:`dendritic.layers.function
 from dendritic.layers.functional import (
     CPP_DTYPES,
     dendritic_layer_t,
+    eager_fast_path,
+    fast_autograd_enabled,
+    set_fast_autograd,
     sparse_linear,
     sparse_linear_t,
     transposed_wiring,
@@ -13,6 +16,9 @@ from dendritic.layers.functional import (
 __all__ = [
     "CPP_DTYPES",
     "dendritic_layer_t",
+    "eager_fast_path",
+    "fast_autograd_enabled",
+    "set_fast_autograd",
     "sparse_linear",
     "sparse_linear_t",
     "transposed_wiring",

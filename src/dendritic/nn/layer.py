@@ -460,6 +460,10 @@ class DendriticLayer(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Somata ``(*, S)`` (and, with ``return_dendrites``, the dendrites' activations
         ``(*, S·D)``) of an input ``(*, *input_shape)`` or ``(*, in_features)``."""
+        if not return_dendrites:
+            fast = self._fast_forward(x)
+            if fast is not None:
+                return fast
         flat, lead = self._flatten(x)
         if not self.fused or (return_dendrites and torch.is_grad_enabled()):
             # Part by part, batch-major: every part is called (hooks see (batch, units) tensors),
@@ -476,6 +480,62 @@ class DendriticLayer(nn.Module):
             assert dend is not None
             return out, dend.reshape(*lead, self.n_dendrites)
         return out
+
+    def _fast_forward(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The whole fused layer as one ``dendritic::dendritic_layer_ad`` call on the batch-major
+        input (transposes, forward and backward in C++), or None where it does not apply: not
+        fusable, branches, not CPU float32/float64, the fast path off, or tracing (see
+        :func:`dendritic.nn.functional.eager_fast_path`). What a small-batch step (RL) spends
+        its time on otherwise is the Python around the arithmetic."""
+        if not DF.eager_fast_path():
+            return None
+        plan = self._fast_plan()
+        if plan is None:
+            return None
+        args, flat_input, n_in, somata = plan
+        weight = args[0]
+        if not (x.is_cpu and x.dtype == weight.dtype and x.dtype in DF.CPP_DTYPES):
+            return None
+        if flat_input and x.dim() == 2 and x.shape[1] == n_in:
+            out: torch.Tensor = torch.ops.dendritic.dendritic_layer_ad(x, *args, True)
+            return out
+        flat, lead = self._flatten(x)
+        out = torch.ops.dendritic.dendritic_layer_ad(flat, *args, True)
+        return out if len(lead) == 1 else out.reshape(*lead, somata)
+
+    def _fast_plan(self) -> tuple[tuple[Any, ...], bool, int, int] | None:
+        """(``dendritic_layer_ad``'s arguments after the input, 1-D input?, in_features, somata),
+        or None where the fused operator does not compute this layer. Kept between calls while
+        its key holds: the parts and activations (and their slopes), the parts' tensors (see
+        :meth:`SparseLinear._fast_args`), ``fused`` and the switches."""
+        m = cast(dict[str, nn.Module], self._modules)  # the parts are always set (None only for branches)
+        d, s = m["dendrite_linear"], m["soma_linear"]
+        da, sa = m["dendrite_activation"], m["soma_activation"]
+        key = (
+            self.fused, self.branch_linear, d, s, da, sa, m["dropout"], type(d), type(s), type(da), type(sa),
+            getattr(da, "negative_slope", None), getattr(sa, "negative_slope", None),
+            d._tensor_ids() if isinstance(d, SparseLinear) else None,
+            s._tensor_ids() if isinstance(s, SparseLinear) else None, DF.switches(),
+        )  # fmt: skip
+        cache = self.__dict__.get("_fast_cache")
+        if cache is not None and cache[0] == key:
+            cached: tuple[tuple[Any, ...], bool, int, int] | None = cache[1]
+            return cached
+        plan = None
+        if self.branch_linear is None and self.fusable:
+            dl, sl = cast(SparseLinear, d), cast(SparseLinear, s)
+            assert dl.indices is not None and dl.offsets is not None
+            slope = _leaky_slope(da)
+            assert slope is not None
+            args = (
+                dl.weight, dl.bias, sl.weight, sl.bias, dl.indices, dl.offsets,
+                *DF._tables(dl.indices, dl.offsets, dl.in_features, dl.tables), dl.n_blocks,
+                self.n_dendrites // self.somata, slope,
+            )  # fmt: skip
+            plan = (args, len(self.input_shape) == 1, self.in_features, self.somata)
+        if not parametrize.is_parametrized(s):  # positive cable weights: softplus every call
+            self.__dict__["_fast_cache"] = (key, plan)
+        return plan
 
     def forward_t(
         self, h: torch.Tensor, keep_dendrites: bool = False

@@ -1,0 +1,191 @@
+"""Small-batch training steps: a ``DendriticLayer`` (or ``SparseLinear``) network vs an
+``nn.Linear`` MLP of the same width, with the library's old and new autograd paths in one run.
+
+A training step is what an RL or online learner runs thousands of times: zero the gradients,
+forward, cross-entropy, backward, ``torch.optim.Adam.step()``. The models, for ``n → S``:
+
+* ``dendritic``: ``DendriticLayer(n, S, D, synapses, receptive_field="random") → Linear(S, C)``
+* ``sparse``: ``SparseLinear.random(n, S, D·synapses) → LeakyReLU → Linear(S, C)``
+* ``mlp``: ``Linear(n, S) → LeakyReLU → Linear(S, C)`` (the reference, same width)
+
+``dendritic`` and ``sparse`` run twice: ``new`` (the default: autograd in C++, the module's
+direct path) and ``old`` (``DENDRITIC_FAST_AUTOGRAD=0``'s path: the operators' Python autograd
+formulas and the module's full Python forward), switched in this process between timings
+(:func:`dendritic.layers.functional.set_fast_autograd`). Variants are interleaved round by
+round, so background load hits them alike; each number is the median over ``--repeats`` rounds
+of the mean of ``--steps`` steps. One thread (``torch.set_num_threads(1)``).
+
+    python benchmarks/bench_small_batch.py --repeats 30 --steps 200 --out docs/benchmarks-small-batch.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+#: (n_in, S, synapses) per size; D is swept. 4 → 32 is an RL policy's first layer (CartPole).
+SIZES = {"4x32": (4, 32, 2), "64x256": (64, 256, 8), "784x256": (784, 256, 16)}
+CLASSES = 4
+
+
+def build(kind: str, n_in: int, somata: int, dendrites: int, synapses: int, seed: int = 0) -> Any:
+    import torch
+    from torch import nn
+
+    from dendritic.nn import DendriticLayer, SparseLinear
+
+    torch.manual_seed(seed)
+    if kind == "dendritic":
+        layer: nn.Module = DendriticLayer(
+            n_in, somata, dendrites, synapses, receptive_field="random", seed=seed
+        )
+        return nn.Sequential(layer, nn.Linear(somata, CLASSES))
+    if kind == "sparse":
+        fan_in = min(n_in, dendrites * synapses)
+        return nn.Sequential(
+            SparseLinear.random(n_in, somata, fan_in, seed=seed),
+            nn.LeakyReLU(0.1),
+            nn.Linear(somata, CLASSES),
+        )
+    return nn.Sequential(nn.Linear(n_in, somata), nn.LeakyReLU(0.1), nn.Linear(somata, CLASSES))
+
+
+def stepper(model: Any, batch: int, n_in: int) -> Callable[[], None]:
+    """One training step of ``model`` on a fixed batch, as a closure."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.randn(batch, n_in)
+    y = torch.randint(0, CLASSES, (batch,))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def time_steps(step: Callable[[], None], steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    import torch
+
+    from dendritic.layers import functional as DF
+
+    torch.set_num_threads(1)
+    rows = []
+    for size in args.sizes.split(","):
+        n_in, somata, synapses = SIZES[size]
+        for dendrites in [int(d) for d in args.dendrites.split(",")]:
+            for batch in [int(b) for b in args.batches.split(",")]:
+                variants: dict[str, tuple[Callable[[], None], bool]] = {}
+                for kind in args.kinds.split(","):
+                    if kind == "mlp":
+                        variants["mlp"] = (stepper(build("mlp", n_in, somata, 1, 1), batch, n_in), True)
+                        continue
+                    for path in ("old", "new"):
+                        model = build(kind, n_in, somata, dendrites, synapses)
+                        variants[f"{kind}-{path}"] = (stepper(model, batch, n_in), path == "new")
+                times: dict[str, list[float]] = {name: [] for name in variants}
+                for step, fast in variants.values():  # warm-up
+                    DF.set_fast_autograd(fast)
+                    time_steps(step, max(5, args.steps // 10))
+                for _ in range(args.repeats):
+                    for name, (step, fast) in variants.items():
+                        DF.set_fast_autograd(fast)
+                        times[name].append(time_steps(step, args.steps))
+                DF.set_fast_autograd(True)
+                row: dict[str, Any] = {"size": size, "dendrites": dendrites, "batch": batch}
+                for kind in args.kinds.split(","):  # trainable parameters: what Adam updates
+                    model = build(kind, n_in, somata, dendrites, synapses)
+                    row[kind + "_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+                for name, values in times.items():
+                    row[name] = statistics.median(values) * 1e6
+                    # Spread of the rounds: the interquartile range relative to the median.
+                    q = statistics.quantiles(values, n=4)
+                    row[name + "_iqr"] = (q[2] - q[0]) / statistics.median(values)
+                rows.append(row)
+                print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}))
+    return rows
+
+
+def table(rows: list[dict[str, Any]], kinds: list[str]) -> str:
+    lines = []
+    for kind in [k for k in kinds if k != "mlp"]:
+        lines += [
+            f"### `{kind}`",
+            "",
+            "| n → S | D | batch | params / MLP's | MLP µs | old µs | new µs | old / MLP | new / MLP | old / new "
+            "| spread (IQR/median, new) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            mlp, old, new = r["mlp"], r[f"{kind}-old"], r[f"{kind}-new"]
+            params = r[f"{kind}_params"] / r["mlp_params"]
+            lines.append(
+                f"| {r['size'].replace('x', ' → ')} | {r['dendrites']} | {r['batch']} | {params:.2f} | {mlp:.0f} | "
+                f"{old:.0f} | {new:.0f} | {old / mlp:.2f} | {new / mlp:.2f} | {old / new:.2f} | "
+                f"{r[f'{kind}-new_iqr']:.0%} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _cpu() -> str:
+    """The CPU's model name (Linux), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=",".join(SIZES))
+    parser.add_argument("--dendrites", default="4,8,16")
+    parser.add_argument("--batches", default="1,8,64")
+    parser.add_argument("--kinds", default="dendritic,sparse,mlp")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--json", type=Path, help="write the raw rows here")
+    parser.add_argument("--out", type=Path, help="write the markdown table here")
+    args = parser.parse_args()
+    load_before = os.getloadavg()[0]
+    rows = run(args)
+    import torch
+
+    header = (
+        f"Measured {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')} on {_cpu()} "
+        f"({os.cpu_count()} cores), torch {torch.__version__}, 1 thread, {args.repeats} rounds × {args.steps} "
+        f"steps each, median; load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after "
+        "(other jobs on the machine).\n\n"
+    )
+    text = header + table(rows, args.kinds.split(","))
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
