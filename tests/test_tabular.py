@@ -144,7 +144,7 @@ def test_noise_features_make_the_asked_fraction():
     np.testing.assert_array_equal(most[:, :30], x)
     noise = most[:, 30:]
     assert abs(noise.mean()) < 0.05 and abs(noise.std() - 1) < 0.05
-    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"in \[0, 0.99\]"):
         with_noise_features(x, 1.0, rng)
 
 
@@ -158,10 +158,10 @@ def test_matched_hidden_is_closest():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"folds": 1}, "folds must be an integer >= 2, got 1"),
+        ({"folds": 1}, r"folds must be an integer in \[2, 100\], got 1"),
         ({"datasets": ("mnist",)}, "unknown dataset 'mnist'; choose from breast-cancer"),
         ({"models": ("svm",)}, "unknown model 'svm'"),
-        ({"noise": (0.95, 1.0)}, r"noise fractions must be in \[0, 1\)"),
+        ({"noise": (0.95, 1.0)}, r"noise fractions must be in \[0, 0.99\]"),
         ({"seeds": ()}, "at least one seed"),
         ({"epochs": 0}, "epochs must be an integer >= 1"),
         ({"lr": -1.0}, "lr must be a positive number"),

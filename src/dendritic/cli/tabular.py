@@ -32,18 +32,20 @@ def _fractions(text: str) -> tuple[float, ...]:
 
 
 def _seeds(text: str) -> tuple[int, ...]:
-    """``10`` (seeds 1–10) or a list ``1,2,7``."""
+    """``10`` (seeds 1–10) or a list ``1,2,7``, each seed at most the study's ``MAX_SEED``."""
+    from dendritic.tabular.study import MAX_SEED
+
     parts = [p.strip() for p in text.split(",") if p.strip()]
     try:
         values = [int(p) for p in parts]
     except ValueError:
         raise ValueError(f"--seeds takes a count (10) or a list (1,2,7), got {text!r}") from None
     if len(values) == 1:
-        if values[0] < 1:
-            raise ValueError(f"--seeds must be at least 1, got {values[0]}")
+        if not 1 <= values[0] <= MAX_SEED:
+            raise ValueError(f"--seeds must be at least 1 and at most {MAX_SEED}, got {values[0]}")
         return tuple(range(1, values[0] + 1))
-    if not values or min(values) < 0:
-        raise ValueError(f"--seeds: seeds must be non-negative integers, got {text!r}")
+    if not values or min(values) < 0 or max(values) > MAX_SEED:
+        raise ValueError(f"--seeds: seeds must be integers in [0, {MAX_SEED}], got {text!r}")
     return tuple(dict.fromkeys(values))
 
 
@@ -84,9 +86,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def _summary(args: argparse.Namespace) -> int:
     from dendritic.cli.args import open_store, store_files, store_path
+    from dendritic.files import check_output_dir
     from dendritic.tabular.summary import format_table, study_rows, write_summary
 
     path = store_path(args)
+    if args.out is not None:  # before any output: a bad --out refuses the command, table and all
+        check_output_dir(args.out, option="--out", protected=store_files(path))
     with open_store(path, readonly=True) as store:
         rows = study_rows(store)
     if not rows:
@@ -114,7 +119,9 @@ def add_tabular_parser(sub: Any) -> argparse.ArgumentParser:
     run.add_argument("--store", default=None, help="results store (default runs.db)")
     run.add_argument("--datasets", default=None, help="breast-cancer,wine,digits,iris,diabetes (default all)")
     run.add_argument("--models", default=None, help="dendritic-random,dendritic-local,mlp,hgb (default all)")
-    run.add_argument("--noise", default="0,0.5,0.9", help="uninformative fractions of the columns")
+    run.add_argument(
+        "--noise", default="0,0.5,0.9", help="uninformative fractions of the columns, each in [0, 0.99]"
+    )
     run.add_argument("--seeds", default="10", help="a count (seeds 1..N) or a list; default 10")
     run.add_argument("--folds", type=int_in(2, 100), default=5, help="cross-validation folds (default 5)")
     run.add_argument("--somata", type=positive_int, default=32)

@@ -4,6 +4,7 @@ boosting on scikit-learn's bundled datasets, clean and with uninformative featur
 from dendritic.tabular.study import (
     DATASETS,
     EXPERIMENT,
+    MAX_SEED,
     MODELS,
     NOISE_FRACTIONS,
     StudyResult,
@@ -19,6 +20,7 @@ from dendritic.tabular.study import (
 __all__ = [
     "DATASETS",
     "EXPERIMENT",
+    "MAX_SEED",
     "MODELS",
     "NOISE_FRACTIONS",
     "StudyResult",

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ import numpy as np
 __all__ = [
     "DATASETS",
     "EXPERIMENT",
+    "MAX_SEED",
     "MODELS",
     "NOISE_FRACTIONS",
     "StudyResult",
@@ -62,6 +64,9 @@ DATASETS: dict[str, str] = {
 MODELS: tuple[str, ...] = ("dendritic-random", "dendritic-local", "mlp", "hgb")
 #: Fractions of the columns that are uninformative Gaussian noise.
 NOISE_FRACTIONS: tuple[float, ...] = (0.0, 0.5, 0.9)
+#: The largest fraction: 99 noise columns per real one (a fraction nearer 1 asks for more
+#: columns than memory holds: 0.9999999 is ten million per real column).
+MAX_NOISE = 0.99
 
 
 def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -83,8 +88,8 @@ def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 def with_noise_features(x: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """``x`` with standard-normal columns appended so that they are ``fraction`` of all columns."""
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"a noise fraction must be in [0, 1), got {fraction}")
+    if not 0.0 <= fraction <= MAX_NOISE:
+        raise ValueError(f"a noise fraction must be in [0, {MAX_NOISE:g}], got {fraction}")
     n = x.shape[1]
     extra = int(round(n * fraction / (1.0 - fraction)))
     if extra == 0:
@@ -97,6 +102,37 @@ def matched_hidden(params: int, n_in: int, n_out: int) -> int:
     trainable parameters are closest to ``params``."""
     per_unit = n_in + 1 + n_out
     return max(1, int(round((params - n_out) / per_unit)))
+
+
+#: Most cross-validation folds (``--folds``' range).
+MAX_FOLDS = 100
+#: Largest seed: a fit's ``random_state`` is ``seed * 1000 + fold``, and scikit-learn's seeds
+#: are 32-bit.
+MAX_SEED = (2**32 - 1 - MAX_FOLDS) // 1000
+#: The estimators' optimizers (``dendritic.sklearn``).
+OPTIMIZERS: tuple[str, ...] = ("adam-keras", "adam-torch")
+
+
+def _sequence(name: str, values: Any) -> tuple[Any, ...]:
+    """A list setting as a tuple; a lone string or number is refused in one line."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise ValueError(f"{name} must be a list (tuple) of values, got {values!r}")
+    return tuple(values)
+
+
+_MOST_FOLDS: dict[str, int] = {}
+
+
+def _most_folds(dataset: str) -> int:
+    """The most cross-validation folds ``dataset`` takes: its smallest class's size
+    (stratified) or its samples (cached)."""
+    if dataset not in _MOST_FOLDS:
+        _, y = load_dataset(dataset)
+        if DATASETS[dataset] == "classification":
+            _MOST_FOLDS[dataset] = int(np.unique(y, return_counts=True)[1].min())
+        else:
+            _MOST_FOLDS[dataset] = len(y)
+    return _MOST_FOLDS[dataset]
 
 
 @dataclass(frozen=True)
@@ -117,27 +153,63 @@ class TabularStudy:
     optimizer: str = "adam-keras"
 
     def __post_init__(self) -> None:
-        for name, values, known in (
-            ("dataset", self.datasets, tuple(DATASETS)),
-            ("model", self.models, MODELS),
+        # Every setting is checked here, before a store is opened: a bad one found by a fit
+        # would leave failed (or, for folds, finished) runs of a refused study in the store.
+        for name, field, known in (
+            ("dataset", "datasets", tuple(DATASETS)),
+            ("model", "models", MODELS),
         ):
+            values = _sequence(field, getattr(self, field))
             if not values:
                 raise ValueError(f"the tabular study needs at least one {name}")
-            unknown = [v for v in values if v not in known]
+            unknown = [v for v in values if not isinstance(v, str) or v not in known]
             if unknown:
                 raise ValueError(f"unknown {name} {unknown[0]!r}; choose from {', '.join(known)}")
-        if not self.noise or any(not 0.0 <= f < 1.0 for f in self.noise):
-            raise ValueError(f"noise fractions must be in [0, 1), got {list(self.noise)}")
-        if not self.seeds:
-            raise ValueError("the tabular study needs at least one seed")
-        if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 2:
-            raise ValueError(f"folds must be an integer >= 2, got {self.folds!r}")
+            object.__setattr__(self, field, tuple(dict.fromkeys(values)))  # a name twice: once
+        self._check_noise_and_seeds()
+        folds = self.folds
+        if isinstance(folds, bool) or not isinstance(folds, numbers.Integral) or not 2 <= folds <= MAX_FOLDS:
+            raise ValueError(f"folds must be an integer in [2, {MAX_FOLDS}], got {folds!r}")
+        object.__setattr__(self, "folds", int(folds))
         for name in ("somata", "dendrites", "synapses", "epochs", "batch_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+            object.__setattr__(self, name, int(value))  # numpy integers key as plain ones
+        lr = self.lr
+        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a positive number, got {lr!r}")
+        if not isinstance(lr, (int, float)):
+            object.__setattr__(self, "lr", float(lr))  # a numpy number: a plain one in the store key
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        for dataset in self.datasets:  # every fold needs a sample (a member of every class)
+            most = _most_folds(dataset)
+            if self.folds > most:
+                raise ValueError(
+                    f"folds={self.folds} is more than {dataset} allows ({most}: "
+                    + ("its smallest class" if DATASETS[dataset] == "classification" else "its samples")
+                    + ")"
+                )
+
+    def _check_noise_and_seeds(self) -> None:
+        """Noise fractions in [0, MAX_NOISE] and seeds in [0, MAX_SEED], each kept once."""
+        noise = _sequence("noise", self.noise)
+        good = [isinstance(f, numbers.Real) and not isinstance(f, bool) for f in noise]
+        if not noise or not all(good) or any(not 0.0 <= float(f) <= MAX_NOISE for f in noise):
+            raise ValueError(f"noise fractions must be in [0, {MAX_NOISE:g}], got {list(noise)}")
+        object.__setattr__(self, "noise", tuple(dict.fromkeys(float(f) for f in noise)))
+        seeds = _sequence("seeds", self.seeds)
+        if not seeds:
+            raise ValueError("the tabular study needs at least one seed")
+        for seed in seeds:
+            if (
+                isinstance(seed, bool)
+                or not isinstance(seed, numbers.Integral)
+                or not 0 <= int(seed) <= MAX_SEED
+            ):
+                raise ValueError(f"seeds must be integers in [0, {MAX_SEED}], got {seed!r}")
+        object.__setattr__(self, "seeds", tuple(dict.fromkeys(int(s) for s in seeds)))
 
     @property
     def size(self) -> int:

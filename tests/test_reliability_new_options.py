@@ -1,0 +1,101 @@
+"""Bad input to the features of the tabular, RL, selectivity and sparse-controls merges: each is
+a one-line error (ValueError from the Python API, exit 1 or 2 from the command line) found before
+anything is written to a store. Regression tests of an adversarial review."""
+
+from __future__ import annotations
+
+import pytest
+
+from dendritic.cli import main
+
+
+def _cli(argv, capsys):
+    """Exit code and stderr of ``dendritic ARGV`` (argparse's usage errors included)."""
+    try:
+        code = main(argv)
+    except SystemExit as stop:
+        code = stop.code
+    return code, capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- tabular
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"seeds": (-1,)}, r"seeds must be integers in \[0, "),
+        ({"seeds": (1.5,)}, "seeds must be integers"),
+        ({"seeds": (True,)}, "seeds must be integers"),
+        ({"seeds": (2**40,)}, "seeds must be integers"),
+        ({"seeds": 5}, "seeds must be a list"),
+        ({"datasets": "iris"}, "datasets must be a list"),
+        ({"noise": 0.5}, "noise must be a list"),
+        ({"noise": ("0.5",)}, r"noise fractions must be in \[0, 0.99\]"),
+        ({"noise": (0.9999999,)}, r"noise fractions must be in \[0, 0.99\]"),
+        ({"lr": True}, "lr must be a positive number"),
+        ({"optimizer": "sgd"}, "optimizer must be one of adam-keras, adam-torch"),
+        ({"folds": 1000}, r"folds must be an integer in \[2, 100\]"),
+        ({"datasets": ("breast-cancer", "iris"), "folds": 60}, "folds=60 is more than iris allows"),
+    ],
+)
+def test_tabular_study_refuses_what_only_a_fit_found(kwargs, message, tmp_path):
+    """These passed the study's checks and failed in a fit, leaving a failed run (or, for the
+    folds, the finished runs of the datasets before) in the store, or failed in NumPy/scikit-learn
+    with their own wording (a TypeError for a string)."""
+    from dendritic.tabular import TabularStudy
+
+    with pytest.raises(ValueError, match=message) as info:
+        TabularStudy(**kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_tabular_study_keeps_each_setting_once():
+    """A dataset, model, noise level or seed named twice ran once and then failed: 'run 1 already
+    finished; run it again with --replace'."""
+    import numpy as np
+
+    from dendritic.tabular import TabularStudy
+
+    study = TabularStudy(
+        datasets=("iris", "iris"), models=("mlp", "mlp"), noise=(0, 0.0), seeds=(1, 1), folds=np.int64(2)
+    )
+    assert (study.datasets, study.models, study.noise, study.seeds) == (("iris",), ("mlp",), (0.0,), (1,))
+    assert type(study.folds) is int and study.size == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--seeds", "99999999999999"], "--seeds must be at least 1 and at most"),  # was: out of memory
+        (["--seeds", "1,99999999999999"], "--seeds: seeds must be integers in [0, "),
+        (["--datasets", "breast-cancer,iris", "--folds", "60"], "folds=60 is more than iris allows"),
+        (["--noise", "0.9999999"], "noise fractions must be in [0, 0.99]"),  # was: out of memory
+    ],
+)
+def test_tabular_run_refuses_before_the_store(argv, message, tmp_path, capsys):
+    store = tmp_path / "never.db"
+    code, err = _cli(["tabular", "run", "--store", str(store), *argv], capsys)
+    assert code == 1
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not store.exists()
+
+
+def test_tabular_run_fits_a_name_given_twice_once(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    store = tmp_path / "twice.db"
+    argv = ["tabular", "run", "--store", str(store), "--datasets", "iris,iris", "--models", "mlp,mlp"]
+    argv += ["--noise", "0,0.0", "--seeds", "1,1", "--folds", "2", "--epochs", "1", "--quiet"]
+    code, err = _cli(argv, capsys)
+    assert code == 0, err
+
+
+def test_tabular_summary_checks_out_before_printing(tmp_path, capsys):
+    """A bad --out printed the whole table and then refused the command."""
+    from dendritic.store import RunStore
+
+    store = tmp_path / "runs.db"
+    RunStore(store).close()
+    code, err = _cli(["tabular", "summary", "--store", str(store), "--out", str(store)], capsys)
+    assert code == 1 and "an input of this command" in err and err.count("\n") == 1
+    assert capsys.readouterr().out == ""
