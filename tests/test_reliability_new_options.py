@@ -99,3 +99,33 @@ def test_tabular_summary_checks_out_before_printing(tmp_path, capsys):
     code, err = _cli(["tabular", "summary", "--store", str(store), "--out", str(store)], capsys)
     assert code == 1 and "an input of this command" in err and err.count("\n") == 1
     assert capsys.readouterr().out == ""
+
+
+# ---------------------------------------------------------------------------- rl
+
+
+@pytest.mark.parametrize("text", ["1-99999999999999", "99999999999", "1,4294967296"])
+def test_rl_seeds_beyond_the_largest_are_one_line_errors(text):
+    """A huge range was built in memory (the CLI answered 'out of memory'); a huge seed failed in
+    NumPy ('Seed must be between 0 and 2**32 - 1') after the store was opened."""
+    from dendritic.cli.rl import parse_seeds
+    from dendritic.rl.run import MAX_SEED
+
+    with pytest.raises(ValueError, match=rf"--seeds takes seeds in \[0, {MAX_SEED}\]"):
+        parse_seeds(text)
+    assert parse_seeds(f"{MAX_SEED - 1}-{MAX_SEED}") == [MAX_SEED - 1, MAX_SEED]
+
+
+def test_rl_config_refuses_a_seed_numpy_cannot_take_and_a_bool_budget():
+    from dendritic.rl.run import MAX_SEED, RLConfig
+
+    with pytest.raises(ValueError, match="seed must be an integer in"):
+        RLConfig(network="mlp", seed=MAX_SEED + 1)
+    with pytest.raises(ValueError, match="budget must be in"):
+        RLConfig(network="mlp", budget=True)
+
+
+def test_rl_networks_named_twice_run_once():
+    from dendritic.cli.rl import _names
+
+    assert _names("mlp, dendritic,mlp", ("mlp", "dendritic"), "networks") == ["mlp", "dendritic"]

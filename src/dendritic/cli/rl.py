@@ -17,6 +17,8 @@ __all__ = ["add_rl_parser", "cmd_rl", "parse_seeds"]
 
 def parse_seeds(text: str) -> list[int]:
     """``1-5`` or ``1,2,7`` → seeds (one-line ValueError otherwise)."""
+    from dendritic.rl.run import MAX_SEED
+
     seeds: list[int] = []
     try:
         for part in text.split(","):
@@ -25,15 +27,19 @@ def parse_seeds(text: str) -> list[int]:
                 low, high = (int(x) for x in part.split("-", 1))
                 if high < low:
                     raise ValueError
+                if high > MAX_SEED:  # before the range is built: 1-99999999999999 is no list
+                    raise ValueError(f"--seeds takes seeds in [0, {MAX_SEED}], got {text!r}")
                 seeds.extend(range(low, high + 1))
             elif part:
                 seeds.append(int(part))
-    except ValueError:
+    except ValueError as exc:
+        if str(exc).startswith("--seeds"):
+            raise
         raise ValueError(
             f"--seeds takes a range or a comma list such as 1-5 or 1,2,3, got {text!r}"
         ) from None
-    if not seeds or min(seeds) < 0:
-        raise ValueError(f"--seeds takes seeds >= 0, got {text!r}")
+    if not seeds or min(seeds) < 0 or max(seeds) > MAX_SEED:
+        raise ValueError(f"--seeds takes seeds in [0, {MAX_SEED}], got {text!r}")
     return list(dict.fromkeys(seeds))
 
 
@@ -44,7 +50,7 @@ def _names(text: str, choices: tuple[str, ...], what: str) -> list[str]:
     for name in names:
         if name not in choices:
             raise ValueError(f"unknown {what[:-1]} {name!r}; choose from {', '.join(choices)}")
-    return names
+    return list(dict.fromkeys(names))  # a name twice runs once
 
 
 def _run(args: argparse.Namespace) -> int:

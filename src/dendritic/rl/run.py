@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 EXPERIMENT = "rl"
 #: The evaluation environment's seeds are the run's seed plus this (never a training seed).
 EVAL_SEED_OFFSET = 1_000_000
+#: Largest seed of a run: its environments' seeds (plus their index, and the evaluation's
+#: offset) must stay below NumPy's 2**32.
+MAX_SEED = 2**31 - 1
 
 
 def require_rl() -> None:
@@ -67,12 +70,16 @@ class RLConfig:
         get_setting(self.algo, self.task)
         if self.network not in NETWORKS:
             raise ValueError(f"unknown network {self.network!r}; choose one of {', '.join(NETWORKS)}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer in [0, {MAX_SEED}], got {self.seed!r}")
         _positive("steps", self.steps, allow_none=True)
         _positive("eval_episodes", self.eval_episodes)
         _positive("eval_points", self.eval_points)
-        if not isinstance(self.budget, (int, float)) or not 0.0 < self.budget <= 1.0:
+        if (
+            isinstance(self.budget, bool)
+            or not isinstance(self.budget, (int, float))
+            or not 0.0 < self.budget <= 1.0
+        ):
             raise ValueError(f"budget must be in (0, 1], got {self.budget!r}")
 
     @property
