@@ -129,3 +129,22 @@ def test_rl_networks_named_twice_run_once():
     from dendritic.cli.rl import _names
 
     assert _names("mlp, dendritic,mlp", ("mlp", "dendritic"), "networks") == ["mlp", "dendritic"]
+
+
+# ---------------------------------------------------------------------------- sweeps' --dry-run
+
+
+@pytest.mark.parametrize("experiment", ["selectivity", "sparse-controls"])
+def test_dry_run_refuses_a_store_that_could_not_be_created(experiment, tmp_path, capsys):
+    """The dry run printed every run 'to run' in a store inside a file or a missing folder, which
+    the sweep itself then refused."""
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("x")
+    for store, message in (
+        (a_file / "runs.db", "is not a directory"),
+        (tmp_path / "missing" / "runs.db", "does not exist"),
+    ):
+        code, err = _cli(["sweep", experiment, "--dry-run", "--trials", "1", "--store", str(store)], capsys)
+        assert code == 1 and message in err and err.count("\n") == 1
+    assert main(["sweep", experiment, "--dry-run", "--trials", "1", "--store", str(tmp_path / "new.db")]) == 0
+    assert "to run" in capsys.readouterr().out and not (tmp_path / "new.db").exists()

@@ -293,10 +293,24 @@ def _warn_oversubscription(workers: int, threads: int | None) -> None:
         )
 
 
+def _check_store_folder(path: str) -> None:
+    """A store that does not exist yet must have a folder to be created in: a dry run (or an
+    estimate) never creates the store, and said 'to run' for a sweep that could not start."""
+    target = Path(path).expanduser()
+    if target.exists():
+        return
+    parent = target.parent
+    if parent.exists() and not parent.is_dir():
+        raise ValueError(f"cannot open run store {target}: {parent} is not a directory")
+    if not parent.exists():
+        raise ValueError(f"cannot open run store {target}: directory {parent} does not exist")
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     experiment = get_experiment(args.experiment)
     args.experiment = experiment.name
     args.store = str(store_path(args))
+    _check_store_folder(args.store)
     configs = expand(
         experiment, _filters(args), epochs=args.epochs, limit=args.limit, optimizer=args.optimizer
     )
