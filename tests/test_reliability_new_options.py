@@ -148,3 +148,22 @@ def test_dry_run_refuses_a_store_that_could_not_be_created(experiment, tmp_path,
         assert code == 1 and message in err and err.count("\n") == 1
     assert main(["sweep", experiment, "--dry-run", "--trials", "1", "--store", str(tmp_path / "new.db")]) == 0
     assert "to run" in capsys.readouterr().out and not (tmp_path / "new.db").exists()
+
+
+# ---------------------------------------------------------------------------- lottery tickets
+
+
+def test_rewind_epoch_with_a_fine_tuned_ticket_is_refused(tmp_path, capsys):
+    """--lottery finetune --rewind-epoch N was accepted and ignored (a fine-tuned ticket keeps its
+    trained weights), yet keyed a run of its own: the same ticket trained and stored again."""
+    from dendritic.training import TrainConfig
+
+    with pytest.raises(ValueError, match="rewind_epoch only applies to lottery='rewind'"):
+        TrainConfig(model="vANN", dendrites=4, somata=20, epochs=3, lottery="finetune", rewind_epoch=2)
+    TrainConfig(model="vANN", dendrites=4, somata=20, epochs=3, lottery="rewind", rewind_epoch=2)
+    TrainConfig(model="vANN", dendrites=4, somata=20, epochs=3, lottery="finetune")
+    store = tmp_path / "never.db"
+    argv = ["train", "--model", "vANN", "--lottery", "finetune", "--rewind-epoch", "0", "--epochs", "1"]
+    code, err = _cli([*argv, "--store", str(store)], capsys)
+    assert code == 1 and "rewind_epoch only applies" in err and err.count("\n") == 1
+    assert not store.exists()

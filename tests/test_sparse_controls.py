@@ -290,13 +290,13 @@ def test_cli_options_reach_the_config(monkeypatch, tmp_path):
 
     monkeypatch.setattr(dendritic.training, "train", fake_train)
     monkeypatch.chdir(tmp_path)
-    argv = ["train", "--no-store", "--model", "vANN", "--lottery", "finetune", "--prune-rounds", "3",
+    argv = ["train", "--no-store", "--model", "vANN", "--lottery", "rewind", "--prune-rounds", "3",
             "--rewind-epoch", "0", "--parent-epochs", "4", "--dendrites", "2", "--somata", "8"]  # fmt: skip
     with pytest.raises(SystemExit):
         main(argv)
     config = seen["config"]
     assert (config.lottery, config.prune_rounds, config.rewind_epoch, config.parent_epochs) == (
-        "finetune",
+        "rewind",
         3,
         0,
         4,

@@ -184,7 +184,7 @@ def add_lottery_options(p: argparse.ArgumentParser) -> None:
         "--rewind-epoch",
         type=int_in(0, 100_000),
         default=1,
-        help="rewind to the parent's weights after this epoch (0: initial; default 1)",
+        help="--lottery rewind: rewind to the parent's weights after this epoch (0: initial; default 1)",
     )
     g.add_argument(
         "--parent-epochs",

@@ -102,6 +102,12 @@ def check_lottery(config: Any) -> None:
         )
     if config.early_stop:
         raise ValueError("a lottery run trains a fixed number of epochs: early_stop is not supported")
+    if config.lottery == "finetune" and config.rewind_epoch != LOTTERY_DEFAULTS["rewind_epoch"]:
+        # it would be ignored, yet key a run of its own: the same ticket stored twice
+        raise ValueError(
+            f"rewind_epoch only applies to lottery='rewind' (a fine-tuned ticket keeps its trained "
+            f"weights), got rewind_epoch={config.rewind_epoch} with lottery='finetune'"
+        )
     if config.rewind_epoch > parent_epochs_of(config):
         raise ValueError(
             f"rewind_epoch={config.rewind_epoch} is after the parent's last epoch ({parent_epochs_of(config)})"
