@@ -167,3 +167,27 @@ def test_rewind_epoch_with_a_fine_tuned_ticket_is_refused(tmp_path, capsys):
     code, err = _cli([*argv, "--store", str(store)], capsys)
     assert code == 1 and "rewind_epoch only applies" in err and err.count("\n") == 1
     assert not store.exists()
+
+
+# ---------------------------------------------------------------------------- dendritic.sklearn
+
+
+@pytest.mark.parametrize("bad", ["nan", "complex", "1-D"])
+def test_sklearn_input_errors_are_one_line(bad):
+    """scikit-learn's own input checks raised multi-line ValueErrors (a NaN's message runs to
+    three lines, a 1-D input's and complex data's print the array)."""
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("sklearn")
+    from dendritic.sklearn import DendriticClassifier
+
+    x = np.random.default_rng(0).random((20, 4))
+    y = np.arange(20) % 2
+    model = DendriticClassifier(epochs=1, random_state=0).fit(x, y)
+    bad_x = {"nan": np.where(x > 0.9, np.nan, x), "complex": x + 1j, "1-D": x[0]}[bad]
+    calls = [lambda: model.predict(bad_x)]
+    if bad != "1-D":
+        calls.append(lambda: DendriticClassifier(epochs=1).fit(bad_x, y))
+    for call in calls:
+        with pytest.raises(ValueError) as info:
+            call()
+        assert "\n" not in str(info.value)

@@ -27,6 +27,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from dendritic.errors import one_line
 from dendritic.nn.layer import DEFAULT_SLOPE, DendriticLayer, seeded
 from dendritic.sklearn.order import FEATURE_ORDERS, feature_order, ordered_local_fields
 
@@ -54,12 +55,18 @@ _NO_Y = "no_validation"  # scikit-learn's own marker for "X only"
 
 def _validate_data(estimator: BaseEstimator, x: Any, y: Any = _NO_Y, *, reset: bool, **kw: Any) -> Any:
     """scikit-learn's input checks (``validate_data`` from 1.6, the method before); ``y`` None
-    is checked (fit needs targets), left out it is not."""
+    is checked (fit needs targets), left out it is not. Their ValueErrors are made one line (a
+    NaN's runs to three, a 1-D input's or complex data's prints the array)."""
     try:
-        from sklearn.utils.validation import validate_data
-    except ImportError:  # scikit-learn < 1.6
-        return estimator._validate_data(x, y, reset=reset, **kw)
-    return validate_data(estimator, x, y, reset=reset, **kw)
+        try:
+            from sklearn.utils.validation import validate_data
+        except ImportError:  # scikit-learn < 1.6
+            return estimator._validate_data(x, y, reset=reset, **kw)
+        return validate_data(estimator, x, y, reset=reset, **kw)
+    except ValueError as exc:
+        if type(exc) is not ValueError or "\n" not in str(exc):
+            raise
+        raise ValueError(one_line(exc)) from exc
 
 
 def _tensor(x: np.ndarray) -> torch.Tensor:
