@@ -125,6 +125,35 @@ def test_rl_config_refuses_a_seed_numpy_cannot_take_and_a_bool_budget():
         RLConfig(network="mlp", budget=True)
 
 
+@pytest.mark.parametrize("budget", ["0.1", True])
+def test_rl_plan_refuses_a_budget_that_is_no_number(budget):
+    """A string budget was a TypeError ('<' not supported); True was taken as 1."""
+    from dendritic.rl.networks import plan_network
+
+    with pytest.raises(ValueError, match="budget must be in"):
+        plan_network("dendritic", "ppo", "CartPole-v1", budget=budget)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"threads": 0}, r"threads must be an integer in \[1, 1024\]"),  # was torch's RuntimeError
+        ({"threads": -1}, r"threads must be an integer in \[1, 1024\]"),
+        ({"store": "runs.db"}, "store takes an open RunStore"),  # was TypeError: must be str, not dict
+        ({"replace": True}, "replace=True re-runs a run of the store: it needs a store"),  # was ignored
+    ],
+)
+def test_run_rl_refuses_bad_arguments_before_training(kwargs, message, tmp_path, monkeypatch):
+    from dendritic.rl.run import MAX_THREADS, RLConfig, run_rl
+    from dendritic.training.loop import MAX_THREADS as TRAINING_MAX_THREADS
+
+    assert MAX_THREADS == TRAINING_MAX_THREADS
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        run_rl(RLConfig(network="mlp", steps=64), **kwargs)
+    assert not (tmp_path / "runs.db").exists()
+
+
 def test_rl_networks_named_twice_run_once():
     from dendritic.cli.rl import _names
 

@@ -214,10 +214,14 @@ def add_rl_parser(sub: Any) -> None:
     )
     for q in (run, nets):
         q.add_argument("--budget", type=budget, default=0.10, help="dendritic parameters / default's (0.10)")
-    run.add_argument("--task", default="CartPole-v1", help=f"one of {', '.join(TASKS)}")
+    run.add_argument("--task", default="CartPole-v1", help=f"one of {', '.join(TASKS)} (default CartPole-v1)")
     run.add_argument("--algo", default="ppo", help=f"one of {', '.join(ALGOS)} (default ppo)")
-    run.add_argument("--network", default="mlp,dendritic", help="comma list of mlp, dendritic, dense, sparse")
-    run.add_argument("--seeds", default="1", help="e.g. 1-10 or 1,2,3 (default 1)")
+    run.add_argument(
+        "--network",
+        default="mlp,dendritic",
+        help="comma list of mlp, dendritic, dense, sparse (default mlp,dendritic)",
+    )
+    run.add_argument("--seeds", default="1", help="e.g. 1-10 or 1,2,3, each in [0, 2147483647] (default 1)")
     run.add_argument(
         "--steps", type=positive_int, default=None, help="environment steps (default: the Zoo's)"
     )

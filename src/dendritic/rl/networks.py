@@ -91,8 +91,8 @@ def plan_network(kind: str, algo: str, task: str, *, budget: float = 0.10) -> Ne
     """The sizes of network ``kind`` for ``algo`` on ``task`` (see the module's docstring)."""
     if kind not in NETWORKS:
         raise ValueError(f"unknown network {kind!r}; choose one of {', '.join(NETWORKS)}")
-    if not 0.0 < budget <= 1.0:
-        raise ValueError(f"budget must be in (0, 1], got {budget}")
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0.0 < budget <= 1.0:
+        raise ValueError(f"budget must be in (0, 1], got {budget!r}")
     setting = get_setting(algo, task)
     n_in, n_actions = SPACES[task]
     hidden = tuple(setting.hidden)

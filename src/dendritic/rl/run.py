@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 EXPERIMENT = "rl"
 #: The evaluation environment's seeds are the run's seed plus this (never a training seed).
 EVAL_SEED_OFFSET = 1_000_000
+#: Most torch threads (``dendritic.training.loop.MAX_THREADS``: OpenMP crashes the process when
+#: asked for many more; 0 or fewer was torch's RuntimeError).
+MAX_THREADS = 1024
 #: Largest seed of a run: its environments' seeds (plus their index, and the evaluation's
 #: offset) must stay below NumPy's 2**32.
 MAX_SEED = 2**31 - 1
@@ -282,6 +285,18 @@ def run_rl(
 ) -> RLResult:
     """Train and evaluate one run (see the module's docstring); with ``store``, record it there
     (a finished run of the same config is returned as it is unless ``replace``)."""
+    import os
+
+    if isinstance(store, (str, bytes, os.PathLike)):
+        raise ValueError(
+            f"store takes an open RunStore (dendritic.store.RunStore(path)), not a path: {store!r}"
+        )
+    if replace and store is None:
+        raise ValueError("replace=True re-runs a run of the store: it needs a store")
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS
+    ):
+        raise ValueError(f"threads must be an integer in [1, {MAX_THREADS}], got {threads!r}")
     require_rl()
     import contextlib
 
