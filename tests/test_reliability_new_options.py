@@ -220,3 +220,18 @@ def test_sklearn_input_errors_are_one_line(bad):
         with pytest.raises(ValueError) as info:
             call()
         assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--dendrites", "2147483647", "--models", "mlp"],  # was a 38-line traceback from torch
+        ["--somata", "100000000", "--models", "dendritic-random"],  # was a failed run in the store
+    ],
+)
+def test_tabular_networks_beyond_memory_are_refused_before_the_store(argv, tmp_path, capsys):
+    store = tmp_path / "never.db"
+    base = ["tabular", "run", "--store", str(store), "--datasets", "iris", "--noise", "0", "--seeds", "1"]
+    code, err = _cli([*base, *argv], capsys)
+    assert code == 1 and "the study takes at most 100,000,000" in err and err.count("\n") == 1
+    assert not store.exists()

@@ -109,6 +109,9 @@ MAX_FOLDS = 100
 #: Largest seed: a fit's ``random_state`` is ``seed * 1000 + fold``, and scikit-learn's seeds
 #: are 32-bit.
 MAX_SEED = (2**32 - 1 - MAX_FOLDS) // 1000
+#: Most trainable parameters of the study's networks (the dendritic one, and the MLP matched to
+#: it): ample for tabular data, and well inside memory with Adam's state.
+MAX_PARAMS = 100_000_000
 #: The estimators' optimizers (``dendritic.sklearn``).
 OPTIMIZERS: tuple[str, ...] = ("adam-keras", "adam-torch")
 
@@ -183,6 +186,16 @@ class TabularStudy:
             object.__setattr__(self, "lr", float(lr))  # a numpy number: a plain one in the store key
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        # the networks' size before any fit (the most columns a dataset gets, ten outputs): a size
+        # beyond memory failed in the fit, a run of the store, in torch's words
+        most = max(self.noise)
+        columns = max(n + int(round(n * most / (1.0 - most))) for n in map(clean_features, self.datasets))
+        params = dendritic_parameters(self, columns, 10)
+        if params > MAX_PARAMS:
+            raise ValueError(
+                f"somata={self.somata}, dendrites={self.dendrites}, synapses={self.synapses} make "
+                f"networks of up to {params:,} trainable parameters; the study takes at most {MAX_PARAMS:,}"
+            )
         for dataset in self.datasets:  # every fold needs a sample (a member of every class)
             most = _most_folds(dataset)
             if self.folds > most:
