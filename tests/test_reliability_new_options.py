@@ -235,3 +235,23 @@ def test_tabular_networks_beyond_memory_are_refused_before_the_store(argv, tmp_p
     code, err = _cli([*base, *argv], capsys)
     assert code == 1 and "the study takes at most 100,000,000" in err and err.count("\n") == 1
     assert not store.exists()
+
+
+# ---------------------------------------------------------------------------- the class-specific read-out
+
+
+def test_class_specific_config_check_allocates_nothing(monkeypatch):
+    """TrainConfig(readout='class-specific', somata=2e9) built the soma -> class array (np.arange
+    of the somata: 32 GB) to check it, before the network's memory check could refuse the size:
+    `dendritic train --readout class-specific --somata 2000000000` was killed by the OOM killer."""
+    import dendritic.nn.readout as readout
+    from dendritic.training import TrainConfig
+
+    def no_array(*args, **kwargs):
+        raise AssertionError("the config's check built the array")
+
+    monkeypatch.setattr(readout, "soma_classes", no_array)
+    config = TrainConfig(model="dANN-R", readout="class-specific", somata=2_000_000_000, epochs=1)
+    assert config.somata == 2_000_000_000
+    with pytest.raises(ValueError, match="at least one soma per class: 5 somata for 10 classes"):
+        TrainConfig(model="dANN-R", readout="class-specific", somata=5, epochs=1)

@@ -17,7 +17,7 @@ from dendritic.layers.sparse import SparseLinear
 from dendritic.nn.spec import check_choice, check_int
 from dendritic.wiring.connectivity import Connectivity
 
-__all__ = ["READOUTS", "class_readout", "class_readout_wiring", "soma_classes"]
+__all__ = ["READOUTS", "check_soma_classes", "class_readout", "class_readout_wiring", "soma_classes"]
 
 #: The read-outs a model may have: every soma to every class (the paper's), or one class per soma.
 READOUTS: tuple[str, ...] = ("dense", "class-specific")
@@ -26,13 +26,20 @@ READOUTS: tuple[str, ...] = ("dense", "class-specific")
 def soma_classes(somata: int, classes: int) -> np.ndarray:
     """The class each soma reads out to: ``i mod classes`` (int64, shape ``(somata,)``); a
     one-line error unless every class gets at least one soma."""
+    somata, classes = check_soma_classes(somata, classes)
+    return np.arange(somata, dtype=np.int64) % classes
+
+
+def check_soma_classes(somata: int, classes: int) -> tuple[int, int]:
+    """:func:`soma_classes`' checks without building its array (a config's check must not
+    allocate what the network's memory check has not yet seen: 2e9 somata are 32 GB)."""
     somata = check_int("somata", somata)
     classes = check_int("classes", classes)
     if somata < classes:
         raise ValueError(
             f"a class-specific read-out needs at least one soma per class: {somata} somata for {classes} classes"
         )
-    return np.arange(somata, dtype=np.int64) % classes
+    return somata, classes
 
 
 def class_readout_wiring(somata: int, classes: int) -> Connectivity:

@@ -76,9 +76,9 @@ class TrainConfig(ModelSpec):
         check_selectivity(self)
         if self.readout == "class-specific":  # before any data is read: a soma for every class
             from dendritic.data import get_info
-            from dendritic.nn.readout import soma_classes
+            from dendritic.nn.readout import check_soma_classes
 
-            soma_classes(self.somata, get_info(self.dataset).n_classes)
+            check_soma_classes(self.somata, get_info(self.dataset).n_classes)
         for name in ("sigma", "val_fraction"):  # 1 and 1.0 must key the same run
             object.__setattr__(self, name, float(getattr(self, name)))
         from dendritic.training.lottery import check_lottery
