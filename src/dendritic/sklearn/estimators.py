@@ -86,6 +86,26 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     return str(value)
 
 
+#: Bytes a trainable parameter takes while an estimator fits and predicts: float32 weight,
+#: gradient and Adam's two moments, and the float64 copy predictions run on.
+BYTES_PER_PARAMETER = 24
+
+
+def _check_fits(name: str, params: int) -> None:
+    """A one-line error before a network beyond this machine's memory is built (torch's own
+    allocation failure is a RuntimeError)."""
+    from dendritic.models.network import ModelTooLargeError
+    from dendritic.wiring.budget import available_memory, gigabytes
+
+    needed = params * BYTES_PER_PARAMETER
+    available = available_memory()
+    if available is not None and needed > available:
+        raise ModelTooLargeError(
+            f"{name} with {params:,} trainable parameters needs about {gigabytes(needed)} to fit; "
+            f"this machine has {gigabytes(available)} of memory available"
+        )
+
+
 class _TorchEstimator(BaseEstimator):
     """What the four estimators share: checks, seeding, the training through :func:`fit`."""
 
@@ -222,6 +242,7 @@ class _DenseNetwork:
         _check_int("hidden", self.hidden)
 
     def _network(self, x: np.ndarray, n_out: int, rng: np.random.Generator) -> nn.Module:
+        _check_fits(type(self).__name__, (x.shape[1] + 1) * self.hidden + (self.hidden + 1) * n_out)
         return nn.Sequential(
             nn.Linear(x.shape[1], self.hidden), nn.LeakyReLU(DEFAULT_SLOPE), nn.Linear(self.hidden, n_out)
         )
