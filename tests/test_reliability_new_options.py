@@ -257,14 +257,19 @@ def test_class_specific_config_check_allocates_nothing(monkeypatch):
         TrainConfig(model="dANN-R", readout="class-specific", somata=5, epochs=1)
 
 
-def test_a_dense_estimator_beyond_memory_is_a_one_line_value_error():
-    """DenseClassifier(hidden=10**11).fit was torch's RuntimeError ('can't allocate memory')."""
+def test_an_estimator_beyond_memory_is_a_one_line_value_error():
+    """DenseClassifier(hidden=10**11).fit and DendriticClassifier(cables='all') with many somata
+    were torch's RuntimeError ('can't allocate memory')."""
     np = pytest.importorskip("numpy")
     pytest.importorskip("sklearn")
     from dendritic.sklearn import DenseClassifier, DenseRegressor
 
     x, y = np.random.default_rng(0).random((20, 4)), np.arange(20) % 2
-    for model in (DenseClassifier(hidden=10**11, epochs=1), DenseRegressor(hidden=10**11, epochs=1)):
+    from dendritic.sklearn import DendriticClassifier
+
+    models = [DenseClassifier(hidden=10**11, epochs=1), DenseRegressor(hidden=10**11, epochs=1)]
+    models.append(DendriticClassifier(somata=10**6, cables="all", epochs=1))  # was 8 TB asked of torch
+    for model in models:
         with pytest.raises(ValueError, match="trainable parameters needs about .* GB to fit") as info:
             model.fit(x, y)
         assert "\n" not in str(info.value)

@@ -215,6 +215,12 @@ class _DendriticNetwork:
     def _network(self, x: np.ndarray, n_out: int, rng: np.random.Generator) -> nn.Module:
         n = x.shape[1]
         synapses = min(self.synapses, n)  # a dendrite cannot sample more features than there are
+        dendrites = self.somata * self.dendrites
+        cables = dendrites * (self.somata if self.cables == "all" else 1)
+        _check_fits(
+            type(self).__name__,
+            dendrites * (synapses + 1) + cables + self.somata + (self.somata + 1) * n_out,
+        )
         field: Any = self.receptive_field
         self.feature_order_: np.ndarray | None = None
         if field == "local":
