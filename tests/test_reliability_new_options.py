@@ -273,3 +273,15 @@ def test_an_estimator_beyond_memory_is_a_one_line_value_error():
         with pytest.raises(ValueError, match="trainable parameters needs about .* GB to fit") as info:
             model.fit(x, y)
         assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("experiment", ["selectivity", "sparse-controls"])
+def test_sweep_with_a_data_dir_lacking_the_dataset_writes_nothing(experiment, tmp_path, capsys):
+    """A --data-dir that exists but lacks the dataset ran the sweep: every run (240 for
+    selectivity) recorded as failed with the same 'not found' message."""
+    store, empty = tmp_path / "never.db", tmp_path / "empty"
+    empty.mkdir()
+    argv = ["sweep", experiment, "--trials", "1", "--store", str(store), "--data-dir", str(empty)]
+    code, err = _cli(argv, capsys)
+    assert code == 1 and "not found in --data-dir" in err and err.count("\n") == 1
+    assert not store.exists()

@@ -320,6 +320,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if args.dry_run:
             return dry_run(args, configs, minutes, info)
     check_data_dir(args)
+    if args.data_dir is not None and args.backend == "local":
+        # every dataset of the grid in --data-dir before the store is opened: a folder without
+        # them recorded every run of the sweep as failed (Ray nodes read their own copies)
+        from dendritic.data.sources import locate
+
+        for dataset in sorted({c.dataset for c in configs}):
+            locate(dataset, args.data_dir)
     if args.checkpoints is not None:
         check_output_dir(args.checkpoints, option="--checkpoints", protected=store_files(args.store))
     if args.backend == "local" and args.address is not None:
