@@ -285,3 +285,20 @@ def test_sweep_with_a_data_dir_lacking_the_dataset_writes_nothing(experiment, tm
     code, err = _cli(argv, capsys)
     assert code == 1 and "not found in --data-dir" in err and err.count("\n") == 1
     assert not store.exists()
+
+
+def test_numpy_integer_settings_fit():
+    """epochs=np.int64(1) passed the estimator's check (numpy integers are integers), then fit()
+    refused it: 'epochs must be an integer >= 1, got np.int64(1)'."""
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("sklearn")
+    from dendritic.sklearn import DendriticClassifier, DenseClassifier
+
+    x, y = np.random.default_rng(0).random((30, 5)), np.arange(30) % 3
+    for model in (
+        DenseClassifier(hidden=np.int64(4), epochs=np.int64(2), batch_size=np.int64(8)),
+        DendriticClassifier(
+            somata=np.int64(6), dendrites=np.int64(2), epochs=np.int64(2), batch_size=np.int64(8)
+        ),
+    ):
+        assert model.fit(x, y).n_iter_ == 2

@@ -163,10 +163,10 @@ class _TorchEstimator(BaseEstimator):
         result = fit(
             self.model_,
             (inputs, target),
-            epochs=self.epochs,
+            epochs=int(self.epochs),  # numpy integers pass the checks: plain ints for fit's
             optimizer=self.optimizer,
             lr=float(self.lr),
-            batch_size=min(self.batch_size, len(inputs)),
+            batch_size=min(int(self.batch_size), len(inputs)),
             seed=seed,
             loss=self._loss,
         )
