@@ -302,3 +302,26 @@ def test_numpy_integer_settings_fit():
         ),
     ):
         assert model.fit(x, y).n_iter_ == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--address", "localhost:6379"], "--address is for --backend ray"),
+        (["--backend", "ray", "--connect-timeout", "5"], "--connect-timeout is for joining a Ray cluster"),
+    ],
+)
+def test_dry_run_refuses_contradictory_backend_options(extra, message, tmp_path, capsys):
+    """--dry-run previewed a sweep that the same command without it refuses."""
+    argv = [
+        "sweep",
+        "sparse-controls",
+        "--dry-run",
+        "--trials",
+        "1",
+        "--store",
+        str(tmp_path / "s.db"),
+        *extra,
+    ]
+    code, err = _cli(argv, capsys)
+    assert code == 1 and message in err and err.count("\n") == 1

@@ -311,6 +311,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     args.experiment = experiment.name
     args.store = str(store_path(args))
     _check_store_folder(args.store)
+    # contradictory options, before the dry run too (it previews the sweep these options ask for)
+    if args.backend == "local" and args.address is not None:
+        raise ValueError("--address is for --backend ray")
+    if args.connect_timeout is not None and args.address is None:
+        raise ValueError("--connect-timeout is for joining a Ray cluster: give --backend ray --address")
     configs = expand(
         experiment, _filters(args), epochs=args.epochs, limit=args.limit, optimizer=args.optimizer
     )
@@ -329,10 +334,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             locate(dataset, args.data_dir)
     if args.checkpoints is not None:
         check_output_dir(args.checkpoints, option="--checkpoints", protected=store_files(args.store))
-    if args.backend == "local" and args.address is not None:
-        raise ValueError("--address is for --backend ray")
-    if args.connect_timeout is not None and args.address is None:
-        raise ValueError("--connect-timeout is for joining a Ray cluster: give --backend ray --address")
     from dendritic.store import RunStore
     from dendritic.sweeps.backends import LocalBackend, RayBackend
     from dendritic.sweeps.coordinator import run_sweep
