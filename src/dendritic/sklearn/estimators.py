@@ -204,6 +204,36 @@ class _DendriticNetwork:
     feature_order: str
     cables: str
 
+    # Stored as given (checked in ``fit``); scikit-learn's get_params reads this signature.
+    def __init__(
+        self,
+        somata: int = 32,
+        dendrites: int = 8,
+        synapses: int = 4,
+        *,
+        receptive_field: str = "random",
+        feature_order: str = "correlation",
+        cables: str = "structured",
+        epochs: int = 100,
+        batch_size: int = 32,
+        lr: float = 3e-3,
+        optimizer: str = "adam-keras",
+        random_state: Any = None,
+        warm_start: bool = False,
+    ) -> None:
+        self.somata = somata
+        self.dendrites = dendrites
+        self.synapses = synapses
+        self.receptive_field = receptive_field
+        self.feature_order = feature_order
+        self.cables = cables
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.random_state = random_state
+        self.warm_start = warm_start
+
     def _check_model_params(self) -> None:
         _check_int("somata", self.somata)
         _check_int("dendrites", self.dendrites)
@@ -243,6 +273,26 @@ class _DenseNetwork:
     """The control: features → ``hidden`` fully connected units (leaky ReLU) → linear read-out."""
 
     hidden: int
+
+    # Stored as given (checked in ``fit``); scikit-learn's get_params reads this signature.
+    def __init__(
+        self,
+        hidden: int = 32,
+        *,
+        epochs: int = 100,
+        batch_size: int = 32,
+        lr: float = 3e-3,
+        optimizer: str = "adam-keras",
+        random_state: Any = None,
+        warm_start: bool = False,
+    ) -> None:
+        self.hidden = hidden
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.random_state = random_state
+        self.warm_start = warm_start
 
     def _check_model_params(self) -> None:
         _check_int("hidden", self.hidden)
@@ -349,35 +399,6 @@ class DendriticClassifier(_DendriticNetwork, _Classifier):
     ``feature_order_`` ("local" only), ``loss_curve_``, ``n_iter_``, ``n_trainable_params_``.
     """
 
-    def __init__(
-        self,
-        somata: int = 32,
-        dendrites: int = 8,
-        synapses: int = 4,
-        *,
-        receptive_field: str = "random",
-        feature_order: str = "correlation",
-        cables: str = "structured",
-        epochs: int = 100,
-        batch_size: int = 32,
-        lr: float = 3e-3,
-        optimizer: str = "adam-keras",
-        random_state: Any = None,
-        warm_start: bool = False,
-    ) -> None:
-        self.somata = somata
-        self.dendrites = dendrites
-        self.synapses = synapses
-        self.receptive_field = receptive_field
-        self.feature_order = feature_order
-        self.cables = cables
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.random_state = random_state
-        self.warm_start = warm_start
-
 
 class DendriticRegressor(_DendriticNetwork, _Regressor):
     """A dendritic ANN regressor for tabular data (scikit-learn estimator): the arguments of
@@ -385,78 +406,11 @@ class DendriticRegressor(_DendriticNetwork, _Regressor):
     (one or several columns). Attributes: ``n_features_in_``, ``n_outputs_``, ``model_``,
     ``feature_order_``, ``loss_curve_``, ``n_iter_``, ``n_trainable_params_``."""
 
-    def __init__(
-        self,
-        somata: int = 32,
-        dendrites: int = 8,
-        synapses: int = 4,
-        *,
-        receptive_field: str = "random",
-        feature_order: str = "correlation",
-        cables: str = "structured",
-        epochs: int = 100,
-        batch_size: int = 32,
-        lr: float = 3e-3,
-        optimizer: str = "adam-keras",
-        random_state: Any = None,
-        warm_start: bool = False,
-    ) -> None:
-        self.somata = somata
-        self.dendrites = dendrites
-        self.synapses = synapses
-        self.receptive_field = receptive_field
-        self.feature_order = feature_order
-        self.cables = cables
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.random_state = random_state
-        self.warm_start = warm_start
-
 
 class DenseClassifier(_DenseNetwork, _Classifier):
     """The dendritic classifier's control: one fully connected hidden layer of ``hidden`` leaky
     ReLU units, trained by the same :func:`fit` with the same arguments."""
 
-    def __init__(
-        self,
-        hidden: int = 32,
-        *,
-        epochs: int = 100,
-        batch_size: int = 32,
-        lr: float = 3e-3,
-        optimizer: str = "adam-keras",
-        random_state: Any = None,
-        warm_start: bool = False,
-    ) -> None:
-        self.hidden = hidden
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.random_state = random_state
-        self.warm_start = warm_start
-
 
 class DenseRegressor(_DenseNetwork, _Regressor):
     """The dendritic regressor's control: one fully connected hidden layer of ``hidden`` units."""
-
-    def __init__(
-        self,
-        hidden: int = 32,
-        *,
-        epochs: int = 100,
-        batch_size: int = 32,
-        lr: float = 3e-3,
-        optimizer: str = "adam-keras",
-        random_state: Any = None,
-        warm_start: bool = False,
-    ) -> None:
-        self.hidden = hidden
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.random_state = random_state
-        self.warm_start = warm_start
