@@ -38,3 +38,16 @@ def render(page: Path) -> tuple[subprocess.CompletedProcess, list[str]]:
             env={**os.environ, "HOME": profile},
         )
     return proc, [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+
+
+def assert_renders(page: Path, images: int) -> None:
+    """The report opens in Chromium with ``images`` images, all decoded, and no console line but
+    its own "loaded" message (skips the test without a browser)."""
+    import pytest
+
+    if CHROMIUM is None:
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    proc, console = render(page)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f'data-images="{images}"' in proc.stdout and f'data-images-decoded="{images}"' in proc.stdout
+    assert not [line for line in console if "dendritic report loaded" not in line]

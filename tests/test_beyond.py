@@ -26,7 +26,7 @@ from dendritic.wiring.geometry import InputGeometry
 from dendritic.wiring.rules import make_receptive_fields
 
 sys.path.insert(0, str(Path(__file__).parent))
-from browser import CHROMIUM, render  # noqa: E402
+from browser import assert_renders  # noqa: E402
 
 MNIST = (28, 28, 1)
 
@@ -379,12 +379,7 @@ def test_beyond_figures_tables_and_report(beyond_store, tmp_path):
         report = build_report(store, tmp_path / "report.html", figures_dir=out)
     page = report.read_text()
     assert "Beyond the paper: depth to 20 layers" in page and "Beyond the paper: dendritic morphology" in page
-    if CHROMIUM is None:
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
-    proc, console = render(report)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert 'data-images="2"' in proc.stdout and 'data-images-decoded="2"' in proc.stdout
-    assert not [line for line in console if "dendritic report loaded" not in line]
+    assert_renders(report, images=2)
 
 
 def test_beyond_rows_are_the_runs_numbers(beyond_store):

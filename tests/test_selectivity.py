@@ -494,7 +494,7 @@ def test_selectivity_rows_aggregate_trials_and_test_against_alpha_zero(selectivi
 
 def test_selectivity_figure_and_table(selectivity_store, tmp_path):
     pytest.importorskip("matplotlib")
-    from browser import CHROMIUM, render
+    from browser import assert_renders
     from dendritic.report import build_report, make_figures
     from dendritic.store import RunStore
 
@@ -508,12 +508,7 @@ def test_selectivity_figure_and_table(selectivity_store, tmp_path):
     assert "class-specific" in table and "somata entropy (bits)" in table
     assert len((out / "beyond-selectivity.csv").read_text().splitlines()) == 1 + 80
     assert "Beyond the paper: is mixed selectivity causal?" in report.read_text()
-    if CHROMIUM is None:
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
-    proc, console = render(report)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert 'data-images="1"' in proc.stdout and 'data-images-decoded="1"' in proc.stdout
-    assert not [line for line in console if "dendritic report loaded" not in line]
+    assert_renders(report, images=1)
 
 
 def test_selectivity_figure_skips_without_runs(tmp_path):

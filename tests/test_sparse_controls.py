@@ -451,11 +451,6 @@ def test_sparse_controls_figure_table_and_report_from_a_store(tmp_path):
     page = report.read_text()
     assert "Beyond the paper: sparse controls at matched parameters" in page
     sys.path.insert(0, str(Path(__file__).parent))
-    from browser import CHROMIUM, render
+    from browser import assert_renders
 
-    if CHROMIUM is None:
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
-    proc, console = render(report)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert 'data-images="1"' in proc.stdout and 'data-images-decoded="1"' in proc.stdout
-    assert not [line for line in console if "dendritic report loaded" not in line]
+    assert_renders(report, images=1)
