@@ -78,7 +78,7 @@ def _run_cli(*args, cwd):
         (["train", "--somata", "many"], "expected a positive integer"),
         (["train", "--lr", "-1"], "expected a finite number in (0, 1000]"),
         (["train", "--dropout", "1.5"], "expected a finite number in [0, 1)"),
-        (["train", "--synapses", "5000", "--epochs", "1"], "synapses=5000 is larger than the input"),
+        (["train", "--synapses", "5000", "--epochs", "1"], "--synapses 5000 is larger than the input"),
         (["train", "--store", "/proc/nope/runs.db", "--epochs", "1"], "runs.db"),
         (["runs", "show", "99"], "cannot open run store runs.db: no such file"),
         (["train", "--device", "tpu"], "device"),
@@ -117,3 +117,26 @@ def test_help_lists_the_commands():
     assert result.returncode == 0
     for command in ("train", "runs", "demo"):
         assert command in result.stdout
+
+
+def test_library_errors_name_the_commands_flags():
+    """A field the user set by a flag is named by that flag; prose and other names stay as they are."""
+    from dendritic.cli.args import in_flag_terms
+    from dendritic.cli.main import build_parser
+
+    args = build_parser().parse_args(["train", "--model", "vANN"])
+    said = in_flag_terms(
+        "rewind_epoch only applies to lottery='rewind', got rewind_epoch=3 with lottery='finetune'; "
+        "the model must be vANN; limit_scope is Python-only; early_stop is off",
+        args,
+    )
+    assert said == (
+        "--rewind-epoch only applies to --lottery rewind, got --rewind-epoch 3 with --lottery finetune; "
+        "the model must be vANN; limit_scope is Python-only; --early-stop is off"
+    )
+    # a message that already names the flag keeps its Python spelling beside it
+    assert in_flag_terms("pass --data-dir DIR (data_dir=DIR)", args) == "pass --data-dir DIR (data_dir=DIR)"
+    assert in_flag_terms("batch_size=0", None) == "batch_size=0"
+    # each command has its own flags: `rl run` has no --rewind-epoch
+    rl = build_parser().parse_args(["rl", "run", "--task", "CartPole-v1"])
+    assert in_flag_terms("rewind_epoch=3", rl) == "rewind_epoch=3"

@@ -69,7 +69,7 @@ def test_tabular_study_keeps_each_setting_once():
     [
         (["--seeds", "99999999999999"], "--seeds must be at least 1 and at most"),  # was: out of memory
         (["--seeds", "1,99999999999999"], "--seeds: seeds must be integers in [0, "),
-        (["--datasets", "breast-cancer,iris", "--folds", "60"], "folds=60 is more than iris allows"),
+        (["--datasets", "breast-cancer,iris", "--folds", "60"], "--folds 60 is more than iris allows"),
         (["--noise", "0.9999999"], "noise fractions must be in [0, 0.99]"),  # was: out of memory
     ],
 )
@@ -194,7 +194,7 @@ def test_rewind_epoch_with_a_fine_tuned_ticket_is_refused(tmp_path, capsys):
     store = tmp_path / "never.db"
     argv = ["train", "--model", "vANN", "--lottery", "finetune", "--rewind-epoch", "0", "--epochs", "1"]
     code, err = _cli([*argv, "--store", str(store)], capsys)
-    assert code == 1 and "rewind_epoch only applies" in err and err.count("\n") == 1
+    assert code == 1 and "--rewind-epoch only applies to --lottery rewind" in err and err.count("\n") == 1
     assert not store.exists()
 
 

@@ -408,3 +408,35 @@ def test_a_store_whose_log_holds_changes_on_a_full_disk_says_so(tmp_path, capsys
         filler.unlink()
         assert main(["runs", "list", "--store", str(copy)]) == 0
         assert len(capsys.readouterr().out.strip().splitlines()) == 5  # header + 4 runs
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--model", "vANN", "--dataset", "cifar10", "--epochs", "1"],
+        ["sweep", "main", "--dataset", "cifar10", "--models", "vANN", "--trials", "1", "--somata", "8",
+         "--dendrites", "1"],
+        ["continual", "run", "--model", "vANN", "--dataset", "cifar10", "--quiet"],
+    ],  # fmt: skip
+    ids=["train", "sweep", "continual"],
+)
+def test_a_command_that_fails_before_its_first_run_leaves_no_new_store(tmp_path, capsys, argv):
+    """The dataset is missing: one line, exit 1, and no empty runs.db left to confuse later commands."""
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    code = main([*argv, "--store", str(tmp_path / "runs.db"), "--data-dir", str(empty)])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["no-data"]
+
+
+def test_a_failing_command_keeps_a_store_that_was_there(tmp_path, capsys):
+    path = _fill_store(tmp_path / "runs.db")
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    argv = ["train", "--model", "vANN", "--dataset", "cifar10", "--store", str(path), "--data-dir", str(empty)]
+    assert main(argv) == 1
+    assert path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == before
+    with RunStore(path, readonly=True) as s:
+        assert len(s) == 3

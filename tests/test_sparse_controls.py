@@ -235,7 +235,7 @@ def test_a_lottery_run_trains_the_ticket_and_records_both_epoch_counts(tmp_path)
         ({"parent_epochs": 2, "rewind_epoch": 3}, "rewind_epoch=3 is after the parent's last epoch (2)"),
         ({"model": "dANN-LRF"}, "model must be vANN"),
         ({"early_stop": True}, "early_stop is not supported"),
-        ({"lottery": "none", "prune_rounds": 3}, "prune_rounds only apply to a lottery run"),
+        ({"lottery": "none", "prune_rounds": 3}, "prune_rounds only applies to a lottery run"),
         ({"linear_dendrites": True}, "the plain vANN"),
     ],
 )
@@ -265,8 +265,13 @@ def test_bad_model_options_are_one_line_errors():
         (["--model", "dANN-LRF", "--lottery", "rewind"], "model must be vANN"),
         (
             ["--model", "vANN", "--lottery", "rewind", "--parent-epochs", "2", "--rewind-epoch", "5"],
-            "rewind_epoch=5",
+            "--rewind-epoch 5 is after the parent's last epoch (2)",
         ),
+        (
+            ["--model", "vANN", "--lottery", "finetune", "--rewind-epoch", "0"],
+            "--rewind-epoch only applies to --lottery rewind (",
+        ),
+        (["--model", "vANN", "--prune-rounds", "3"], "--prune-rounds only applies to a lottery run (--lottery"),
     ],
 )
 def test_bad_options_are_one_line_errors_from_the_cli(argv, message, capsys, tmp_path):

@@ -7,8 +7,11 @@ bad input ends in one line and a non-zero exit (docs/training.md).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -24,6 +27,7 @@ __all__ = [
     "check_data_dir",
     "epochs_int",
     "float_in",
+    "in_flag_terms",
     "int_in",
     "layers_int",
     "lr_float",
@@ -40,6 +44,7 @@ __all__ = [
     "store_files",
     "store_path",
     "threads_int",
+    "writing_store",
 ]
 
 PROG = "dendritic"
@@ -121,6 +126,38 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        namespace, extras = super().parse_known_args(args, namespace)
+        if not hasattr(namespace, FLAGS_ATTR):  # the (sub)command's own parser finishes first
+            flags = {a.dest: a.option_strings[-1] for a in self._actions if a.option_strings}
+            setattr(namespace, FLAGS_ATTR, flags)
+        return namespace, extras
+
+
+#: Where a parsed command keeps its options' flags by field name, for :func:`in_flag_terms`.
+FLAGS_ATTR = "_dendritic_flags"
+
+
+def in_flag_terms(message: str, args: argparse.Namespace | None) -> str:
+    """A library error as the command line says it: ``rewind_epoch=50`` becomes
+    ``--rewind-epoch 50`` and a bare ``prune_rounds`` becomes ``--prune-rounds`` (only names with
+    an underscore are rewritten bare, and none whose flag the message already names)."""
+    flags: dict[str, str] = getattr(args, FLAGS_ATTR, None) or {}
+
+    def assignment(m: re.Match[str]) -> str:
+        value = m.group(3) if m.group(3) is not None else m.group(4)
+        return f"{flags[m.group(1)]} {value}"
+
+    names = [n for n in sorted(flags, key=len, reverse=True) if flags[n] not in message]
+    if not names:
+        return message
+    alternatives = "|".join(map(re.escape, names))
+    message = re.sub(rf"\b({alternatives})=('([^']*)'|([^\s,;:()']+))", assignment, message)
+    bare = "|".join(re.escape(n) for n in names if "_" in n)
+    if bare:
+        message = re.sub(rf"(?<![\w-])({bare})\b(?!=)", lambda m: flags[m.group(1)], message)
+    return message
+
 
 # ---------------------------------------------------------------------------- paths
 def store_path(args: argparse.Namespace, *, default: str = "runs.db") -> Path:
@@ -133,6 +170,31 @@ def open_store(path: str | os.PathLike[str] | None, *, readonly: bool = False):
     from dendritic.store import RunStore
 
     return RunStore(nonempty_path(path, "--store"), readonly=readonly)
+
+
+@contextlib.contextmanager
+def writing_store(path: str | os.PathLike[str] | None) -> Iterator[Any]:
+    """The store a command records runs in (None for ``--no-store``), closed at the end.
+
+    A command that fails before recording anything leaves no new, empty store behind: a store
+    file this command created is removed again if it holds no run when the error arrives.
+    """
+    if path is None:
+        yield None
+        return
+    new = not Path(path).expanduser().exists()
+    store = open_store(path)
+    try:
+        yield store
+    except BaseException:
+        empty = new and len(store) == 0
+        store.close()
+        if empty:
+            for f in sqlite_files(Path(path).expanduser()):
+                f.unlink(missing_ok=True)
+        raise
+    else:
+        store.close()
 
 
 def store_files(path: str | os.PathLike[str] | None) -> list[Path]:

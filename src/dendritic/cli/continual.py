@@ -43,19 +43,18 @@ def _config(args: argparse.Namespace, **overrides: Any) -> Any:
 
 def _store(args: argparse.Namespace) -> Any:
     """The store these runs are recorded in (None with --no-store), opened after every check."""
-    from dendritic.cli.args import check_data_dir, no_store_conflicts, open_store, store_path
+    from dendritic.cli.args import check_data_dir, no_store_conflicts, store_path, writing_store
 
     no_store_conflicts(args)
     check_data_dir(args)
-    return None if args.no_store else open_store(store_path(args))
+    return writing_store(None if args.no_store else store_path(args))
 
 
 def _run(args: argparse.Namespace) -> int:
     from dendritic.continual.runner import run_continual
 
     config = _config(args)
-    store = _store(args)
-    try:
+    with _store(args) as store:
         result = run_continual(
             config,
             store=store,
@@ -65,9 +64,6 @@ def _run(args: argparse.Namespace) -> int:
             device=args.device,
             threads=args.threads,
         )
-    finally:
-        if store is not None:
-            store.close()
     if args.json:
         print(json.dumps({"config": config.to_dict(), **result.store_extra(), "run_id": result.run_id}))
         return 0
@@ -93,8 +89,7 @@ def _compare(args: argparse.Namespace) -> int:
     if args.out is not None:
         protected = [] if args.no_store else store_files(args.store or "runs.db")
         check_output_dir(args.out, option="--out", protected=protected)
-    store = _store(args)
-    try:
+    with _store(args) as store:
         comparison = compare(
             base,
             models=models,
@@ -107,9 +102,6 @@ def _compare(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             threads=args.threads,
         )
-    finally:
-        if store is not None:
-            store.close()
     print(f"matched to {comparison.target_params:,} trainable parameters")
     print(comparison.format_table())
     if args.out is not None:

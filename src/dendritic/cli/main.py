@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from dendritic.cli.args import PROG, ArgumentParser
+from dendritic.cli.args import PROG, ArgumentParser, in_flag_terms
 from dendritic.errors import DendriticError, Terminated, one_line, sigterm_interrupts
 
 __all__ = ["build_parser", "main"]
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except (DendriticError, ValueError, OSError, LookupError, FloatingPointError) as exc:
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{PROG}: error: {in_flag_terms(_one_line(exc), args)}", file=sys.stderr)
         return 1
     except MemoryError:
         print(

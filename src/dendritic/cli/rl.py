@@ -54,7 +54,7 @@ def _names(text: str, choices: tuple[str, ...], what: str) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dendritic.cli.args import no_store_conflicts, open_store, store_path
+    from dendritic.cli.args import no_store_conflicts, store_path, writing_store
     from dendritic.rl.networks import NETWORKS
     from dendritic.rl.run import RLConfig, require_rl, run_rl
 
@@ -68,8 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     require_rl()
     no_store_conflicts(args)
-    store = None if args.no_store else open_store(store_path(args))
-    try:
+    with writing_store(None if args.no_store else store_path(args)) as store:
         for config in configs:
             result = run_rl(config, store=store, replace=args.replace, threads=args.threads)
             line = result.summary()
@@ -88,9 +87,6 @@ def _run(args: argparse.Namespace) -> int:
             elif result.run_id is not None:
                 line += f" ({'reused finished run' if result.reused else 'run'} {result.run_id})"
             print(line, flush=True)
-    finally:
-        if store is not None:
-            store.close()
     return 0
 
 

@@ -20,8 +20,10 @@ from dendritic.cli.args import (
     store_files,
     store_path,
     threads_int,
+    writing_store,
 )
 from dendritic.cli.progress import RunsBar
+from dendritic.errors import DendriticError
 from dendritic.files import check_output_dir
 from dendritic.models.spec import options_label
 from dendritic.sweeps.grids import AXES, EXPERIMENTS, FLAGS, expand, get_experiment, parse_list
@@ -334,7 +336,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             locate(dataset, args.data_dir)
     if args.checkpoints is not None:
         check_output_dir(args.checkpoints, option="--checkpoints", protected=store_files(args.store))
-    from dendritic.store import RunStore
     from dendritic.sweeps.backends import LocalBackend, RayBackend
     from dendritic.sweeps.coordinator import run_sweep
 
@@ -343,19 +344,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         resolve_device(args.device)  # fail here, not in every worker
     bar = None if args.no_bar or not sys.stderr.isatty() else RunsBar()
-    with RunStore(args.store) as store, bar if bar is not None else contextlib.nullcontext():
+    with writing_store(args.store) as store, bar if bar is not None else contextlib.nullcontext():
         if args.backend == "ray":
             try:
                 backend: Any = RayBackend(
                     args.address, threads=args.threads or 1, connect_timeout=args.connect_timeout
                 )
-            except ImportError as exc:
-                print(f"{PROG}: error: {exc}", file=sys.stderr)
-                return 1
+            except ImportError as exc:  # raised, so that a store this command created goes again
+                raise DendriticError(str(exc)) from exc
         else:
             backend = LocalBackend(args.workers)
             _warn_oversubscription(args.workers, args.threads)
-        try:
+        with contextlib.closing(backend):
             report = run_sweep(
                 configs,
                 store,
@@ -368,6 +368,4 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 reclaim=RECLAIM_AFTER if args.reclaim else None,
                 experiment=experiment.name,
             )
-        finally:
-            backend.close()
     return 1 if report.failed else 0

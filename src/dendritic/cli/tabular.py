@@ -71,13 +71,13 @@ def _study(args: argparse.Namespace) -> Any:
 def _run(args: argparse.Namespace) -> int:
     import sys
 
-    from dendritic.cli.args import open_store, store_path
+    from dendritic.cli.args import store_path, writing_store
     from dendritic.cli.progress import RunsBar
     from dendritic.tabular import run_study
 
     study = _study(args)
     path = store_path(args)
-    with open_store(path) as store, RunsBar() as bar:
+    with writing_store(path) as store, RunsBar() as bar:
         show = None if args.quiet or not sys.stderr.isatty() else bar
         result = run_study(store, study, progress=show, threads=args.threads)
     print(f"{result.ran} runs fitted, {result.skipped} already in {path} ({result.seconds:.0f} s)")

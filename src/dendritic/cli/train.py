@@ -16,13 +16,13 @@ from dendritic.cli.args import (
     lr_float,
     model_options_of,
     no_store_conflicts,
-    open_store,
     positive_int,
     seed_int,
     sigma_float,
     store_files,
     store_path,
     threads_int,
+    writing_store,
 )
 from dendritic.cli.progress import progress_callbacks
 from dendritic.files import check_output_dir
@@ -60,8 +60,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.checkpoint is not None:  # before any training: a bad path must not cost a run
         # nor may one run's checkpoint replace another's (the file's own run, then the store's)
         check_target(args.checkpoint, protected=tuple(store_files(path)), config=config.to_dict())
-    store = None if path is None else open_store(path)
-    try:
+    with writing_store(path) as store:
         if args.checkpoint is not None and store is not None:
             check_owner(args.checkpoint, config.to_dict(), store=store)
         result = train(
@@ -75,9 +74,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             threads=args.threads,
             experiment=experiment_of(config.to_dict()),
         )
-    finally:
-        if store is not None:
-            store.close()
     where = f", run {result.run_id} in {path}" if result.run_id is not None else ""
     print(
         f"{config.model} on {config.dataset}: test accuracy {100 * result.test_accuracy:.2f} %, "

@@ -82,8 +82,9 @@ def check_lottery(config: Any) -> None:
     if config.lottery == "none":
         changed = [k for k, v in LOTTERY_DEFAULTS.items() if k != "lottery" and getattr(config, k) != v]
         if changed:
+            verb = "applies" if len(changed) == 1 else "apply"
             raise ValueError(
-                f"{', '.join(changed)} only apply to a lottery run (lottery='rewind' or 'finetune')"
+                f"{', '.join(changed)} only {verb} to a lottery run (lottery='rewind' or lottery='finetune')"
             )
         return
     if config.model != "vANN":
