@@ -39,7 +39,7 @@ def _cases() -> dict[str, list[tuple]]:
     out, dend = ops.dendritic_layer_t(
         x, t(nnz), idx, off, *tables, 1, t(n_dend), t(n_dend), t(S), D, 0.1, True
     )
-    n_blocks = kernels.n_blocks(n_dend)
+    n_blocks = kernels.n_blocks(n_dend, n_in, nnz)
     x_rows = torch.rand(10, n_in)
     y = torch.randint(0, 3, (10,))
     params = [t(nnz), t(n_dend), t(n_dend), t(S), t(3, S), t(3)]

@@ -414,8 +414,20 @@ def test_a_store_whose_log_holds_changes_on_a_full_disk_says_so(tmp_path, capsys
     "argv",
     [
         ["train", "--model", "vANN", "--dataset", "cifar10", "--epochs", "1"],
-        ["sweep", "main", "--dataset", "cifar10", "--models", "vANN", "--trials", "1", "--somata", "8",
-         "--dendrites", "1"],
+        [
+            "sweep",
+            "main",
+            "--dataset",
+            "cifar10",
+            "--models",
+            "vANN",
+            "--trials",
+            "1",
+            "--somata",
+            "8",
+            "--dendrites",
+            "1",
+        ],
         ["continual", "run", "--model", "vANN", "--dataset", "cifar10", "--quiet"],
     ],  # fmt: skip
     ids=["train", "sweep", "continual"],
@@ -435,7 +447,17 @@ def test_a_failing_command_keeps_a_store_that_was_there(tmp_path, capsys):
     before = hashlib.sha256(path.read_bytes()).hexdigest()
     empty = tmp_path / "no-data"
     empty.mkdir()
-    argv = ["train", "--model", "vANN", "--dataset", "cifar10", "--store", str(path), "--data-dir", str(empty)]
+    argv = [
+        "train",
+        "--model",
+        "vANN",
+        "--dataset",
+        "cifar10",
+        "--store",
+        str(path),
+        "--data-dir",
+        str(empty),
+    ]
     assert main(argv) == 1
     assert path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == before
     with RunStore(path, readonly=True) as s:

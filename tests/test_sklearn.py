@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("sklearn")
 pytest.importorskip("scipy")
 
-from sklearn.datasets import load_iris, make_regression  # noqa: E402
+from sklearn.datasets import load_iris, load_wine, make_regression  # noqa: E402
 from sklearn.model_selection import GridSearchCV, StratifiedKFold  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
@@ -205,3 +205,17 @@ def test_import_dendritic_does_not_load_sklearn():
 
     code = "import sys, dendritic; assert 'sklearn' not in sys.modules and 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_predictions_run_in_chunks_with_the_same_outputs(monkeypatch):
+    """Predictions go PREDICT_ROWS samples at a time (memory independent of len(X)); the outputs
+    are those of one pass."""
+    from dendritic.sklearn import estimators
+
+    x, y = load_wine(return_X_y=True)
+    model = DendriticClassifier(somata=12, dendrites=3, synapses=4, epochs=2, random_state=0).fit(x, y)
+    whole = model.predict_proba(x)
+    monkeypatch.setattr(estimators, "PREDICT_ROWS", 7)
+    chunked = model.predict_proba(x)
+    np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-12)
+    assert chunked.shape == (len(x), 3)

@@ -271,7 +271,10 @@ def test_bad_model_options_are_one_line_errors():
             ["--model", "vANN", "--lottery", "finetune", "--rewind-epoch", "0"],
             "--rewind-epoch only applies to --lottery rewind (",
         ),
-        (["--model", "vANN", "--prune-rounds", "3"], "--prune-rounds only applies to a lottery run (--lottery"),
+        (
+            ["--model", "vANN", "--prune-rounds", "3"],
+            "--prune-rounds only applies to a lottery run (--lottery",
+        ),
     ],
 )
 def test_bad_options_are_one_line_errors_from_the_cli(argv, message, capsys, tmp_path):

@@ -375,3 +375,55 @@ def test_random_fields_with_many_synapses_on_few_inputs_do_not_hang():
         assert table.min() >= 0 and table.max() < 1000
     counts = np.bincount(random_inputs(np.random.default_rng(1), 1000, 2000, 200).indices, minlength=1000)
     assert counts.min() > 0.6 * counts.mean() and counts.max() < 1.4 * counts.mean()  # uniform over inputs
+
+
+# ---------------------------------------------------------------------------- backward tables
+def test_the_backward_tables_stay_linear_in_the_wiring():
+    """The grad-input kernel's start offsets were n_out/512 · n_in: 12.5 TB for 10 M somata over
+    80 M dendrites (a ``DendriticClassifier(somata=10**7)`` died in torch's allocator)."""
+    from dendritic.layers import kernels
+
+    n_out, n_in = 10**7, 8 * 10**7  # the soma stage: one cable per dendrite
+    assert kernels.transposed_bytes(n_out, n_in, nnz=n_in) <= 8 * (4 + 2 + 1) * n_in + 64
+    # the paper's layers keep their tiles
+    for n_out, n_in, nnz in ((32768, 784, 32768 * 16), (512, 32768, 32768), (2048, 3072, 2048 * 16)):
+        assert kernels.grad_block(n_out, n_in, nnz) == kernels.GRAD_BLOCK
+
+
+def test_a_larger_tile_gives_the_same_gradients(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from dendritic.layers import kernels
+    from dendritic.nn import SparseLinear
+
+    if not kernels._load_cpp():
+        pytest.skip("the C++ operators are not built")
+    n_in, n_out, k = 3000, 2000, 2
+    gen = torch.Generator().manual_seed(0)
+    indices = torch.randint(0, n_in, (n_out * k,), generator=gen)
+    offsets = torch.arange(0, n_out * k, k)
+    grad_out = torch.randn(n_out, 7, generator=gen, dtype=torch.float64)
+    weight = torch.randn(n_out * k, generator=gen, dtype=torch.float64)
+    grads = {}
+    for block in (kernels.GRAD_BLOCK, 1000, n_out):
+        tables = kernels.transposed_wiring(indices, offsets, n_in, block)
+        assert tables[0].numel() == -(-n_out // block) * n_in + 1
+        grads[block] = torch.ops.dendritic.spmm_t_transposed(
+            grad_out, weight, *tables, n_in, -(-n_out // block)
+        )
+    for g in grads.values():  # the same sums, grouped by other tiles
+        torch.testing.assert_close(g, grads[kernels.GRAD_BLOCK], rtol=1e-12, atol=1e-12)
+    # a layer whose tables would outgrow its wiring builds them with a larger tile, and trains
+    monkeypatch.setattr(kernels, "_STARTS_FLOOR", 0)
+    monkeypatch.setattr(kernels, "_STARTS_PER_CONNECTION", 1)
+    assert kernels.grad_block(n_out, n_in, n_out * k) == n_out  # 4 tiles · 3,000 inputs > 4,000 connections
+    table = (np.arange(n_out)[:, None] * 7 + np.arange(k)) % n_in
+    layer = SparseLinear(n_in, n_out, Connectivity.from_table(table, n_in), dtype=torch.float64)
+    assert layer.n_blocks == 1
+    x = torch.randn(7, n_in, dtype=torch.float64, requires_grad=True)
+    layer(x).sum().backward()
+    reference = torch.zeros(n_out, n_in, dtype=torch.float64)
+    rows = torch.arange(n_out).repeat_interleave(
+        torch.diff(torch.cat([layer.offsets, torch.tensor([layer.indices.numel()])]))
+    )
+    reference[rows, layer.indices] = layer.weight.detach()
+    torch.testing.assert_close(x.grad, torch.ones(7, n_out, dtype=torch.float64) @ reference)

@@ -133,11 +133,25 @@ def sparse_linear_t(
         tables = _tables(indices, offsets, h.shape[0], transposed)
         if eager_fast_path():  # bias and backward in C++
             fast: torch.Tensor = torch.ops.dendritic.sparse_linear_ad(
-                h, weight, bias, indices, offsets, *tables, n_out, kernels.n_blocks(n_out), False
+                h,
+                weight,
+                bias,
+                indices,
+                offsets,
+                *tables,
+                n_out,
+                kernels.n_blocks(n_out, h.shape[0], indices.numel()),
+                False,
             )
             return fast
         out = torch.ops.dendritic.sparse_linear_t(
-            h.contiguous(), weight, indices, offsets, *tables, n_out, kernels.n_blocks(n_out)
+            h.contiguous(),
+            weight,
+            indices,
+            offsets,
+            *tables,
+            n_out,
+            kernels.n_blocks(n_out, h.shape[0], indices.numel()),
         )
     elif blocks:
         block = h.shape[0] // n_out
@@ -195,7 +209,8 @@ def dendritic_layer_t(
     if uses_cpp(h, dendrite_weight) and not keep_dendrites and eager_fast_path():
         out_fast: torch.Tensor = torch.ops.dendritic.dendritic_layer_ad(
             h, dendrite_weight, dendrite_bias, soma_weight, soma_bias, indices, offsets,
-            *_tables(indices, offsets, h.shape[0], transposed), kernels.n_blocks(n_dend), per_soma, float(slope),
+            *_tables(indices, offsets, h.shape[0], transposed), kernels.n_blocks(n_dend, h.shape[0], indices.numel()),
+            per_soma, float(slope),
             False,
         )  # fmt: skip
         return out_fast, None
@@ -204,7 +219,7 @@ def dendritic_layer_t(
         need_grad = torch.is_grad_enabled() and (h.requires_grad or any(p.requires_grad for p in params))
         tables = _tables(indices, offsets, h.shape[0], transposed)
         out, dendrites = torch.ops.dendritic.dendritic_layer_t(
-            h.contiguous(), dendrite_weight, indices, offsets, *tables, kernels.n_blocks(n_dend),
+            h.contiguous(), dendrite_weight, indices, offsets, *tables, kernels.n_blocks(n_dend, h.shape[0], indices.numel()),
             dendrite_bias, soma_weight, soma_bias, per_soma, float(slope), keep_dendrites or need_grad,
         )  # fmt: skip
         return out, (dendrites if keep_dendrites else None)

@@ -25,7 +25,7 @@ Backends (``DENDRITIC_KERNEL=bag|cpp``, default: ``cpp`` where it builds, else `
   :mod:`dendritic.layers.buildinfo`. Forward and grad-weight parallelise over outputs with
   ``at::parallel_for`` (so ``torch.set_num_threads`` applies), holding a block of the batch in
   vector registers. grad-h is a *gather* over a transposed CSR (input → its connections), tiled
-  by blocks of :data:`GRAD_BLOCK` outputs so the slice of ``grad_out`` being read stays in L2.
+  by blocks of :data:`GRAD_BLOCK` outputs (more in huge layers: :func:`grad_block`) so the slice of ``grad_out`` being read stays in L2.
   Every output or input row is written by one thread in a fixed order, so results do not depend
   on the thread count.
 * ``bag`` — ``F.embedding_bag`` over the transposed input: used on CUDA, for dtypes other than
@@ -90,6 +90,13 @@ _OPS_NAMESPACE = "dendritic"
 #: Outputs per tile of the grad-input kernel, which the transposed wiring is built for: a
 #: (512, 128) float32 slice of the output gradient stays in L2 (the paper's batch of 128).
 GRAD_BLOCK = 512
+#: The blocked tables hold ``n_blocks · n_in + 1`` start offsets: quadratic in the layer's size
+#: for a fixed block (10 M somata over 80 M dendrites would need 12.5 TB). Above this many per
+#: connection (or 2^20 in all) the block grows so that the tables stay linear in the wiring (the
+#: same sums, grouped by other tiles: equal up to rounding). No layer of the paper's grids is
+#: that large, so their gradients keep their bits.
+_STARTS_PER_CONNECTION = 4
+_STARTS_FLOOR = 1 << 20
 # grad-h reads grad_out one block of outputs at a time; a block of this many bytes stays in L2.
 _BLOCK_BYTES = 1 << 18
 
@@ -302,10 +309,11 @@ class _Plan:
 
     def tables(self, indices: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The transposed wiring the grad-input kernel reads (built on first need)."""
-        if GRAD_BLOCK not in self.transposed:
-            idx, off = self.wiring(indices, offsets)
-            self.transposed[GRAD_BLOCK] = transposed_wiring(idx, off, self.n_in)
-        return self.transposed[GRAD_BLOCK]
+        idx, off = self.wiring(indices, offsets)
+        block = grad_block(self.n_out, self.n_in, idx.numel())
+        if block not in self.transposed:
+            self.transposed[block] = transposed_wiring(idx, off, self.n_in, block)
+        return self.transposed[block]
 
 
 # Keyed by the indices tensor's identity (tensors compare element-wise, so not by equality).
@@ -366,10 +374,13 @@ def _plan(indices: torch.Tensor, offsets: torch.Tensor, n_in: int, n_out: int, f
 
 
 def transposed_wiring(
-    indices: torch.Tensor, offsets: torch.Tensor, n_in: int, block: int = GRAD_BLOCK
+    indices: torch.Tensor, offsets: torch.Tensor, n_in: int, block: int | None = None
 ) -> tuple[torch.Tensor, ...]:
     """The wiring as the grad-input kernel reads it (``dendritic::transpose_blocked``): modules
-    build it once, as buffers, so the backward of their operators needs no cache."""
+    build it once, as buffers, so the backward of their operators needs no cache. ``block``
+    defaults to :func:`grad_block` of the layer's sizes."""
+    if block is None:
+        block = grad_block(offsets.numel(), n_in, indices.numel())
     return tuple(
         _ops().transpose_blocked(
             indices.to(torch.int64).contiguous(), offsets.to(torch.int64).contiguous(), n_in, block
@@ -377,8 +388,25 @@ def transposed_wiring(
     )
 
 
-def n_blocks(n_out: int, block: int = GRAD_BLOCK) -> int:
+def grad_block(n_out: int, n_in: int, nnz: int) -> int:
+    """Outputs per tile of the grad-input kernel for a layer of these sizes: :data:`GRAD_BLOCK`,
+    or more where its start offsets would outgrow the wiring itself."""
+    limit = max(_STARTS_PER_CONNECTION * nnz, _STARTS_FLOOR)
+    if -(-n_out // GRAD_BLOCK) * n_in <= limit:
+        return GRAD_BLOCK
+    return max(GRAD_BLOCK, -(-n_out // max(1, limit // max(n_in, 1))))
+
+
+def n_blocks(n_out: int, n_in: int, nnz: int) -> int:
+    """Tiles of the grad-input kernel: what :func:`transposed_wiring` built the tables for."""
+    block = grad_block(n_out, n_in, nnz)
     return (n_out + block - 1) // block
+
+
+def transposed_bytes(n_out: int, n_in: int, nnz: int) -> int:
+    """Bytes of a layer's transposed tables (int64): start offsets, two entries per connection,
+    fan-out. Memory checks count them before a layer is built."""
+    return 8 * (n_blocks(n_out, n_in, nnz) * n_in + 1 + 2 * nnz + n_in + 1)
 
 
 def _bag(h: torch.Tensor, weight: torch.Tensor, indices: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -435,7 +463,13 @@ def sparse_matmul_t(
         out = _ops().spmm_t(h, weight, idx, off, n_out)  # no graph to record: skip autograd's overhead
     else:
         out = _ops().sparse_linear_t(
-            h, weight, idx, off, *plan.tables(indices, offsets), n_out, n_blocks(n_out)
+            h,
+            weight,
+            idx,
+            off,
+            *plan.tables(indices, offsets),
+            n_out,
+            n_blocks(n_out, h.shape[0], idx.numel()),
         )
     return out
 
@@ -491,7 +525,8 @@ def dendritic_layer_t(
     idx, off = plan.wiring(indices, offsets)
     if torch.is_grad_enabled() and (h.requires_grad or any(p.requires_grad for p in params)):
         out, dendrites = _ops().dendritic_layer_t(
-            h, weight, idx, off, *plan.tables(indices, offsets), n_blocks(n_dend), bias_d, weight_s, bias_s,
+            h, weight, idx, off, *plan.tables(indices, offsets), n_blocks(n_dend, h.shape[0], idx.numel()),
+            bias_d, weight_s, bias_s,
             per_soma, slope, True,
         )  # fmt: skip
         return out, (dendrites if keep_dendrites else None)

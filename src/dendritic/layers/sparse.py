@@ -28,7 +28,7 @@ from torch.nn.utils import parametrize
 
 from dendritic.errors import DendriticError
 from dendritic.layers import functional as DF
-from dendritic.layers.kernels import GRAD_BLOCK, transposed_wiring
+from dendritic.layers.kernels import GRAD_BLOCK, n_blocks, transposed_wiring
 from dendritic.wiring.connectivity import Connectivity
 from dendritic.wiring.sampling import random_inputs
 
@@ -302,7 +302,8 @@ class SparseLinear(_KeepsWiring):
         if kernel == "bag" and not sparse:
             raise ValueError("the bag kernel needs sparse wiring")
         self.kernel = kernel
-        self.n_blocks = (self.out_features + GRAD_BLOCK - 1) // GRAD_BLOCK
+        nnz = self.indices.numel() if self.indices is not None else 0
+        self.n_blocks = n_blocks(self.out_features, self.in_features, nnz)
         if self.indices is not None and self.offsets is not None:
             tables = DF.transposed_wiring(self.indices, self.offsets, self.in_features)
             for name, table in zip(_TABLES, tables, strict=True):

@@ -292,7 +292,7 @@ def normalize_input_shape(input_shape: int | Sequence[int]) -> tuple[int, ...]:
 
 
 #: Bytes one parameter costs while a model is built and trained: weights, gradients, Adam's two
-#: moments and the int64 wiring index (and its temporaries). Only used to refuse sizes that
+#: moments and the int64 wiring index (and its temporaries); the backward's tables come on top. Only used to refuse sizes that
 #: cannot fit, before numpy or torch try to allocate them.
 BYTES_PER_PARAMETER = 32
 
@@ -304,7 +304,7 @@ def estimate_size(spec: ModelSpec, input_shape: tuple[int, ...], n_classes: int)
     weights count here (they take the same memory), not in the trainable count."""
     variant = spec.variant
     rule = spec.layer_spec().receptive_field
-    params, needed = 0, 0
+    params, needed, tables = 0, 0, 0
     shape = input_shape
     n_dendrites = spec.dendrites * spec.somata
     n_branches = n_dendrites * spec.branches
@@ -321,12 +321,27 @@ def estimate_size(spec: ModelSpec, input_shape: tuple[int, ...], n_classes: int)
             str(rule), geometry, spec.somata, n_branches // spec.somata, spec.synapses
         )
         needed = max(needed, drawing or 0)
+        tables += _tables_bytes(variant, n_in, n_branches, fan_in, n_dendrites, spec.somata)
         shape = (spec.somata, 1, 1)  # a deeper layer sees the previous somata (as a near-square grid)
     if spec.residual:
         params += 2 * spec.somata * spec.layers  # a normalisation before layers 2..L and before the output
     # the read-out: dense, or one weight per soma (class-specific) and a bias per class
     params += spec.somata + n_classes if spec.readout == "class-specific" else (spec.somata + 1) * n_classes
-    return params, needed + BYTES_PER_PARAMETER * params
+    return params, needed + tables + BYTES_PER_PARAMETER * params
+
+
+def _tables_bytes(
+    variant: Any, n_in: int, n_branches: int, fan_in: int, n_dendrites: int, somata: int
+) -> int:
+    """The sparse stages' backward tables (``transposed_bytes``), kept as buffers beside the weights."""
+    from dendritic.layers.kernels import transposed_bytes
+
+    total = 0
+    if variant.receptive_field != "all":  # sampled synapses: a sparse dendrite stage
+        total += transposed_bytes(n_branches, n_in, n_branches * fan_in)
+    if variant.cables != "all":  # each dendrite on its own soma
+        total += transposed_bytes(somata, n_dendrites, n_dendrites)
+    return total
 
 
 def trainable_parameters(spec: ModelSpec, input_shape: int | Sequence[int], n_classes: int) -> int:

@@ -28,6 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from dendritic.errors import one_line
+from dendritic.layers.kernels import transposed_bytes
 from dendritic.nn.layer import DEFAULT_SLOPE, DendriticLayer, seeded
 from dendritic.sklearn.order import FEATURE_ORDERS, feature_order, ordered_local_fields
 
@@ -87,23 +88,34 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
 
 
 #: Bytes a trainable parameter takes while an estimator fits and predicts: float32 weight,
-#: gradient and Adam's two moments, and the float64 copy predictions run on.
-BYTES_PER_PARAMETER = 24
+#: gradient and Adam's two moments, the float64 copy predictions run on, and an int64 index.
+BYTES_PER_PARAMETER = 32
+#: Bytes a node (dendrite, soma, hidden unit) takes per sample in flight: float32 output, the
+#: input its backward keeps and its gradient while training; float64 outputs while predicting.
+BYTES_PER_ACTIVATION = 16
+#: Predictions run this many samples at a time, so their memory does not grow with ``X``.
+PREDICT_ROWS = 1024
 
 
-def _check_fits(name: str, params: int) -> None:
+def _check_fits(name: str, params: int, *, nodes: int, rows: int, tables: int = 0) -> None:
     """A one-line error before a network beyond this machine's memory is built (torch's own
-    allocation failure is a RuntimeError)."""
+    allocation failure is a RuntimeError, or the kernel's OOM killer). ``nodes`` units of the
+    network hold ``rows`` samples at once; ``tables``: bytes of the sparse stages' backward tables."""
     from dendritic.models.network import ModelTooLargeError
     from dendritic.wiring.budget import available_memory, gigabytes
 
-    needed = params * BYTES_PER_PARAMETER
+    needed = params * BYTES_PER_PARAMETER + tables + nodes * rows * BYTES_PER_ACTIVATION
     available = available_memory()
     if available is not None and needed > available:
         raise ModelTooLargeError(
             f"{name} with {params:,} trainable parameters needs about {gigabytes(needed)} to fit; "
             f"this machine has {gigabytes(available)} of memory available"
         )
+
+
+def _rows_in_flight(batch_size: int, n: int) -> int:
+    """The most samples a network holds at once: a training batch, or a prediction chunk."""
+    return max(min(int(batch_size), n), min(PREDICT_ROWS, n), 1)
 
 
 class _TorchEstimator(BaseEstimator):
@@ -177,13 +189,15 @@ class _TorchEstimator(BaseEstimator):
 
     def _forward(self, x: Any) -> np.ndarray:
         """The network's outputs, computed in float64 from the trained float32 weights, so a
-        sample's prediction does not depend on the batch it comes in (scikit-learn checks that)."""
+        sample's prediction does not depend on the batch it comes in (scikit-learn checks that);
+        :data:`PREDICT_ROWS` samples at a time."""
         check_is_fitted(self, "model_")
         x = _validate_data(self, x, reset=False, dtype=[np.float64, np.float32])
         model = copy.deepcopy(self.model_).double()
+        inputs = torch.from_numpy(np.array(x, dtype=np.float64))
         with torch.no_grad():
-            out = model(torch.from_numpy(np.array(x, dtype=np.float64)))
-        return out.numpy()
+            out = [model(chunk) for chunk in torch.split(inputs, PREDICT_ROWS)]
+        return torch.cat(out).numpy() if out else model(inputs).numpy()
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -247,9 +261,15 @@ class _DendriticNetwork:
         synapses = min(self.synapses, n)  # a dendrite cannot sample more features than there are
         dendrites = self.somata * self.dendrites
         cables = dendrites * (self.somata if self.cables == "all" else 1)
+        tables = transposed_bytes(dendrites, n, dendrites * synapses)
+        if self.cables != "all":
+            tables += transposed_bytes(self.somata, dendrites, dendrites)
         _check_fits(
             type(self).__name__,
             dendrites * (synapses + 1) + cables + self.somata + (self.somata + 1) * n_out,
+            nodes=dendrites + self.somata + n_out,
+            rows=_rows_in_flight(self.batch_size, len(x)),
+            tables=tables,
         )
         field: Any = self.receptive_field
         self.feature_order_: np.ndarray | None = None
@@ -298,7 +318,12 @@ class _DenseNetwork:
         _check_int("hidden", self.hidden)
 
     def _network(self, x: np.ndarray, n_out: int, rng: np.random.Generator) -> nn.Module:
-        _check_fits(type(self).__name__, (x.shape[1] + 1) * self.hidden + (self.hidden + 1) * n_out)
+        _check_fits(
+            type(self).__name__,
+            (x.shape[1] + 1) * self.hidden + (self.hidden + 1) * n_out,
+            nodes=self.hidden + n_out,
+            rows=_rows_in_flight(self.batch_size, len(x)),
+        )
         return nn.Sequential(
             nn.Linear(x.shape[1], self.hidden), nn.LeakyReLU(DEFAULT_SLOPE), nn.Linear(self.hidden, n_out)
         )
