@@ -200,3 +200,22 @@ def test_figure_spec_draws_from_a_store(tmp_path):
     inputs.runs = load_runs(RunStore(tmp_path / "empty.db"))
     with pytest.raises(Skip, match="dendritic rl run"):
         FIGURES["rl-learning-curves"].draw(inputs)
+
+
+def test_figures_write_the_rl_table_beside_the_curves(tmp_path):
+    pytest.importorskip("matplotlib")
+    from dendritic.report import make_figures
+    from dendritic.store import RunStore
+
+    with RunStore(tmp_path / "runs.db") as store:
+        for seed in (1, 2):
+            run_rl(_tiny(network="mlp", seed=seed, steps=256, eval_episodes=1), store=store)
+        result = make_figures(
+            store, tmp_path / "out", formats=("png",), only=["rl-learning-curves"], download=False
+        )
+    assert set(result.figures) == {"rl-learning-curves"}, result.skipped
+    table = (tmp_path / "out" / "rl-learning-curves.md").read_text()
+    assert "| ppo | CartPole-v1 | mlp | 9,155 | 2 |" in table
+    csv = (tmp_path / "out" / "rl-learning-curves.csv").read_text().splitlines()
+    assert csv[0].startswith("algo,task,network,seeds,params,final_mean") and len(csv) == 2
+    assert result.figure_tables["rl-learning-curves"]["rows"][0][:3] == ["ppo", "CartPole-v1", "mlp"]

@@ -215,3 +215,45 @@ def test_run_command_fits_and_resumes(tmp_path, capsys):
     assert sorted({r["seed"] for r in runs}) == [3, 4]
     local = [r for r in runs if r["model"] == "dendritic-local"]
     assert {r["config"]["epochs"] for r in local} == {1} and {r["config"]["lr"] for r in local} == {0.01}
+
+
+def test_the_tabular_table_is_written_beside_its_figure_and_shown_in_the_report(tiny_store, tmp_path):
+    """`dendritic figures` writes beyond-tabular.csv/.md; the HTML report shows the table under the
+    figure, drawn now or read from a figures folder (rendered in headless Chromium where there is one)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("matplotlib")
+    from dendritic.report import build_report, make_figures
+
+    path, *_ = tiny_store
+    out = tmp_path / "figures"
+    with RunStore(path, readonly=True) as store:
+        result = make_figures(store, out, formats=("png",), only=["beyond-tabular"], download=False)
+        assert set(result.figures) == {"beyond-tabular"}, result.skipped
+        rows = (out / "beyond-tabular.csv").read_text().splitlines()
+        assert len(rows) == 1 + 2 * 2 * len(MODELS)  # 2 datasets x 2 noise levels x the models
+        table = (out / "beyond-tabular.md").read_text()
+        assert "| iris | 50 | mlp | accuracy % |" in table and "| diabetes | 0 | hgb | R² |" in table
+        manifest = json.loads((out / "figures.json").read_text())
+        (entry,) = manifest["figures"]
+        assert entry["table"]["header"][:4] == ["dataset", "uninformative %", "model", "metric"]
+        assert len(entry["table"]["rows"]) == len(rows) - 1
+        from_folder = build_report(store, tmp_path / "from-folder.html", figures_dir=out)
+        drawn = build_report(store, tmp_path / "drawn.html")
+    for report in (from_folder, drawn):
+        page = report.read_text()
+        assert 'id="beyond-tabular-table"' in page and "<td>diabetes</td>" in page
+    # a damaged table in figures.json is a one-line error, not a broken page
+    manifest["figures"][0]["table"]["rows"] = [[1, 2]]
+    (out / "figures.json").write_text(json.dumps(manifest))
+    with (
+        RunStore(path, readonly=True) as store,
+        pytest.raises(ValueError, match="is not title, header and rows"),
+    ):
+        build_report(store, tmp_path / "bad.html", figures_dir=out)
+    sys.path.insert(0, str(Path(__file__).parent))
+    from browser import assert_renders
+
+    assert_renders(from_folder, images=1)

@@ -62,6 +62,8 @@ class ReportFigure:
     label: str
     caption: str
     png: bytes
+    #: the table ``dendritic figures`` wrote beside the figure: {"title", "header", "rows"}
+    table: dict[str, Any] | None = None
 
 
 @dataclass
@@ -143,6 +145,26 @@ def _text(manifest_path: Path, entry: dict[str, Any], key: str) -> str:
     return value
 
 
+def _figure_table(manifest_path: Path, entry: dict[str, Any]) -> dict[str, Any] | None:
+    """A figure's table as figures.json gives it (title, header cells, rows of cells), checked."""
+    table = entry.get("table")
+    if table is None:
+        return None
+    ok = (
+        isinstance(table, dict)
+        and isinstance(table.get("title"), str)
+        and isinstance(table.get("header"), list)
+        and all(isinstance(h, str) for h in table["header"])
+        and isinstance(table.get("rows"), list)
+        and all(isinstance(r, list) and all(isinstance(c, str) for c in r) for r in table["rows"])
+    )
+    if not ok:
+        raise PathError(
+            f"{manifest_path}: the table of figure {entry.get('name')!r} is not title, header and rows"
+        )
+    return dict(table)
+
+
 def _from_folder(folder: Path, content: _Content) -> None:
     """Figures (PNG) of a folder written by ``dendritic figures``, with captions from figures.json."""
     if not folder.is_dir():
@@ -162,6 +184,7 @@ def _from_folder(folder: Path, content: _Content) -> None:
                         _text(manifest_path, entry, "label"),
                         _text(manifest_path, entry, "caption"),
                         png,
+                        _figure_table(manifest_path, entry),
                     )
                 )
         skipped = manifest.get("skipped", {})
@@ -231,7 +254,11 @@ def build_report(
             for name, paths in result.figures.items():
                 png = next(p for p in paths if p.suffix == ".png")
                 info = FIGURES[name]
-                content.figures.append(ReportFigure(name, info.label, info.caption, png.read_bytes()))
+                content.figures.append(
+                    ReportFigure(
+                        name, info.label, info.caption, png.read_bytes(), result.figure_tables.get(name)
+                    )
+                )
             content.skipped = dict(result.skipped)
             content.notes = list(result.notes)
             content.dataset = result.dataset
@@ -316,11 +343,21 @@ def _continual_table(rows: Sequence[Any]) -> str:
 
 def _figure_html(fig: ReportFigure) -> str:
     data = base64.b64encode(fig.png).decode("ascii")
-    return (
+    html_ = (
         f'<figure id="{_e(fig.name)}"><h3>{_e(fig.label)}</h3>'
         f'<img src="data:image/png;base64,{data}" alt="{_e(fig.label)}">'
         f"<figcaption>{_e(fig.caption)}</figcaption></figure>"
     )
+    if fig.table is not None:
+        head = "".join(f"<th>{_e(h)}</th>" for h in fig.table["header"])
+        body = "".join(
+            "<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in fig.table["rows"]
+        )
+        html_ += (
+            f"<p><b>{_e(fig.table['title'])}</b></p>"
+            f'<table class="data" id="{_e(fig.name)}-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+        )
+    return html_
 
 
 def _e(text: Any) -> str:

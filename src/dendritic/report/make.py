@@ -53,6 +53,8 @@ class FiguresResult:
         default_factory=dict
     )  #: figure name → panels (axes, colorbars not counted)
     tables: dict[str, Table] = field(default_factory=dict)
+    #: figure name → the table written beside it: {"title", "header": [...], "rows": [[cell, ...]]}
+    figure_tables: dict[str, dict[str, Any]] = field(default_factory=dict)
     analyses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  #: Figs 5-6: model → analyses
     notes: list[str] = field(default_factory=list)
     dataset: str | None = None
@@ -486,16 +488,14 @@ def _write_table(
             return "–"
         return format(value, fmt) if fmt else str(value)
 
-    lines = [
-        f"### {title}",
-        "",
-        "| " + " | ".join(h for _, h, _ in columns) + " |",
-        "|" + "---|" * len(columns),
-    ]
-    lines += ["| " + " | ".join(cell(r.get(k), f) for k, _, f in columns) + " |" for r in rows]
+    header = [h for _, h, _ in columns]
+    cells = [[cell(r.get(k), f) for k, _, f in columns] for r in rows]
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
     path = out / f"{stem}.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     result.written.append(path)
+    result.figure_tables[stem] = {"title": title, "header": header, "rows": cells}
 
 
 def _percent(rows: Sequence[Mapping[str, Any]], *keys: str) -> list[dict[str, Any]]:
@@ -560,12 +560,44 @@ def _selectivity_table(out: Path, inputs: FigureInputs, result: FiguresResult) -
     ), result)  # fmt: skip
 
 
+def _tabular_table(out: Path, inputs: FigureInputs, result: FiguresResult) -> None:
+    from dendritic.analysis.tabular import tabular_rows
+
+    rows = tabular_rows([r for r in inputs.runs.runs if r.get("experiment") == "tabular"])
+    shown = [
+        {**r, **({k: 100 * r[k] for k in ("score_mean", "score_sd")} if r["metric"] == "accuracy" else {}),
+         "metric": "accuracy %" if r["metric"] == "accuracy" else "R²", "noise": 100 * r["noise"]}
+        for r in rows
+    ]  # fmt: skip
+    _write_table(out, "beyond-tabular", "Tabular data: test score per dataset, uninformative features and model (mean, s.d. across seeds of each seed's cross-validated mean)", shown, (
+        ("dataset", "dataset", ""), ("noise", "uninformative %", ".0f"), ("model", "model", ""),
+        ("metric", "metric", ""), ("score_mean", "test score", ".2f"), ("score_sd", "s.d.", ".2f"),
+        ("seeds", "seeds", ""), ("folds", "folds", ""), ("params", "parameters", ",.0f"),
+        ("fit_seconds", "fit s", ".2f"),
+    ), result)  # fmt: skip
+
+
+def _rl_table(out: Path, inputs: FigureInputs, result: FiguresResult) -> None:
+    from dendritic.rl.summary import group_rl_runs, summary_rows
+
+    rows = summary_rows(group_rl_runs((r, inputs.runs.epochs_of(r)) for r in inputs.runs.of("rl")))
+    _write_table(out, "rl-learning-curves", "Reinforcement learning: final evaluation return (mean, s.d. over seeds), steps to the threshold, parameters and time", rows, (
+        ("algo", "algorithm", ""), ("task", "task", ""), ("network", "network", ""), ("params", "parameters", ","),
+        ("seeds", "seeds", ""), ("final_mean", "final return", ".1f"), ("final_sd", "s.d.", ".1f"),
+        ("final_iqm", "IQM", ".1f"), ("threshold", "threshold", "g"),
+        ("iqm_steps_to_threshold", "IQM steps to threshold", ",.0f"), ("seeds_reaching", "seeds reaching", ""),
+        ("median_steps_to_threshold", "median steps (reaching)", ",.0f"), ("train_seconds", "train s", ".1f"),
+    ), result)  # fmt: skip
+
+
 #: Tables written next to a figure once it is drawn: figure name → writer.
 _TABLES: dict[str, Callable[[Path, FigureInputs, FiguresResult], None]] = {
     "beyond-depth": _depth_table,
     "beyond-morphology": _morphology_table,
     "beyond-sparse-controls": _sparse_controls_table,
     "beyond-selectivity": _selectivity_table,
+    "beyond-tabular": _tabular_table,
+    "rl-learning-curves": _rl_table,
 }
 
 
@@ -591,6 +623,7 @@ def _write_manifest(out: Path, result: FiguresResult, *, on: str, runs: StoreRun
                 "caption": FIGURES[name].caption,
                 "files": [p.name for p in paths],
                 "panels": result.panels.get(name),
+                **({"table": result.figure_tables[name]} if name in result.figure_tables else {}),
             }
             for name, paths in result.figures.items()
         ],
