@@ -77,6 +77,10 @@ def _cases() -> dict[str, list[tuple]]:
             for need in (False, True)
         ],
         "transpose_2d": [(t(7, 5),), (t(300, 129, dtype=torch.float64),)],
+        # the selectivity regulariser's class sums (issue 23): a batch not a multiple of 8, a class absent
+        "class_sums_t": [(t(n_dend, 13, grad=True), torch.tensor([0, 2, 2, 1, 0, 0, 2, 1, 1, 2, 0, 2, 2]), 4),
+                         (t(5, B, dtype=torch.float64, grad=True), torch.zeros(B, dtype=torch.long), 1)],
+        "class_sums_t_backward": [(t(4, n_dend), t(n_dend, 13), torch.tensor([0, 2, 2, 1, 0, 0, 2, 1, 1, 2, 0, 2, 2]))],
         "head_forward": [(t(S, B), t(3, S), t(3), torch.randint(0, 3, (B,)))],
         "head_backward": [(torch.tensor(1.0), torch.softmax(t(3, B), 0), t(S, B), t(3, S), torch.randint(0, 3, (B,)), need)
                           for need in (False, True)],

@@ -101,6 +101,39 @@ def test_index_gradient_matches_finite_differences():
     )
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("batch", [13, 64])
+def test_feature_major_class_sums_equal_the_batch_major_reference(dtype, batch):
+    """The paper's networks' layout runs a C++ pass each way (``dendritic::class_sums_t``): the
+    class means and their gradient equal relu(a) @ one_hot(y) on the transposed activations, with
+    a class absent from the batch, a batch that is not a multiple of the vector width, and zeros."""
+    from dendritic.layers.functional import class_sums_t
+
+    gen = torch.Generator().manual_seed(batch)
+    acts = torch.randn(37, batch, generator=gen, dtype=dtype)
+    acts[3, :5] = 0.0
+    labels = torch.randint(0, 4, (batch,), generator=gen)
+    labels[labels == 2] = 1  # class 2 absent
+    k = 5
+    fm = acts.clone().requires_grad_()
+    bm = acts.t().clone().requires_grad_()
+    means_fm, counts_fm = class_means(fm, labels, k, feature_major=True)
+    means_bm, counts_bm = class_means(bm, labels, k)
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    torch.testing.assert_close(means_fm, means_bm, **tol)
+    assert torch.equal(counts_fm, counts_bm) and counts_fm[2] == 0
+    weights = torch.randn(k, 37, generator=gen, dtype=dtype)
+    (means_fm * weights).sum().backward()
+    (means_bm * weights).sum().backward()
+    torch.testing.assert_close(fm.grad, bm.grad.t(), **tol)
+    assert torch.all(fm.grad[acts <= 0] == 0)  # relu's subgradient, zeros included
+    if dtype == torch.float64:
+        a = (torch.rand(6, 11, generator=gen, dtype=dtype) - 0.3).requires_grad_()
+        assert torch.autograd.gradcheck(lambda t: class_sums_t(t, labels[:11], 5), (a,))
+    with pytest.raises(ValueError, match="one label per sample"):
+        class_means(fm, labels[:-1], k, feature_major=True)
+
+
 def test_regularised_loss_gradient_matches_finite_differences():
     """The whole loss, through the hooks, of a float64 model: d(CE − α·SI)/d(input)."""
     torch.manual_seed(0)

@@ -9,6 +9,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -1131,6 +1132,111 @@ at::Tensor sparse_linear_ad(const at::Tensor& x, const at::Tensor& weight, const
                                batch_major);
 }
 
+// Class sums of rectified feature-major activations (the selectivity regulariser's class means,
+// issue 23): out[k, n] = sum over samples b of class k of max(a[n, b], 0), one pass over a (the
+// same as relu(a) @ one_hot(y), without the rectified copy). Each node is summed by one thread in
+// sample order, so results do not depend on the thread count.
+void check_class_sums(const at::Tensor& a, const at::Tensor& labels, int64_t n_classes) {
+  TORCH_CHECK(a.device().is_cpu() && a.dim() == 2 && a.is_contiguous(),
+              "activations must be a contiguous 2-D CPU tensor (nodes, batch)");
+  TORCH_CHECK(labels.scalar_type() == at::kLong && labels.dim() == 1 && labels.is_contiguous() &&
+                  labels.numel() == a.size(1), "labels must be contiguous int64, one per sample");
+  TORCH_CHECK(n_classes >= 1, "n_classes must be positive");
+  const int64_t* y = labels.data_ptr<int64_t>();
+  for (int64_t b = 0; b < labels.numel(); ++b) TORCH_CHECK(y[b] >= 0 && y[b] < n_classes, "label out of range");
+}
+
+// Per class k, 0/1 masks of the batch's samples, vector by vector: masks[k · C + c] covers samples
+// c·L … c·L + L − 1 (C = ⌈B / L⌉ vectors, the last one padded with zeros).
+template <typename T>
+std::vector<typename Vec<T>::type> class_masks(const int64_t* y, int64_t B, int64_t n_classes) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::L;
+  const int64_t C = (B + L - 1) / L;
+  std::vector<V> masks(static_cast<size_t>(n_classes * C), V{});
+  for (int64_t b = 0; b < B; ++b) masks[y[b] * C + b / L][b % L] = T(1);
+  return masks;
+}
+
+template <typename T> inline T hsum(typename Vec<T>::type v) {
+  T total = T(0);
+  for (int l = 0; l < Vec<T>::L; ++l) total += v[l];
+  return total;
+}
+
+at::Tensor class_sums_t(const at::Tensor& a, const at::Tensor& labels, int64_t n_classes) {
+  check_class_sums(a, labels, n_classes);
+  const int64_t N = a.size(0), B = a.size(1);
+  auto out = at::zeros({n_classes, N}, a.options());
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "class_sums_t", [&] {
+    using V = typename Vec<scalar_t>::type;
+    constexpr int L = Vec<scalar_t>::L;
+    const int64_t C = (B + L - 1) / L;
+    const std::vector<V> masks = class_masks<scalar_t>(labels.data_ptr<int64_t>(), B, n_classes);
+    const scalar_t* src = a.data_ptr<scalar_t>();
+    scalar_t* dst = out.data_ptr<scalar_t>();
+    at::parallel_for(0, N, std::max<int64_t>(1, 16384 / std::max<int64_t>(B, 1)), [&](int64_t n0, int64_t n1) {
+      std::vector<V> row(static_cast<size_t>(C)), acc(static_cast<size_t>(n_classes));
+      for (int64_t n = n0; n < n1; ++n) {
+        const scalar_t* r = src + n * B;
+        for (int64_t c = 0; c < C; ++c) {  // max(a, 0), the tail zero-padded
+          V v{};
+          if ((c + 1) * L <= B) v = loadu<scalar_t>(r + c * L);
+          else for (int64_t b = c * L; b < B; ++b) v[b - c * L] = r[b];
+          row[c] = v > V{} ? v : V{};
+        }
+        for (int64_t k = 0; k < n_classes; ++k) {
+          const V* m = masks.data() + k * C;
+          V s{};
+          for (int64_t c = 0; c < C; ++c) s += row[c] * m[c];
+          acc[k] = s;
+        }
+        for (int64_t k = 0; k < n_classes; ++k) dst[k * N + n] = hsum<scalar_t>(acc[k]);
+      }
+    });
+  });
+  return out;
+}
+
+// Its backward: grad_a[n, b] = a[n, b] > 0 ? grad[y_b, n] : 0 (relu's subgradient at 0).
+at::Tensor class_sums_t_backward(const at::Tensor& grad, const at::Tensor& a, const at::Tensor& labels) {
+  const int64_t n_classes = grad.dim() == 2 ? grad.size(0) : 0;
+  check_class_sums(a, labels, std::max<int64_t>(n_classes, 1));
+  TORCH_CHECK(grad.device().is_cpu() && grad.dim() == 2 && grad.size(1) == a.size(0) &&
+                  grad.scalar_type() == a.scalar_type(), "grad must be (classes, nodes) of the activations' dtype");
+  const at::Tensor g = grad.contiguous();
+  const int64_t N = a.size(0), B = a.size(1);
+  auto out = at::empty_like(a);
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "class_sums_t_backward", [&] {
+    using V = typename Vec<scalar_t>::type;
+    constexpr int L = Vec<scalar_t>::L;
+    const int64_t C = (B + L - 1) / L;
+    const std::vector<V> masks = class_masks<scalar_t>(labels.data_ptr<int64_t>(), B, n_classes);
+    const scalar_t* src = a.data_ptr<scalar_t>();
+    const scalar_t* gp = g.data_ptr<scalar_t>();
+    scalar_t* dst = out.data_ptr<scalar_t>();
+    at::parallel_for(0, N, std::max<int64_t>(1, 16384 / std::max<int64_t>(B, 1)), [&](int64_t n0, int64_t n1) {
+      std::vector<V> column(static_cast<size_t>(n_classes));
+      for (int64_t n = n0; n < n1; ++n) {
+        for (int64_t k = 0; k < n_classes; ++k) column[k] = gp[k * N + n] + V{};  // broadcast
+        const scalar_t* r = src + n * B;
+        scalar_t* o = dst + n * B;
+        for (int64_t c = 0; c < C; ++c) {
+          V spread{};  // each sample's own class's gradient (the masks are 0/1: exact)
+          for (int64_t k = 0; k < n_classes; ++k) spread += column[k] * masks[k * C + c];
+          if ((c + 1) * L <= B) {
+            const V v = loadu<scalar_t>(r + c * L);
+            storeu<scalar_t>(o + c * L, v > V{} ? spread : V{});
+          } else {
+            for (int64_t b = c * L; b < B; ++b) o[b] = r[b] > scalar_t(0) ? spread[b - c * L] : scalar_t(0);
+          }
+        }
+      }
+    });
+  });
+  return out;
+}
+
 }  // namespace
 
 // Schemas: what torch.compile, torch.export and the dispatcher know of each operator. Tensors
@@ -1164,6 +1270,8 @@ TORCH_LIBRARY(dendritic, m) {
       "sparse_linear_ad(Tensor x, Tensor weight, Tensor? bias, Tensor indices, Tensor offsets, Tensor t_starts, "
       "Tensor t_rows, Tensor t_perm, Tensor t_fan_out, int n_out, int n_blocks, bool batch_major) -> Tensor");
   m.def("transpose_2d(Tensor x) -> Tensor");
+  m.def("class_sums_t(Tensor a, Tensor labels, int n_classes) -> Tensor");
+  m.def("class_sums_t_backward(Tensor grad, Tensor a, Tensor labels) -> Tensor");
   m.def(
       "adam_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, int step, "
       "float lr, float beta1, float beta2, float eps, bool keras=False) -> ()");
@@ -1191,6 +1299,8 @@ TORCH_LIBRARY_IMPL(dendritic, CPU, m) {
   m.impl("sparse_linear_t", &sparse_linear_t);
   m.impl("dendritic_layer_t", &dendritic_layer_t);
   m.impl("transpose_2d", &transpose_2d);
+  m.impl("class_sums_t", &class_sums_t);
+  m.impl("class_sums_t_backward", &class_sums_t_backward);
   m.impl("adam_step_", &adam_step_);
   m.impl("head_forward", &head_forward);
   m.impl("head_backward", &head_backward);

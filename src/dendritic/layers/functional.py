@@ -24,6 +24,7 @@ from dendritic.layers import kernels
 
 __all__ = [
     "CPP_DTYPES",
+    "class_sums_t",
     "dendritic_layer_t",
     "eager_fast_path",
     "fast_autograd_enabled",
@@ -227,3 +228,18 @@ def dendritic_layer_t(
     summed = (dend.reshape(n_soma, per_soma, -1) * soma_weight.reshape(n_soma, per_soma, 1)).sum(dim=1)
     out = F.leaky_relu(summed + soma_bias[:, None], slope)
     return out, (dend if keep_dendrites else None)
+
+
+def class_sums_t(activations: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """``(K, nodes)``: per class, the sum of max(a, 0) over the batch's samples of that class, for
+    feature-major activations ``(nodes, B)`` (the selectivity regulariser's class means, times the
+    counts). One C++ pass each way for CPU float32/float64 (``dendritic::class_sums_t``); elsewhere
+    ``relu(a) @ one_hot(labels)`` in plain PyTorch. The gradient at a = 0 is relu's (zero)."""
+    labels = labels.long()
+    if activations.is_cpu and activations.dtype in CPP_DTYPES and _cpp_enabled():
+        sums: torch.Tensor = torch.ops.dendritic.class_sums_t(
+            activations.contiguous(), labels.cpu().contiguous(), int(n_classes)
+        )
+        return sums
+    onehot = F.one_hot(labels.to(activations.device), n_classes).to(activations.dtype)
+    return (torch.relu(activations) @ onehot).t()

@@ -182,6 +182,20 @@ def _register_training_fakes() -> None:
         _check(x.dim() == 2, lambda: "transpose_2d takes a 2-D tensor")
         return x.new_empty((x.shape[1], x.shape[0]))
 
+    @fake("dendritic::class_sums_t")
+    def _class_sums_t(a: T, labels: T, n_classes: int) -> T:
+        _check(a.dim() == 2, lambda: "activations must be 2-D (nodes, batch)")
+        _check(labels.dim() == 1 and labels.shape[0] == a.shape[1], lambda: "one label per sample")
+        _check(n_classes >= 1, lambda: "n_classes must be positive")
+        return a.new_empty((n_classes, a.shape[0]))
+
+    @fake("dendritic::class_sums_t_backward")
+    def _class_sums_t_backward(grad: T, a: T, labels: T) -> T:
+        _check(a.dim() == 2 and grad.dim() == 2, lambda: "grad and activations must be 2-D")
+        _check(grad.shape[1] == a.shape[0], lambda: "grad must be (classes, nodes)")
+        _check(labels.dim() == 1 and labels.shape[0] == a.shape[1], lambda: "one label per sample")
+        return a.new_empty(a.shape)
+
     @fake("dendritic::head_forward")
     def _head_forward(h: T, weight: T, bias: T, target: T) -> tuple[T, T, T]:
         _check(h.dim() == 2 and weight.dim() == 2, lambda: "h and weight must be 2-D")
@@ -292,7 +306,21 @@ def _layer_backward(ctx: Any, grad_out: torch.Tensor, _grad_dendrites: torch.Ten
     )
 
 
+def _class_sums_setup(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+    a, labels, _n_classes = inputs
+    ctx.save_for_backward(a, labels)
+
+
+def _class_sums_backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+    a, labels = ctx.saved_tensors
+    grad_a = _ops().class_sums_t_backward(grad.to(a.dtype), a, labels) if ctx.needs_input_grad[0] else None
+    return grad_a, None, None
+
+
 def _register_autograd() -> None:
+    torch.library.register_autograd(
+        "dendritic::class_sums_t", _class_sums_backward, setup_context=_class_sums_setup
+    )
     torch.library.register_autograd(
         "dendritic::sparse_linear_t", _sparse_linear_backward, setup_context=_sparse_linear_setup
     )

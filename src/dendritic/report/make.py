@@ -563,7 +563,7 @@ def _selectivity_table(out: Path, inputs: FigureInputs, result: FiguresResult) -
 def _tabular_table(out: Path, inputs: FigureInputs, result: FiguresResult) -> None:
     from dendritic.analysis.tabular import tabular_rows
 
-    rows = tabular_rows([r for r in inputs.runs.runs if r.get("experiment") == "tabular"])
+    rows = tabular_rows([r for r in getattr(inputs.runs, "runs", []) if r.get("experiment") == "tabular"])
     shown = [
         {**r, **({k: 100 * r[k] for k in ("score_mean", "score_sd")} if r["metric"] == "accuracy" else {}),
          "metric": "accuracy %" if r["metric"] == "accuracy" else "R²", "noise": 100 * r["noise"]}

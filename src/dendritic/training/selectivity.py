@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dendritic.layers.functional import class_sums_t
 from dendritic.models.network import DendriticNet
 from dendritic.nn.layer import DendriticLayer
 from dendritic.nn.spec import check_choice, check_float
@@ -73,20 +74,26 @@ SELECTIVITY_LAYERS: tuple[str, ...] = ("somata", "dendrites", "dendrites+somata"
 
 
 def class_means(
-    activations: torch.Tensor, labels: torch.Tensor, n_classes: int
+    activations: torch.Tensor, labels: torch.Tensor, n_classes: int, *, feature_major: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(K, nodes) mean of max(a, 0) per class over a batch ``(B, nodes)``, and the (K,) counts."""
+    """(K, nodes) mean of max(a, 0) per class over a batch ``(B, nodes)`` (``(nodes, B)`` with
+    ``feature_major``: the layout the paper's networks compute in, read without a transpose),
+    and the (K,) counts."""
     if activations.dim() != 2:
         raise ValueError(f"activations must be 2-D (batch, nodes), got shape {tuple(activations.shape)}")
-    if labels.dim() != 1 or len(labels) != len(activations):
+    batch = activations.shape[1] if feature_major else activations.shape[0]
+    if labels.dim() != 1 or len(labels) != batch:
         raise ValueError(f"labels must be 1-D with one label per sample, got shape {tuple(labels.shape)}")
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise ValueError(f"labels must be integer class indices, got {labels.dtype}")
     if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
         raise ValueError(f"labels must lie in [0, {n_classes})")
-    onehot = F.one_hot(labels.long(), n_classes).to(activations.dtype)  # (B, K)
-    counts = onehot.sum(dim=0)
-    sums = onehot.t() @ activations.clamp_min(0)
+    counts = torch.bincount(labels.long(), minlength=n_classes).to(activations.dtype)
+    if feature_major:  # the paper's networks: one C++ pass each way (dendritic.layers.functional)
+        sums = class_sums_t(activations, labels, n_classes)
+    else:  # relu, not clamp_min(0): the same values, and a backward several times faster
+        onehot = F.one_hot(labels.long(), n_classes).to(activations.dtype)  # (B, K)
+        sums = onehot.t() @ torch.relu(activations)
     return sums / counts.clamp_min(1)[:, None], counts
 
 
@@ -98,13 +105,26 @@ def selectivity_index(
     eps: float = EPS,
     memory: torch.Tensor | None = None,
     known: torch.Tensor | None = None,
+    feature_major: bool = False,
 ) -> torch.Tensor:
     """Per node (shape ``(nodes,)``), ``(μ_max − μ_rest) / (μ_max + μ_rest + eps)`` from the
-    class-conditional means of ``activations`` ``(B, nodes)`` (differentiable).
+    class-conditional means of ``activations`` ``(B, nodes)`` (``(nodes, B)`` with
+    ``feature_major``), differentiable.
 
     ``memory`` (K, nodes) holds class means to use for classes absent from the batch where
     ``known`` (K,) bool says they are known (detached); other absent classes are left out."""
-    means, counts = class_means(activations, labels, n_classes)
+    means, counts = class_means(activations, labels, n_classes, feature_major=feature_major)
+    return _index_of_means(means, counts, eps=eps, memory=memory, known=known)
+
+
+def _index_of_means(
+    means: torch.Tensor,
+    counts: torch.Tensor,
+    *,
+    eps: float,
+    memory: torch.Tensor | None,
+    known: torch.Tensor | None,
+) -> torch.Tensor:
     present = counts > 0
     if memory is not None and known is not None:
         fill = known & ~present
@@ -112,7 +132,7 @@ def selectivity_index(
         present = present | fill
     k = int(present.sum())
     if k < 2:
-        return activations.new_zeros(activations.shape[1]) + 0.0 * activations.sum()
+        return means.new_zeros(means.shape[1]) + 0.0 * means.sum()
     means = means[present]
     top = means.max(dim=0).values
     rest = (means.sum(dim=0) - top) / (k - 1)
@@ -174,7 +194,7 @@ class SelectivityRegularizer:
             raise ValueError(f"n_classes must be an integer >= 2, got {classes!r}")
         self.n_classes: int | None = classes
         self.last_index = float("nan")
-        self._captured: dict[str, torch.Tensor] = {}
+        self._captured: dict[str, tuple[torch.Tensor, bool]] = {}  # name → (activations, feature-major)
         self._memory: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._handles: list[Any] = []
         self._fused: list[tuple[DendriticLayer, bool]] = []
@@ -209,8 +229,10 @@ class SelectivityRegularizer:
     def _recorder(self, name: str, feature_major: bool) -> Callable[..., None]:
         def record(module: nn.Module, inputs: Any, output: Any) -> None:
             if self.model.training and torch.is_grad_enabled() and isinstance(output, torch.Tensor):
-                acts = output.t() if feature_major else output
-                self._captured[name] = acts.reshape(acts.shape[0], -1)
+                if feature_major:  # (nodes, B): kept so, every pass over it runs in memory order
+                    self._captured[name] = (output.reshape(-1, output.shape[-1]), True)
+                else:
+                    self._captured[name] = (output.reshape(output.shape[0], -1), False)
 
         return record
 
@@ -238,20 +260,20 @@ class SelectivityRegularizer:
         class means of this batch become the memory for classes absent from later ones."""
         values = []
         for name in self.layers:
-            acts = self._captured.pop(name, None)
-            if acts is None:
+            captured = self._captured.pop(name, None)
+            if captured is None:
                 raise RuntimeError(
                     f"selectivity layer {name!r} produced no activations in this forward pass; "
                     "is the regulariser attached (with ... as loss)?"
                 )
+            acts, feature_major = captured
+            means, counts = class_means(acts, target, n_classes, feature_major=feature_major)
             memory, known = self._memory.get(name, (None, None))
-            if memory is not None and memory.shape[1] != acts.shape[1]:
+            if memory is not None and memory.shape[1] != means.shape[1]:
                 memory, known = None, None
-            values.append(
-                selectivity_index(acts, target, n_classes, eps=self.eps, memory=memory, known=known).mean()
-            )
+            values.append(_index_of_means(means, counts, eps=self.eps, memory=memory, known=known).mean())
             with torch.no_grad():
-                means, counts = class_means(acts.detach(), target, n_classes)
+                means = means.detach()
                 present = counts > 0
                 if memory is None or known is None:
                     memory, known = means, present
