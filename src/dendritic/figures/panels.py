@@ -165,19 +165,22 @@ def draw_bars(
         if errors is not None and name in errors:
             err = np.nan_to_num(np.asarray(errors[name], dtype=float))
         ok = ~np.isnan(vals)
+        if not ok.any():  # one empty (NaN) bar: the legend still shows the series' colour
+            ok[:1] = True
+        face = (colours or {}).get(name, colour(name))
         ax.bar(
             pos[ok],
             vals[ok],
             width,
             yerr=None if err is None else err[ok],
-            color=(colours or {}).get(name, colour(name)),
+            color=face,
             edgecolor="black",
             linewidth=0.4,
             hatch=(hatches or {}).get(name),
             label=name,
             error_kw={"elinewidth": 0.7, "capsize": 1.5},
         )
-        for p in pos[~ok]:
+        for p in pos[np.isnan(vals)]:
             ax.annotate(
                 missing_mark,
                 (p, 0),
@@ -190,6 +193,7 @@ def draw_bars(
                 color=(colours or {}).get(name, colour(name)),
             )
     ax.set_xticks(xs, list(categories))
+    ax.set_xlim(-0.5, len(categories) - 0.5)  # every group whole, its missing marks included
     if log:
         ax.set_yscale("log")
 
