@@ -187,7 +187,10 @@ def writing_store(path: str | os.PathLike[str] | None) -> Iterator[Any]:
     try:
         yield store
     except BaseException:
-        empty = new and len(store) == 0
+        try:
+            empty = new and len(store) == 0
+        except Exception:  # a store that cannot be read now is kept: never lose what it may hold
+            empty = False
         store.close()
         if empty:
             for f in sqlite_files(Path(path).expanduser()):

@@ -292,8 +292,8 @@ def normalize_input_shape(input_shape: int | Sequence[int]) -> tuple[int, ...]:
 
 
 #: Bytes one parameter costs while a model is built and trained: weights, gradients, Adam's two
-#: moments and the int64 wiring index (and its temporaries); the backward's tables come on top. Only used to refuse sizes that
-#: cannot fit, before numpy or torch try to allocate them.
+#: moments and the int64 wiring index (and its temporaries); the backward's tables come on top.
+#: Only used to refuse sizes that cannot fit, before numpy or torch try to allocate them.
 BYTES_PER_PARAMETER = 32
 
 

@@ -114,8 +114,9 @@ def _check_fits(name: str, params: int, *, nodes: int, rows: int, tables: int = 
 
 
 def _rows_in_flight(batch_size: int, n: int) -> int:
-    """The most samples a network holds at once: a training batch, or a prediction chunk."""
-    return max(min(int(batch_size), n), min(PREDICT_ROWS, n), 1)
+    """The most samples a network holds at once: a training batch (of ``n`` samples), or a
+    prediction chunk (of any ``X`` predicted later)."""
+    return max(min(int(batch_size), n), PREDICT_ROWS)
 
 
 class _TorchEstimator(BaseEstimator):
