@@ -311,6 +311,40 @@ def test_fused_layer_gradcheck_and_threads(cpp):
     assert_same_on_1_and_2_threads(compute)
 
 
+def test_fused_layer_kept_dendrites_are_differentiable(cpp):
+    """A loss on the kept dendrites (the selectivity regulariser's) reaches every input through the
+    fused layer's one backward pass: gradients equal the part-by-part computation's, gradcheck."""
+    from dendritic.layers import functional as DF
+
+    indices, offsets = wiring(12, 6, None, seed=4)  # irregular fan-in, empty dendrites included
+    gen = torch.Generator().manual_seed(1)
+    args = [
+        torch.randn(12, 9, dtype=torch.float64, generator=gen).requires_grad_(),  # h
+        torch.randn(indices.numel(), dtype=torch.float64, generator=gen).requires_grad_(),  # synapses
+        torch.randn(6, dtype=torch.float64, generator=gen).requires_grad_(),  # dendrite biases
+        torch.randn(6, dtype=torch.float64, generator=gen).requires_grad_(),  # dendrite → soma weights
+        torch.randn(3, dtype=torch.float64, generator=gen).requires_grad_(),  # soma biases
+    ]
+    weigh_out, weigh_dend = torch.randn(3, 9, dtype=torch.float64), torch.randn(6, 9, dtype=torch.float64)
+
+    def fused(h, w, bd, v, bs):
+        return kernels.dendritic_layer_t(h, w, bd, indices, offsets, v, bs, 2, 0.1, keep_dendrites=True)
+
+    def by_parts(h, w, bd, v, bs):
+        dend = F.leaky_relu(DF.sparse_linear_t(h, w, indices, offsets, bd), 0.1)
+        return F.leaky_relu((dend.reshape(3, 2, -1) * v.reshape(3, 2, 1)).sum(1) + bs[:, None], 0.1), dend
+
+    grads = []
+    for f in (fused, by_parts):
+        out, dend = f(*args)
+        grads.append(torch.autograd.grad((out * weigh_out).sum() + (dend * weigh_dend).sum(), args))
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    # the dendrites alone (the somata unused) and both together
+    assert torch.autograd.gradcheck(lambda *a: fused(*a)[1], tuple(args))
+    assert torch.autograd.gradcheck(fused, tuple(args))
+
+
 def test_fused_layer_rejects_bad_shapes(cpp):
     indices, offsets = wiring(10, 6, 2, seed=0)
     h, w = torch.randn(10, 4), torch.randn(12)

@@ -1,6 +1,7 @@
 """Selectivity (issue 23, item 1): the class-selectivity regulariser, class-specific somata, what a
 run reached, the engine's fallback for a regularised loss, the options' errors and the sweep."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -178,6 +179,47 @@ def test_regulariser_reads_dendrites_and_somata_of_a_dendritic_net():
         model.eval()  # validation and test: the base loss only
         with torch.no_grad():
             assert loss(model(x), y).item() == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-6)
+
+
+def test_activation_hooks_see_every_layer_and_come_off():
+    model = build_model("dANN-LRF", (28, 28), 10, dendrites=3, somata=12, synapses=4, layers=2, seed=1)
+    x, _ = _data(16)
+    seen: dict[str, torch.Tensor] = {}
+    handle = model.register_activation_hook(lambda m, name, a: seen.__setitem__(name, a))
+    logits, acts = model(x, return_activations=True)
+    assert sorted(seen) == sorted(acts) == ["dendrites_1", "dendrites_2", "somata_1", "somata_2"]
+    for name, a in seen.items():
+        assert torch.equal(a.t(), acts[name]) and a.requires_grad  # feature-major, differentiable
+    handle.remove()
+    seen.clear()
+    model(x)
+    assert not seen
+
+
+def test_regulariser_on_the_fused_layers_equals_the_part_by_part_computation():
+    """A DendriticNet keeps its fused C++ layers under the regulariser: the loss and every
+    gradient equal those of the same network run part by part (``unfused``), over batches that
+    use the memory of absent classes too."""
+    from dendritic.nn import unfused
+
+    x, y = _data(48)
+    grads = []
+    for fused in (True, False):
+        model = build_model("dANN-LRF", (28, 28), 10, dendrites=4, somata=16, layers=2, seed=2).double()
+        run = contextlib.nullcontext() if fused else unfused(model)
+        with run, SelectivityRegularizer(model, alpha=0.7, layers="dendrites+somata") as loss:
+            assert all(layer.fused for layer in model.layers) == fused
+            got = []
+            for batch in (slice(0, 48), slice(0, 12)):  # the second batch lacks classes
+                model.zero_grad()
+                value = loss(model(x[batch].double()), y[batch])
+                value.backward()
+                got.append((value.detach(), [p.grad.clone() for p in model.parameters()]))
+        grads.append(got)
+    for (v1, g1), (v2, g2) in zip(*grads, strict=True):
+        torch.testing.assert_close(v1, v2, rtol=1e-12, atol=1e-12)
+        for a, b in zip(g1, g2, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_regulariser_options_are_one_line_errors():

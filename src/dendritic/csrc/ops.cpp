@@ -20,6 +20,7 @@
 #include <cstring>
 #include <tuple>
 #include <type_traits>
+#include <optional>
 #include <vector>
 #if defined(__AVX__)
 #include <immintrin.h>
@@ -449,12 +450,20 @@ template <typename T> inline void leaky_grad(const T* g, const T* a, T scale, T 
   for (; b < B; ++b) dst[b] = (scale * g[b]) * (a[b] > T(0) ? T(1) : slope);
 }
 
+// dst[b] = (scale · g[b] + extra[b]) · (a[b] > 0 ? 1 : slope): as leaky_grad, with a gradient that
+// reaches the leaky ReLU's output directly as well (a loss on the dendrites' activations).
+template <typename T>
+inline void leaky_grad_plus(const T* g, const T* extra, const T* a, T scale, T slope, int64_t B, T* dst) {
+  for (int64_t b = 0; b < B; ++b) dst[b] = (scale * g[b] + extra[b]) * (a[b] > T(0) ? T(1) : slope);
+}
+
 // Gradients of dendritic_layer: (w, bd, v, bs) and, when G is not null, the dendrites'
 // pre-activation gradient G (dendrites, B) from which the caller gathers the input gradient.
+// gAp, when not null: a gradient (dendrites, B) on the dendrites' activations themselves.
 template <typename T>
 void layer_backward(const T* gp, const T* outp, const T* Ap, const T* xp, int64_t B, const int64_t* ip,
                     const int64_t* op, int64_t n_dend, int64_t nnz, const T* vp, int64_t S, int64_t D, T sl, T* gwp,
-                    T* gbdp, T* gvp, T* gbsp, T* Gp) {
+                    T* gbdp, T* gvp, T* gbsp, T* Gp, const T* gAp = nullptr) {
   at::parallel_for(0, S, soma_grain(S, nnz, B), [&](int64_t s0, int64_t s1) {
     std::vector<T> gz(B), scratch(B);
     std::vector<int64_t> dend(std::max<int64_t>(D, 1));
@@ -469,7 +478,8 @@ void layer_backward(const T* gp, const T* outp, const T* Ap, const T* xp, int64_
       for (; k < D; ++k) dots<T, 1>(gz.data(), Ap, B, dend.data() + k, gvp + d0 + k);
       for (int64_t d = d0; d < d0 + D; ++d) {
         T* ga = Gp ? Gp + d * B : scratch.data();
-        leaky_grad<T>(gz.data(), Ap + d * B, vp[d], sl, B, ga);
+        if (gAp) leaky_grad_plus<T>(gz.data(), gAp + d * B, Ap + d * B, vp[d], sl, B, ga);
+        else leaky_grad<T>(gz.data(), Ap + d * B, vp[d], sl, B, ga);
         gbdp[d] = row_sum<T>(ga, B);
         const int64_t c1 = row_end(op, d, n_dend, nnz);
         int64_t c = op[d];
@@ -483,12 +493,18 @@ void layer_backward(const T* gp, const T* outp, const T* Ap, const T* xp, int64_
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> dendritic_layer_backward(
     const at::Tensor& g_out, const at::Tensor& out, const at::Tensor& A, const at::Tensor& x, const at::Tensor& w,
-    const at::Tensor& idx, const at::Tensor& off, const at::Tensor& v, int64_t D, double slope, bool need_gx) {
+    const at::Tensor& idx, const at::Tensor& off, const at::Tensor& v, int64_t D, double slope, bool need_gx,
+    const std::optional<at::Tensor>& grad_dendrites) {
   check_common(x, w, idx, off);
   const int64_t n_dend = off.numel(), S = out.size(0), B = x.size(1), nnz = idx.numel();
   TORCH_CHECK(g_out.is_contiguous() && out.is_contiguous() && A.is_contiguous() && g_out.sizes() == out.sizes() &&
                   out.size(1) == B && A.size(0) == n_dend && A.size(1) == B && S * D == n_dend,
               "saved tensors disagree");
+  at::Tensor gA;
+  if (grad_dendrites.has_value() && grad_dendrites->defined()) {
+    gA = grad_dendrites->to(x.scalar_type()).contiguous();
+    TORCH_CHECK(gA.sizes() == A.sizes(), "grad_dendrites must be shaped like the dendrites");
+  }
   auto gw = at::empty({nnz}, x.options());
   auto gbd = at::empty({n_dend}, x.options());
   auto gv = at::empty({n_dend}, x.options());
@@ -499,7 +515,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> dendritic
                              x.data_ptr<scalar_t>(), B, idx.data_ptr<int64_t>(), off.data_ptr<int64_t>(), n_dend, nnz,
                              v.data_ptr<scalar_t>(), S, D, static_cast<scalar_t>(slope), gw.data_ptr<scalar_t>(),
                              gbd.data_ptr<scalar_t>(), gv.data_ptr<scalar_t>(), gbs.data_ptr<scalar_t>(),
-                             need_gx ? G.data_ptr<scalar_t>() : nullptr);
+                             need_gx ? G.data_ptr<scalar_t>() : nullptr,
+                             gA.defined() ? gA.data_ptr<scalar_t>() : nullptr);
   });
   return {gw, gbd, gv, gbs, G};
 }
@@ -982,7 +999,7 @@ using LayerFwd = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at:
                                                     const at::Tensor&, int64_t, double, bool);
 using LayerBwd = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
     const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-    const at::Tensor&, const at::Tensor&, int64_t, double, bool);
+    const at::Tensor&, const at::Tensor&, int64_t, double, bool, const std::optional<at::Tensor>&);
 using SpmmT = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t);
 using SddmmT = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&);
 using SpmmTT = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
@@ -1045,7 +1062,8 @@ struct LayerFunction : public torch::autograd::Function<LayerFunction> {
     const bool need_x = ctx->needs_input_grad(0);
     auto [gw, gbd, gv, gbs, pre] =
         op_layer_backward().call(g, out, saved[10], h, weight, saved[2], saved[3], saved[8],
-                                 ctx->saved_data["per_soma"].toInt(), ctx->saved_data["slope"].toDouble(), need_x);
+                                 ctx->saved_data["per_soma"].toInt(), ctx->saved_data["slope"].toDouble(), need_x,
+                                 std::nullopt);
     at::Tensor gx;
     if (need_x) {
       gx = op_spmm_transposed().call(pre, weight, saved[4], saved[5], saved[6], saved[7], rows_of(h),
@@ -1253,8 +1271,8 @@ TORCH_LIBRARY(dendritic, m) {
       "Tensor bias_s, int per_soma, float slope, bool keep) -> (Tensor, Tensor)");
   m.def(
       "dendritic_layer_backward(Tensor grad_out, Tensor out, Tensor dendrites, Tensor x, Tensor weight, "
-      "Tensor indices, Tensor offsets, Tensor weight_s, int per_soma, float slope, bool need_grad_x) "
-      "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "Tensor indices, Tensor offsets, Tensor weight_s, int per_soma, float slope, bool need_grad_x, "
+      "Tensor? grad_dendrites=None) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "sparse_linear_t(Tensor h, Tensor weight, Tensor indices, Tensor offsets, Tensor t_starts, Tensor t_rows, "
       "Tensor t_perm, Tensor t_fan_out, int n_out, int n_blocks) -> Tensor");

@@ -199,8 +199,8 @@ def dendritic_layer_t(
     """A whole dendro-somatic layer, feature-major: dendrite ``d`` = leaky(Σ synapses + bias),
     soma ``s`` = leaky(Σ of its own ``D`` dendrites' weighted activations + bias), where each soma
     owns a block of ``D = len(offsets) // len(soma_bias)`` dendrites. Returns the somata ``(S, B)``
-    and, with ``keep_dendrites``, the dendrites' activations ``(S·D, B)`` (not differentiable on
-    the C++ path).
+    and, with ``keep_dendrites``, the dendrites' activations ``(S·D, B)``, differentiable (a loss
+    on them reaches the weights through the same one backward pass).
 
     One C++ pass each way for CPU float32/float64 (the ``dendritic::dendritic_layer_t`` operator);
     elsewhere the same computation in plain PyTorch.

@@ -512,7 +512,7 @@ def dendritic_layer_t(
     soma s = leaky(Σ_k weight_s[s·D + k] · dendrite(s·D + k) + bias_s[s]) with D = ``per_soma``
     (the blocks wiring of dANNs: each soma sums only its own dendrites). Returns the somata and,
     when recorded (``keep_dendrites``, or always while autograd records), the dendrites' (n_dend,
-    B) activations — not differentiable. Callers check :func:`fused_layers_enabled` first.
+    B) activations, differentiable. Callers check :func:`fused_layers_enabled` first.
     """
     n_dend = offsets.numel()
     if per_soma < 1 or bias_s.numel() * per_soma != n_dend or weight_s.numel() != n_dend:

@@ -160,11 +160,16 @@ def _register_fakes() -> None:
     @fake("dendritic::dendritic_layer_backward")
     def _dendritic_layer_backward(
         grad_out: T, out: T, dendrites: T, x: T, weight: T, indices: T, offsets: T, weight_s: T, per_soma: int,
-        slope: float, need_grad_x: bool,
+        slope: float, need_grad_x: bool, grad_dendrites: T | None = None,
     ) -> tuple[T, T, T, T, T]:  # fmt: skip
         _check_sparse(x, weight, indices, offsets)
         _check(grad_out.shape == out.shape, lambda: "grad_out must be shaped like out")
         _check(dendrites.dim() == 2, lambda: "the forward must have kept the dendrites")
+        if grad_dendrites is not None:
+            _check(
+                grad_dendrites.shape == dendrites.shape,
+                lambda: "grad_dendrites must be shaped like the dendrites",
+            )
         n_dend = offsets.shape[0]
         pre = x.new_empty((n_dend, x.shape[1])) if need_grad_x else x.new_empty((0,))
         return (
@@ -268,20 +273,26 @@ def _layer_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, 
         x, weight, indices, offsets, t_starts, t_rows, t_perm, t_fan_out, weight_s, out, dendrites
     )
     ctx.n_blocks, ctx.per_soma, ctx.slope = n_blocks, per_soma, slope
-    ctx.mark_non_differentiable(dendrites)
+    if dendrites.dim() != 2:  # keep=False: an empty placeholder
+        ctx.mark_non_differentiable(dendrites)
 
 
-def _layer_backward(ctx: Any, grad_out: torch.Tensor, _grad_dendrites: torch.Tensor) -> tuple[Any, ...]:
+def _layer_backward(
+    ctx: Any, grad_out: torch.Tensor | None, grad_dendrites: torch.Tensor | None
+) -> tuple[Any, ...]:
+    """Gradients of ``dendritic_layer_t`` from the somata's gradient and, where the kept dendrites
+    feed a loss of their own (the selectivity regulariser), theirs: one C++ pass."""
     x, weight, indices, offsets, t_starts, t_rows, t_perm, t_fan_out, weight_s, out, dendrites = (
         ctx.saved_tensors
     )
     if dendrites.dim() != 2:
         raise RuntimeError("dendritic_layer_t ran with keep=False, so it saved nothing to differentiate")
     need_x = bool(ctx.needs_input_grad[0])
-    grad_out = grad_out.to(x.dtype).contiguous()
+    grad_out = torch.zeros_like(out) if grad_out is None else grad_out.to(x.dtype).contiguous()
     grad_w, grad_bd, grad_v, grad_bs, pre = _ops().dendritic_layer_backward(
-        grad_out, out, dendrites, x, weight, indices, offsets, weight_s, ctx.per_soma, ctx.slope, need_x
-    )
+        grad_out, out, dendrites, x, weight, indices, offsets, weight_s, ctx.per_soma, ctx.slope, need_x,
+        grad_dendrites,
+    )  # fmt: skip
     grad_x = None
     if need_x:
         grad_x = _ops().spmm_t_transposed(

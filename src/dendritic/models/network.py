@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, NamedTuple, cast
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from dendritic.errors import DendriticError
 from dendritic.layers.kernels import feature_major, fused_layers_enabled, head_loss_t
@@ -174,7 +176,8 @@ class DendriticNet(nn.Module):
     :func:`build_model_from_masks`); ``generator`` then draws the weights. ``oracle=True`` builds
     the masked-dense reference computation. ``model(x, return_activations=True)`` also returns
     every hidden layer's post-activation output, from the same forward pass, for the
-    node-activity analyses.
+    node-activity analyses. :meth:`register_activation_hook` hands them, differentiable, to a
+    function during every forward pass (a loss on the activations, on the fused C++ path).
     """
 
     def __init__(
@@ -357,18 +360,35 @@ class DendriticNet(nn.Module):
             correct = (logits.argmax(dim=1) == target).sum()
         return loss, correct
 
+    def register_activation_hook(
+        self, hook: Callable[[nn.Module, str, torch.Tensor], None]
+    ) -> RemovableHandle:
+        """Call ``hook(model, name, activations)`` in every forward pass with each hidden layer's
+        dendrites and somata (``"dendrites_1"``, ``"somata_1"``, ...; feature-major ``(units,
+        batch)``, differentiable, as the layers compute them: on the fused C++ path where they
+        take it). Returns a handle whose ``remove()`` detaches the hook."""
+        hooks = self.__dict__.setdefault("_activation_hooks", OrderedDict())  # weakly referenced
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
+
     def _hidden(
         self, x: torch.Tensor, return_activations: bool
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The last hidden layer's output, feature-major (units, batch), and the recorded activations."""
         h = feature_major(self._flatten(x))
         activations: dict[str, torch.Tensor] = {}
+        hooks = list(self.__dict__.get("_activation_hooks", {}).values())
         for index, layer in enumerate(self._blocks, start=1):
             skip = self.residual and index > 1  # layers 2..L read the stream normalised, add to it
             out, dendrites = layer.forward_t(
-                self.norms[index - 2](h) if skip else h, keep_dendrites=return_activations
+                self.norms[index - 2](h) if skip else h, keep_dendrites=return_activations or bool(hooks)
             )
             h = h + out if skip else out
+            for hook in hooks:
+                assert dendrites is not None
+                hook(self, f"dendrites_{index}", dendrites)
+                hook(self, f"somata_{index}", out)
             if return_activations:
                 assert dendrites is not None
                 activations[f"dendrites_{index}"] = dendrites.t()

@@ -543,7 +543,7 @@ class DendriticLayer(nn.Module):
         """Feature-major ``(in_features, B)`` → (somata ``(S, B)``, dendrites ``(S·D, B)`` or None).
 
         What networks call between layers (no transposes); the dendrites are returned when
-        ``keep_dendrites`` (not differentiable on the fused path).
+        ``keep_dendrites`` (differentiable, on the fused path too).
         """
         fused = self.fusable
         if self.branch_linear is None:

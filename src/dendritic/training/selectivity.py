@@ -29,10 +29,13 @@ Use it as ``fit``'s loss; it reads the layers' activations with forward hooks::
 For the paper's networks (:class:`~dendritic.models.DendriticNet`) ``layers`` names
 ``"dendrites"``, ``"somata"`` (every dendro-somatic layer) or one of them (``"somata_2"``); for any
 other model, names of its submodules (``model.named_modules()``) whose batch-major output is a
-layer's activations (e.g. an ``nn.ReLU``). While attached, :class:`~dendritic.nn.DendriticLayer`\\ s
-run part by part (their fused C++ pass calls no hooks), and ``fit`` takes plain autograd steps
-(its whole-step C++ path computes the plain cross-entropy only). In eval mode the loss is the
-base loss: validation and test losses stay comparable across α.
+layer's activations (e.g. an ``nn.ReLU``). A ``DendriticNet`` hands its activations over through
+:meth:`~dendritic.models.DendriticNet.register_activation_hook`, so its layers keep their fused
+C++ pass (dendrites kept and differentiable); in any other model the
+:class:`~dendritic.nn.DendriticLayer`\\ s run part by part while attached (their fused pass calls
+no module hooks). ``fit`` takes plain autograd steps (its whole-step C++ path computes the plain
+cross-entropy only). In eval mode the loss is the base loss: validation and test losses stay
+comparable across α.
 """
 
 from __future__ import annotations
@@ -201,23 +204,18 @@ class SelectivityRegularizer:
 
     # ------------------------------------------------------------------ hooks
     def _targets(self) -> list[tuple[str, nn.Module, bool]]:
-        """(layer name, module whose output it is, whether that output is feature-major)."""
-        if isinstance(self.model, DendriticNet):
-            blocks = list(self.model.layers)
-            out = []
-            for name in self.layers:
-                part, index = name.rsplit("_", 1)
-                block = blocks[int(index) - 1]
-                assert isinstance(block, DendriticLayer)
-                module = block.dendrite_activation if part == "dendrites" else block.soma_activation
-                out.append((name, module, True))  # DendriticNet runs its layers feature-major
-            return out
+        """(layer name, module whose output it is, whether that output is feature-major) of a
+        model other than a ``DendriticNet``."""
         modules = dict(self.model.named_modules())
         return [(name, modules[name], False) for name in self.layers]
 
     def attach(self) -> SelectivityRegularizer:
-        """Register the hooks and run the model's dendritic layers part by part."""
+        """Register the hooks (a ``DendriticNet``'s activation hook; elsewhere forward hooks, the
+        model's dendritic layers run part by part)."""
         if self._handles:
+            return self
+        if isinstance(self.model, DendriticNet):
+            self._handles.append(self.model.register_activation_hook(self._network_recorder))
             return self
         self._fused = [(m, m.fused) for m in self.model.modules() if isinstance(m, DendriticLayer)]
         for layer, _ in self._fused:
@@ -225,6 +223,11 @@ class SelectivityRegularizer:
         for name, module, feature_major in self._targets():
             self._handles.append(module.register_forward_hook(self._recorder(name, feature_major)))
         return self
+
+    def _network_recorder(self, model: nn.Module, name: str, activations: torch.Tensor) -> None:
+        """A ``DendriticNet``'s layer activations, feature-major (units, batch)."""
+        if name in self.layers and self.model.training and torch.is_grad_enabled():
+            self._captured[name] = (activations, True)
 
     def _recorder(self, name: str, feature_major: bool) -> Callable[..., None]:
         def record(module: nn.Module, inputs: Any, output: Any) -> None:
