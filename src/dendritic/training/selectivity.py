@@ -203,11 +203,10 @@ class SelectivityRegularizer:
         self._fused: list[tuple[DendriticLayer, bool]] = []
 
     # ------------------------------------------------------------------ hooks
-    def _targets(self) -> list[tuple[str, nn.Module, bool]]:
-        """(layer name, module whose output it is, whether that output is feature-major) of a
-        model other than a ``DendriticNet``."""
+    def _targets(self) -> list[tuple[str, nn.Module]]:
+        """(layer name, module whose batch-major output it is) of a model other than a ``DendriticNet``."""
         modules = dict(self.model.named_modules())
-        return [(name, modules[name], False) for name in self.layers]
+        return [(name, modules[name]) for name in self.layers]
 
     def attach(self) -> SelectivityRegularizer:
         """Register the hooks (a ``DendriticNet``'s activation hook; elsewhere forward hooks, the
@@ -220,8 +219,8 @@ class SelectivityRegularizer:
         self._fused = [(m, m.fused) for m in self.model.modules() if isinstance(m, DendriticLayer)]
         for layer, _ in self._fused:
             layer.fused = False
-        for name, module, feature_major in self._targets():
-            self._handles.append(module.register_forward_hook(self._recorder(name, feature_major)))
+        for name, module in self._targets():
+            self._handles.append(module.register_forward_hook(self._recorder(name)))
         return self
 
     def _network_recorder(self, model: nn.Module, name: str, activations: torch.Tensor) -> None:
@@ -229,13 +228,10 @@ class SelectivityRegularizer:
         if name in self.layers and self.model.training and torch.is_grad_enabled():
             self._captured[name] = (activations, True)
 
-    def _recorder(self, name: str, feature_major: bool) -> Callable[..., None]:
+    def _recorder(self, name: str) -> Callable[..., None]:
         def record(module: nn.Module, inputs: Any, output: Any) -> None:
             if self.model.training and torch.is_grad_enabled() and isinstance(output, torch.Tensor):
-                if feature_major:  # (nodes, B): kept so, every pass over it runs in memory order
-                    self._captured[name] = (output.reshape(-1, output.shape[-1]), True)
-                else:
-                    self._captured[name] = (output.reshape(output.shape[0], -1), False)
+                self._captured[name] = (output.reshape(output.shape[0], -1), False)
 
         return record
 
