@@ -191,5 +191,5 @@ def _robustness(ax: Axes, rows: Sequence[Row]) -> None:
     names = [("sequential" if seq else f"σ = {sigma:g}") for sigma, seq in protocols]
     ax.set_xticks(range(len(protocols)), names)
     ax.set_ylabel("test accuracy (%)")
-    shades = ", ".join(f"α={c}" if c != CLASS_SPECIFIC else "cs" for c in tested)
-    ax.set_title(f"robustness; per model: {shades} (light → dark)")
+    shades = ", ".join(f"{c}" if c != CLASS_SPECIFIC else "cs" for c in tested)
+    ax.set_title(f"robustness (α = {shades}: light → dark)")  # cs: class-specific somata
