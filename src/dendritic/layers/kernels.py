@@ -25,7 +25,8 @@ Backends (``DENDRITIC_KERNEL=bag|cpp``, default: ``cpp`` where it builds, else `
   :mod:`dendritic.layers.buildinfo`. Forward and grad-weight parallelise over outputs with
   ``at::parallel_for`` (so ``torch.set_num_threads`` applies), holding a block of the batch in
   vector registers. grad-h is a *gather* over a transposed CSR (input → its connections), tiled
-  by blocks of :data:`GRAD_BLOCK` outputs (more in huge layers: :func:`grad_block`) so the slice of ``grad_out`` being read stays in L2.
+  by blocks of :data:`GRAD_BLOCK` outputs (more in huge layers: :func:`grad_block`) so the slice
+  of ``grad_out`` being read stays in L2.
   Every output or input row is written by one thread in a fixed order, so results do not depend
   on the thread count.
 * ``bag`` — ``F.embedding_bag`` over the transposed input: used on CUDA, for dtypes other than
