@@ -4,7 +4,6 @@ from a :class:`~dendritic.models.spec.ModelSpec`."""
 from __future__ import annotations
 
 import math
-import os
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -31,6 +30,7 @@ from dendritic.nn.layer import DendriticLayer, branch_cables
 from dendritic.nn.readout import class_readout
 from dendritic.nn.spec import DendriticSpec, check_int
 from dendritic.wiring import sampling
+from dendritic.wiring.budget import available_memory, gigabytes
 from dendritic.wiring.connectivity import Connectivity
 from dendritic.wiring.geometry import InputGeometry
 from dendritic.wiring.rules import make_cables, make_receptive_fields
@@ -69,34 +69,15 @@ class ModelTooLargeError(DendriticError, ValueError):
     """The requested model cannot be built in this machine's memory."""
 
 
-def _available_memory() -> int | None:
-    """Bytes of memory available now (Linux's MemAvailable), or None where unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
 def _check_fits(spec: ModelSpec, shape: tuple[int, ...], n_classes: int) -> None:
     params, needed = estimate_size(spec, shape, n_classes)
-    available = _available_memory()
+    available = available_memory()
     if available is not None and needed > available:
         raise ModelTooLargeError(
             f"{spec.variant.name} with D={spec.dendrites}, S={spec.somata}, {spec.layers} layer(s) has about "
-            f"{params:,} parameters and needs about {_gigabytes(needed)} to build and train; this machine has "
-            f"{_gigabytes(available)} of memory available"
+            f"{params:,} parameters and needs about {gigabytes(needed)} to build and train; this machine has "
+            f"{gigabytes(available)} of memory available"
         )
-
-
-def _gigabytes(n: int) -> str:
-    return f"{n / 1e9:.3g} GB" if n < 1e15 else f"{n / 1e9:.2e} GB"
 
 
 def _seeded(seed: int) -> tuple[np.random.Generator, int]:
