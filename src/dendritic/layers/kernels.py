@@ -410,6 +410,18 @@ def transposed_bytes(n_out: int, n_in: int, nnz: int) -> int:
     return 8 * (n_blocks(n_out, n_in, nnz) * n_in + 1 + 2 * nnz + n_in + 1)
 
 
+def dendritic_tables_bytes(
+    n_in: int, units: int, fan_in: int, dendrites: int, somata: int, *, sampled: bool, own_cables: bool
+) -> int:
+    """Bytes of the transposed tables a dendro-somatic layer keeps as buffers: its first stage's
+    (``units`` outputs of ``fan_in`` sampled inputs, where ``sampled``; all-to-all has none) and
+    its cables' (``dendrites`` → ``somata``, one cable each, where ``own_cables``)."""
+    total = transposed_bytes(units, n_in, units * fan_in) if sampled else 0
+    if own_cables:
+        total += transposed_bytes(somata, dendrites, dendrites)
+    return total
+
+
 def _bag(h: torch.Tensor, weight: torch.Tensor, indices: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     return F.embedding_bag(indices, h, offsets, mode="sum", per_sample_weights=weight)
 

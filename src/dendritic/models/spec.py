@@ -302,6 +302,8 @@ def estimate_size(spec: ModelSpec, input_shape: tuple[int, ...], n_classes: int)
     allocating nothing: ``BYTES_PER_PARAMETER`` per parameter, plus the most any layer's wiring
     takes while it is drawn (:func:`dendritic.wiring.budget.estimate_wiring_bytes`). Fixed cable
     weights count here (they take the same memory), not in the trainable count."""
+    from dendritic.layers.kernels import dendritic_tables_bytes
+
     variant = spec.variant
     rule = spec.layer_spec().receptive_field
     params, needed, tables = 0, 0, 0
@@ -321,27 +323,16 @@ def estimate_size(spec: ModelSpec, input_shape: tuple[int, ...], n_classes: int)
             str(rule), geometry, spec.somata, n_branches // spec.somata, spec.synapses
         )
         needed = max(needed, drawing or 0)
-        tables += _tables_bytes(variant, n_in, n_branches, fan_in, n_dendrites, spec.somata)
+        tables += dendritic_tables_bytes(
+            n_in, n_branches, fan_in, n_dendrites, spec.somata,
+            sampled=variant.receptive_field != "all", own_cables=variant.cables != "all",
+        )  # fmt: skip
         shape = (spec.somata, 1, 1)  # a deeper layer sees the previous somata (as a near-square grid)
     if spec.residual:
         params += 2 * spec.somata * spec.layers  # a normalisation before layers 2..L and before the output
     # the read-out: dense, or one weight per soma (class-specific) and a bias per class
     params += spec.somata + n_classes if spec.readout == "class-specific" else (spec.somata + 1) * n_classes
     return params, needed + tables + BYTES_PER_PARAMETER * params
-
-
-def _tables_bytes(
-    variant: Any, n_in: int, n_branches: int, fan_in: int, n_dendrites: int, somata: int
-) -> int:
-    """The sparse stages' backward tables (``transposed_bytes``), kept as buffers beside the weights."""
-    from dendritic.layers.kernels import transposed_bytes
-
-    total = 0
-    if variant.receptive_field != "all":  # sampled synapses: a sparse dendrite stage
-        total += transposed_bytes(n_branches, n_in, n_branches * fan_in)
-    if variant.cables != "all":  # each dendrite on its own soma
-        total += transposed_bytes(somata, n_dendrites, n_dendrites)
-    return total
 
 
 def trainable_parameters(spec: ModelSpec, input_shape: int | Sequence[int], n_classes: int) -> int:

@@ -28,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from dendritic.errors import one_line
-from dendritic.layers.kernels import transposed_bytes
+from dendritic.layers.kernels import dendritic_tables_bytes
 from dendritic.nn.layer import DEFAULT_SLOPE, DendriticLayer, seeded
 from dendritic.sklearn.order import FEATURE_ORDERS, feature_order, ordered_local_fields
 
@@ -262,9 +262,9 @@ class _DendriticNetwork:
         synapses = min(self.synapses, n)  # a dendrite cannot sample more features than there are
         dendrites = self.somata * self.dendrites
         cables = dendrites * (self.somata if self.cables == "all" else 1)
-        tables = transposed_bytes(dendrites, n, dendrites * synapses)
-        if self.cables != "all":
-            tables += transposed_bytes(self.somata, dendrites, dendrites)
+        tables = dendritic_tables_bytes(
+            n, dendrites, synapses, dendrites, self.somata, sampled=True, own_cables=self.cables != "all"
+        )
         _check_fits(
             type(self).__name__,
             dendrites * (synapses + 1) + cables + self.somata + (self.somata + 1) * n_out,
