@@ -271,6 +271,10 @@ def test_an_estimator_beyond_memory_is_a_one_line_value_error():
     models.append(DendriticClassifier(somata=10**6, cables="all", epochs=1))  # was 8 TB asked of torch
     # 10 M somata: the backward's blocked tables alone were 12.5 TB; the activations are 200 GB
     models.append(DendriticClassifier(somata=10**7, epochs=1))
+    # receptive_field="all": every dendrite reads every feature (the check counted `synapses`)
+    wide = np.zeros((20, 20_000))
+    with pytest.raises(ValueError, match="with 4,000,[0-9,]+ trainable parameters needs about"):
+        DendriticClassifier(somata=2000, dendrites=100, receptive_field="all", epochs=1).fit(wide, y)
     for model in models:
         with pytest.raises(ValueError, match="trainable parameters needs about .* GB to fit") as info:
             model.fit(x, y)

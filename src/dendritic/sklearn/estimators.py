@@ -261,13 +261,15 @@ class _DendriticNetwork:
         n = x.shape[1]
         synapses = min(self.synapses, n)  # a dendrite cannot sample more features than there are
         dendrites = self.somata * self.dendrites
+        sampled = self.receptive_field != "all"
+        fan_in = synapses if sampled else n  # "all": every dendrite reads every feature
         cables = dendrites * (self.somata if self.cables == "all" else 1)
         tables = dendritic_tables_bytes(
-            n, dendrites, synapses, dendrites, self.somata, sampled=True, own_cables=self.cables != "all"
+            n, dendrites, fan_in, dendrites, self.somata, sampled=sampled, own_cables=self.cables != "all"
         )
         _check_fits(
             type(self).__name__,
-            dendrites * (synapses + 1) + cables + self.somata + (self.somata + 1) * n_out,
+            dendrites * (fan_in + 1) + cables + self.somata + (self.somata + 1) * n_out,
             nodes=dendrites + self.somata + n_out,
             rows=_rows_in_flight(self.batch_size, len(x)),
             tables=tables,
