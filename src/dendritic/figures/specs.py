@@ -30,7 +30,9 @@ __all__ = [
     "depth_runs",
     "grid_runs",
     "groups_of",
+    "rl_groups",
     "skip_note",
+    "tabular_runs",
 ]
 
 
@@ -290,6 +292,18 @@ def depth_runs(i: FigureInputs) -> list[dict[str, Any]]:
     return deep + [r for r in grid_runs(i, "depth-init") if r["id"] not in seen]
 
 
+def tabular_runs(i: FigureInputs) -> list[dict[str, Any]]:
+    """The tabular study's runs (tagged ``tabular`` by ``dendritic tabular run``, not a sweep)."""
+    return [r for r in getattr(i.runs, "runs", []) if r.get("experiment") == "tabular"]
+
+
+def rl_groups(i: FigureInputs) -> list[Any]:
+    """The RL study's finished runs grouped per (algorithm, task, network) (``dendritic rl run``)."""
+    from dendritic.rl.summary import group_rl_runs
+
+    return list(group_rl_runs((r, i.runs.epochs_of(r)) for r in i.runs.of("rl")))
+
+
 def _depth_deep(i: FigureInputs) -> Any:
     runs = depth_runs(i)
     if not runs:
@@ -329,20 +343,18 @@ def _selectivity(i: FigureInputs) -> Any:
 
 def _rl_curves(i: FigureInputs) -> Any:
     from dendritic.figures.rl import rl_learning_curves
-    from dendritic.rl.summary import group_rl_runs
 
-    groups = group_rl_runs((r, i.runs.epochs_of(r)) for r in i.runs.of("rl"))
+    groups = rl_groups(i)
     if not groups:
         raise Skip("RL learning curves skipped: needs runs of `dendritic rl run`")
     return rl_learning_curves(groups)
 
 
 def _tabular(i: FigureInputs) -> Any:
-    """The tabular study's runs (tagged ``tabular`` by ``dendritic tabular run``, not a sweep)."""
     from dendritic.analysis.tabular import tabular_rows
     from dendritic.figures.tabular import accuracy_vs_noise
 
-    runs = [r for r in getattr(i.runs, "runs", []) if r.get("experiment") == "tabular"]
+    runs = tabular_runs(i)
     if not runs:
         raise Skip("Tabular figure skipped: needs runs of `dendritic tabular run`")
     return accuracy_vs_noise(tabular_rows(runs))

@@ -24,7 +24,16 @@ import numpy as np
 
 from dendritic.analysis.selection import Group
 from dendritic.figures import paper
-from dendritic.figures.specs import FIGURES, FigureInputs, Skip, best_by_model, depth_runs, grid_runs
+from dendritic.figures.specs import (
+    FIGURES,
+    FigureInputs,
+    Skip,
+    best_by_model,
+    depth_runs,
+    grid_runs,
+    rl_groups,
+    tabular_runs,
+)
 from dendritic.figures.style import (
     PAPER_MODELS,
     dataset_label,
@@ -563,7 +572,7 @@ def _selectivity_table(out: Path, inputs: FigureInputs, result: FiguresResult) -
 def _tabular_table(out: Path, inputs: FigureInputs, result: FiguresResult) -> None:
     from dendritic.analysis.tabular import tabular_rows
 
-    rows = tabular_rows([r for r in getattr(inputs.runs, "runs", []) if r.get("experiment") == "tabular"])
+    rows = tabular_rows(tabular_runs(inputs))
     shown = [
         {**r, **({k: 100 * r[k] for k in ("score_mean", "score_sd")} if r["metric"] == "accuracy" else {}),
          "metric": "accuracy %" if r["metric"] == "accuracy" else "R²", "noise": 100 * r["noise"]}
@@ -578,9 +587,9 @@ def _tabular_table(out: Path, inputs: FigureInputs, result: FiguresResult) -> No
 
 
 def _rl_table(out: Path, inputs: FigureInputs, result: FiguresResult) -> None:
-    from dendritic.rl.summary import group_rl_runs, summary_rows
+    from dendritic.rl.summary import summary_rows
 
-    rows = summary_rows(group_rl_runs((r, inputs.runs.epochs_of(r)) for r in inputs.runs.of("rl")))
+    rows = summary_rows(rl_groups(inputs))
     _write_table(out, "rl-learning-curves", "Reinforcement learning: final evaluation return (mean, s.d. over seeds), steps to the threshold, parameters and time", rows, (
         ("algo", "algorithm", ""), ("task", "task", ""), ("network", "network", ""), ("params", "parameters", ","),
         ("seeds", "seeds", ""), ("final_mean", "final return", ".1f"), ("final_sd", "s.d.", ".1f"),
