@@ -19,6 +19,8 @@ from typing import Any
 from dendritic.errors import MissingDependencyError
 from dendritic.rl.networks import NETWORKS, NetworkPlan, plan_network
 from dendritic.rl.zoo import THRESHOLDS, Linear, ZooSetting, get_setting
+from dendritic.training.loop import MAX_THREADS as MAX_THREADS  # the bound run_rl checks
+from dendritic.training.loop import check_threads
 
 __all__ = ["EXPERIMENT", "RLConfig", "RLResult", "build_model", "require_rl", "run_rl"]
 
@@ -28,9 +30,6 @@ log = logging.getLogger(__name__)
 EXPERIMENT = "rl"
 #: The evaluation environment's seeds are the run's seed plus this (never a training seed).
 EVAL_SEED_OFFSET = 1_000_000
-#: Most torch threads (``dendritic.training.loop.MAX_THREADS``: OpenMP crashes the process when
-#: asked for many more; 0 or fewer was torch's RuntimeError).
-MAX_THREADS = 1024
 #: Largest seed of a run: its environments' seeds (plus their index, and the evaluation's
 #: offset) must stay below NumPy's 2**32.
 MAX_SEED = 2**31 - 1
@@ -293,10 +292,7 @@ def run_rl(
         )
     if replace and store is None:
         raise ValueError("replace=True re-runs a run of the store: it needs a store")
-    if threads is not None and (
-        isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS
-    ):
-        raise ValueError(f"threads must be an integer in [1, {MAX_THREADS}], got {threads!r}")
+    check_threads(threads)  # the bound every training run has (OpenMP dies far above it)
     require_rl()
     import contextlib
 

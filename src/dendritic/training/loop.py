@@ -144,13 +144,19 @@ def _paper_count(config: TrainConfig) -> int | None:
     return paper_parameter_count(config.model, config.dendrites, config.somata, config.synapses)
 
 
-def set_threads(threads: int | None) -> None:
-    """Torch's CPU threads, bounded: OpenMP crashes the process when asked for 100,000."""
+def check_threads(threads: int | None) -> None:
+    """A one-line error unless ``threads`` is None or an integer in [1, :data:`MAX_THREADS`]."""
     if threads is None:
         return
     if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
         raise ValueError(f"threads must be an integer in [1, {MAX_THREADS}], got {threads!r}")
-    torch.set_num_threads(threads)
+
+
+def set_threads(threads: int | None) -> None:
+    """Torch's CPU threads, bounded: OpenMP crashes the process when asked for 100,000."""
+    check_threads(threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
 
 
 def run_metadata(
