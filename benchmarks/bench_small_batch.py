@@ -16,6 +16,15 @@ round, so background load hits them alike; each number is the median over ``--re
 of the mean of ``--steps`` steps. One thread (``torch.set_num_threads(1)``).
 
     python benchmarks/bench_small_batch.py --repeats 30 --steps 200 --out docs/benchmarks-small-batch.md
+
+Two source trees: with ``--old-src`` (the ``src`` of an older checkout, e.g. a ``git worktree``
+whose C++ operators are built) the script runs itself on the old tree and on this one in turn,
+``--rounds`` times, the current path only, and reports the medians side by side: each step's
+time over the MLP's measured in the same process, or with ``--ops`` the fused layer's C++
+operators alone (``dendritic_layer`` forward, ``dendritic_layer_backward``, and ``spmm_t``, a
+``SparseLinear``'s forward), in µs.
+
+    python benchmarks/bench_small_batch.py --ops --old-src /tmp/old/src --batches 1,2,4,7,8,64
 """
 
 from __future__ import annotations
@@ -99,7 +108,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     if kind == "mlp":
                         variants["mlp"] = (stepper(build("mlp", n_in, somata, 1, 1), batch, n_in), True)
                         continue
-                    for path in ("old", "new"):
+                    for path in ("new",) if args.only_new else ("old", "new"):
                         model = build(kind, n_in, somata, dendrites, synapses)
                         variants[f"{kind}-{path}"] = (stepper(model, batch, n_in), path == "new")
                 times: dict[str, list[float]] = {name: [] for name in variants}
@@ -118,11 +127,126 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 for name, values in times.items():
                     row[name] = statistics.median(values) * 1e6
                     # Spread of the rounds: the interquartile range relative to the median.
-                    q = statistics.quantiles(values, n=4)
+                    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
                     row[name + "_iqr"] = (q[2] - q[0]) / statistics.median(values)
                 rows.append(row)
                 print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}))
     return rows
+
+
+def time_ops(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Median µs of the operators alone, per (size, D, batch)."""
+    import functools
+
+    import torch
+
+    from dendritic.nn import DendriticLayer
+
+    torch.set_num_threads(1)
+    ops = torch.ops.dendritic
+    rows = []
+    for size in args.sizes.split(","):
+        n_in, somata, synapses = SIZES[size]
+        for dendrites in [int(d) for d in args.dendrites.split(",")]:
+            layer = DendriticLayer(n_in, somata, dendrites, synapses, receptive_field="random", seed=0)
+            dl, sl = layer.dendrite_linear, layer.soma_linear
+            w, bd, v, bs = (t.detach() for t in (dl.weight, dl.bias, sl.weight, sl.bias))
+            idx, off = dl.indices, dl.offsets
+            for batch in [int(b) for b in args.batches.split(",")]:
+                x = torch.randn(n_in, batch, generator=torch.Generator().manual_seed(batch))
+                out, dend = ops.dendritic_layer(x, w, idx, off, bd, v, bs, dendrites, 0.1, True)
+                grad = torch.randn_like(out)
+                calls: dict[str, Callable[[], Any]] = {
+                    "forward": functools.partial(
+                        ops.dendritic_layer, x, w, idx, off, bd, v, bs, dendrites, 0.1, True
+                    ),
+                    "backward": functools.partial(
+                        ops.dendritic_layer_backward,
+                        grad,
+                        out,
+                        dend,
+                        x,
+                        w,
+                        idx,
+                        off,
+                        v,
+                        dendrites,
+                        0.1,
+                        False,
+                        None,
+                    ),
+                    "spmm": functools.partial(ops.spmm_t, x, w, idx, off, off.numel()),
+                }
+                times: dict[str, list[float]] = {name: [] for name in calls}
+                for _ in range(args.repeats):
+                    for name, call in calls.items():
+                        times[name].append(time_steps(call, args.steps))
+                row = {"size": size, "dendrites": dendrites, "batch": batch}
+                row.update({name: statistics.median(v) * 1e6 for name, v in times.items()})
+                rows.append(row)
+    return rows
+
+
+def compare_trees(args: argparse.Namespace) -> str:
+    """This benchmark on the old tree and on this one, alternated ``--rounds`` times (the current
+    path only, ``new``): medians side by side, of the operators (``--ops``) or of whole steps over
+    the MLP's (measured in the same process as each)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    here = Path(__file__).resolve()
+    trees = {"old": Path(args.old_src).resolve(), "new": here.parents[1] / "src"}
+    passed = ["--sizes", args.sizes, "--dendrites", args.dendrites, "--batches", args.batches]
+    passed += ["--repeats", str(args.repeats), "--steps", str(args.steps), "--kinds", args.kinds]
+    passed += ["--ops"] if args.ops else ["--only-new"]
+    runs: dict[str, list[list[dict[str, Any]]]] = {"old": [], "new": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_ in range(args.rounds):
+            for name, src in trees.items():
+                out = Path(tmp) / f"{name}{round_}.json"
+                env = dict(os.environ, PYTHONPATH=str(src))
+                subprocess.run(
+                    [sys.executable, str(here), *passed, "--json", str(out)],
+                    env=env,
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                )
+                runs[name].append(json.loads(out.read_text()))
+
+    def median(name: str, i: int, value: Callable[[dict[str, Any]], float]) -> str:
+        return f"{statistics.median(value(r[i]) for r in runs[name]):.{1 if args.ops else 2}f}"
+
+    if args.ops:
+        what, columns = "Operators alone, µs", ["forward", "backward", "spmm"]
+        values = {c: op_time(c) for c in columns}
+    else:
+        what = "Training step over the MLP's"
+        columns = [k for k in args.kinds.split(",") if k != "mlp"]
+        values = {c: step_ratio(c) for c in columns}
+    lines = [
+        f"{what} (median of {args.rounds} alternated runs of {args.repeats} × {args.steps}; "
+        f"old = `{trees['old']}`):",
+        "",
+        "| n → S | D | batch | " + " | ".join(f"{c} old | {c} new" for c in columns) + " |",
+        "|---|---|---|" + "---|---|" * len(columns),
+    ]
+    for i, row in enumerate(runs["new"][0]):
+        cells = [median(name, i, values[c]) for c in columns for name in ("old", "new")]
+        lines.append(
+            f"| {row['size'].replace('x', ' → ')} | {row['dendrites']} | {row['batch']} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def op_time(op: str) -> Callable[[dict[str, Any]], float]:
+    return lambda row: float(row[op])
+
+
+def step_ratio(kind: str) -> Callable[[dict[str, Any]], float]:
+    return lambda row: float(row[f"{kind}-new"]) / float(row["mlp"])
 
 
 def table(rows: list[dict[str, Any]], kinds: list[str]) -> str:
@@ -168,7 +292,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--json", type=Path, help="write the raw rows here")
     parser.add_argument("--out", type=Path, help="write the markdown table here")
+    parser.add_argument("--ops", action="store_true", help="time the C++ operators alone")
+    parser.add_argument("--old-src", help="the src folder of older code: compare it with this tree's")
+    parser.add_argument("--rounds", type=int, default=3, help="with --old-src: alternated runs per tree")
+    parser.add_argument("--only-new", action="store_true", help="time the current path only (not `old`)")
     args = parser.parse_args()
+    if args.old_src:
+        text = compare_trees(args)
+        print(text)
+        if args.out:
+            args.out.write_text(text)
+        return
+    if args.ops or args.only_new:  # raw rows only (what --old-src collects)
+        rows = time_ops(args) if args.ops else run(args)
+        print(json.dumps(rows, indent=1))
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+        return
     load_before = os.getloadavg()[0]
     rows = run(args)
     import torch

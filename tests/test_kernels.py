@@ -66,7 +66,7 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("fan_in", [16, None], ids=["uniform", "irregular"])
-@pytest.mark.parametrize("batch", [1, 7, 128])
+@pytest.mark.parametrize("batch", [1, 4, 7, 13, 128])
 @pytest.mark.parametrize("input_grad", [False, True], ids=["w-grad", "w+h-grad"])
 def test_cpp_matches_bag_and_dense(cpp, fan_in, batch, input_grad):
     n_in, n_out = 53, 300
@@ -309,6 +309,43 @@ def test_fused_layer_gradcheck_and_threads(cpp):
         return [out.detach(), *(a.grad for a in big)]
 
     assert_same_on_1_and_2_threads(compute)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 4, 5, 6, 7, 9, 12, 15, 39])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_fused_layer_batch_tails_match_the_parts(cpp, batch, dtype):
+    """Batches with fewer columns than a vector left over run as scalar sums, four dendrites of
+    equal fan-in interleaved: somata and kept dendrites equal the part-by-part layer's, for
+    somata whose dendrites have equal fan-in, unequal fan-in and none (empty dendrites)."""
+    from dendritic.layers import functional as DF
+
+    n_in, somata, per_soma = 30, 7, 5
+    rng = np.random.default_rng(batch)
+    counts = np.concatenate(
+        [np.full(3 * per_soma, 6), rng.integers(0, 8, size=(somata - 3) * per_soma)]  # equal, then mixed
+    )
+    counts[-per_soma:] = 0  # a soma without synapses
+    rows = [np.sort(rng.choice(n_in, size=c, replace=False)) for c in counts]
+    indices = torch.from_numpy(np.concatenate(rows).astype(np.int64))
+    offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64))
+    gen = torch.Generator().manual_seed(batch)
+    h = torch.randn(n_in, batch, generator=gen, dtype=dtype)
+    w = torch.randn(indices.numel(), generator=gen, dtype=dtype)
+    bd, v = (
+        torch.randn(len(counts), generator=gen, dtype=dtype),
+        torch.randn(len(counts), generator=gen, dtype=dtype),
+    )
+    bs = torch.randn(somata, generator=gen, dtype=dtype)
+    with torch.no_grad():
+        out, dend = kernels.dendritic_layer_t(
+            h, w, bd, indices, offsets, v, bs, per_soma, 0.1, keep_dendrites=True
+        )
+        parts = F.leaky_relu(DF.sparse_linear_t(h, w, indices, offsets, bd), 0.1)
+        summed = (parts.reshape(somata, per_soma, -1) * v.reshape(somata, per_soma, 1)).sum(1)
+        expected = F.leaky_relu(summed + bs[:, None], 0.1)
+    tol = {"rtol": 1e-6, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-13, "atol": 1e-13}
+    torch.testing.assert_close(dend, parts, **tol)
+    torch.testing.assert_close(out, expected, **tol)
 
 
 def test_fused_layer_kept_dendrites_are_differentiable(cpp):

@@ -302,3 +302,24 @@ def test_unbatched_and_multi_dimensional_batches():
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(layer(x[0, 0]), single)
     assert single.shape == (3,)
+
+
+def test_the_benchmark_compares_two_trees(tmp_path):
+    """``benchmarks/bench_small_batch.py --old-src``: one round on this tree against itself, for
+    the operators and for whole steps, gives a row per (size, D, batch) with every column."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    base = [sys.executable, str(root / "benchmarks" / "bench_small_batch.py"), "--old-src", str(root / "src")]
+    base += ["--sizes", "4x32", "--dendrites", "4", "--batches", "1,3", "--repeats", "1", "--steps", "2"]
+    base += ["--rounds", "1"]
+    for extra, columns in (([], 7), (["--ops"], 9)):
+        out = tmp_path / "table.md"
+        subprocess.run([*base, *extra, "--out", str(out)], check=True, capture_output=True, timeout=300)
+        rows = [line for line in out.read_text().splitlines() if line.startswith("| 4 → 32 ")]
+        assert len(rows) == 2, out.read_text()
+        for row in rows:
+            cells = [c.strip() for c in row.strip("|").split("|")]
+            assert len(cells) == columns and all(float(c) > 0 for c in cells[3:]), row

@@ -100,17 +100,91 @@ inline void gather_block(const T* __restrict src, int64_t B, const int64_t* __re
   for (int k = 0; k < K; ++k) storeu<T>(dst + k * L, acc[k]);
 }
 
+// Columns 0 … until − 1 of one row (all B by default), row stride B.
 template <typename T, bool PERM>
 inline void gather_row(const T* src, int64_t B, const int64_t* row, const int64_t* perm, const T* w, int64_t c0,
-                       int64_t c1, T* dst, bool accumulate) {
+                       int64_t c1, T* dst, bool accumulate, int64_t until = -1) {
   constexpr int L = Vec<T>::L;
+  const int64_t end = until < 0 ? B : until;
   int64_t b = 0;
-  for (; b + NV * L <= B; b += NV * L) gather_block<T, NV, PERM>(src + b, B, row, perm, w, c0, c1, dst + b, accumulate);
-  for (; b + L <= B; b += L) gather_block<T, 1, PERM>(src + b, B, row, perm, w, c0, c1, dst + b, accumulate);
-  for (; b < B; ++b) {
+  for (; b + NV * L <= end; b += NV * L) gather_block<T, NV, PERM>(src + b, B, row, perm, w, c0, c1, dst + b, accumulate);
+  for (; b + L <= end; b += L) gather_block<T, 1, PERM>(src + b, B, row, perm, w, c0, c1, dst + b, accumulate);
+  for (; b < end; ++b) {
     T acc = accumulate ? dst[b] : T(0);
     for (int64_t c = c0; c < c1; ++c) acc += w[PERM ? perm[c] : c] * src[row[c] * B + b];
     dst[b] = acc;
+  }
+}
+
+// Scalar sums over the columns x[·, 0 : NB] (NB fewer than a vector) of G rows of equal fan-in n
+// at once, row g's connections starting at base[g]: acc[g][b] = Σ_j w[c] · x[idx[c] · B + b] for
+// c = base[g] + j, in j order. One row alone is a chain of dependent adds that waits on each add's
+// latency (a batch of one sample was latency-bound); G independent chains overlap.
+template <typename T, int NB, int G>
+inline void interleaved_sums(const T* __restrict x, int64_t B, const int64_t* __restrict idx, const T* __restrict w,
+                             const int64_t (&base)[G], int64_t n, T (&acc)[G][NB]) {
+  for (int g = 0; g < G; ++g)
+    for (int b = 0; b < NB; ++b) acc[g][b] = T(0);
+  for (int64_t j = 0; j < n; ++j) {
+#pragma GCC unroll 8
+    for (int g = 0; g < G; ++g) {
+      const T wc = w[base[g] + j];
+      const T* s = x + idx[base[g] + j] * B;
+#pragma GCC unroll 8
+      for (int b = 0; b < NB; ++b) acc[g][b] += wc * s[b];
+    }
+  }
+}
+
+// The fan-in of rows r … r + G − 1 (their starts in base) if all G are equal, else −1.
+template <int G>
+inline int64_t equal_fan_in(const int64_t* off, int64_t r, int64_t n_rows, int64_t nnz, int64_t (&base)[G]) {
+  const int64_t n = row_end(off, r, n_rows, nnz) - off[r];
+  for (int g = 0; g < G; ++g) {
+    base[g] = off[r + g];
+    if (row_end(off, r + g, n_rows, nnz) - base[g] != n) return -1;
+  }
+  return n;
+}
+
+// dst rows r0 … r1 − 1 (row stride B) = the sparse product over the NB columns x[·, 0 : NB]: four
+// rows at a time where their fan-in is equal, else one.
+template <typename T, int NB>
+inline void gather_rows_narrow(const T* x, int64_t B, const int64_t* idx, const T* w, const int64_t* off,
+                               int64_t n_rows, int64_t nnz, int64_t r0, int64_t r1, T* dst) {
+  constexpr int G = 4;
+  for (int64_t r = r0; r < r1;) {
+    int64_t base[G];
+    T acc[G][NB];
+    const int64_t n = r + G <= r1 ? equal_fan_in<G>(off, r, n_rows, nnz, base) : -1;
+    if (n >= 0) {
+      interleaved_sums<T, NB, G>(x, B, idx, w, base, n, acc);
+      for (int g = 0; g < G; ++g)
+        for (int b = 0; b < NB; ++b) dst[(r + g) * B + b] = acc[g][b];
+      r += G;
+    } else {
+      int64_t one[1];
+      T acc1[1][NB];
+      const int64_t n1 = equal_fan_in<1>(off, r, n_rows, nnz, one);
+      interleaved_sums<T, NB, 1>(x, B, idx, w, one, n1, acc1);
+      for (int b = 0; b < NB; ++b) dst[r * B + b] = acc1[0][b];
+      r += 1;
+    }
+  }
+}
+
+// f(std::integral_constant<int, n>) for 1 ≤ n < 8: the count of columns left after the vectors as
+// a compile-time constant, so that the narrow kernels' loops over them unroll.
+template <typename F> inline void with_narrow(int64_t n, F&& f) {
+  switch (n) {
+    case 1: f(std::integral_constant<int, 1>{}); break;
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    case 3: f(std::integral_constant<int, 3>{}); break;
+    case 4: f(std::integral_constant<int, 4>{}); break;
+    case 5: f(std::integral_constant<int, 5>{}); break;
+    case 6: f(std::integral_constant<int, 6>{}); break;
+    case 7: f(std::integral_constant<int, 7>{}); break;
+    default: TORCH_CHECK(false, "at most 7 columns after the vectors");
   }
 }
 
@@ -136,9 +210,17 @@ at::Tensor spmm_t(const at::Tensor& h, const at::Tensor& weight, const at::Tenso
     const int64_t* off = offsets.data_ptr<int64_t>();
     scalar_t* dst = out.data_ptr<scalar_t>();
     const std::vector<int64_t> start = with_end(off, n_out, nnz);
+    constexpr int L = Vec<scalar_t>::L;
+    const int64_t wide = B / L * L;  // columns of whole vectors; the rest, fewer than L, by rows in fours
     parallel_rows(start.data(), n_out, B, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r)
-        gather_row<scalar_t, false>(src, B, idx, nullptr, w, off[r], row_end(off, r, n_out, nnz), dst + r * B, false);
+      if (wide > 0)
+        for (int64_t r = r0; r < r1; ++r)
+          gather_row<scalar_t, false>(src, B, idx, nullptr, w, off[r], row_end(off, r, n_out, nnz), dst + r * B,
+                                      false, wide);
+      if (wide < B)
+        with_narrow(B - wide, [&](auto nb) {
+          gather_rows_narrow<scalar_t, decltype(nb)::value>(src + wide, B, idx, w, off, n_out, nnz, r0, r1, dst + wide);
+        });
     });
   });
   return out;
@@ -349,22 +431,45 @@ inline void layer_block(const T* __restrict x, int64_t B, const int64_t* __restr
   for (int k = 0; k < K; ++k) storeu<T>(out + k * L, leaky_v<T>(soma[k] + bs, slope));
 }
 
-template <typename T>
-inline void layer_tail(const T* x, int64_t B, const int64_t* idx, const T* w, const int64_t* off, int64_t n_dend,
-                       int64_t nnz, const T* bd, const T* v, T bs, int64_t d0, int64_t d1, T slope, T* A, T* out,
-                       int64_t b0) {
-  for (int64_t b = b0; b < B; ++b) {
-    T soma = 0;
-    for (int64_t d = d0; d < d1; ++d) {
-      T acc = 0;
-      const int64_t c1 = row_end(off, d, n_dend, nnz);
-      for (int64_t c = off[d]; c < c1; ++c) acc += w[c] * x[idx[c] * B + b];
-      const T a = leaky_s<T>(acc + bd[d], slope);
-      if (A != nullptr) A[d * B + b] = a;
-      soma += v[d] * a;
+// The last NB < L columns of one soma's rows (x, A and out start at the first of them), in
+// scalar sums, four dendrites of equal fan-in at a time (interleaved_sums). Each dendrite's and
+// each soma's sum keeps its order: the values are those of one dendrite at a time.
+// G dendrites' sums (acc) → their activations (kept in A when not null) → added to their soma's.
+template <typename T, int NB, int G>
+inline void into_soma(const T (&acc)[G][NB], int64_t d, int64_t B, const T* bd, const T* v, T slope, T* A,
+                      T (&soma)[NB]) {
+  for (int g = 0; g < G; ++g)
+    for (int b = 0; b < NB; ++b) {
+      const T a = leaky_s<T>(acc[g][b] + bd[d + g], slope);
+      if (A != nullptr) A[(d + g) * B + b] = a;
+      soma[b] += v[d + g] * a;
     }
-    out[b] = leaky_s<T>(soma + bs, slope);
+}
+
+template <typename T, int NB>
+inline void layer_columns(const T* x, int64_t B, const int64_t* idx, const T* w, const int64_t* off, int64_t n_dend,
+                          int64_t nnz, const T* bd, const T* v, T bs, int64_t d0, int64_t d1, T slope, T* A, T* out) {
+  constexpr int G = 4;
+  T soma[NB] = {};
+  for (int64_t d = d0; d < d1;) {
+    // compile-time group sizes in both branches: indexed by a run-time count, the sums were
+    // kept in memory instead of registers (three times slower)
+    int64_t base[G];
+    const int64_t n = d + G <= d1 ? equal_fan_in<G>(off, d, n_dend, nnz, base) : -1;
+    if (n >= 0) {
+      T acc[G][NB];
+      interleaved_sums<T, NB, G>(x, B, idx, w, base, n, acc);
+      into_soma<T, NB, G>(acc, d, B, bd, v, slope, A, soma);
+      d += G;
+    } else {
+      int64_t one[1];
+      T acc[1][NB];
+      interleaved_sums<T, NB, 1>(x, B, idx, w, one, equal_fan_in<1>(off, d, n_dend, nnz, one), acc);
+      into_soma<T, NB, 1>(acc, d, B, bd, v, slope, A, soma);
+      d += 1;
+    }
   }
+  for (int b = 0; b < NB; ++b) out[b] = leaky_s<T>(soma[b] + bs, slope);
 }
 
 // Somata per parallel chunk: at least ~32k multiply-adds each, so small layers stay on one thread.
@@ -373,25 +478,36 @@ inline int64_t soma_grain(int64_t S, int64_t nnz, int64_t B) {
   return std::max<int64_t>(1, (int64_t(1) << 15) / per_soma);
 }
 
-// The forward over raw pointers (x (n_in, B), A (n_dend, B) or null, out (S, B)): one thread per
-// range of somata, so the result does not depend on the thread count.
+// The forward of somata s0 … s1 − 1 over raw pointers (x (n_in, B), A (n_dend, B) or null, out (S, B)).
+template <typename T>
+void layer_forward_somata(const T* xp, int64_t B, const T* wp, const int64_t* ip, const int64_t* op, int64_t n_dend,
+                          int64_t nnz, const T* bdp, const T* vp, const T* bsp, int64_t D, T sl, T* Ap, T* outp,
+                          int64_t s0, int64_t s1) {
+  constexpr int L = Vec<T>::L;
+  for (int64_t s = s0; s < s1; ++s) {
+    const int64_t d0 = s * D, d1 = d0 + D;
+    int64_t b = 0;
+    for (; b + NV * L <= B; b += NV * L)
+      layer_block<T, NV>(xp + b, B, ip, wp, op, n_dend, nnz, bdp, vp, bsp[s], d0, d1, sl, Ap ? Ap + b : nullptr,
+                         outp + s * B + b);
+    for (; b + L <= B; b += L)
+      layer_block<T, 1>(xp + b, B, ip, wp, op, n_dend, nnz, bdp, vp, bsp[s], d0, d1, sl, Ap ? Ap + b : nullptr,
+                        outp + s * B + b);
+    if (b < B)
+      with_narrow(B - b, [&](auto nb) {
+        layer_columns<T, decltype(nb)::value>(xp + b, B, ip, wp, op, n_dend, nnz, bdp, vp, bsp[s], d0, d1, sl,
+                                              Ap ? Ap + b : nullptr, outp + s * B + b);
+      });
+  }
+}
+
+// One thread per range of somata, so the result does not depend on the thread count.
 template <typename T>
 void layer_forward(const T* xp, int64_t B, const T* wp, const int64_t* ip, const int64_t* op, int64_t n_dend,
                    int64_t nnz, const T* bdp, const T* vp, const T* bsp, int64_t S, int64_t D, T sl, T* Ap,
                    T* outp) {
-  constexpr int L = Vec<T>::L;
   at::parallel_for(0, S, soma_grain(S, nnz, B), [&](int64_t s0, int64_t s1) {
-    for (int64_t s = s0; s < s1; ++s) {
-      const int64_t d0 = s * D, d1 = d0 + D;
-      int64_t b = 0;
-      for (; b + NV * L <= B; b += NV * L)
-        layer_block<T, NV>(xp + b, B, ip, wp, op, n_dend, nnz, bdp, vp, bsp[s], d0, d1, sl, Ap ? Ap + b : nullptr,
-                           outp + s * B + b);
-      for (; b + L <= B; b += L)
-        layer_block<T, 1>(xp + b, B, ip, wp, op, n_dend, nnz, bdp, vp, bsp[s], d0, d1, sl, Ap ? Ap + b : nullptr,
-                          outp + s * B + b);
-      if (b < B) layer_tail<T>(xp, B, ip, wp, op, n_dend, nnz, bdp, vp, bsp[s], d0, d1, sl, Ap, outp + s * B, b);
-    }
+    layer_forward_somata<T>(xp, B, wp, ip, op, n_dend, nnz, bdp, vp, bsp, D, sl, Ap, outp, s0, s1);
   });
 }
 
@@ -457,37 +573,47 @@ inline void leaky_grad_plus(const T* g, const T* extra, const T* a, T scale, T s
   for (int64_t b = 0; b < B; ++b) dst[b] = (scale * g[b] + extra[b]) * (a[b] > T(0) ? T(1) : slope);
 }
 
-// Gradients of dendritic_layer: (w, bd, v, bs) and, when G is not null, the dendrites'
-// pre-activation gradient G (dendrites, B) from which the caller gathers the input gradient.
-// gAp, when not null: a gradient (dendrites, B) on the dendrites' activations themselves.
+// Gradients of dendritic_layer for somata s0 … s1 − 1: (w, bd, v, bs) and, when G is not null, the
+// dendrites' pre-activation gradient G (dendrites, B) from which the caller gathers the input
+// gradient. gAp, when not null: a gradient (dendrites, B) on the dendrites' activations themselves.
+// A function of its own, not the body of the parallel_for lambda: read through the lambda's
+// by-reference captures, every pointer and size was reloaded inside the loops (twice the time at a
+// batch of one).
+template <typename T>
+void layer_backward_somata(const T* gp, const T* outp, const T* Ap, const T* xp, int64_t B, const int64_t* ip,
+                           const int64_t* op, int64_t n_dend, int64_t nnz, const T* vp, int64_t D, T sl, T* gwp,
+                           T* gbdp, T* gvp, T* gbsp, T* Gp, const T* gAp, int64_t s0, int64_t s1) {
+  std::vector<T> gz(B), scratch(B);
+  std::vector<int64_t> dend(std::max<int64_t>(D, 1));
+  for (int64_t s = s0; s < s1; ++s) {
+    leaky_grad<T>(gp + s * B, outp + s * B, T(1), sl, B, gz.data());
+    gbsp[s] = row_sum<T>(gz.data(), B);
+    const int64_t d0 = s * D;
+    for (int64_t k = 0; k < D; ++k) dend[k] = d0 + k;
+    int64_t k = 0;  // soma weights: ⟨gz, A[d]⟩, eight dendrites per pass over gz
+    for (; k + 8 <= D; k += 8) dots<T, 8>(gz.data(), Ap, B, dend.data() + k, gvp + d0 + k);
+    for (; k + 4 <= D; k += 4) dots<T, 4>(gz.data(), Ap, B, dend.data() + k, gvp + d0 + k);
+    for (; k < D; ++k) dots<T, 1>(gz.data(), Ap, B, dend.data() + k, gvp + d0 + k);
+    for (int64_t d = d0; d < d0 + D; ++d) {
+      T* ga = Gp ? Gp + d * B : scratch.data();
+      if (gAp) leaky_grad_plus<T>(gz.data(), gAp + d * B, Ap + d * B, vp[d], sl, B, ga);
+      else leaky_grad<T>(gz.data(), Ap + d * B, vp[d], sl, B, ga);
+      gbdp[d] = row_sum<T>(ga, B);
+      const int64_t c1 = row_end(op, d, n_dend, nnz);
+      int64_t c = op[d];
+      for (; c + 8 <= c1; c += 8) dots<T, 8>(ga, xp, B, ip + c, gwp + c);
+      for (; c + 4 <= c1; c += 4) dots<T, 4>(ga, xp, B, ip + c, gwp + c);
+      for (; c < c1; ++c) dots<T, 1>(ga, xp, B, ip + c, gwp + c);
+    }
+  }
+}
+
 template <typename T>
 void layer_backward(const T* gp, const T* outp, const T* Ap, const T* xp, int64_t B, const int64_t* ip,
                     const int64_t* op, int64_t n_dend, int64_t nnz, const T* vp, int64_t S, int64_t D, T sl, T* gwp,
                     T* gbdp, T* gvp, T* gbsp, T* Gp, const T* gAp = nullptr) {
   at::parallel_for(0, S, soma_grain(S, nnz, B), [&](int64_t s0, int64_t s1) {
-    std::vector<T> gz(B), scratch(B);
-    std::vector<int64_t> dend(std::max<int64_t>(D, 1));
-    for (int64_t s = s0; s < s1; ++s) {
-      leaky_grad<T>(gp + s * B, outp + s * B, T(1), sl, B, gz.data());
-      gbsp[s] = row_sum<T>(gz.data(), B);
-      const int64_t d0 = s * D;
-      for (int64_t k = 0; k < D; ++k) dend[k] = d0 + k;
-      int64_t k = 0;  // soma weights: ⟨gz, A[d]⟩, eight dendrites per pass over gz
-      for (; k + 8 <= D; k += 8) dots<T, 8>(gz.data(), Ap, B, dend.data() + k, gvp + d0 + k);
-      for (; k + 4 <= D; k += 4) dots<T, 4>(gz.data(), Ap, B, dend.data() + k, gvp + d0 + k);
-      for (; k < D; ++k) dots<T, 1>(gz.data(), Ap, B, dend.data() + k, gvp + d0 + k);
-      for (int64_t d = d0; d < d0 + D; ++d) {
-        T* ga = Gp ? Gp + d * B : scratch.data();
-        if (gAp) leaky_grad_plus<T>(gz.data(), gAp + d * B, Ap + d * B, vp[d], sl, B, ga);
-        else leaky_grad<T>(gz.data(), Ap + d * B, vp[d], sl, B, ga);
-        gbdp[d] = row_sum<T>(ga, B);
-        const int64_t c1 = row_end(op, d, n_dend, nnz);
-        int64_t c = op[d];
-        for (; c + 8 <= c1; c += 8) dots<T, 8>(ga, xp, B, ip + c, gwp + c);
-        for (; c + 4 <= c1; c += 4) dots<T, 4>(ga, xp, B, ip + c, gwp + c);
-        for (; c < c1; ++c) dots<T, 1>(ga, xp, B, ip + c, gwp + c);
-      }
-    }
+    layer_backward_somata<T>(gp, outp, Ap, xp, B, ip, op, n_dend, nnz, vp, D, sl, gwp, gbdp, gvp, gbsp, Gp, gAp, s0, s1);
   });
 }
 
