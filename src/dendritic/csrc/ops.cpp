@@ -568,9 +568,19 @@ template <typename T> inline void leaky_grad(const T* g, const T* a, T scale, T 
 
 // dst[b] = (scale · g[b] + extra[b]) · (a[b] > 0 ? 1 : slope): as leaky_grad, with a gradient that
 // reaches the leaky ReLU's output directly as well (a loss on the dendrites' activations).
+// Vector selects, not a branch per sample: the signs of a dendrite's activations are as good as
+// random, and a mispredicted branch per sample made the regularised backward three times slower.
 template <typename T>
 inline void leaky_grad_plus(const T* g, const T* extra, const T* a, T scale, T slope, int64_t B, T* dst) {
-  for (int64_t b = 0; b < B; ++b) dst[b] = (scale * g[b] + extra[b]) * (a[b] > T(0) ? T(1) : slope);
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::L;
+  const V one = V{} + T(1), sl = V{} + slope, zero = V{};
+  int64_t b = 0;
+  for (; b + L <= B; b += L) {
+    const V av = loadu<T>(a + b);
+    storeu<T>(dst + b, (scale * loadu<T>(g + b) + loadu<T>(extra + b)) * (av > zero ? one : sl));
+  }
+  for (; b < B; ++b) dst[b] = (scale * g[b] + extra[b]) * (a[b] > T(0) ? T(1) : slope);
 }
 
 // Gradients of dendritic_layer for somata s0 … s1 − 1: (w, bd, v, bs) and, when G is not null, the
