@@ -192,7 +192,7 @@ def add_rl_parser(sub: Any) -> None:
         "rl",
         help="reinforcement learning: dendritic policies for Stable-Baselines3 (needs the [rl] extra)",
         description="PPO / DQN with the RL Zoo's hyperparameters on CartPole-v1, Acrobot-v1 and "
-        "LunarLander-v3: SB3's default MLP, a dendritic network (<= 10 %% of its parameters), and a "
+        "LunarLander-v3: SB3's default MLP, a dendritic network (<= 10 % of its parameters), and a "
         "dense and a random-sparse MLP at the dendritic network's parameters. See docs/rl.md.",
     )
     actions = p.add_subparsers(dest="rl_command", metavar="ACTION")

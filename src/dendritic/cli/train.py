@@ -112,7 +112,7 @@ def add_train_parser(sub: Any) -> None:
     p = sub.add_parser(
         "train",
         help="train one model with the paper's protocol",
-        description="Train one model with the paper's protocol (Adam 1e-3, batch 128, 10%% validation) "
+        description="Train one model with the paper's protocol (Adam 1e-3, batch 128, 10% validation) "
         "and record it in the results store.",
     )
     add_model_options(p)  # --model, --dendrites, ... --init: the fields of ModelSpec
