@@ -119,6 +119,29 @@ def test_help_lists_the_commands():
         assert command in result.stdout
 
 
+def test_every_help_text_formats():
+    """Every command's and subcommand's --help renders (no escaped '%%' left in a description,
+    which argparse prints as is) and names its options."""
+    import argparse
+
+    from dendritic.cli.main import build_parser
+
+    def walk(parser: argparse.ArgumentParser, path: tuple[str, ...]):
+        yield path, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    yield from walk(child, (*path, name))
+
+    seen = 0
+    for path, parser in walk(build_parser(), ()):
+        text = parser.format_help()
+        assert "%%" not in text and "%(" not in text, (path, text)
+        assert "usage:" in text and "-h, --help" in text, path
+        seen += 1
+    assert seen > 20  # every command and action was visited
+
+
 def test_library_errors_name_the_commands_flags():
     """A field the user set by a flag is named by that flag; prose and other names stay as they are."""
     from dendritic.cli.args import in_flag_terms
