@@ -13,6 +13,7 @@ from torch import nn
 
 from dendritic.cli import main
 from dendritic.errors import Terminated
+from dendritic.layers.kernels import kernel_backend
 from dendritic.models.checkpoint import load_state
 from dendritic.nn import DendriticLayer
 from dendritic.store import RunStore
@@ -269,3 +270,47 @@ def test_fit_takes_a_loss_regression_and_a_function():
         fit(nn.Linear(6, 2), (x, labels), epochs=1, loss="l1")
     with pytest.raises(ValueError, match="labels must be a 1-D tensor of class indices"):
         fit(nn.Linear(6, 1), (x, y), epochs=1)  # float targets need a regression loss
+
+
+def _denormal_survivors(n: int = 1 << 21) -> int:
+    """Nonzero results of a product of denormals, large enough for every torch thread to take a
+    part: all of them when denormals are kept, none when they are flushed."""
+    return int((torch.full((n,), 1e-39) * 1.0).count_nonzero())
+
+
+@pytest.mark.skipif(
+    kernel_backend() != "cpp",
+    reason="every thread is set by the C++ library (without it, the calling thread only)",
+)
+def test_fit_flushes_denormals_on_every_thread_and_restores_the_setting():
+    """Denormals are flushed while ``fit`` trains (as TensorFlow, the paper's framework, does;
+    they made class-sequential epochs several times slower), on every torch thread, and kept
+    again after it; ``flush_denormals=False`` keeps them throughout."""
+    from dendritic.layers.kernels import flush_denormals
+
+    class Probe(Callback):
+        def __init__(self) -> None:
+            self.survivors: list[int] = []
+
+        def on_epoch_end(self, state, metrics) -> None:
+            self.survivors.append(_denormal_survivors())
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert _denormal_survivors() == 1 << 21
+        x, y = torch.rand(64, 6), torch.randint(0, 3, (64,))
+        for flush, expected in ((True, 0), (False, 1 << 21)):
+            probe = Probe()
+            model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+            fit(model, (x, y), epochs=2, batch_size=16, seed=0, callbacks=[probe], flush_denormals=flush)
+            assert probe.survivors == [expected, expected]
+            assert _denormal_survivors() == 1 << 21  # restored after the fit
+        # the switch itself: previous setting returned, every thread set, then unset
+        assert flush_denormals(True) is False
+        assert _denormal_survivors() == 0
+        assert flush_denormals(False) is True
+        assert _denormal_survivors() == 1 << 21
+    finally:
+        flush_denormals(False)
+        torch.set_num_threads(before)

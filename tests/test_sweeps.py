@@ -237,6 +237,7 @@ def test_sweep_runs_records_and_resumes(tmp_path, data_dir, pool, caplog):
             assert run["trainable_params"] > 0 and run["test_accuracy"] is not None
             assert Path(run["checkpoint"]).exists()
             assert run["pid"] == os.getpid()  # rows carry the coordinator's pid
+            assert run["extra"]["denormals"] == "flushed"  # the worker's fit setting
         lines = [r.getMessage() for r in caplog.records if r.name == "dendritic.sweeps"]
         assert sum("acc" in line and "params" in line for line in lines) == 4
         assert lines[-1].startswith("sweep: 4 done, 0 failed, 0 skipped")

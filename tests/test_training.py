@@ -126,6 +126,7 @@ def test_store_records_runs_and_epochs(tmp_path, data_dir):
         assert run["test_accuracy"] == pytest.approx(result.test_accuracy)
         assert run["best_epoch"] == result.best_epoch and run["epochs_run"] == 3
         assert run["torch_version"] == torch.__version__
+        assert run["extra"]["denormals"] == "flushed"  # fit's setting, recorded with the run
         assert run["config"]["model"] == "dANN-LRF" and run["config"]["epochs"] == 3
         assert [e["epoch"] for e in store.epochs(result.run_id)] == [1, 2, 3]
         assert Path(run["checkpoint"]).is_file()

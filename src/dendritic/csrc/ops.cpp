@@ -6,6 +6,7 @@
 // torch.compile and torch.export see them as ordinary operators. Built at install time where a
 // compiler exists (setup.py), else on first use (torch.utils.cpp_extension.load).
 #include <ATen/core/Tensor.h>
+#include <ATen/Context.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
@@ -24,6 +25,12 @@
 #include <vector>
 #if defined(__AVX__)
 #include <immintrin.h>
+#endif
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+#if defined(_OPENMP)
+#include <omp.h>
 #endif
 
 namespace {
@@ -1392,6 +1399,28 @@ at::Tensor class_sums_t_backward(const at::Tensor& grad, const at::Tensor& a, co
 }
 
 }  // namespace
+
+// Denormal floats flushed to zero (flush-to-zero and denormals-are-zero) on the calling thread
+// and on every thread of the OpenMP pool, or not: the setting is per thread, and
+// torch.set_flush_denormal sets the caller's only, so half of a 2-thread product still went
+// through the slow denormal path. Called from Python through ctypes (a setting, not a tensor
+// operator). Returns the calling thread's previous setting: 1 on, 0 off, -1 unknown (not x86).
+extern "C" int dendritic_flush_denormals(int on) {
+#if defined(__SSE__)
+  const int before = (_mm_getcsr() & 0x8040) == 0x8040 ? 1 : 0;  // FTZ (bit 15) and DAZ (bit 6)
+#else
+  const int before = -1;
+#endif
+  const bool flush = on != 0;
+  at::globalContext().setFlushDenormal(flush);
+#if defined(_OPENMP)
+  // as many threads as the machine has cores at least, so that a pool grown later (a thread
+  // count raised during training) finds its threads already set
+#pragma omp parallel num_threads(std::max(at::get_num_threads(), omp_get_num_procs()))
+  at::globalContext().setFlushDenormal(flush);
+#endif
+  return before;
+}
 
 // Schemas: what torch.compile, torch.export and the dispatcher know of each operator. Tensors
 // marked (a!) are written in place. Activations are feature-major: (features, batch).

@@ -50,6 +50,7 @@ lost are in ``docs/performance.md``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -74,11 +75,13 @@ from dendritic.layers import buildinfo
 __all__ = [
     "available_kernels",
     "dendritic_layer_t",
+    "denormals_flushed",
     "fused_layers_enabled",
     "head_loss_t",
     "kernel_backend",
     "sparse_matmul_t",
     "evaluate_dann_t",
+    "flush_denormals",
     "train_steps_t",
 ]
 
@@ -262,6 +265,52 @@ def _load_cpp() -> bool:
             state.seconds,
         )
         return state.ok
+
+
+def flush_denormals(on: bool) -> bool | None:
+    """Flush denormal floats to zero (``on``) or not, on the calling thread and every thread of
+    torch's OpenMP pool; returns the calling thread's previous setting (None where unknown).
+
+    Why: arithmetic on denormals (below 1.2e-38 in float32) is up to a hundred times slower on
+    x86, and a network trained class by class produces them: a vANN's first class-sequential epoch
+    took 7.6 s instead of 2.0 s with the same numbers. TensorFlow, the paper's framework, flushes
+    them around its CPU ops. ``torch.set_flush_denormal`` sets the calling thread only; without
+    the C++ library that is all this does too."""
+    library = _STATE.library if _load_cpp() else None
+    if library is not None:
+        try:
+            function = _flusher(library)
+        except (OSError, AttributeError):  # a library built before the function existed
+            function = None
+        if function is not None:
+            before = int(function(1 if on else 0))
+            return None if before < 0 else bool(before)
+    torch.set_flush_denormal(on)
+    return None
+
+
+@contextlib.contextmanager
+def denormals_flushed(on: bool = True) -> Iterator[None]:
+    """Denormals flushed to zero inside the block (if ``on``; :func:`flush_denormals`), the
+    previous setting back after."""
+    if not on:
+        yield
+        return
+    before = flush_denormals(True)
+    try:
+        yield
+    finally:
+        if not before:
+            flush_denormals(False)
+
+
+@functools.lru_cache(maxsize=4)
+def _flusher(library: str) -> Any:
+    import ctypes
+
+    function = ctypes.CDLL(library).dendritic_flush_denormals
+    function.argtypes, function.restype = [ctypes.c_int], ctypes.c_int
+    return function
 
 
 def _requested() -> str:

@@ -173,6 +173,7 @@ def _final(outcome: dict[str, Any]) -> dict[str, Any]:
             "worker_pid": meta.get("pid", outcome.get("pid")),
             "threads": outcome.get("threads"),
             **({"lottery": meta["lottery"]} if "lottery" in meta else {}),
+            **({"denormals": meta["denormals"]} if "denormals" in meta else {}),
         },
     }
 

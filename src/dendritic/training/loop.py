@@ -177,6 +177,7 @@ def run_metadata(
         "trainable_params": count_parameters(model),
         "paper_params": _paper_count(config),
         "data": getattr(data, "provenance", None),
+        "denormals": "flushed",  # fit's default (flush_denormals=True); runs before 2026-12-07 did not
     }
 
 
