@@ -223,6 +223,7 @@ def test_a_failing_fit_is_recorded_as_failed_and_a_finished_run_is_kept(tmp_path
         ({"patience": 2}, "early stopping (patience) needs a validation set"),
         ({"optimizer": "sgd"}, "unknown optimizer 'sgd'"),
         ({"model": "not a module"}, "model must be a torch.nn.Module"),
+        ({"flush_denormals": "no"}, "flush_denormals must be True or False, got 'no'"),
     ],
 )
 def test_bad_arguments_are_one_line_errors_before_training(kwargs, message):

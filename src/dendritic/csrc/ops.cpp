@@ -438,9 +438,6 @@ inline void layer_block(const T* __restrict x, int64_t B, const int64_t* __restr
   for (int k = 0; k < K; ++k) storeu<T>(out + k * L, leaky_v<T>(soma[k] + bs, slope));
 }
 
-// The last NB < L columns of one soma's rows (x, A and out start at the first of them), in
-// scalar sums, four dendrites of equal fan-in at a time (interleaved_sums). Each dendrite's and
-// each soma's sum keeps its order: the values are those of one dendrite at a time.
 // G dendrites' sums (acc) → their activations (kept in A when not null) → added to their soma's.
 template <typename T, int NB, int G>
 inline void into_soma(const T (&acc)[G][NB], int64_t d, int64_t B, const T* bd, const T* v, T slope, T* A,
@@ -453,6 +450,9 @@ inline void into_soma(const T (&acc)[G][NB], int64_t d, int64_t B, const T* bd, 
     }
 }
 
+// The last NB < L columns of one soma's rows (x, A and out start at the first of them), in
+// scalar sums, four dendrites of equal fan-in at a time (interleaved_sums). Each dendrite's and
+// each soma's sum keeps its order: the values are those of one dendrite at a time.
 template <typename T, int NB>
 inline void layer_columns(const T* x, int64_t B, const int64_t* idx, const T* w, const int64_t* off, int64_t n_dend,
                           int64_t nnz, const T* bd, const T* v, T bs, int64_t d0, int64_t d1, T slope, T* A, T* out) {
@@ -460,7 +460,7 @@ inline void layer_columns(const T* x, int64_t B, const int64_t* idx, const T* w,
   T soma[NB] = {};
   for (int64_t d = d0; d < d1;) {
     // compile-time group sizes in both branches: indexed by a run-time count, the sums were
-    // kept in memory instead of registers (three times slower)
+    // kept in memory instead of registers (D = 16, batch 4: 81 instead of 53 µs)
     int64_t base[G];
     const int64_t n = d + G <= d1 ? equal_fan_in<G>(off, d, n_dend, nnz, base) : -1;
     if (n >= 0) {

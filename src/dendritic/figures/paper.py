@@ -676,7 +676,8 @@ def supp_epochs_to_minimum(groups: Sequence[Group], *, dataset: str = "") -> Fig
     with paper_style():
         fig, axes = new_figure(1, 2, panel=(3.3, 2.6))
         _draw_best_epoch(axes[0, 0], usable)
-        axes[0, 0].legend(loc="best")
+        if axes[0, 0].get_legend_handles_labels()[0]:  # runs without a parameter count draw no points
+            axes[0, 0].legend(loc="best")
         axes[0, 0].set_title("epoch of minimum validation loss")
         ax = axes[0, 1]
         models = order_models(g.model for g in usable)

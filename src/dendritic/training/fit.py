@@ -180,6 +180,8 @@ def fit(
     from dendritic.errors import sigterm_interrupts
     from dendritic.layers.kernels import denormals_flushed
 
+    if not isinstance(flush_denormals, bool):
+        raise TypeError(f"flush_denormals must be True or False, got {flush_denormals!r}")
     with sigterm_interrupts(), denormals_flushed(flush_denormals):
         return _fit(
             model, train, epochs=epochs, val=val, test=test, optimizer=optimizer, lr=lr,
