@@ -556,38 +556,35 @@ template <typename T> inline T row_sum(const T* a, int64_t B) {
   return s;
 }
 
-// dst[b] = scale · g[b] · (a[b] > 0 ? 1 : slope): the gradient through a leaky ReLU whose output is a
-template <typename T> inline void leaky_grad(const T* g, const T* a, T scale, T slope, int64_t B, T* dst) {
+// dst[b] = (scale · g[b] + extra[b]) · (a[b] > 0 ? 1 : slope): the gradient through a leaky ReLU
+// whose output is a, with (EXTRA) a gradient that reaches that output directly as well (a loss on
+// the dendrites' activations). Vector selects, not a branch per sample: the signs of a dendrite's
+// activations are as good as random, and a mispredicted branch per sample made the regularised
+// backward three times slower.
+template <typename T, bool EXTRA>
+inline void leaky_grad_of(const T* g, const T* extra, const T* a, T scale, T slope, int64_t B, T* dst) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::L;
-  if (B < L) {
-    for (int64_t b = 0; b < B; ++b) dst[b] = (scale * g[b]) * (a[b] > T(0) ? T(1) : slope);
-    return;
-  }
   const V one = V{} + T(1), sl = V{} + slope, zero = V{};
   int64_t b = 0;
   for (; b + L <= B; b += L) {
     const V av = loadu<T>(a + b);
-    storeu<T>(dst + b, (scale * loadu<T>(g + b)) * (av > zero ? one : sl));
+    V in = scale * loadu<T>(g + b);
+    if constexpr (EXTRA) in += loadu<T>(extra + b);
+    storeu<T>(dst + b, in * (av > zero ? one : sl));
   }
-  for (; b < B; ++b) dst[b] = (scale * g[b]) * (a[b] > T(0) ? T(1) : slope);
+  for (; b < B; ++b) {
+    T in = scale * g[b];
+    if constexpr (EXTRA) in += extra[b];
+    dst[b] = in * (a[b] > T(0) ? T(1) : slope);
+  }
 }
 
-// dst[b] = (scale · g[b] + extra[b]) · (a[b] > 0 ? 1 : slope): as leaky_grad, with a gradient that
-// reaches the leaky ReLU's output directly as well (a loss on the dendrites' activations).
-// Vector selects, not a branch per sample: the signs of a dendrite's activations are as good as
-// random, and a mispredicted branch per sample made the regularised backward three times slower.
+// leaky_grad_of, with extra (when not null) added to scale · g.
 template <typename T>
-inline void leaky_grad_plus(const T* g, const T* extra, const T* a, T scale, T slope, int64_t B, T* dst) {
-  using V = typename Vec<T>::type;
-  constexpr int L = Vec<T>::L;
-  const V one = V{} + T(1), sl = V{} + slope, zero = V{};
-  int64_t b = 0;
-  for (; b + L <= B; b += L) {
-    const V av = loadu<T>(a + b);
-    storeu<T>(dst + b, (scale * loadu<T>(g + b) + loadu<T>(extra + b)) * (av > zero ? one : sl));
-  }
-  for (; b < B; ++b) dst[b] = (scale * g[b] + extra[b]) * (a[b] > T(0) ? T(1) : slope);
+inline void leaky_grad(const T* g, const T* extra, const T* a, T scale, T slope, int64_t B, T* dst) {
+  if (extra != nullptr) leaky_grad_of<T, true>(g, extra, a, scale, slope, B, dst);
+  else leaky_grad_of<T, false>(g, nullptr, a, scale, slope, B, dst);
 }
 
 // Gradients of dendritic_layer for somata s0 … s1 − 1: (w, bd, v, bs) and, when G is not null, the
@@ -603,7 +600,7 @@ void layer_backward_somata(const T* gp, const T* outp, const T* Ap, const T* xp,
   std::vector<T> gz(B), scratch(B);
   std::vector<int64_t> dend(std::max<int64_t>(D, 1));
   for (int64_t s = s0; s < s1; ++s) {
-    leaky_grad<T>(gp + s * B, outp + s * B, T(1), sl, B, gz.data());
+    leaky_grad<T>(gp + s * B, nullptr, outp + s * B, T(1), sl, B, gz.data());
     gbsp[s] = row_sum<T>(gz.data(), B);
     const int64_t d0 = s * D;
     for (int64_t k = 0; k < D; ++k) dend[k] = d0 + k;
@@ -613,8 +610,7 @@ void layer_backward_somata(const T* gp, const T* outp, const T* Ap, const T* xp,
     for (; k < D; ++k) dots<T, 1>(gz.data(), Ap, B, dend.data() + k, gvp + d0 + k);
     for (int64_t d = d0; d < d0 + D; ++d) {
       T* ga = Gp ? Gp + d * B : scratch.data();
-      if (gAp) leaky_grad_plus<T>(gz.data(), gAp + d * B, Ap + d * B, vp[d], sl, B, ga);
-      else leaky_grad<T>(gz.data(), Ap + d * B, vp[d], sl, B, ga);
+      leaky_grad<T>(gz.data(), gAp ? gAp + d * B : nullptr, Ap + d * B, vp[d], sl, B, ga);
       gbdp[d] = row_sum<T>(ga, B);
       const int64_t c1 = row_end(op, d, n_dend, nnz);
       int64_t c = op[d];

@@ -60,6 +60,9 @@ __all__ = [
 
 #: Most torch threads a run may ask for (far above any machine; OpenMP dies at ~20,000).
 MAX_THREADS = 1024
+#: Whether a config's run flushes denormals while it trains (``fit``'s ``flush_denormals``), as
+#: its record says (``run_metadata``).
+FLUSH_DENORMALS = True
 #: Training samples of the fixed batch whose per-layer gradient norms every run records.
 PROBE_SAMPLES = 512
 
@@ -177,7 +180,7 @@ def run_metadata(
         "trainable_params": count_parameters(model),
         "paper_params": _paper_count(config),
         "data": getattr(data, "provenance", None),
-        "denormals": "flushed",  # fit's default (flush_denormals=True); runs before 2026-12-07 did not
+        "denormals": "flushed" if FLUSH_DENORMALS else "kept",  # runs stored before 2026-12-07 kept them
     }
 
 
@@ -293,6 +296,7 @@ def _fit_config(
         callbacks=callbacks,
         device=dev,
         loss=loss,
+        flush_denormals=FLUSH_DENORMALS,
     )
 
 
