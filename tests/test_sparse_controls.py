@@ -198,6 +198,41 @@ def test_finetune_keeps_the_trained_weights_and_rounds_reach_the_target():
     assert [s.n_connections for s in _stages(iterative.model)] == [64, 16]
 
 
+def _weights(net):
+    return [t.detach().clone() for t in net.state_dict().values() if t.is_floating_point()]
+
+
+def test_a_cached_parent_gives_the_ticket_that_training_it_would(tmp_path, caplog):
+    """The fine-tune ticket of a seed loads the parent its rewind ticket trained: same weights as
+    when it trains the parent itself; another seed's parent, or a damaged file, is not used."""
+    torch.set_num_threads(1)
+    data, cpu = _data(), torch.device("cpu")
+    rewind, finetune = _lottery(parent_epochs=2), _lottery(lottery="finetune", parent_epochs=2)
+    first = train_ticket(rewind, data, cpu, parent_cache=tmp_path)
+    (entry,) = tmp_path.glob("parent-*.safetensors")
+    second = train_ticket(finetune, data, cpu, parent_cache=tmp_path)
+    assert not first.info["parent_cached"] and second.info["parent_cached"]
+    assert second.info["parent_seconds"] == first.info["parent_seconds"] > 0
+    assert second.info["parent_val_accuracy"] == first.info["parent_val_accuracy"]
+    for cached, fresh in [
+        (first, train_ticket(rewind, data, cpu)),
+        (second, train_ticket(finetune, data, cpu)),
+    ]:
+        assert all(
+            torch.equal(a, b) for a, b in zip(_weights(cached.model), _weights(fresh.model), strict=True)
+        )
+        assert cached.info["kept_connections"] == fresh.info["kept_connections"]
+    other = train_ticket(
+        _lottery(lottery="finetune", parent_epochs=2, seed=4), data, cpu, parent_cache=tmp_path
+    )
+    assert not other.info["parent_cached"] and len(list(tmp_path.glob("parent-*.safetensors"))) == 2
+    entry.write_bytes(b"not a safetensors file")
+    caplog.set_level("WARNING", logger="dendritic.training")
+    again = train_ticket(finetune, data, cpu, parent_cache=tmp_path)
+    assert not again.info["parent_cached"] and "unreadable cached parent" in caplog.text
+    assert all(torch.equal(a, b) for a, b in zip(_weights(again.model), _weights(second.model), strict=True))
+
+
 def test_a_lottery_run_trains_the_ticket_and_records_both_epoch_counts(tmp_path):
     from dendritic.store import RunStore
     from dendritic.training import train
@@ -356,12 +391,20 @@ def test_sparse_controls_grid_matches_the_danns_parameters(capsys, tmp_path):
     lottery = next(c for c in configs if c.lottery == "rewind" and c.dendrites == 16)
     sparse = dataclasses.replace(lottery, model="sANN", lottery="none", prune_rounds=1, parent_epochs=None)
     assert run_seconds(lottery)[0] > 5 * run_seconds(sparse)[0]
+    # ... unless another run of the sweep trains it: only the rounds and the ticket remain
+    shared = run_seconds(lottery, shared_parent=True)[0]
+    assert run_seconds(sparse)[0] * 4 < shared < run_seconds(lottery)[0] / 2
 
     store = str(tmp_path / "none.db")
     assert main(["sweep", "sparse-controls", "--dry-run", "--store", store, "--trials", "1"]) == 0
     out = capsys.readouterr().out
     assert "24 runs in sparse-controls" in out and "estimated time" in out
     assert "ER-MLP" in out and "linear dendrites" in out
+    # the fine-tune ticket is priced without the parent its rewind twin trains
+    rows = [line.split() for line in out.splitlines() if "lottery" in line]
+    rewind = [float(r[-3]) for r in rows if "rewind" in r]
+    tuned = [float(r[-3]) for r in rows if "fine-tuned," in r]
+    assert len(rewind) == len(tuned) == 3 and all(t < 0.6 * r for t, r in zip(tuned, rewind, strict=True))
 
 
 # ---------------------------------------------------------------- statistics and figure

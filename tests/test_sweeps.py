@@ -248,6 +248,34 @@ def test_sweep_runs_records_and_resumes(tmp_path, data_dir, pool, caplog):
         assert len(store) == 4
 
 
+def test_lottery_runs_of_one_seed_share_their_dense_parent(tmp_path, data_dir, pool, monkeypatch):
+    """The fine-tune ticket waits for the rewind ticket of its seed and loads its parent from the
+    sweep's cache (removed at the end); its result is the one it gets training the parent itself."""
+    import dendritic.sweeps.coordinator as coordinator
+
+    made: list[str] = []
+    mkdtemp = coordinator.tempfile.mkdtemp
+    monkeypatch.setattr(coordinator.tempfile, "mkdtemp", lambda **kw: made.append(mkdtemp(**kw)) or made[-1])
+    base = dict(model="vANN", dendrites=2, somata=8, synapses=4, epochs=1, parent_epochs=2, dataset="mnist")
+    rewind = TrainConfig(**base, lottery="rewind")
+    finetune = TrainConfig(**base, lottery="finetune")
+    with RunStore(tmp_path / "runs.db") as store:
+        report = run_sweep([rewind, finetune], store, backend=pool, threads=1, data_dir=data_dir)
+        assert (report.done, report.failed) == (2, [])
+        runs = {r["config"]["lottery"]: r for r in store.list_runs()}
+    made = [m for m in made if "dendritic-lottery-parents" in m]  # multiprocessing makes its own too
+    assert len(made) == 1 and not Path(made[0]).exists()
+    shared = runs["finetune"]["extra"]["lottery"]
+    assert not runs["rewind"]["extra"]["lottery"]["parent_cached"] and shared["parent_cached"]
+    assert shared["parent_seconds"] == runs["rewind"]["extra"]["lottery"]["parent_seconds"]
+    with RunStore(tmp_path / "alone.db") as store:
+        run_sweep([finetune], store, backend=pool, threads=1, data_dir=data_dir)
+        (alone,) = store.list_runs()
+    assert not alone["extra"]["lottery"]["parent_cached"]
+    assert alone["test_accuracy"] == runs["finetune"]["test_accuracy"]
+    assert alone["test_loss"] == runs["finetune"]["test_loss"]
+
+
 def test_a_raising_worker_marks_its_run_failed_and_the_sweep_goes_on(tmp_path, data_dir, pool):
     good = tiny(models=("dANN-R",), dendrites=(1, 2))
     bad = TrainConfig(**{**good[0].to_dict(), "synapses": 1000})  # more synapses than the 784 inputs

@@ -199,16 +199,22 @@ def _estimates(args: argparse.Namespace, configs: list[Any]) -> tuple[list[float
     store, else the cost model (re-fitted here with ``--calibrate``)."""
     import socket
 
-    from dendritic.store import RunStore
+    from dendritic.store import RunStore, config_key
     from dendritic.sweeps.backends import available_cpus
     from dendritic.sweeps.estimate import DEFAULT_COST, calibrate, measured_epoch_seconds, run_seconds
+    from dendritic.training.lottery import parent_identity
 
     measured: dict[Any, float] = {}
-    # Host names do not tell machines apart everywhere (virtual machines share one): with
-    # --calibrate only the timings taken here and now count.
-    if Path(args.store).exists() and not args.calibrate:  # an estimate never creates a store
+    finished: set[str] = set()
+    if Path(args.store).exists():  # an estimate never creates a store
         with RunStore(args.store, readonly=True) as store:
-            measured = measured_epoch_seconds(store.list_runs(status="finished"), host=socket.gethostname())
+            finished = store.finished_keys()
+            # Host names do not tell machines apart everywhere (virtual machines share one): with
+            # --calibrate only the timings taken here and now count.
+            if not args.calibrate:
+                measured = measured_epoch_seconds(
+                    store.list_runs(status="finished"), host=socket.gethostname()
+                )
     threads = args.threads or (max(1, available_cpus() // args.workers) if args.backend == "local" else 1)
     cost = DEFAULT_COST
     if args.calibrate:
@@ -216,7 +222,20 @@ def _estimates(args: argparse.Namespace, configs: list[Any]) -> tuple[list[float
             f"{PROG}: timing a few training steps of 12 models here ({threads} thread(s))...", file=sys.stderr
         )
         cost = calibrate(threads=threads)
-    estimates = [run_seconds(c, threads=threads, cost=cost, measured=measured) for c in configs]
+    # Lottery runs still to do share their dense parent on the local backend (the sweep's cache).
+    parents: set[str] = set()
+    estimates = []
+    for c in configs:
+        parent = (
+            parent_identity(c)
+            if args.backend == "local" and config_key(c.to_dict()) not in finished
+            else None
+        )
+        estimates.append(
+            run_seconds(c, threads=threads, cost=cost, measured=measured, shared_parent=parent in parents)
+        )
+        if parent is not None:
+            parents.add(parent)
     info = {"threads": threads, "timed": sum(t for _, t in estimates), "calibrated": args.calibrate}
     return [seconds / 60 for seconds, _ in estimates], info
 

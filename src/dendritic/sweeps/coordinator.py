@@ -18,6 +18,11 @@ already recorded and never duplicates a run:
    only its own run 'failed'; the sweep goes on. Failed and interrupted runs are retried by the
    next invocation (not within the same one: a run that killed its worker, e.g. by running out
    of memory, would likely kill the next one too).
+
+Lottery runs of one seed share their dense parent (most of their cost): on the local backend the
+coordinator gives its workers a temporary parent cache for its lifetime, and holds back a lottery
+run whose parent another run in flight is training until that run has ended, so that it loads the
+parent instead of training it again (:mod:`dendritic.training.lottery`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -36,7 +43,7 @@ from dendritic.models.spec import options_label
 from dendritic.store import RunStore, RunTakenOver, StoreError, config_key
 from dendritic.training.config import TrainConfig
 from dendritic.training.fit import RecordRun
-from dendritic.training.lottery import lottery_info
+from dendritic.training.lottery import lottery_info, parent_identity
 
 from .backends import Backend, LocalBackend, available_cpus
 from .estimate import DEFAULT_COST
@@ -225,6 +232,8 @@ def run_sweep(
         experiment=experiment, progress=progress, on_result=on_result, data_dir=data_dir, checkpoints=checkpoints,
         threads=threads,
     )  # fmt: skip
+    if sweep.backend.name == "local" and any(c.lottery != "none" for c in todo):
+        sweep.parent_cache = tempfile.mkdtemp(prefix="dendritic-lottery-parents-")
     try:
         sweep.run(deque(todo), poll)
     except BaseException as exc:
@@ -235,6 +244,8 @@ def run_sweep(
             if sweep.owned:
                 sweep.backend.close()
         finally:
+            if sweep.parent_cache is not None:
+                shutil.rmtree(sweep.parent_cache, ignore_errors=True)
             report.seconds = time.perf_counter() - t0
             log.info("%s", report.line())
     return report
@@ -275,6 +286,7 @@ class _Sweep:
         self.streamed: dict[int, set[int]] = {}  # epochs already recorded per run
         self.ended = report.skipped
         self.last_beat = time.monotonic()
+        self.parent_cache: str | None = None  # lottery runs' shared dense parents (local backend)
 
     def advance(self) -> None:
         self.ended += 1
@@ -286,10 +298,25 @@ class _Sweep:
             self.progress(self.ended, self.report.total)
         while queue or self.in_flight:
             while queue and len(self.in_flight) < self.backend.slots:
-                self.dispatch(queue.popleft())
+                config = self.take(queue)
+                if config is None:  # what is left waits for a dense parent being trained
+                    break
+                self.dispatch(config)
             self.heartbeat()
             for outcome in self.backend.wait(timeout=poll):
                 self.hear(outcome)
+
+    def take(self, queue: deque[TrainConfig]) -> TrainConfig | None:
+        """The next run to start: the first whose lottery parent no run in flight is training
+        (it loads that parent from the cache once the other run has ended); None if there is none."""
+        if self.parent_cache is None:
+            return queue.popleft()
+        busy = {parent_identity(c) for c, _ in self.in_flight.values()} - {None}
+        for i, config in enumerate(queue):
+            if parent_identity(config) not in busy:
+                del queue[i]
+                return config
+        return None
 
     def dispatch(self, config: TrainConfig) -> None:
         """Start the run in the store (its row says 'running'), then hand it to a worker."""
@@ -309,6 +336,7 @@ class _Sweep:
             device=self.device,
             threads=self.threads,
             checkpoint=None if self.folder is None else checkpoint_path(self.folder, cfg, config_key(cfg)),
+            parent_cache=self.parent_cache,
         )
         try:
             self.backend.submit(task)

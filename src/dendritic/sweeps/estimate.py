@@ -189,13 +189,16 @@ def run_seconds(
     threads: int = 1,
     cost: CostModel = DEFAULT_COST,
     measured: Mapping[tuple[Any, ...], float] | None = None,
+    shared_parent: bool = False,
 ) -> tuple[float, bool]:
-    """(estimated seconds of one run, whether a finished run of the store timed it)."""
+    """(estimated seconds of one run, whether a finished run of the store timed it).
+    ``shared_parent``: a lottery run whose dense parent another run of the sweep trains."""
     key = _run_key(config.to_dict())
     if (
         config.lottery != "none"
     ):  # the dense parent and the pruning rounds first (a store times the ticket only)
-        return lottery_seconds(config, lambda c: cost.epoch_seconds(c, threads)), False
+        seconds = lottery_seconds(config, lambda c: cost.epoch_seconds(c, threads), parent=not shared_parent)
+        return seconds, False
     if measured and key in measured:
         return measured[key] * config.resolved_epochs(), True
     return cost.epoch_seconds(config, threads) * config.resolved_epochs(), False

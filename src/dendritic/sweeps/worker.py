@@ -33,6 +33,7 @@ class Task:
 
     ``config`` is ``TrainConfig.to_dict()``; ``task_id`` is the store's run id (the coordinator
     started the run before dispatching it). ``threads`` None leaves torch's default.
+    ``parent_cache``: the sweep's folder for lottery runs' dense parents (``train``'s).
     """
 
     task_id: int
@@ -41,6 +42,7 @@ class Task:
     device: str = "cpu"
     threads: int | None = None
     checkpoint: str | None = None
+    parent_cache: str | None = None
 
 
 def checkpoint_path(folder: str | os.PathLike[str], config: Mapping[str, Any], key: str) -> str:
@@ -109,6 +111,7 @@ def run_task(task: Task, on_epoch: Callable[[dict[str, Any]], None] | None = Non
             data_dir=task.data_dir,
             checkpoint=task.checkpoint,
             on_epoch=report,
+            parent_cache=task.parent_cache,
         )
     except Exception as exc:  # the coordinator records it; the worker lives on
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).strip()

@@ -198,6 +198,7 @@ def train(
     replace: bool = False,
     threads: int | None = None,
     experiment: str | None = None,
+    parent_cache: str | os.PathLike[str] | None = None,
 ) -> RunResult:
     """Train the paper's model ``config`` names with the paper's protocol, through :func:`fit`.
 
@@ -210,6 +211,8 @@ def train(
     :func:`fit`'s (a progress bar, say); ``on_epoch`` is called with every epoch's metrics. Epoch
     lines are logged (``dendritic.training``, INFO). ``experiment`` tags the stored run with the
     sweep it belongs to (``dendritic train`` passes ``dendritic.sweeps.experiment_of(config)``).
+    ``parent_cache``: a folder where lottery runs share their dense parent
+    (:func:`dendritic.training.lottery.train_ticket`; sweeps pass one).
     """
     dev = resolve_device(device)
     set_threads(threads)
@@ -227,7 +230,7 @@ def train(
     if config.lottery != "none":  # the dense parent trained and pruned first (training.lottery)
         from dendritic.training.lottery import train_ticket
 
-        ticket = train_ticket(config, data, dev)
+        ticket = train_ticket(config, data, dev, parent_cache=parent_cache)
         model, lottery = ticket.model, ticket.info
     else:
         model = model_for(config, data).to(dev)

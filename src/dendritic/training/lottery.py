@@ -18,12 +18,22 @@ dANN); the run's config records them (``parent_epochs``, resolved) beside its ow
 the run's ``extra`` holds ``lottery``: the parent's validation accuracy, each round's, the
 connections kept and the seconds spent before the ticket's own training (which alone is the
 run's ``wall_seconds``).
+
+A sweep runs the rewind and the fine-tune ticket of one seed from the *same* dense parent; with a
+``parent_cache`` folder (the sweep coordinator makes one for its lifetime), the first of them
+saves the trained parent there and the second loads it instead of training it again — the
+parent's seconds are most of a lottery run's. The file is keyed by everything that determines
+the parent (:func:`parent_identity`, the torch threads, device, versions and the data's
+provenance), so a run loads a parent only where training it would give the same weights.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +57,7 @@ __all__ = [
     "lottery_keyed",
     "magnitude_masks",
     "parent_epochs_of",
+    "parent_identity",
     "pruned_network",
     "target_nonzeros",
     "train_ticket",
@@ -130,6 +141,20 @@ def lottery_keyed(config: Any, data: dict[str, Any]) -> dict[str, Any]:
     else:
         data["parent_epochs"] = parent_epochs_of(config)
     return data
+
+
+def parent_identity(config: Any) -> str | None:
+    """What determines a lottery run's dense parent and its rewind snapshot, as canonical JSON:
+    the config without the fields that only act after the parent (the mode and the rounds), with
+    ``parent_epochs`` resolved; None for an ordinary run. The rewind and fine-tune tickets of one
+    seed share it."""
+    if config.lottery == "none":
+        return None
+    data = config.to_dict()
+    for name in ("lottery", "prune_rounds"):
+        data.pop(name, None)
+    data["parent_epochs"] = parent_epochs_of(config)
+    return json.dumps(data, sort_keys=True, default=str)
 
 
 # ---------------------------------------------------------------------------- the parts
@@ -261,6 +286,100 @@ def _schedule(dense: Sequence[int], targets: Sequence[int], rounds: int) -> list
     return out
 
 
+# ---------------------------------------------------------------------------- the parent cache
+
+
+@dataclass
+class _Parent:
+    """A trained dense parent as the pruning needs it."""
+
+    rewound: list[DenseStage]  # at the end of epoch ``rewind_epoch`` (0: initial)
+    trained: list[DenseStage]  # at the end of the parent's epochs
+    val_accuracy: float
+    seconds: float  # its training, by whichever run trained it
+
+
+def _cache_file(
+    folder: str | os.PathLike[str], config: Any, data: Any, device: torch.device
+) -> tuple[str, str]:
+    """(file path, identity) of the parent's cache entry: keyed by what decides its weights."""
+    from dendritic import __version__
+
+    identity = json.dumps(
+        {
+            "config": parent_identity(config),
+            "threads": torch.get_num_threads(),
+            "device": str(device),
+            "torch": torch.__version__,
+            "dendritic": __version__,
+            "data": getattr(data, "provenance", None),
+        },
+        sort_keys=True,
+        default=str,
+    )
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
+    return os.path.join(os.fspath(folder), f"parent-{digest}.safetensors"), identity
+
+
+def _stage_tensors(prefix: str, stages: Sequence[DenseStage]) -> dict[str, torch.Tensor]:
+    out = {}
+    for i, stage in enumerate(stages):
+        out[f"{prefix}.{i}.weight"] = stage.weight.contiguous()
+        if stage.bias is not None:
+            out[f"{prefix}.{i}.bias"] = stage.bias.contiguous()
+    return out
+
+
+def _tensor_stages(prefix: str, tensors: Mapping[str, torch.Tensor], n: int) -> list[DenseStage]:
+    return [DenseStage(tensors[f"{prefix}.{i}.weight"], tensors.get(f"{prefix}.{i}.bias")) for i in range(n)]
+
+
+def _save_parent(path: str, identity: str, parent: _Parent) -> None:
+    """Write the entry atomically (a reader sees all of it or none); a failure only costs the
+    next run the parent's training, so it is logged, not raised."""
+    from safetensors.torch import save_file
+
+    from dendritic.files import atomic_write
+
+    if not os.path.isdir(os.path.dirname(path)):  # the sweep has ended and removed its cache
+        return
+    tensors = {**_stage_tensors("rewound", parent.rewound), **_stage_tensors("trained", parent.trained)}
+    meta = {
+        "identity": identity,
+        "stages": str(len(parent.trained)),
+        "val_accuracy": repr(parent.val_accuracy),
+        "seconds": repr(parent.seconds),
+    }
+    try:
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    except Exception as exc:  # disk full, folder removed under us: train it again next time
+        log.warning("lottery: could not cache the dense parent (%s)", exc)
+
+
+def _load_parent(path: str, identity: str) -> _Parent | None:
+    """The cached parent of this identity, or None (absent, unreadable or another parent's)."""
+    from safetensors import safe_open
+
+    if not os.path.exists(path):
+        return None
+    try:
+        with safe_open(path, framework="pt") as handle:
+            meta = handle.metadata() or {}
+            if meta.get("identity") != identity:
+                return None
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+        n = int(meta["stages"])
+        return _Parent(
+            _tensor_stages("rewound", tensors, n),
+            _tensor_stages("trained", tensors, n),
+            float(meta["val_accuracy"]),
+            float(meta["seconds"]),
+        )
+    except Exception as exc:  # a damaged entry: train the parent again
+        log.warning("lottery: ignoring an unreadable cached parent %s (%s)", path, exc)
+        return None
+
+
 @dataclass
 class Ticket:
     """What :func:`train_ticket` made: the network the run trains, and the record of how."""
@@ -269,11 +388,15 @@ class Ticket:
     info: dict[str, Any]
 
 
-def train_ticket(config: Any, data: Any, device: torch.device) -> Ticket:
+def train_ticket(
+    config: Any, data: Any, device: torch.device, *, parent_cache: str | os.PathLike[str] | None = None
+) -> Ticket:
     """The network a lottery run trains (see the module's docstring): the dense parent trained,
     pruned by magnitude over ``prune_rounds`` rounds to the dANN's nonzeros, rewound or kept
     trained. ``info`` records the parent's epochs and accuracy, the rounds, the rewind point and
-    the nonzeros per stage."""
+    the nonzeros per stage. With ``parent_cache`` (an existing folder), the parent is loaded from
+    there when a run with the same :func:`parent_identity` trained it, and saved there otherwise
+    (``info["parent_cached"]`` says which; ``parent_seconds`` is its training either way)."""
     from dendritic.models.network import DendriticNet
     from dendritic.training.fit import fit
     from dendritic.training.optim import make_optimizer
@@ -298,14 +421,26 @@ def train_ticket(config: Any, data: Any, device: torch.device) -> Ticket:
         return result.history[-1].val_accuracy if result.history else math.nan
 
     parent = DendriticNet(config.model_spec(), data.input_shape, data.n_classes, seed=config.seed).to(device)
-    snapshot = _Snapshot(parent, config.rewind_epoch)
-    parent_val = train(parent, snapshot)
-    assert snapshot.saved is not None
-    rewound = snapshot.saved
+    cache = None if parent_cache is None else _cache_file(parent_cache, config, data, device)
+    trained_parent = None if cache is None else _load_parent(*cache)
+    if trained_parent is None:
+        snapshot = _Snapshot(parent, config.rewind_epoch)
+        parent_val = train(parent, snapshot)
+        assert snapshot.saved is not None
+        trained_parent = _Parent(
+            snapshot.saved, dense_state(parent), parent_val, time.perf_counter() - started
+        )
+        if cache is not None:
+            _save_parent(*cache, trained_parent)
+        cached = False
+    else:
+        cached = True
+        log.info("lottery: the dense parent comes from the sweep's cache (trained by another run)")
+    rewound, parent_val = trained_parent.rewound, trained_parent.val_accuracy
     targets = target_nonzeros(parent, config.synapses)
     masks = _masks_of(parent)
     dense = [int(m.sum()) for m in masks]
-    current, trained = parent, dense_state(parent)
+    current, trained = parent, trained_parent.trained
     schedule = _schedule(dense, targets, config.prune_rounds)
     round_val: list[float] = []
     for r, keep in enumerate(schedule, start=1):
@@ -329,23 +464,26 @@ def train_ticket(config: Any, data: Any, device: torch.device) -> Ticket:
         "round_val_accuracy": round_val,
         "dense_connections": dense,
         "kept_connections": [int(m.sum()) for m in masks],
-        "seconds": time.perf_counter() - started,  # the parent's and the rounds' training
+        "seconds": time.perf_counter() - started,  # the parent's (unless cached) and the rounds' training
+        "parent_seconds": trained_parent.seconds,
+        "parent_cached": cached,
     }
     del current
     return Ticket(child, info)
 
 
-def lottery_seconds(config: Any, epoch_seconds: Any) -> float:
-    """Estimated seconds of a lottery run: the dense parent's epochs, the intermediate rounds and
-    the ticket's own epochs at the cost of a sparse network of the same nonzeros (an sANN of the
-    same D and S); ``epoch_seconds(config)`` prices one epoch of a config."""
+def lottery_seconds(config: Any, epoch_seconds: Any, *, parent: bool = True) -> float:
+    """Estimated seconds of a lottery run: the dense parent's epochs (unless ``parent`` is False:
+    it loads one another run trained), the intermediate rounds and the ticket's own epochs at the
+    cost of a sparse network of the same nonzeros (an sANN of the same D and S);
+    ``epoch_seconds(config)`` prices one epoch of a config."""
     from dataclasses import replace
 
     ordinary = replace(config, **LOTTERY_DEFAULTS)
     sparse = replace(ordinary, model="sANN")
-    parent = parent_epochs_of(config)
-    return epoch_seconds(ordinary) * parent + epoch_seconds(sparse) * (
-        parent * (config.prune_rounds - 1) + config.resolved_epochs()
+    epochs = parent_epochs_of(config)
+    return epoch_seconds(ordinary) * epochs * parent + epoch_seconds(sparse) * (
+        epochs * (config.prune_rounds - 1) + config.resolved_epochs()
     )
 
 
