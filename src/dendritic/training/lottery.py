@@ -303,7 +303,7 @@ def _cache_file(
     folder: str | os.PathLike[str], config: Any, data: Any, device: torch.device
 ) -> tuple[str, str]:
     """(file path, identity) of the parent's cache entry: keyed by what decides its weights."""
-    from dendritic import __version__
+    from dendritic._version import __version__
 
     identity = json.dumps(
         {
