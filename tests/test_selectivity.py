@@ -586,6 +586,31 @@ def test_selectivity_figure_and_table(selectivity_store, tmp_path):
     assert_renders(report, images=1)
 
 
+def test_robustness_panel_shows_each_protocol_relative_to_its_own_alpha_zero(selectivity_store):
+    pytest.importorskip("matplotlib")
+    from dendritic.analysis.mixed_selectivity import selectivity_rows
+    from dendritic.figures.selectivity import selectivity
+    from dendritic.store import RunStore
+
+    with RunStore(selectivity_store, readonly=True) as store:
+        rows = selectivity_rows(store.list_runs(status="finished"))
+    fig = selectivity(rows)
+    panel = fig.axes[5]
+    lines = [c.lines[0] for c in panel.containers]  # one errorbar per network and protocol
+    assert len(lines) == 4 * 4  # 4 networks x (no noise, sigma 0.5, sigma 1, sequential)
+    for line in lines:  # alpha -1, 0, 1, class-specific: the second is its own reference
+        ys = line.get_ydata()
+        assert len(ys) == 4 and ys[1] == 0.0
+    by_x = {}
+    for line in lines:
+        for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True):
+            by_x.setdefault(x, []).append(y)
+    assert sorted(by_x) == [0, 1, 2, 3, 5, 6, 7, 8, 10, 11, 12, 13, 15, 16, 17, 18]
+    assert max(by_x[3]) < 0  # the fake class-specific read-out costs 2 points everywhere
+    labels = [t.get_text() for t in panel.texts]
+    assert labels[:4] == ["σ = 0", "σ = 0.5", "σ = 1", "sequential"]  # then the panel letter
+
+
 def test_selectivity_figure_skips_without_runs(tmp_path):
     pytest.importorskip("matplotlib")
     from dendritic.report import make_figures

@@ -8,8 +8,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from dendritic.analysis.mixed_selectivity import CLASS_SPECIFIC
 from dendritic.figures.style import colour, label_panels, new_figure, paper_style
 
@@ -83,8 +81,9 @@ def _line(ax: Axes, rows: Sequence[Row], key: str, scale: float, xs: list[str]) 
 def selectivity(rows: Sequence[Row], *, dataset: str = "") -> Figure:
     """Six panels: the somata's and dendrites' node entropy reached vs α (the class-specific
     read-out last), the somata's selectivity index, test accuracy vs α, test accuracy against
-    the somata's entropy reached (every condition a point), and under input noise σ and the
-    class-sequential protocol at the α ends, α = 0 and class-specific. Means ± s.d. over trials."""
+    the somata's entropy reached (every condition a point), and the α ends and class-specific
+    read-out over α = 0 without and with input noise σ and class-sequential training. Means ±
+    s.d. over trials."""
     clean = [r for r in rows if r["sigma"] == 0.0 and not r["sequential"]]
     if not clean:
         raise ValueError("no selectivity rows on the plain protocol (sigma 0, shuffled)")
@@ -144,8 +143,13 @@ def _chain(ax: Axes, rows: Sequence[Row]) -> None:
 
 
 def _robustness(ax: Axes, rows: Sequence[Row]) -> None:
-    """Test accuracy under noise σ and class-sequential training, per condition (grouped bars)."""
-    protocols = sorted({(r["sigma"], r["sequential"]) for r in rows if r["sigma"] > 0 or r["sequential"]})
+    """Per protocol (no noise, noise σ, class-sequential), each network's test accuracy at the
+    α ends and the class-specific read-out, as points gained over its own α = 0: what pushing
+    selectivity each way does to robustness."""
+    protocols = sorted(  # noise levels, then class-sequential
+        {(r["sigma"], r["sequential"]) for r in rows if r["sigma"] > 0 or r["sequential"]},
+        key=lambda p: (p[1], p[0]),
+    )
     if not protocols:
         ax.text(0.5, 0.5, "no noise or sequential runs yet", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
@@ -154,42 +158,46 @@ def _robustness(ax: Axes, rows: Sequence[Row]) -> None:
         {r["condition"] for r in rows if (r["sigma"], r["sequential"]) in protocols},
         key=lambda c: (c == CLASS_SPECIFIC, float(c) if c != CLASS_SPECIFIC else 0.0),
     )
-    pairs = _pairs(rows)
-    width = 0.8 / max(1, len(pairs) * len(tested))
-    heights: list[float] = []
-    for p_index, (sigma, sequential) in enumerate(protocols):
-        for k, (pair, condition) in enumerate((p, c) for p in pairs for c in tested):
-            row = next(
-                (
-                    r
-                    for r in rows
-                    if (r["model"], r["dendrites"], r["somata"]) == pair
-                    and r["condition"] == condition
-                    and (r["sigma"], r["sequential"]) == (sigma, sequential)
-                ),
-                None,
-            )
-            if row is None or not math.isfinite(float(row["acc_mean"])):
+    protocols = [(0.0, False), *protocols]
+    sizes = _size_index(rows)
+    ticks: list[float] = []
+    for p_index, protocol in enumerate(protocols):
+        base = p_index * (len(tested) + 1)
+        ticks += [base + j for j in range(len(tested))]
+        for pair in _pairs(rows):
+            mine = {
+                r["condition"]: r
+                for r in rows
+                if (r["model"], r["dendrites"], r["somata"]) == pair
+                and (r["sigma"], r["sequential"]) == protocol
+            }
+            reference = mine.get("0")
+            if reference is None:
                 continue
-            heights.append(100.0 * float(row["acc_mean"]))
-            shade = 0.35 + 0.65 * (tested.index(condition) + 1) / len(tested)
-            ax.bar(
-                p_index - 0.4 + (k + 0.5) * width,
-                100.0 * float(row["acc_mean"]),
-                width,
-                yerr=100.0 * float(row["acc_sd"]) if math.isfinite(float(row["acc_sd"])) else 0.0,
+            points = [
+                (base + j, 100.0 * (float(mine[c]["acc_mean"]) - float(reference["acc_mean"])), mine[c])
+                for j, c in enumerate(tested)
+                if c in mine and math.isfinite(float(mine[c]["acc_mean"]))
+            ]
+            if not points:
+                continue
+            sd = [100.0 * float(r["acc_sd"]) for _, _, r in points]
+            ax.errorbar(
+                [x for x, _, _ in points],
+                [y for _, y, _ in points],
+                yerr=[v if math.isfinite(v) else 0.0 for v in sd],
+                fmt=_SIZE_STYLES[sizes[pair] % len(_SIZE_STYLES)],
+                ms=3,
+                lw=0.8,
+                capsize=1.5,
                 color=colour(pair[0]),
-                alpha=float(np.clip(shade, 0.2, 1.0)),
-                edgecolor="black",
-                linewidth=0.3,
-                capsize=1,
             )
-    if heights:  # the differences between conditions, not the distance from 0
-        low, high = min(heights), max(heights)
-        pad = 0.2 * (high - low or 1.0)
-        ax.set_ylim(max(0.0, low - 2 * pad), min(100.0, high + 2 * pad))
-    names = [("sequential" if seq else f"σ = {sigma:g}") for sigma, seq in protocols]
-    ax.set_xticks(range(len(protocols)), names)
-    ax.set_ylabel("test accuracy (%)")
-    shades = ", ".join(f"{c}" if c != CLASS_SPECIFIC else "cs" for c in tested)
-    ax.set_title(f"robustness (α = {shades}: light → dark)")  # cs: class-specific somata
+    ax.axhline(0.0, color="black", lw=0.5)
+    names = [c if c != CLASS_SPECIFIC else "cs" for c in tested]
+    ax.set_xticks(ticks, names * len(protocols), fontsize=6)
+    for p_index, (sigma, sequential) in enumerate(protocols):
+        centre = p_index * (len(tested) + 1) + (len(tested) - 1) / 2
+        name = "sequential" if sequential else f"σ = {sigma:g}"
+        ax.text(centre, -0.16, name, ha="center", va="top", transform=ax.get_xaxis_transform(), fontsize=7)
+    ax.set_ylabel("test accuracy − its α = 0 (points)")
+    ax.set_title("robustness: α ends and class-specific (cs)")
