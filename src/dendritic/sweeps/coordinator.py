@@ -19,7 +19,7 @@ already recorded and never duplicates a run:
    next invocation (not within the same one: a run that killed its worker, e.g. by running out
    of memory, would likely kill the next one too).
 
-Lottery runs of one seed share their dense parent (most of their cost): on the local backend the
+Lottery runs of one seed share their dense parent (a large part of their cost): on the local backend the
 coordinator gives its workers a temporary parent cache for its lifetime, and holds back a lottery
 run whose parent another run in flight is training until that run has ended, so that it loads the
 parent instead of training it again (:mod:`dendritic.training.lottery`).

@@ -23,7 +23,7 @@ from dendritic.data import get_info
 from dendritic.models.spec import BEYOND_PAPER
 from dendritic.models.variants import resolve_name
 from dendritic.training.config import TrainConfig
-from dendritic.training.lottery import LOTTERY_DEFAULTS, lottery_seconds
+from dendritic.training.lottery import LOTTERY_DEFAULTS, parent_epochs_of, prune_schedule
 
 __all__ = [
     "CostModel",
@@ -32,6 +32,7 @@ __all__ = [
     "estimate_seconds",
     "features",
     "fit_runs",
+    "lottery_seconds",
     "measured_epoch_seconds",
     "run_seconds",
 ]
@@ -61,8 +62,12 @@ class CostModel:
         )
         return self.c0 + batch * per_sample
 
-    def epoch_seconds(self, config: TrainConfig, threads: int = 1) -> float:
-        feats = features(config)
+    def epoch_seconds(
+        self, config: TrainConfig, threads: int = 1, feats: Mapping[str, float] | None = None
+    ) -> float:
+        """Seconds of one epoch of ``config`` (of a network with work ``feats``, if given, on
+        ``config``'s data and batch)."""
+        feats = features(config) if feats is None else feats
         n_train, n_val = _split_sizes(config)
         steps = math.ceil(n_train / config.batch_size)
         step = self.step_seconds(feats, config.batch_size)
@@ -197,11 +202,28 @@ def run_seconds(
     if (
         config.lottery != "none"
     ):  # the dense parent and the pruning rounds first (a store times the ticket only)
-        seconds = lottery_seconds(config, lambda c: cost.epoch_seconds(c, threads), parent=not shared_parent)
-        return seconds, False
+        return lottery_seconds(config, cost, threads=threads, parent=not shared_parent), False
     if measured and key in measured:
         return measured[key] * config.resolved_epochs(), True
     return cost.epoch_seconds(config, threads) * config.resolved_epochs(), False
+
+
+def lottery_seconds(config: TrainConfig, cost: CostModel, *, threads: int = 1, parent: bool = True) -> float:
+    """Estimated seconds of a lottery run: the dense parent's epochs (unless ``parent`` is False:
+    it loads one another run trained), every intermediate round's epochs at the connections it
+    kept (the first rounds are far denser than the ticket), and the ticket's own epochs at the
+    cost of a sparse network of the same nonzeros (an sANN of the same D and S)."""
+    ordinary = replace(config, **LOTTERY_DEFAULTS)
+    ticket = replace(ordinary, model="sANN")
+    epochs = parent_epochs_of(config)
+    seconds = cost.epoch_seconds(ticket, threads) * config.resolved_epochs()
+    if parent:
+        seconds += cost.epoch_seconds(ordinary, threads) * epochs
+    ticket_work = features(ticket)
+    for kept in prune_schedule(config, get_info(config.dataset).input_shape)[:-1]:
+        work = {**ticket_work, "sparse": float(sum(kept))}
+        seconds += cost.epoch_seconds(ticket, threads, feats=work) * epochs
+    return seconds
 
 
 # ---------------------------------------------------------------------------- calibration

@@ -21,8 +21,8 @@ run's ``wall_seconds``).
 
 A sweep runs the rewind and the fine-tune ticket of one seed from the *same* dense parent; with a
 ``parent_cache`` folder (the sweep coordinator makes one for its lifetime), the first of them
-saves the trained parent there and the second loads it instead of training it again — the
-parent's seconds are most of a lottery run's. The file is keyed by everything that determines
+saves the trained parent there and the second loads it instead of training it again (at the
+paper's largest size the parent is most of a lottery run's time). The file is keyed by everything that determines
 the parent (:func:`parent_identity`, the torch threads, device, versions and the data's
 provenance), so a run loads a parent only where training it would give the same weights.
 """
@@ -58,7 +58,9 @@ __all__ = [
     "magnitude_masks",
     "parent_epochs_of",
     "parent_identity",
+    "prune_schedule",
     "pruned_network",
+    "stage_counts",
     "target_nonzeros",
     "train_ticket",
 ]
@@ -273,6 +275,25 @@ class _Snapshot(Callback):
             self.saved = dense_state(cast("DendriticNet", state.model))
 
 
+def stage_counts(config: Any, input_shape: Sequence[int]) -> tuple[list[int], list[int]]:
+    """(connections of the dense parent, the dANN's) per prunable stage of a lottery config, from
+    the config alone (what :func:`_masks_of` and :func:`target_nonzeros` give for the built
+    network; the sweep's time estimate prices each pruning round with them)."""
+    n_in, channels = math.prod(input_shape), int(input_shape[-1]) if len(input_shape) == 3 else 1
+    ds = config.dendrites * config.somata
+    dense, targets = [], []
+    for _ in range(config.layers):
+        dense += [n_in * ds, ds * config.somata]
+        targets += [ds * min(n_in, config.synapses * channels), ds]
+        n_in, channels = config.somata, 1
+    return dense, targets
+
+
+def prune_schedule(config: Any, input_shape: Sequence[int]) -> list[list[int]]:
+    """Connections kept per prunable stage after each of a lottery config's rounds."""
+    return _schedule(*stage_counts(config, input_shape), config.prune_rounds)
+
+
 def _schedule(dense: Sequence[int], targets: Sequence[int], rounds: int) -> list[list[int]]:
     """Connections kept per stage after each round: geometric from dense to the target, exact at the end."""
     out = []
@@ -470,21 +491,6 @@ def train_ticket(
     }
     del current
     return Ticket(child, info)
-
-
-def lottery_seconds(config: Any, epoch_seconds: Any, *, parent: bool = True) -> float:
-    """Estimated seconds of a lottery run: the dense parent's epochs (unless ``parent`` is False:
-    it loads one another run trained), the intermediate rounds and the ticket's own epochs at the
-    cost of a sparse network of the same nonzeros (an sANN of the same D and S);
-    ``epoch_seconds(config)`` prices one epoch of a config."""
-    from dataclasses import replace
-
-    ordinary = replace(config, **LOTTERY_DEFAULTS)
-    sparse = replace(ordinary, model="sANN")
-    epochs = parent_epochs_of(config)
-    return epoch_seconds(ordinary) * epochs * parent + epoch_seconds(sparse) * (
-        epochs * (config.prune_rounds - 1) + config.resolved_epochs()
-    )
 
 
 def lottery_info(config: Mapping[str, Any]) -> str:
