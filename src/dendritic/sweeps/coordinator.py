@@ -19,10 +19,10 @@ already recorded and never duplicates a run:
    next invocation (not within the same one: a run that killed its worker, e.g. by running out
    of memory, would likely kill the next one too).
 
-Lottery runs of one seed share their dense parent (a large part of their cost): on the local backend the
-coordinator gives its workers a temporary parent cache for its lifetime, and holds back a lottery
-run whose parent another run in flight is training until that run has ended, so that it loads the
-parent instead of training it again (:mod:`dendritic.training.lottery`).
+Lottery runs of one seed share their dense parent (a large part of their cost): on the local
+backend the coordinator gives its workers a temporary parent cache for its lifetime, and holds
+back a lottery run whose parent another run in flight is training until that run has ended, so
+that it loads the parent instead of training it again (:mod:`dendritic.training.lottery`).
 """
 
 from __future__ import annotations
@@ -287,6 +287,7 @@ class _Sweep:
         self.ended = report.skipped
         self.last_beat = time.monotonic()
         self.parent_cache: str | None = None  # lottery runs' shared dense parents (local backend)
+        self.parents: dict[int, str | None] = {}  # parent_identity per queued config (by id)
 
     def advance(self) -> None:
         self.ended += 1
@@ -311,12 +312,17 @@ class _Sweep:
         (it loads that parent from the cache once the other run has ended); None if there is none."""
         if self.parent_cache is None:
             return queue.popleft()
-        busy = {parent_identity(c) for c, _ in self.in_flight.values()} - {None}
+        busy = {self.parent_of(c) for c, _ in self.in_flight.values()} - {None}
         for i, config in enumerate(queue):
-            if parent_identity(config) not in busy:
+            if self.parent_of(config) not in busy:
                 del queue[i]
                 return config
         return None
+
+    def parent_of(self, config: TrainConfig) -> str | None:
+        if id(config) not in self.parents:
+            self.parents[id(config)] = parent_identity(config)
+        return self.parents[id(config)]
 
     def dispatch(self, config: TrainConfig) -> None:
         """Start the run in the store (its row says 'running'), then hand it to a worker."""
