@@ -271,6 +271,18 @@ def test_a_lottery_run_trains_the_ticket_and_records_both_epoch_counts(tmp_path)
     assert experiment_of(key) is None and experiment_of(plain) == "main"
 
 
+def test_a_parent_cache_that_is_not_a_folder_is_a_one_line_error(tmp_path):
+    from dendritic.errors import PathError
+    from dendritic.training import train
+
+    config = _lottery(parent_epochs=1, dataset="mnist")
+    with pytest.raises(PathError, match=r"^parent_cache .*missing does not exist$"):
+        train(config, data=_data(), threads=1, parent_cache=tmp_path / "missing")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PathError, match="is a file, not a folder"):
+        train(config, data=_data(), threads=1, parent_cache=tmp_path / "file")
+
+
 # ---------------------------------------------------------------- one-line errors
 
 

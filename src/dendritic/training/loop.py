@@ -215,6 +215,10 @@ def train(
     (:func:`dendritic.training.lottery.train_ticket`; sweeps pass one).
     """
     dev = resolve_device(device)
+    if parent_cache is not None:  # a bad folder fails here, not after the data and the parent
+        from dendritic.files import check_input_dir
+
+        check_input_dir(parent_cache, option="parent_cache")
     set_threads(threads)
     hooks: list[Callback] = []
     if threads is None and dev.type == "cpu":  # all cores, fewer while other jobs need them
