@@ -159,6 +159,31 @@ def test_cli_run_networks_summary(tmp_path, capsys):
     assert (tmp_path / "out" / "rl-summary.csv").read_text().startswith("algo,task,network,seeds")
 
 
+def test_parallel_runs_record_what_one_process_does(tmp_path, capsys):
+    """--workers 2: each process records its runs in the one store; the returns are those of the
+    same runs made one after another (same seeds, one thread each)."""
+    from dendritic.cli import main
+    from dendritic.rl.run import run_many
+    from dendritic.store import RunStore
+
+    common = ["rl", "run", "--network", "mlp,dendritic", "--seeds", "1-2", "--steps", "256",
+              "--eval-episodes", "1", "--eval-points", "2", "--quiet"]  # fmt: skip
+    returns = {}
+    for workers in (1, 2):
+        store = tmp_path / f"runs{workers}.db"
+        assert main([*common, "--workers", str(workers), "--store", str(store), "--json"]) == 0
+        lines = [__import__("json").loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert len(lines) == 4 and not any(line["reused"] for line in lines)
+        with RunStore(store, readonly=True) as s:
+            runs = s.list_runs(experiment="rl", status="finished")
+            assert len(runs) == 4  # recorded here, or by the worker processes
+            assert {r["pid"] == __import__("os").getpid() for r in runs} == {workers == 1}
+            returns[workers] = {(r["model"], r["seed"]): r["extra"]["final_return"] for r in runs}
+    assert returns[1] == returns[2]
+    with pytest.raises(ValueError, match=r"workers must be an integer in \[1, 256\], got 0"):
+        next(run_many([_tiny()], workers=0))
+
+
 @pytest.mark.parametrize(
     "args,message",
     [

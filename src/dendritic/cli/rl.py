@@ -56,7 +56,7 @@ def _names(text: str, choices: tuple[str, ...], what: str) -> list[str]:
 def _run(args: argparse.Namespace) -> int:
     from dendritic.cli.args import no_store_conflicts, store_path, writing_store
     from dendritic.rl.networks import NETWORKS
-    from dendritic.rl.run import RLConfig, require_rl, run_rl
+    from dendritic.rl.run import RLConfig, require_rl, run_many
 
     networks = _names(args.network, NETWORKS, "networks")
     seeds = parse_seeds(args.seeds)
@@ -69,8 +69,10 @@ def _run(args: argparse.Namespace) -> int:
     require_rl()
     no_store_conflicts(args)
     with writing_store(None if args.no_store else store_path(args)) as store:
-        for config in configs:
-            result = run_rl(config, store=store, replace=args.replace, threads=args.threads)
+        for result in run_many(
+            configs, store=store, workers=args.workers, replace=args.replace, threads=args.threads
+        ):
+            config = result.config
             line = result.summary()
             if args.json:
                 line = json.dumps(
@@ -226,6 +228,12 @@ def add_rl_parser(sub: Any) -> None:
         "--eval-points", type=int_in(1, 1000), default=20, help="points on the learning curve (20)"
     )
     run.add_argument("--threads", type=threads_int, default=1, help="CPU threads for PyTorch (default 1)")
+    run.add_argument(
+        "--workers",
+        type=int_in(1, 256),
+        default=1,
+        help="runs in parallel, in processes of --threads threads each (default 1: one after another)",
+    )
     run.add_argument("--store", default=None, help="SQLite results store (default runs.db)")
     run.add_argument("--no-store", action="store_true", help="do not record the runs")
     run.add_argument("--replace", action="store_true", help="train again even if the store has the run")

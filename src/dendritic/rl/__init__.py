@@ -4,7 +4,8 @@
 (DQN: a dendritic Q-network) plug into SB3; :func:`plan_network` sizes the study's four networks
 (SB3's default MLP, dendritic at <= 10 % of its parameters, and a dense and a random-sparse MLP
 at the dendritic network's parameters); :func:`run_rl` runs one (task, network, seed) of the
-study with the RL Zoo's hyperparameters (:mod:`dendritic.rl.zoo`) and records it in the store.
+study with the RL Zoo's hyperparameters (:mod:`dendritic.rl.zoo`) and records it in the store;
+:func:`run_many` runs many, in parallel processes if asked.
 
 Names are imported on first use: ``import dendritic.rl`` loads neither torch nor SB3.
 """
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from dendritic.rl.networks import NETWORKS, NetworkPlan, build_extractor, plan_network
     from dendritic.rl.policies import DendriticDQNPolicy, DendriticPolicy
-    from dendritic.rl.run import RLConfig, RLResult, run_rl
+    from dendritic.rl.run import RLConfig, RLResult, run_many, run_rl
 
 _HOMES = {
     "NETWORKS": "dendritic.rl.networks",
@@ -28,6 +29,7 @@ _HOMES = {
     "DendriticDQNPolicy": "dendritic.rl.policies",
     "RLConfig": "dendritic.rl.run",
     "RLResult": "dendritic.rl.run",
+    "run_many": "dendritic.rl.run",
     "run_rl": "dendritic.rl.run",
 }
 
@@ -40,6 +42,7 @@ __all__ = [
     "RLResult",
     "build_extractor",
     "plan_network",
+    "run_many",
     "run_rl",
 ]
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,7 +24,7 @@ from dendritic.rl.zoo import THRESHOLDS, Linear, ZooSetting, get_setting
 from dendritic.training.loop import MAX_THREADS as MAX_THREADS  # the bound run_rl checks
 from dendritic.training.loop import check_threads
 
-__all__ = ["EXPERIMENT", "RLConfig", "RLResult", "build_model", "require_rl", "run_rl"]
+__all__ = ["EXPERIMENT", "RLConfig", "RLResult", "build_model", "require_rl", "run_many", "run_rl"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,8 @@ EVAL_SEED_OFFSET = 1_000_000
 #: Largest seed of a run: its environments' seeds (plus their index, and the evaluation's
 #: offset) must stay below NumPy's 2**32.
 MAX_SEED = 2**31 - 1
+#: Most parallel processes of :func:`run_many`.
+MAX_WORKERS = 256
 
 
 def require_rl() -> None:
@@ -341,6 +345,56 @@ def run_rl(
         return result
     finally:
         torch.set_num_threads(old_threads)
+
+
+def _pool_run(task: tuple[RLConfig, str | None, bool, int | None]) -> RLResult:
+    """One run in a worker process of :func:`run_many`, with its own connection to the store."""
+    config, path, replace, threads = task
+    if path is None:
+        return run_rl(config, threads=threads)
+    from dendritic.store import RunStore
+
+    with RunStore(path) as store:
+        return run_rl(config, store=store, replace=replace, threads=threads)
+
+
+def run_many(
+    configs: Sequence[RLConfig],
+    *,
+    store: Any = None,
+    workers: int = 1,
+    replace: bool = False,
+    threads: int | None = 1,
+) -> Iterator[RLResult]:
+    """:func:`run_rl` for every config, yielding each result as its run ends: in this process
+    with ``workers=1`` (in order), else in ``workers`` processes of ``threads`` torch threads
+    each (in the order they end), every process recording its runs in ``store``'s file through a
+    connection of its own (the store takes concurrent writers; a run is started at most once).
+    The first run that raises stops the others (their rows say interrupted) and re-raises."""
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
+        raise ValueError(f"workers must be an integer in [1, {MAX_WORKERS}], got {workers!r}")
+    if workers == 1 or len(configs) <= 1:
+        for config in configs:
+            yield run_rl(config, store=store, replace=replace, threads=threads)
+        return
+    if replace and store is None:
+        raise ValueError("replace=True re-runs a run of the store: it needs a store")
+    check_threads(threads)
+    require_rl()
+    import multiprocessing as mp
+
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    path = None if store is None else os.fspath(store.path)
+    tasks = [(config, path, replace, threads) for config in configs]
+    pool = mp.get_context(method).Pool(min(workers, len(configs)))
+    try:
+        yield from pool.imap_unordered(_pool_run, tasks)
+        pool.close()
+    except BaseException:
+        pool.terminate()  # the runs in flight die with their processes: the store reports them interrupted
+        raise
+    finally:
+        pool.join()
 
 
 def with_seed(config: RLConfig, seed: int) -> RLConfig:
