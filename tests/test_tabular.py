@@ -217,6 +217,32 @@ def test_run_command_fits_and_resumes(tmp_path, capsys):
     assert {r["config"]["epochs"] for r in local} == {1} and {r["config"]["lr"] for r in local} == {0.01}
 
 
+def test_parallel_study_records_the_same_fits(tmp_path, capsys):
+    """--workers 2: (dataset, seed) parts in two processes, each writing its fits to the one
+    store; the scores are those of the same fits in one process, and it resumes the same way."""
+    import os
+
+    argv = ["tabular", "run", "--datasets", "wine,iris", "--models", "dendritic-random,mlp", "--noise", "0",
+            "--seeds", "1,2", "--folds", "2", "--epochs", "1", "--quiet"]  # fmt: skip
+    scores = {}
+    for workers in (1, 2):
+        store = tmp_path / f"runs{workers}.db"
+        assert main([*argv, "--store", str(store), "--workers", str(workers)]) == 0
+        assert capsys.readouterr().out.startswith("16 runs fitted, 0 already in")
+        with RunStore(store, readonly=True) as s:
+            runs = s.list_runs(experiment="tabular", status="finished")
+        assert len(runs) == 16
+        assert {r["pid"] == os.getpid() for r in runs} == {workers == 1}
+        scores[workers] = {
+            (r["dataset"], r["model"], r["seed"], r["config"]["fold"]): r["test_accuracy"] for r in runs
+        }
+    assert scores[1] == scores[2]
+    assert main([*argv, "--store", str(tmp_path / "runs2.db"), "--workers", "2"]) == 0
+    assert capsys.readouterr().out.startswith("0 runs fitted, 16 already in")
+    with pytest.raises(ValueError, match=r"workers must be an integer in \[1, 256\], got 0"):
+        run_study(None, TINY, workers=0)
+
+
 def test_the_tabular_table_is_written_beside_its_figure_and_shown_in_the_report(tiny_store, tmp_path):
     """`dendritic figures` writes beyond-tabular.csv/.md; the HTML report shows the table under the
     figure, drawn now or read from a figures folder (rendered in headless Chromium where there is one)."""

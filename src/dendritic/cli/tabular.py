@@ -79,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
     path = store_path(args)
     with writing_store(path) as store, RunsBar() as bar:
         show = None if args.quiet or not sys.stderr.isatty() else bar
-        result = run_study(store, study, progress=show, threads=args.threads)
+        result = run_study(store, study, progress=show, threads=args.threads, workers=args.workers)
     print(f"{result.ran} runs fitted, {result.skipped} already in {path} ({result.seconds:.0f} s)")
     return 0
 
@@ -136,6 +136,12 @@ def add_tabular_parser(sub: Any) -> argparse.ArgumentParser:
         type=threads_int,
         default=1,
         help="threads per fit, torch's and gradient boosting's (default 1)",
+    )
+    run.add_argument(
+        "--workers",
+        type=int_in(1, 256),
+        default=1,
+        help="processes fitting (dataset, seed) parts of the grid at once, --threads each (default 1)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
     run.set_defaults(func=_run)

@@ -28,7 +28,7 @@ import math
 import numbers
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -67,6 +67,8 @@ NOISE_FRACTIONS: tuple[float, ...] = (0.0, 0.5, 0.9)
 #: The largest fraction: 99 noise columns per real one (a fraction nearer 1 asks for more
 #: columns than memory holds: 0.9999999 is ten million per real column).
 MAX_NOISE = 0.99
+#: Most processes of a parallel study.
+MAX_WORKERS = 256
 
 
 def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -375,11 +377,19 @@ def run_study(
     *,
     progress: Callable[[int, int], None] | None = None,
     threads: int | None = 1,
+    workers: int = 1,
 ) -> StudyResult:
     """Fit every (dataset, noise, seed, fold, model) of ``study`` not yet finished in ``store``
     and record it (``experiment='tabular'``). ``threads``: torch's intra-op threads and the
     OpenMP / BLAS threads gradient boosting uses, during the study (1: every model on one core,
-    so fit times compare; None leaves both as they are)."""
+    so fit times compare; None leaves both as they are). ``workers`` > 1 fits the (dataset,
+    seed) parts of the grid in that many processes, each recording its fits in ``store``'s file
+    through a connection of its own (``progress`` then advances a part at a time)."""
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
+        raise ValueError(f"workers must be an integer in [1, {MAX_WORKERS}], got {workers!r}")
+    parts = [replace(study, datasets=(d,), seeds=(s,)) for d in study.datasets for s in study.seeds]
+    if workers > 1 and len(parts) > 1:
+        return _run_parts(store, study, parts, progress, threads, workers)
     import contextlib
 
     import torch
@@ -402,6 +412,58 @@ def run_study(
         result.ran,
         result.skipped,
         result.seconds,
+    )
+    return result
+
+
+def _run_part(task: tuple[str, TabularStudy, int | None]) -> StudyResult:
+    """One part of a parallel study, in a worker process with its own connection to the store."""
+    from dendritic.store import RunStore
+
+    path, part, threads = task
+    with RunStore(path) as store:
+        return run_study(store, part, threads=threads)
+
+
+def _run_parts(
+    store: Any,
+    study: TabularStudy,
+    parts: list[TabularStudy],
+    progress: Callable[[int, int], None] | None,
+    threads: int | None,
+    workers: int,
+) -> StudyResult:
+    import multiprocessing as mp
+    import os
+
+    result = StudyResult()
+    t0 = time.perf_counter()
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    tasks = [(os.fspath(store.path), part, threads) for part in parts]
+    done = 0
+    if progress is not None:
+        progress(0, study.size)
+    pool = mp.get_context(method).Pool(min(workers, len(parts)))
+    try:
+        for part, got in zip(parts, pool.imap(_run_part, tasks), strict=True):
+            result.ran += got.ran
+            result.skipped += got.skipped
+            done += part.size
+            if progress is not None:
+                progress(done, study.size)
+        pool.close()
+    except BaseException:
+        pool.terminate()  # fits in flight die with their processes: the store reports them interrupted
+        raise
+    finally:
+        pool.join()
+    result.seconds = time.perf_counter() - t0
+    log.info(
+        "tabular study: %d runs fitted, %d already in the store (%.0f s, %d processes)",
+        result.ran,
+        result.skipped,
+        result.seconds,
+        min(workers, len(parts)),
     )
     return result
 
