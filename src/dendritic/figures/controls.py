@@ -47,7 +47,7 @@ def sparse_controls(rows: Sequence[Row], *, dataset: str = "") -> Figure:
     controls = [c for c in CONTROLS if any(r["control"] == c for r in rows)]
     sizes = sorted({(r["dendrites"], r["size"]) for r in rows})
     with paper_style():
-        fig, axes = new_figure(1, 3, panel=(3.3, 2.8))
+        fig, axes = new_figure(1, 3, panel=(3.3, 3.3))
         for ax, key, scale, label in (
             (axes[0, 0], "acc", 100.0, "test accuracy (%)"),
             (axes[0, 1], "loss", 1.0, "test loss"),
@@ -69,7 +69,9 @@ def sparse_controls(rows: Sequence[Row], *, dataset: str = "") -> Figure:
             ax.set_ylabel(label)
         axes[0, 0].set_title(f"sparse controls{' — ' + dataset if dataset else ''}")
         axes[0, 1].set_title("test loss")
-        axes[0, 0].legend(loc="best", fontsize="x-small")
+        # below the panels: inside, eight entries cover the lines they name
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize="x-small")
         ax = axes[0, 2]
         others = [c for c in controls if c != "dANN-LRF"]
         width = 0.8 / max(1, len(sizes))
@@ -102,7 +104,7 @@ def sparse_controls(rows: Sequence[Row], *, dataset: str = "") -> Figure:
                     )
         ax.axhline(0.0, color="black", lw=0.6)
         ax.set_xticks(positions, others, rotation=60, ha="right")
-        ax.set_ylabel("accuracy − dANN-LRF (points)")
+        ax.set_ylabel("acc. − dANN-LRF (points)")
         ax.set_title("vs dANN-LRF (*: Bonferroni p < 0.05)")
         ax.legend(loc="best", fontsize="x-small")
         label_panels(axes.ravel())
