@@ -22,9 +22,10 @@ run's ``wall_seconds``).
 A sweep runs the rewind and the fine-tune ticket of one seed from the *same* dense parent; with a
 ``parent_cache`` folder (the sweep coordinator makes one for its lifetime), the first of them
 saves the trained parent there and the second loads it instead of training it again (at the
-paper's largest size the parent is most of a lottery run's time). The file is keyed by everything that determines
-the parent (:func:`parent_identity`, the torch threads, device, versions and the data's
-provenance), so a run loads a parent only where training it would give the same weights.
+paper's largest size the parent is most of a lottery run's time). The file is keyed by
+everything that determines the parent (:func:`parent_identity`, the torch threads, device,
+versions and the data's provenance), so a run loads a parent only where training it would give
+the same weights.
 """
 
 from __future__ import annotations
