@@ -240,6 +240,10 @@ def test_table1_and_table2_follow_their_definitions(tmp_path):
     best = {(r["model"], r["criterion"]): r for r in t1.rows}
     assert best["dANN-LRF", "accuracy"]["dendrites"] == 4 and best["vANN", "accuracy"]["params"] == 10_000
     assert best["dANN-LRF", "accuracy"]["test_accuracy_mean"] == pytest.approx(0.92)
+    configs = {model: len({(r["dendrites"], r["somata"]) for r in _hand_runs() if r["model"] == model})
+               for model in ("dANN-LRF", "vANN")}  # fmt: skip
+    assert {m: best[m, "accuracy"]["configs"] for m in configs} == configs  # how many it was searched over
+    assert "| configs |" in t1.to_markdown()
     t2 = table2(groups)
     row = next(r for r in t2.rows if r["model"] == "dANN-LRF" and r["metric"] == "accuracy")
     assert row["params"] == 3_000 and row["vann_params"] == 10_000  # the cheapest match, not the best

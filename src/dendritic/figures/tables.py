@@ -162,6 +162,7 @@ def table1(groups_by_dataset: Mapping[str, Sequence[Group]], on: str = "validati
         groups = selectable(groups_by_dataset[dataset], on)
         if not groups:
             continue
+        configs = {model: len(gs) for model, gs in _by_model(groups).items()}
         for criterion in ("accuracy", "loss"):
             best = best_configuration(groups, criterion, on)  # type: ignore[arg-type]
             for model in order_models(best):
@@ -171,6 +172,7 @@ def table1(groups_by_dataset: Mapping[str, Sequence[Group]], on: str = "validati
                         "dataset": dataset,
                         "model": model,
                         "criterion": criterion,
+                        "configs": configs[model],
                         "dendrites": g.dendrites,
                         "somata": g.somata,
                         "params": None if g.trainable_params is None else int(round(g.trainable_params)),
@@ -189,6 +191,7 @@ def table1(groups_by_dataset: Mapping[str, Sequence[Group]], on: str = "validati
             "dataset",
             "model",
             "criterion",
+            "configs",
             "dendrites",
             "somata",
             "params",
@@ -204,13 +207,15 @@ def table1(groups_by_dataset: Mapping[str, Sequence[Group]], on: str = "validati
         ],
         rows=rows,
         note=(
-            f"Best = highest mean accuracy or lowest mean loss over trials, chosen on the {on} split; "
-            "test metrics are mean ± sd over trials."
+            f"Best = highest mean accuracy or lowest mean loss over trials, chosen on the {on} split, "
+            "among the model's configurations in the store (configs: how many (D, S) it has; a model "
+            "run at fewer was searched over fewer); test metrics are mean ± sd over trials."
         ),
         display={
             "dataset": ["dataset"],
             "model": ["model"],
             "best by": ["criterion"],
+            "configs": ["configs"],
             "D": ["dendrites"],
             "S": ["somata"],
             "params": ["params"],
