@@ -44,6 +44,7 @@ __all__ = [
     "store_files",
     "store_path",
     "threads_int",
+    "workers_int",
     "writing_store",
 ]
 
@@ -87,6 +88,9 @@ run_id_int = int_in(1, 2**63 - 1, kind="a run id")
 threads_int = int_in(1, 1024)
 #: Epochs of one run (training.config.MAX_EPOCHS).
 epochs_int = int_in(1, 100_000)
+#: Local worker processes, each a Python process with torch loaded (~300 MB)
+#: (sweeps.backends.MAX_WORKERS).
+workers_int = int_in(1, 256)
 #: Dendro-somatic layers of one network (models.network.MAX_LAYERS).
 layers_int = int_in(1, 1000)
 

@@ -11,7 +11,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from dendritic.cli.args import check_data_dir, int_in, open_store, run_id_int, seed_int, store_files
+from dendritic.cli.args import (
+    check_data_dir,
+    int_in,
+    open_store,
+    run_id_int,
+    seed_int,
+    store_files,
+    workers_int,
+)
 from dendritic.errors import MissingDependencyError
 from dendritic.files import check_input_dir, check_output_dir, check_output_file
 
@@ -25,7 +33,6 @@ _WRITTEN = {".png", ".pdf", ".svg", ".csv", ".md", ".json", ".npz"}
 tsne_samples_int = int_in(1, 100_000)
 tsne_samples_or_none = int_in(0, 100_000)
 repeats_int = int_in(1, 1000)
-workers_int = int_in(1, 256)
 
 
 def _names(text: str) -> list[str]:

@@ -186,7 +186,7 @@ def cmd_rl(args: argparse.Namespace) -> int:
 
 def add_rl_parser(sub: Any) -> None:
     """Register ``rl run``, ``rl networks`` and ``rl summary``."""
-    from dendritic.cli.args import float_in, int_in, positive_int, threads_int
+    from dendritic.cli.args import float_in, int_in, positive_int, threads_int, workers_int
     from dendritic.rl.zoo import ALGOS, TASKS
 
     budget = float_in(0.0, 1.0, low_open=True)
@@ -230,7 +230,7 @@ def add_rl_parser(sub: Any) -> None:
     run.add_argument("--threads", type=threads_int, default=1, help="CPU threads for PyTorch (default 1)")
     run.add_argument(
         "--workers",
-        type=int_in(1, 256),
+        type=workers_int,
         default=1,
         help="runs in parallel, in processes of --threads threads each (default 1: one after another)",
     )

@@ -15,11 +15,11 @@ from dendritic.cli.args import (
     check_data_dir,
     epochs_int,
     float_in,
-    int_in,
     positive_int,
     store_files,
     store_path,
     threads_int,
+    workers_int,
     writing_store,
 )
 from dendritic.cli.progress import RunsBar
@@ -36,8 +36,6 @@ _FULL_TABLE = 40
 _HEAD = 10
 #: --reclaim: a run on another host silent for this long belongs to a dead coordinator.
 RECLAIM_AFTER = 300.0
-#: Local worker processes: each is a Python process with torch loaded (~300 MB).
-workers_int = int_in(1, 256)
 
 
 def add_sweep_parser(sub: Any) -> argparse.ArgumentParser:

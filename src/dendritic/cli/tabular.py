@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from dendritic.cli.args import int_in, lr_float, positive_int, threads_int
+from dendritic.cli.args import int_in, lr_float, positive_int, threads_int, workers_int
 
 __all__ = ["add_tabular_parser"]
 
@@ -139,7 +139,7 @@ def add_tabular_parser(sub: Any) -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--workers",
-        type=int_in(1, 256),
+        type=workers_int,
         default=1,
         help="processes fitting (dataset, seed) parts of the grid at once, --threads each (default 1)",
     )

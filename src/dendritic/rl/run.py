@@ -35,8 +35,6 @@ EVAL_SEED_OFFSET = 1_000_000
 #: Largest seed of a run: its environments' seeds (plus their index, and the evaluation's
 #: offset) must stay below NumPy's 2**32.
 MAX_SEED = 2**31 - 1
-#: Most parallel processes of :func:`run_many`.
-MAX_WORKERS = 256
 
 
 def require_rl() -> None:
@@ -371,8 +369,10 @@ def run_many(
     each (in the order they end), every process recording its runs in ``store``'s file through a
     connection of its own (the store takes concurrent writers; a run is started at most once).
     The first run that raises stops the others (their rows say interrupted) and re-raises."""
-    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
-        raise ValueError(f"workers must be an integer in [1, {MAX_WORKERS}], got {workers!r}")
+    from dendritic.nn.spec import check_int
+    from dendritic.sweeps.backends import MAX_WORKERS, process_map
+
+    check_int("workers", workers, maximum=MAX_WORKERS)
     if workers == 1 or len(configs) <= 1:
         for config in configs:
             yield run_rl(config, store=store, replace=replace, threads=threads)
@@ -381,20 +381,10 @@ def run_many(
         raise ValueError("replace=True re-runs a run of the store: it needs a store")
     check_threads(threads)
     require_rl()
-    import multiprocessing as mp
-
-    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     path = None if store is None else os.fspath(store.path)
     tasks = [(config, path, replace, threads) for config in configs]
-    pool = mp.get_context(method).Pool(min(workers, len(configs)))
-    try:
-        yield from pool.imap_unordered(_pool_run, tasks)
-        pool.close()
-    except BaseException:
-        pool.terminate()  # the runs in flight die with their processes: the store reports them interrupted
-        raise
-    finally:
-        pool.join()
+    # a run in flight when another raises dies with its process: the store reports it interrupted
+    yield from process_map(_pool_run, tasks, workers, ordered=False)
 
 
 def with_seed(config: RLConfig, seed: int) -> RLConfig:

@@ -18,9 +18,9 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from multiprocessing.connection import wait
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from dendritic.errors import DendriticError
 
@@ -35,8 +35,10 @@ __all__ = [
     "BackendError",
     "LocalBackend",
     "RayBackend",
+    "MAX_WORKERS",
     "available_cpus",
     "make_backend",
+    "process_map",
     "ray_connect_timeout",
 ]
 
@@ -203,6 +205,39 @@ def _follow_ray_start_auth_rule() -> None:
             Config.initialize("")
         except (ImportError, AttributeError):  # pragma: no cover - a Ray without token auth
             pass
+
+
+#: Most local worker processes of one command (the CLI's ``--workers`` bound): each is a Python
+#: process with torch loaded (~300 MB).
+MAX_WORKERS = 256
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def process_map(
+    fn: Callable[[_T], _R], tasks: Sequence[_T], workers: int, *, ordered: bool = True
+) -> Iterator[_R]:
+    """``fn`` over ``tasks`` in up to ``workers`` processes, yielding the results in the tasks'
+    order (``ordered``) or as they end. If ``fn`` raises, or the caller stops iterating, the
+    processes are terminated at once (the work in flight dies with them) and the error is raised.
+    For studies whose tasks record their own results (RL runs, tabular fits); sweeps, where only
+    the coordinator writes, use :class:`LocalBackend`.
+
+    The processes are spawned, not forked from multiprocessing's one fork server: that server
+    keeps the environment and preloads of the moment it first started, so a pool started from
+    it here would leave a later :class:`LocalBackend` with another process's settings (the
+    kernel choice ``DENDRITIC_KERNEL``, say). A spawned worker costs a second or two of imports,
+    little beside an RL run or a tabular part."""
+    pool = mp.get_context("spawn").Pool(max(1, min(workers, len(tasks))))
+    try:
+        yield from (pool.imap if ordered else pool.imap_unordered)(fn, tasks)
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
 
 
 def available_cpus() -> int:

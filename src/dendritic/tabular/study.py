@@ -67,8 +67,6 @@ NOISE_FRACTIONS: tuple[float, ...] = (0.0, 0.5, 0.9)
 #: The largest fraction: 99 noise columns per real one (a fraction nearer 1 asks for more
 #: columns than memory holds: 0.9999999 is ten million per real column).
 MAX_NOISE = 0.99
-#: Most processes of a parallel study.
-MAX_WORKERS = 256
 
 
 def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -385,11 +383,12 @@ def run_study(
     so fit times compare; None leaves both as they are). ``workers`` > 1 fits the (dataset,
     seed) parts of the grid in that many processes, each recording its fits in ``store``'s file
     through a connection of its own (``progress`` then advances a part at a time)."""
-    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
-        raise ValueError(f"workers must be an integer in [1, {MAX_WORKERS}], got {workers!r}")
-    parts = [replace(study, datasets=(d,), seeds=(s,)) for d in study.datasets for s in study.seeds]
-    if workers > 1 and len(parts) > 1:
-        return _run_parts(store, study, parts, progress, threads, workers)
+    from dendritic.nn.spec import check_int
+    from dendritic.sweeps.backends import MAX_WORKERS
+
+    check_int("workers", workers, maximum=MAX_WORKERS)
+    if workers > 1 and len(study.datasets) * len(study.seeds) > 1:
+        return _run_parts(store, study, progress, threads, workers)
     import contextlib
 
     import torch
@@ -428,35 +427,29 @@ def _run_part(task: tuple[str, TabularStudy, int | None]) -> StudyResult:
 def _run_parts(
     store: Any,
     study: TabularStudy,
-    parts: list[TabularStudy],
     progress: Callable[[int, int], None] | None,
     threads: int | None,
     workers: int,
 ) -> StudyResult:
-    import multiprocessing as mp
+    """The study's (dataset, seed) parts in ``workers`` processes (:func:`run_study`'s ``workers``)."""
     import os
+
+    from dendritic.sweeps.backends import process_map
 
     result = StudyResult()
     t0 = time.perf_counter()
-    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    parts = [replace(study, datasets=(d,), seeds=(s,)) for d in study.datasets for s in study.seeds]
     tasks = [(os.fspath(store.path), part, threads) for part in parts]
     done = 0
     if progress is not None:
         progress(0, study.size)
-    pool = mp.get_context(method).Pool(min(workers, len(parts)))
-    try:
-        for part, got in zip(parts, pool.imap(_run_part, tasks), strict=True):
-            result.ran += got.ran
-            result.skipped += got.skipped
-            done += part.size
-            if progress is not None:
-                progress(done, study.size)
-        pool.close()
-    except BaseException:
-        pool.terminate()  # fits in flight die with their processes: the store reports them interrupted
-        raise
-    finally:
-        pool.join()
+    # a fit in flight when another part raises dies with its process: the store reports it interrupted
+    for part, got in zip(parts, process_map(_run_part, tasks, workers), strict=True):
+        result.ran += got.ran
+        result.skipped += got.skipped
+        done += part.size
+        if progress is not None:
+            progress(done, study.size)
     result.seconds = time.perf_counter() - t0
     log.info(
         "tabular study: %d runs fitted, %d already in the store (%.0f s, %d processes)",
