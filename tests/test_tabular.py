@@ -107,6 +107,33 @@ def test_score_sd_is_across_seeds_of_the_cv_mean():
     assert row["score_sd"] == pytest.approx(np.std([0.9, 0.6], ddof=1))
 
 
+def test_rows_compare_every_model_with_the_matched_mlp():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    scores = {"mlp": (0.80, 0.82, 0.81), "dendritic-local": (0.90, 0.86, 0.91), "hgb": (0.95,)}
+    runs = [
+        {
+            "config": {"dataset": "wine", "noise": 0.5, "model": m, "seed": s},
+            "test_accuracy": a,
+            "extra": {},
+        }
+        for m, values in scores.items()
+        for s, a in enumerate(values)
+    ]
+    rows = {r["model"]: r for r in tabular_rows(runs)}
+    local = rows["dendritic-local"]
+    assert local["vs_mlp"] == pytest.approx(np.mean(scores["dendritic-local"]) - 0.81)
+    expected = scipy_stats.ttest_ind(scores["dendritic-local"], scores["mlp"], equal_var=False).pvalue
+    assert local["p_vs_mlp"] == pytest.approx(expected)
+    assert 0 < local["p_vs_mlp"] < 0.05
+    assert math.isnan(rows["mlp"]["vs_mlp"]) and math.isnan(rows["mlp"]["p_vs_mlp"])
+    assert rows["hgb"]["vs_mlp"] == pytest.approx(0.95 - 0.81)
+    assert math.isnan(rows["hgb"]["p_vs_mlp"])  # one seed: a difference, no test
+    assert all("_seed_means" not in r for r in rows.values())
+    table = format_table(list(rows.values()))
+    assert f"| +{100 * local['vs_mlp']:.1f} ({local['p_vs_mlp']:.2g}) |" in table
+    assert "| +14.0 |" in table and "| mlp | 81.0 ± 1.0 % | — |" in table
+
+
 def test_summary_command_and_figure(tiny_store, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     path, *_ = tiny_store

@@ -3,6 +3,8 @@
 A row's score is test accuracy (classification) or R² (regression). Its mean is over every
 (seed, fold) run; its s.d. is across seeds of each seed's cross-validated mean (a repeated
 k-fold's usual spread), so it says how much the estimate moves from one shuffle to the next.
+Every model is also compared with the matched MLP of its (dataset, noise): the difference of the
+means and a Welch t-test over the seeds' cross-validated means.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TABULAR_MODELS", "run_score", "tabular_rows"]
+__all__ = ["REFERENCE_MODEL", "TABULAR_MODELS", "run_score", "tabular_rows"]
 
 #: The study's models in the order tables and figures show them.
 TABULAR_MODELS: tuple[str, ...] = ("dendritic-local", "dendritic-random", "mlp", "hgb")
+#: The model every other one is tested against (the same trainable parameters, no dendrites).
+REFERENCE_MODEL = "mlp"
 _DATASET_ORDER = ("breast-cancer", "wine", "digits", "iris", "diabetes")
 
 
@@ -44,7 +48,10 @@ def tabular_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per (dataset, noise, model) of finished tabular runs: ``score_mean``,
     ``score_sd`` (across seeds of the per-seed mean; NaN with one seed), ``runs``, ``seeds``,
     ``folds`` (per seed, the fewest), ``params`` (mean trainable parameters; NaN for trees),
-    ``fit_seconds`` (mean), ``features``, ``metric`` ("accuracy" or "r2")."""
+    ``fit_seconds`` (mean), ``features``, ``metric`` ("accuracy" or "r2"), and against the
+    :data:`REFERENCE_MODEL` of the same (dataset, noise) ``vs_mlp`` (difference of the means) and
+    ``p_vs_mlp`` (Welch, two-sided, uncorrected, over the seeds' means; NaN for the reference
+    itself, without one, or with fewer than two seeds on either side)."""
     groups: dict[tuple[str, float, str], list[Mapping[str, Any]]] = {}
     for run in runs:
         if run_score(run) is None:
@@ -77,8 +84,10 @@ def tabular_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "params": float(np.mean(params)) if params else math.nan,
                 "fit_seconds": float(np.mean(seconds)) if seconds else math.nan,
                 "features": int(features[0]) if features else None,
+                "_seed_means": seed_means,
             }
         )
+    _compare_with_reference(rows)
     rows.sort(
         key=lambda r: (
             _order(r["dataset"], _DATASET_ORDER),
@@ -87,3 +96,20 @@ def tabular_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         )
     )
     return rows
+
+
+def _compare_with_reference(rows: list[dict[str, Any]]) -> None:
+    reference = {(r["dataset"], r["noise"]): r for r in rows if r["model"] == REFERENCE_MODEL}
+    for r in rows:
+        ref = reference.get((r["dataset"], r["noise"]))
+        r["vs_mlp"], r["p_vs_mlp"] = math.nan, math.nan
+        if ref is not None and ref is not r:
+            r["vs_mlp"] = r["score_mean"] - ref["score_mean"]
+            mine, theirs = r["_seed_means"], ref["_seed_means"]
+            if len(mine) > 1 and len(theirs) > 1:
+                from dendritic.analysis.stats import pairwise_welch
+
+                (test,) = pairwise_welch({"model": mine, "reference": theirs})
+                r["p_vs_mlp"] = test.p
+    for r in rows:
+        del r["_seed_means"]

@@ -21,7 +21,7 @@ log = logging.getLogger("dendritic.tabular")
 
 _COLUMNS = (
     "dataset", "features", "noise", "model", "metric", "score_mean", "score_sd", "params", "fit_seconds",
-    "seeds", "folds", "runs",
+    "seeds", "folds", "runs", "vs_mlp", "p_vs_mlp",
 )  # fmt: skip
 
 
@@ -40,18 +40,27 @@ def _score(row: Mapping[str, Any]) -> str:
     return f"{scale * row['score_mean']:.1f}{spread}{unit}"
 
 
+def _versus(row: Mapping[str, Any]) -> str:
+    diff, p = row.get("vs_mlp", math.nan), row.get("p_vs_mlp", math.nan)
+    if not math.isfinite(diff):
+        return "—"
+    text = f"{diff:+.3f}" if row["metric"] == "r2" else f"{100 * diff:+.1f}"
+    return f"{text} ({p:.2g})" if math.isfinite(p) else text
+
+
 def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """A Markdown table: per dataset and uninformative fraction, each model's score (accuracy %
-    or R², mean ± s.d. across seeds), trainable parameters and mean fit seconds."""
+    or R², mean ± s.d. across seeds), its difference from the matched MLP (points, or R²) with the
+    Welch p-value over seeds, trainable parameters and mean fit seconds."""
     lines = [
-        "| dataset | features | uninformative | model | test accuracy / R² (± s.d.) | parameters | fit s | seeds × folds |",
-        "|---|---:|---:|---|---:|---:|---:|---:|",
+        "| dataset | features | uninformative | model | test accuracy / R² (± s.d.) | vs MLP (Welch p) | parameters | fit s | seeds × folds |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         params = f"{r['params']:,.0f}" if math.isfinite(r["params"]) else "—"
         lines.append(
             f"| {r['dataset']} | {r['features'] if r['features'] is not None else '—'} | "
-            f"{100 * r['noise']:.0f} % | {r['model']} | {_score(r)} | {params} | "
+            f"{100 * r['noise']:.0f} % | {r['model']} | {_score(r)} | {_versus(r)} | {params} | "
             f"{r['fit_seconds']:.2f} | {r['seeds']} × {r['folds']} |"
         )
     return "\n".join(lines)
