@@ -67,16 +67,31 @@ def build(kind: str, n_in: int, somata: int, dendrites: int, synapses: int, seed
     return nn.Sequential(nn.Linear(n_in, somata), nn.LeakyReLU(0.1), nn.Linear(somata, CLASSES))
 
 
-def stepper(model: Any, batch: int, n_in: int) -> Callable[[], None]:
-    """One training step of ``model`` on a fixed batch, as a closure."""
+#: Distinct batches a stepper cycles through (the same seeded pool for every model).
+POOL = 32
+
+
+def stepper(model: Any, batch: int, n_in: int, adam: str = "default") -> Callable[[], None]:
+    """One training step of ``model`` on the next of ``POOL`` random batches, as a closure.
+
+    Not one fixed batch: a model that memorises it drives its gradients and Adam's moments into
+    subnormal floats, whose arithmetic is many times slower on x86, so the timings would depend
+    on how far each model had trained (measured: an MLP step 1.6x slower after a thousand steps
+    on one batch). ``run`` also flushes subnormals to zero."""
     import torch
     import torch.nn.functional as F
 
-    x = torch.randn(batch, n_in)
-    y = torch.randint(0, CLASSES, (batch,))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(batch * 1000 + n_in)
+    xs = torch.randn(POOL, batch, n_in, generator=g)
+    ys = torch.randint(0, CLASSES, (POOL, batch), generator=g)
+    options = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[adam]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, **options)
+    i = 0
 
     def step() -> None:
+        nonlocal i
+        x, y = xs[i], ys[i]
+        i = (i + 1) % POOL
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(x), y)
         loss.backward()
@@ -98,6 +113,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     from dendritic.layers import functional as DF
 
     torch.set_num_threads(1)
+    torch.set_flush_denormal(True)  # see stepper
     rows = []
     for size in args.sizes.split(","):
         n_in, somata, synapses = SIZES[size]
@@ -106,11 +122,14 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 variants: dict[str, tuple[Callable[[], None], bool]] = {}
                 for kind in args.kinds.split(","):
                     if kind == "mlp":
-                        variants["mlp"] = (stepper(build("mlp", n_in, somata, 1, 1), batch, n_in), True)
+                        variants["mlp"] = (
+                            stepper(build("mlp", n_in, somata, 1, 1), batch, n_in, args.adam),
+                            True,
+                        )
                         continue
                     for path in ("new",) if args.only_new else ("old", "new"):
                         model = build(kind, n_in, somata, dendrites, synapses)
-                        variants[f"{kind}-{path}"] = (stepper(model, batch, n_in), path == "new")
+                        variants[f"{kind}-{path}"] = (stepper(model, batch, n_in, args.adam), path == "new")
                 times: dict[str, list[float]] = {name: [] for name in variants}
                 for step, fast in variants.values():  # warm-up
                     DF.set_fast_autograd(fast)
@@ -198,7 +217,16 @@ def compare_trees(args: argparse.Namespace) -> str:
     here = Path(__file__).resolve()
     trees = {"old": Path(args.old_src).resolve(), "new": here.parents[1] / "src"}
     passed = ["--sizes", args.sizes, "--dendrites", args.dendrites, "--batches", args.batches]
-    passed += ["--repeats", str(args.repeats), "--steps", str(args.steps), "--kinds", args.kinds]
+    passed += [
+        "--repeats",
+        str(args.repeats),
+        "--steps",
+        str(args.steps),
+        "--kinds",
+        args.kinds,
+        "--adam",
+        args.adam,
+    ]
     passed += ["--ops"] if args.ops else ["--only-new"]
     runs: dict[str, list[list[dict[str, Any]]]] = {"old": [], "new": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -296,6 +324,12 @@ def main() -> None:
     parser.add_argument("--old-src", help="the src folder of older code: compare it with this tree's")
     parser.add_argument("--rounds", type=int, default=3, help="with --old-src: alternated runs per tree")
     parser.add_argument("--only-new", action="store_true", help="time the current path only (not `old`)")
+    parser.add_argument(
+        "--adam",
+        choices=("default", "foreach", "fused"),
+        default="default",
+        help="torch.optim.Adam's implementation for every model (default: torch's choice, a loop on CPU)",
+    )
     args = parser.parse_args()
     if args.old_src:
         text = compare_trees(args)
@@ -315,8 +349,8 @@ def main() -> None:
 
     header = (
         f"Measured {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')} on {_cpu()} "
-        f"({os.cpu_count()} cores), torch {torch.__version__}, 1 thread, {args.repeats} rounds × {args.steps} "
-        f"steps each, median; load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after "
+        f"({os.cpu_count()} cores), torch {torch.__version__}, 1 thread, Adam: {args.adam}, {args.repeats} rounds × "
+        f"{args.steps} steps each over {POOL} batches, subnormals flushed, median; load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after "
         "(other jobs on the machine).\n\n"
     )
     text = header + table(rows, args.kinds.split(","))
