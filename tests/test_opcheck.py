@@ -75,7 +75,10 @@ def _cases() -> dict[str, list[tuple]]:
         "dendritic_layer_backward": [
             (t(S, B), out.detach(), dend.detach(), x, t(nnz), idx, off, t(n_dend), D, 0.1, need)
             for need in (False, True)
-        ] + [(t(S, B), out.detach(), dend.detach(), x, t(nnz), idx, off, t(n_dend), D, 0.1, True, t(n_dend, B))],
+        ] + [(t(S, B), out.detach(), dend.detach(), x, t(nnz), idx, off, t(n_dend), D, 0.1, True, t(n_dend, B)),
+             # a batch of one has its own loop
+             (t(S, 1), out[:, :1].detach().contiguous(), dend[:, :1].detach().contiguous(), x[:, :1].contiguous(),
+              t(nnz), idx, off, t(n_dend), D, 0.1, True, t(n_dend, 1))],
         "transpose_2d": [(t(7, 5),), (t(300, 129, dtype=torch.float64),)],
         # the selectivity regulariser's class sums (issue 23): a batch not a multiple of 8, a class absent
         "class_sums_t": [(t(n_dend, 13, grad=True), torch.tensor([0, 2, 2, 1, 0, 0, 2, 1, 1, 2, 0, 2, 2]), 4),

@@ -304,6 +304,52 @@ def test_unbatched_and_multi_dimensional_batches():
     assert single.shape == (3,)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("extra", [False, True])
+def test_the_one_sample_backward_is_the_general_one_bit_for_bit(dtype, extra):
+    """``dendritic_layer_backward`` has its own loop for a batch of one (every sum one product).
+    Its gradients are, bit for bit, those of a batch of two whose second sample carries no
+    gradient (the general loops, where that sample adds exact zeros), with and without a gradient
+    on the dendrites' activations."""
+    layer = DendriticLayer((1, 9, 9), somata=12, dendrites=4, synapses=5, receptive_field="local", seed=3)
+    layer = layer.to(dtype)
+    d, s = layer.dendrite_linear, layer.soma_linear
+    x = torch.randn(81, 2, dtype=dtype)
+    with torch.no_grad():
+        out, dend = torch.ops.dendritic.dendritic_layer(
+            x, d.weight, d.indices, d.offsets, d.bias, s.weight, s.bias, 4, 0.1, True
+        )
+    g = torch.randn_like(out)
+    g[:, 1] = 0
+    g_dend = torch.randn_like(dend) if extra else None
+    if g_dend is not None:
+        g_dend[:, 1] = 0
+
+    def grads(cols: slice) -> tuple[torch.Tensor, ...]:
+        def col(t: torch.Tensor) -> torch.Tensor:
+            return t[:, cols].contiguous()
+
+        return torch.ops.dendritic.dendritic_layer_backward(
+            col(g),
+            col(out),
+            col(dend),
+            col(x),
+            d.weight,
+            d.indices,
+            d.offsets,
+            s.weight,
+            4,
+            0.1,
+            True,
+            None if g_dend is None else col(g_dend),
+        )
+
+    one, two = grads(slice(0, 1)), grads(slice(0, 2))
+    for a, b in zip(one[:4], two[:4], strict=True):  # weight, dendrite bias, cable, soma bias gradients
+        assert torch.equal(a, b)
+    assert torch.equal(one[4], two[4][:, :1])  # the dendrites' pre-activation gradient
+
+
 def test_the_benchmark_compares_two_trees(tmp_path):
     """``benchmarks/bench_small_batch.py --old-src``: one round on this tree against itself, for
     the operators and for whole steps, gives a row per (size, D, batch) with every column."""

@@ -268,12 +268,16 @@ inline void dots(const T* __restrict g, const T* __restrict src, int64_t B, cons
 #if defined(__AVX__)
   if constexpr (G == 8 && sizeof(T) == 4) {  // transpose-and-add the 8 accumulators in registers
     __m256 a[8];
-    for (int k = 0; k < 8; ++k) std::memcpy(&a[k], &acc[k], 32);
+    for (int k = 0; k < 8; ++k) a[k] = reinterpret_cast<__m256>(acc[k]);
     const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
     const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
     const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
     const __m256 s = _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
-    std::memcpy(sums, &s, 32);
+    if (b == B) {  // no columns left: the sums are the gradients
+      _mm256_storeu_ps(gw, s);
+      return;
+    }
+    _mm256_storeu_ps(sums, s);
   } else
 #endif
   {
@@ -450,31 +454,37 @@ inline void into_soma(const T (&acc)[G][NB], int64_t d, int64_t B, const T* bd, 
     }
 }
 
+// G dendrites from d on, if they fit before d1 and their fan-in is equal: their sums into the
+// soma's (into_soma), d advanced past them; else nothing (false).
+template <typename T, int NB, int G>
+inline bool layer_group(const T* x, int64_t B, const int64_t* idx, const T* w, const int64_t* off, int64_t n_dend,
+                        int64_t nnz, const T* bd, const T* v, int64_t& d, int64_t d1, T slope, T* A, T (&soma)[NB]) {
+  int64_t base[G];
+  const int64_t n = d + G <= d1 ? equal_fan_in<G>(off, d, n_dend, nnz, base) : -1;
+  if (n < 0) return false;
+  T acc[G][NB];
+  interleaved_sums<T, NB, G>(x, B, idx, w, base, n, acc);
+  into_soma<T, NB, G>(acc, d, B, bd, v, slope, A, soma);
+  d += G;
+  return true;
+}
+
 // The last NB < L columns of one soma's rows (x, A and out start at the first of them), in
-// scalar sums, four dendrites of equal fan-in at a time (interleaved_sums). Each dendrite's and
+// scalar sums, several dendrites of equal fan-in at a time (interleaved_sums): eight for a
+// single column (a batch of one: D = 16, 64 → 256, 30 → 24 µs), else four. Each dendrite's and
 // each soma's sum keeps its order: the values are those of one dendrite at a time.
 template <typename T, int NB>
 inline void layer_columns(const T* x, int64_t B, const int64_t* idx, const T* w, const int64_t* off, int64_t n_dend,
                           int64_t nnz, const T* bd, const T* v, T bs, int64_t d0, int64_t d1, T slope, T* A, T* out) {
-  constexpr int G = 4;
   T soma[NB] = {};
+  // compile-time group sizes: indexed by a run-time count, the sums were kept in memory instead
+  // of registers (D = 16, batch 4: 81 instead of 53 µs)
   for (int64_t d = d0; d < d1;) {
-    // compile-time group sizes in both branches: indexed by a run-time count, the sums were
-    // kept in memory instead of registers (D = 16, batch 4: 81 instead of 53 µs)
-    int64_t base[G];
-    const int64_t n = d + G <= d1 ? equal_fan_in<G>(off, d, n_dend, nnz, base) : -1;
-    if (n >= 0) {
-      T acc[G][NB];
-      interleaved_sums<T, NB, G>(x, B, idx, w, base, n, acc);
-      into_soma<T, NB, G>(acc, d, B, bd, v, slope, A, soma);
-      d += G;
-    } else {
-      int64_t one[1];
-      T acc[1][NB];
-      interleaved_sums<T, NB, 1>(x, B, idx, w, one, equal_fan_in<1>(off, d, n_dend, nnz, one), acc);
-      into_soma<T, NB, 1>(acc, d, B, bd, v, slope, A, soma);
-      d += 1;
+    if constexpr (NB == 1) {
+      if (layer_group<T, NB, 8>(x, B, idx, w, off, n_dend, nnz, bd, v, d, d1, slope, A, soma)) continue;
     }
+    if (layer_group<T, NB, 4>(x, B, idx, w, off, n_dend, nnz, bd, v, d, d1, slope, A, soma)) continue;
+    layer_group<T, NB, 1>(x, B, idx, w, off, n_dend, nnz, bd, v, d, d1, slope, A, soma);  // one: always
   }
   for (int b = 0; b < NB; ++b) out[b] = leaky_s<T>(soma[b] + bs, slope);
 }
@@ -597,6 +607,22 @@ template <typename T>
 void layer_backward_somata(const T* gp, const T* outp, const T* Ap, const T* xp, int64_t B, const int64_t* ip,
                            const int64_t* op, int64_t n_dend, int64_t nnz, const T* vp, int64_t D, T sl, T* gwp,
                            T* gbdp, T* gvp, T* gbsp, T* Gp, const T* gAp, int64_t s0, int64_t s1) {
+  if (B == 1) {  // one sample (an RL step): every sum is one product, as the general loops below
+    for (int64_t s = s0; s < s1; ++s) {  // compute it (0 + the product), without their per-row setup
+      const T gz = gp[s] * (outp[s] > T(0) ? T(1) : sl);
+      gbsp[s] = T(0) + gz;
+      for (int64_t d = s * D; d < (s + 1) * D; ++d) {
+        gvp[d] = T(0) + gz * Ap[d];
+        T ga;  // the general loops' own gradient step (its multiply-adds contracted alike)
+        leaky_grad<T>(&gz, gAp != nullptr ? gAp + d : nullptr, Ap + d, vp[d], sl, 1, &ga);
+        if (Gp != nullptr) Gp[d] = ga;
+        gbdp[d] = T(0) + ga;
+        const int64_t c1 = row_end(op, d, n_dend, nnz);
+        for (int64_t c = op[d]; c < c1; ++c) gwp[c] = T(0) + ga * xp[ip[c]];
+      }
+    }
+    return;
+  }
   std::vector<T> gz(B), scratch(B);
   std::vector<int64_t> dend(std::max<int64_t>(D, 1));
   for (int64_t s = s0; s < s1; ++s) {
