@@ -243,13 +243,19 @@ inline void dots(const T* __restrict g, const T* __restrict src, int64_t B, cons
     for (int k = 0; k < G; ++k) gw[k] = T(0) + g[0] * src[idx[k]];
     return;
   }
-  if (B < L) {  // a small batch (RL, online learning): no vector lanes to fill; the same sums in the same order
+  if (B < L) {  // a small batch (RL, online learning): no vector lanes to fill; the same sums in the same
+    T s[G];      // order, the G connections' chains side by side (one after another, each add waited on
+    const T* rows[G];  // the one before: a batch of 2 cost four times a batch of 1)
     for (int k = 0; k < G; ++k) {
-      const T* row = src + idx[k] * B;
-      T s = 0;
-      for (int64_t b = 0; b < B; ++b) s += g[b] * row[b];
-      gw[k] = s;
+      s[k] = T(0);
+      rows[k] = src + idx[k] * B;
     }
+    for (int64_t b = 0; b < B; ++b) {
+      const T gb = g[b];
+#pragma GCC unroll 8
+      for (int k = 0; k < G; ++k) s[k] += gb * rows[k][b];
+    }
+    for (int k = 0; k < G; ++k) gw[k] = s[k];
     return;
   }
   V acc[G];
