@@ -348,6 +348,31 @@ def test_fused_layer_batch_tails_match_the_parts(cpp, batch, dtype):
     torch.testing.assert_close(out, expected, **tol)
 
 
+@pytest.mark.parametrize("batch", [2, 3, 5, 7, 13, 39])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_fused_layer_columns_are_those_of_one_sample_bit_for_bit(cpp, batch, dtype):
+    """Whatever path a column takes — whole vectors, a zero-padded vector for a tail of three or
+    more, scalar sums for one or two — its somata and kept dendrites are those of the layer run
+    on that sample alone (each sum in its connections' order): bit for bit in float32; in
+    float64 the vector and scalar sums differ in the last bits (as before the padded tail)."""
+    indices, offsets = wiring(30, 7 * 5, None, seed=batch)  # irregular fan-in, empty dendrites included
+    gen = torch.Generator().manual_seed(batch)
+    n_dend = offsets.numel()
+    h = torch.randn(30, batch, generator=gen, dtype=dtype)
+    w = torch.randn(indices.numel(), generator=gen, dtype=dtype)
+    bd, v = torch.randn(n_dend, generator=gen, dtype=dtype), torch.randn(n_dend, generator=gen, dtype=dtype)
+    bs = torch.randn(7, generator=gen, dtype=dtype)
+    layer = torch.ops.dendritic.dendritic_layer
+    out, dend = layer(h, w, indices, offsets, bd, v, bs, 5, 0.1, True)
+    for j in range(batch):
+        one, one_dend = layer(h[:, j : j + 1].contiguous(), w, indices, offsets, bd, v, bs, 5, 0.1, True)
+        if dtype == torch.float32:
+            assert torch.equal(out[:, j : j + 1], one) and torch.equal(dend[:, j : j + 1], one_dend), j
+        else:
+            torch.testing.assert_close(out[:, j : j + 1], one, rtol=1e-14, atol=1e-14)
+            torch.testing.assert_close(dend[:, j : j + 1], one_dend, rtol=1e-14, atol=1e-14)
+
+
 def test_fused_layer_kept_dendrites_are_differentiable(cpp):
     """A loss on the kept dendrites (the selectivity regulariser's) reaches every input through the
     fused layer's one backward pass: gradients equal the part-by-part computation's, gradcheck."""
