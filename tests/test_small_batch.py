@@ -350,6 +350,49 @@ def test_the_one_sample_backward_is_the_general_one_bit_for_bit(dtype, extra):
     assert torch.equal(one[4], two[4][:, :1])  # the dendrites' pre-activation gradient
 
 
+@pytest.mark.parametrize("batch", [4, 5, 7])
+def test_a_few_samples_backward_as_a_padded_vector(batch):
+    """4 to 7 float32 samples through a layer of at least 4,096 connections run the backward as
+    one vector padded with samples that carry no gradient: bit for bit the gradients of a batch
+    of 8 whose last samples carry none (whatever their inputs), and the input-side gradient keeps
+    the batch's own width."""
+    layer = DendriticLayer(64, somata=128, dendrites=4, synapses=8, receptive_field="random", seed=5)
+    d, s = layer.dendrite_linear, layer.soma_linear
+    assert d.weight.numel() >= 4096
+    x = torch.randn(64, 8)
+    with torch.no_grad():
+        out, dend = torch.ops.dendritic.dendritic_layer(
+            x, d.weight, d.indices, d.offsets, d.bias, s.weight, s.bias, 4, 0.1, True
+        )
+    g, g_dend = torch.randn_like(out), torch.randn_like(dend)
+    g[:, batch:] = 0
+    g_dend[:, batch:] = 0
+
+    def grads(n: int) -> tuple[torch.Tensor, ...]:
+        def col(t: torch.Tensor) -> torch.Tensor:
+            return t[:, :n].contiguous()
+
+        return torch.ops.dendritic.dendritic_layer_backward(
+            col(g),
+            col(out),
+            col(dend),
+            col(x),
+            d.weight,
+            d.indices,
+            d.offsets,
+            s.weight,
+            4,
+            0.1,
+            True,
+            col(g_dend),
+        )
+
+    few, eight = grads(batch), grads(8)
+    for a, b in zip(few[:4], eight[:4], strict=True):
+        assert torch.equal(a, b)
+    assert few[4].shape == (d.offsets.numel(), batch) and torch.equal(few[4], eight[4][:, :batch])
+
+
 def test_the_benchmark_compares_two_trees(tmp_path):
     """``benchmarks/bench_small_batch.py --old-src``: one round on this tree against itself, for
     the operators and for whole steps, gives a row per (size, D, batch) with every column."""
