@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -51,6 +52,46 @@ def test_steps_to_threshold():
     assert steps_to_threshold([0, 10], [1.0, 2.0], 5.0) is None
     with pytest.raises(ValueError):
         steps_to_threshold([0], [1.0, 2.0], 0.0)
+
+
+def _group(network, finals, curves, task="CartPole-v1"):
+    from dendritic.rl.summary import RLGroup
+
+    g = RLGroup("ppo", task, network, seeds=list(range(1, len(finals) + 1)))
+    g.steps = np.arange(len(curves[0]), dtype=float) * 1000
+    g.curves = np.asarray(curves, dtype=float)
+    g.finals = list(finals)
+    g.train_seconds = g.train_cpu_seconds = g.wall_seconds = [1.0] * len(finals)
+    return g
+
+
+def test_summary_rows_compare_every_network_with_the_dendritic_one():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    from dendritic.rl.summary import summary_rows
+
+    dend = _group("dendritic", [400.0, 450.0, 500.0], [[0, 200, 400], [0, 300, 450], [0, 400, 500]])
+    mlp = _group("mlp", [500.0, 500.0, 500.0], [[0, 500, 500], [100, 500, 500], [0, 400, 500]])
+    other_task = _group("mlp", [1.0, 2.0], [[0, 1], [0, 2]], task="Acrobot-v1")  # no dendritic there
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every seed of the MLP at 500: an exact test, no warning
+        rows = {(r["task"], r["network"]): r for r in summary_rows([dend, mlp, other_task])}
+    d, m = rows["CartPole-v1", "dendritic"], rows["CartPole-v1", "mlp"]
+    assert (
+        np.isnan(d["vs_dendritic"]) and np.isnan(d["p_vs_dendritic"]) and np.isnan(d["p_curve_vs_dendritic"])
+    )
+    assert m["vs_dendritic"] == pytest.approx(50.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = scipy_stats.ttest_ind([500.0] * 3, [400.0, 450.0, 500.0], equal_var=False).pvalue
+    assert m["p_vs_dendritic"] == pytest.approx(expected) and 0 < expected < 1
+    # the mean return over the curve, per seed: dendritic 200, 250, 300; mlp 333.3, 366.7, 300
+    assert d["curve_mean"] == pytest.approx(250.0) and d["curve_sd"] == pytest.approx(50.0)
+    assert m["curve_vs_dendritic"] == pytest.approx(1000 / 3 - 250.0)
+    assert m["p_curve_vs_dendritic"] == pytest.approx(
+        scipy_stats.ttest_ind([1000 / 3, 1100 / 3, 300.0], [200.0, 250.0, 300.0], equal_var=False).pvalue
+    )
+    lonely = rows["Acrobot-v1", "mlp"]
+    assert np.isnan(lonely["vs_dendritic"]) and np.isnan(lonely["p_curve_vs_dendritic"])
 
 
 def test_zoo_settings_are_the_zoos():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -201,7 +202,9 @@ def _welch(a: Hashable, xa: np.ndarray, b: Hashable, xb: np.ndarray, within: Has
         if x.size < 2:
             raise ValueError(f"group {label!r} has {x.size} observation(s); a Welch test needs >= 2")
     st = require("scipy.stats", "Welch t-tests")
-    res = st.ttest_ind(xa, xb, equal_var=False)
+    with warnings.catch_warnings():  # a group of equal values (every seed solved: 500.0) is exact
+        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+        res = st.ttest_ind(xa, xb, equal_var=False)
     va, vb = xa.var(ddof=1) / xa.size, xb.var(ddof=1) / xb.size
     df_ws = (va + vb) ** 2 / (va**2 / (xa.size - 1) + vb**2 / (xb.size - 1)) if va + vb > 0 else math.nan
     return PairwiseTest(

@@ -122,17 +122,27 @@ def _fmt(value: Any, spec: str) -> str:
     return format(value, spec)
 
 
+def _versus(row: dict[str, Any], prefix: str) -> str:
+    """'+12.3 (0.04)': the row's difference from the dendritic network and its Welch p."""
+    diff, p = row[f"{prefix}vs_dendritic"], row[f"p_{prefix}vs_dendritic"]
+    if isinstance(diff, float) and math.isnan(diff):
+        return "–"
+    return f"{diff:+.1f} ({_fmt(p, '.2g')})"
+
+
 def _summary_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
-        "| algo | task | network | seeds | parameters | final return (mean ± s.d.) | final IQM | "
+        "| algo | task | network | seeds | parameters | final return (mean ± s.d.) | vs dendritic (p) | "
+        "final IQM | mean return over the curve | vs dendritic (p) | "
         "IQM curve reaches threshold at | seeds reaching | training s / run (wall) | training CPU s / run |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['algo']} | {r['task']} | {r['network']} | {r['seeds']} | {r['params']:,} | "
-            f"{_fmt(r['final_mean'], '.1f')} ± {_fmt(r['final_sd'], '.1f')} | {_fmt(r['final_iqm'], '.1f')} | "
-            f"{_fmt(r['iqm_steps_to_threshold'], ',.0f')} (≥ {r['threshold']:g}) | "
+            f"{_fmt(r['final_mean'], '.1f')} ± {_fmt(r['final_sd'], '.1f')} | {_versus(r, '')} | "
+            f"{_fmt(r['final_iqm'], '.1f')} | {_fmt(r['curve_mean'], '.1f')} ± {_fmt(r['curve_sd'], '.1f')} | "
+            f"{_versus(r, 'curve_')} | {_fmt(r['iqm_steps_to_threshold'], ',.0f')} (≥ {r['threshold']:g}) | "
             f"{r['seeds_reaching']}/{r['seeds']} | {_fmt(r['train_seconds'], '.0f')} | "
             f"{_fmt(r['train_cpu_seconds'], '.0f')} |"
         )

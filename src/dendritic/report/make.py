@@ -593,7 +593,10 @@ def _rl_table(out: Path, inputs: FigureInputs, result: FiguresResult) -> None:
     _write_table(out, "rl-learning-curves", "Reinforcement learning: final evaluation return (mean, s.d. over seeds), steps to the threshold, parameters and time", rows, (
         ("algo", "algorithm", ""), ("task", "task", ""), ("network", "network", ""), ("params", "parameters", ","),
         ("seeds", "seeds", ""), ("final_mean", "final return", ".1f"), ("final_sd", "s.d.", ".1f"),
-        ("final_iqm", "IQM", ".1f"), ("threshold", "threshold", "g"),
+        ("vs_dendritic", "vs dendritic", "+.1f"), ("p_vs_dendritic", "p (Welch)", ".2g"),
+        ("final_iqm", "IQM", ".1f"), ("curve_mean", "mean over curve", ".1f"), ("curve_sd", "s.d.", ".1f"),
+        ("curve_vs_dendritic", "vs dendritic", "+.1f"), ("p_curve_vs_dendritic", "p (Welch)", ".2g"),
+        ("threshold", "threshold", "g"),
         ("iqm_steps_to_threshold", "IQM steps to threshold", ",.0f"), ("seeds_reaching", "seeds reaching", ""),
         ("median_steps_to_threshold", "median steps (reaching)", ",.0f"), ("train_seconds", "train s", ".1f"),
     ), result)  # fmt: skip

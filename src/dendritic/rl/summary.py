@@ -1,6 +1,7 @@
 """The study's table and curves from the store: per (algorithm, task, network), over seeds, the
 IQM learning curve with its 95 % bootstrap band, steps to threshold, final evaluation return
-± s.d., parameters and wall time."""
+± s.d., the mean return over the learning curve (sample efficiency), parameters and wall time,
+and each network's difference from the dendritic one with a Welch p over seeds."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from dendritic.rl.networks import NETWORKS
 from dendritic.rl.run import EXPERIMENT
 from dendritic.rl.zoo import THRESHOLDS
 
-__all__ = ["RLGroup", "group_rl_runs", "load_rl_runs", "summary_rows"]
+__all__ = ["REFERENCE_NETWORK", "RLGroup", "group_rl_runs", "load_rl_runs", "summary_rows"]
+
+#: The network every other one of its (algorithm, task) is compared with.
+REFERENCE_NETWORK = "dendritic"
 
 
 @dataclass
@@ -42,11 +46,17 @@ class RLGroup:
     def band(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return bootstrap_band(self.curves)
 
+    def curve_means(self) -> np.ndarray:
+        """Each seed's mean evaluation return over the learning curve's points (evenly spaced in
+        steps, so the normalised area under the curve: how soon and how well it learned)."""
+        return self.curves.mean(axis=1) if self.curves.size else np.zeros(0)
+
     def row(self) -> dict[str, Any]:
         centre, _, _ = self.band()
         per_seed = [steps_to_threshold(list(self.steps), list(c), self.threshold) for c in self.curves]
         reached = [s for s in per_seed if s is not None]
         finals = np.asarray(self.finals, dtype=float)
+        curve_means = self.curve_means()
         return {
             "algo": self.algo,
             "task": self.task,
@@ -56,6 +66,8 @@ class RLGroup:
             "final_mean": float(finals.mean()),
             "final_sd": float(finals.std(ddof=1)) if finals.size > 1 else math.nan,
             "final_iqm": float(iqm(finals)),
+            "curve_mean": float(curve_means.mean()),
+            "curve_sd": float(curve_means.std(ddof=1)) if curve_means.size > 1 else math.nan,
             "threshold": self.threshold,
             "iqm_steps_to_threshold": steps_to_threshold(list(self.steps), list(centre), self.threshold),
             "seeds_reaching": len(reached),
@@ -109,4 +121,29 @@ def group_rl_runs(runs: Iterable[tuple[Mapping[str, Any], list[dict[str, Any]]]]
 
 
 def summary_rows(groups: Iterable[RLGroup]) -> list[dict[str, Any]]:
-    return [g.row() for g in groups]
+    """One row per group (:meth:`RLGroup.row`), with its difference from the
+    :data:`REFERENCE_NETWORK` of the same (algorithm, task): ``vs_dendritic`` and ``p_vs_dendritic``
+    for the final return, ``curve_vs_dendritic`` and ``p_curve_vs_dendritic`` for the mean return
+    over the curve (this network's mean minus the dendritic one's; Welch, two-sided, uncorrected,
+    over seeds; NaN for the dendritic row itself, a missing reference or fewer than two seeds)."""
+    from dendritic.analysis.stats import pairwise_welch
+
+    groups = list(groups)
+    reference = {(g.algo, g.task): g for g in groups if g.network == REFERENCE_NETWORK}
+    rows = []
+    for g in groups:
+        row = g.row()
+        ref = reference.get((g.algo, g.task))
+        for name, mine, theirs in (
+            ("", list(g.finals), list(ref.finals) if ref else []),
+            ("curve_", list(g.curve_means()), list(ref.curve_means()) if ref else []),
+        ):
+            diff = p = math.nan
+            if ref is not None and ref is not g:
+                diff = float(np.mean(mine) - np.mean(theirs))
+                if len(mine) > 1 and len(theirs) > 1:
+                    (test,) = pairwise_welch({"network": mine, "dendritic": theirs})
+                    p = test.p
+            row[f"{name}vs_dendritic"], row[f"p_{name}vs_dendritic"] = diff, p
+        rows.append(row)
+    return rows
