@@ -293,11 +293,15 @@ inline void dots(const T* __restrict g, const T* __restrict src, int64_t B, cons
       sums[k] = s;
     }
   }
-  for (int k = 0; k < G; ++k) {
-    T s = sums[k];
-    for (int64_t bb = b; bb < B; ++bb) s += g[bb] * rows[k][bb];
-    gw[k] = s;
+  // The columns after the vectors, the G chains side by side (each in its samples' order, the
+  // same sums): one chain after another, each add waiting on the one before, a batch of 100 took
+  // 1.6 times a batch of 104 (64 → 256, D = 16).
+  for (; b < B; ++b) {
+    const T gb = g[b];
+#pragma GCC unroll 8
+    for (int k = 0; k < G; ++k) sums[k] += gb * rows[k][b];
   }
+  for (int k = 0; k < G; ++k) gw[k] = sums[k];
 }
 
 // grad_weight[c] = ⟨grad_out[o(c), :], h[indices[c], :]⟩
