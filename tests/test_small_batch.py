@@ -304,6 +304,20 @@ def test_unbatched_and_multi_dimensional_batches():
     assert single.shape == (3,)
 
 
+def _backward_of_columns(layer, cols, g, out, dend, x, g_dend):
+    """``dendritic_layer_backward`` of ``layer`` (4 dendrites per soma, slope 0.1) on the samples
+    ``cols`` of the forward's saved tensors (and of the dendrites' gradient, if any)."""
+    d, s = layer.dendrite_linear, layer.soma_linear
+
+    def col(t: torch.Tensor) -> torch.Tensor:
+        return t[:, cols].contiguous()
+
+    return torch.ops.dendritic.dendritic_layer_backward(
+        col(g), col(out), col(dend), col(x), d.weight, d.indices, d.offsets, s.weight, 4, 0.1, True,
+        None if g_dend is None else col(g_dend),
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("extra", [False, True])
 def test_the_one_sample_backward_is_the_general_one_bit_for_bit(dtype, extra):
@@ -325,26 +339,9 @@ def test_the_one_sample_backward_is_the_general_one_bit_for_bit(dtype, extra):
     if g_dend is not None:
         g_dend[:, 1] = 0
 
-    def grads(cols: slice) -> tuple[torch.Tensor, ...]:
-        def col(t: torch.Tensor) -> torch.Tensor:
-            return t[:, cols].contiguous()
-
-        return torch.ops.dendritic.dendritic_layer_backward(
-            col(g),
-            col(out),
-            col(dend),
-            col(x),
-            d.weight,
-            d.indices,
-            d.offsets,
-            s.weight,
-            4,
-            0.1,
-            True,
-            None if g_dend is None else col(g_dend),
-        )
-
-    one, two = grads(slice(0, 1)), grads(slice(0, 2))
+    one, two = (
+        _backward_of_columns(layer, cols, g, out, dend, x, g_dend) for cols in (slice(0, 1), slice(0, 2))
+    )
     for a, b in zip(one[:4], two[:4], strict=True):  # weight, dendrite bias, cable, soma bias gradients
         assert torch.equal(a, b)
     assert torch.equal(one[4], two[4][:, :1])  # the dendrites' pre-activation gradient
@@ -368,26 +365,7 @@ def test_a_few_samples_backward_as_a_padded_vector(batch):
     g[:, batch:] = 0
     g_dend[:, batch:] = 0
 
-    def grads(n: int) -> tuple[torch.Tensor, ...]:
-        def col(t: torch.Tensor) -> torch.Tensor:
-            return t[:, :n].contiguous()
-
-        return torch.ops.dendritic.dendritic_layer_backward(
-            col(g),
-            col(out),
-            col(dend),
-            col(x),
-            d.weight,
-            d.indices,
-            d.offsets,
-            s.weight,
-            4,
-            0.1,
-            True,
-            col(g_dend),
-        )
-
-    few, eight = grads(batch), grads(8)
+    few, eight = (_backward_of_columns(layer, slice(0, n), g, out, dend, x, g_dend) for n in (batch, 8))
     for a, b in zip(few[:4], eight[:4], strict=True):
         assert torch.equal(a, b)
     assert few[4].shape == (d.offsets.numel(), batch) and torch.equal(few[4], eight[4][:, :batch])
