@@ -353,8 +353,8 @@ def test_fused_layer_batch_tails_match_the_parts(cpp, batch, dtype):
 def test_fused_layer_columns_are_those_of_one_sample_bit_for_bit(cpp, batch, dtype):
     """Whatever path a column takes — whole vectors, a zero-padded vector for a tail of three or
     more, scalar sums for one or two — its somata and kept dendrites are those of the layer run
-    on that sample alone (each sum in its connections' order): bit for bit in float32; in
-    float64 the vector and scalar sums differ in the last bits (as before the padded tail)."""
+    on that sample alone (each sum in its connections' order, each multiply-add rounded once):
+    bit for bit, in float32 and float64."""
     indices, offsets = wiring(30, 7 * 5, None, seed=batch)  # irregular fan-in, empty dendrites included
     gen = torch.Generator().manual_seed(batch)
     n_dend = offsets.numel()
@@ -366,11 +366,7 @@ def test_fused_layer_columns_are_those_of_one_sample_bit_for_bit(cpp, batch, dty
     out, dend = layer(h, w, indices, offsets, bd, v, bs, 5, 0.1, True)
     for j in range(batch):
         one, one_dend = layer(h[:, j : j + 1].contiguous(), w, indices, offsets, bd, v, bs, 5, 0.1, True)
-        if dtype == torch.float32:
-            assert torch.equal(out[:, j : j + 1], one) and torch.equal(dend[:, j : j + 1], one_dend), j
-        else:
-            torch.testing.assert_close(out[:, j : j + 1], one, rtol=1e-14, atol=1e-14)
-            torch.testing.assert_close(dend[:, j : j + 1], one_dend, rtol=1e-14, atol=1e-14)
+        assert torch.equal(out[:, j : j + 1], one) and torch.equal(dend[:, j : j + 1], one_dend), j
 
 
 def test_fused_layer_kept_dendrites_are_differentiable(cpp):

@@ -47,6 +47,17 @@ template <typename T> inline typename Vec<T>::type loadu(const T* p) {
 }
 template <typename T> inline void storeu(T* p, typename Vec<T>::type v) { std::memcpy(p, &v, sizeof(v)); }
 
+// a · b + c rounded once where the vector loops' `+= a * b` is (an FMA build), so that a column in
+// scalar sums equals the same column in vector lanes: written out, not left to contraction, which
+// the compiler gives up where it vectorises the multiplies apart from the adds.
+template <typename T> inline T mul_add(T a, T b, T c) {
+#if defined(__FMA__)
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
 constexpr int NV = 4;  // vectors of the batch held in registers per row (4 × 8 floats)
 
 inline int64_t row_end(const int64_t* off, int64_t r, int64_t n_rows, int64_t nnz) {
@@ -138,7 +149,7 @@ inline void interleaved_sums(const T* __restrict x, int64_t B, const int64_t* __
       const T wc = w[base[g] + j];
       const T* s = x + idx[base[g] + j] * B;
 #pragma GCC unroll 8
-      for (int b = 0; b < NB; ++b) acc[g][b] += wc * s[b];
+      for (int b = 0; b < NB; ++b) acc[g][b] = mul_add<T>(wc, s[b], acc[g][b]);
     }
   }
 }
@@ -419,7 +430,12 @@ template <typename T> inline typename Vec<T>::type leaky_v(typename Vec<T>::type
   const typename Vec<T>::type s = z * slope;
   return z > s ? z : s;
 }
-template <typename T> inline T leaky_s(T z, T slope) { return z > T(0) ? z : z * slope; }
+// The same as a scalar: max(z, slope · z), a vmaxss, without a branch on the sign of a dendrite's
+// sum (as good as random: a batch of two, 64 → 256, D = 16, 33 → 26 µs).
+template <typename T> inline T leaky_s(T z, T slope) {
+  const T s = z * slope;
+  return z > s ? z : s;
+}
 
 template <typename T, int K>
 inline void layer_block(const T* __restrict x, int64_t B, const int64_t* __restrict idx, const T* __restrict w,
@@ -460,7 +476,7 @@ inline void into_soma(const T (&acc)[G][NB], int64_t d, int64_t B, const T* bd, 
     for (int b = 0; b < NB; ++b) {
       const T a = leaky_s<T>(acc[g][b] + bd[d + g], slope);
       if (A != nullptr) A[(d + g) * B + b] = a;
-      soma[b] += v[d + g] * a;
+      soma[b] = mul_add<T>(v[d + g], a, soma[b]);
     }
 }
 
@@ -617,10 +633,11 @@ inline void leaky_grad_of(const T* g, const T* extra, const T* a, T scale, T slo
     if constexpr (EXTRA) in += loadu<T>(extra + b);
     storeu<T>(dst + b, in * (av > zero ? one : sl));
   }
-  for (; b < B; ++b) {
+  const T factor[2] = {slope, T(1)};  // the columns after the vectors: a select by index, no branch
+  for (; b < B; ++b) {                  // (a batch of one is all tail)
     T in = scale * g[b];
     if constexpr (EXTRA) in += extra[b];
-    dst[b] = in * (a[b] > T(0) ? T(1) : slope);
+    dst[b] = in * factor[a[b] > T(0)];
   }
 }
 
@@ -643,7 +660,8 @@ void layer_backward_somata(const T* gp, const T* outp, const T* Ap, const T* xp,
                            T* gbdp, T* gvp, T* gbsp, T* Gp, const T* gAp, int64_t s0, int64_t s1) {
   if (B == 1) {  // one sample (an RL step): every sum is one product, as the general loops below
     for (int64_t s = s0; s < s1; ++s) {  // compute it (0 + the product), without their per-row setup
-      const T gz = gp[s] * (outp[s] > T(0) ? T(1) : sl);
+      const T factor[2] = {sl, T(1)};
+      const T gz = gp[s] * factor[outp[s] > T(0)];
       gbsp[s] = T(0) + gz;
       for (int64_t d = s * D; d < (s + 1) * D; ++d) {
         gvp[d] = T(0) + gz * Ap[d];
