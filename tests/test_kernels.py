@@ -414,6 +414,19 @@ def test_fused_layer_rejects_bad_shapes(cpp):
         kernels.dendritic_layer_t(
             h, w, torch.zeros(6), indices, offsets, torch.ones(6), torch.zeros(3), 2, 1.5
         )
+    # the operators themselves too: their leaky ReLU is max(z, slope z), F.leaky_relu only in (0, 1)
+    for slope in (0.0, 1.0, 1.5, -0.1):
+        with pytest.raises(RuntimeError, match="slope in"):
+            torch.ops.dendritic.dendritic_layer(
+                h, w, indices, offsets, torch.zeros(6), torch.ones(6), torch.zeros(3), 2, slope, True
+            )
+    out, dend = torch.ops.dendritic.dendritic_layer(
+        h, w, indices, offsets, torch.zeros(6), torch.ones(6), torch.zeros(3), 2, 0.1, True
+    )
+    with pytest.raises(RuntimeError, match="slope in"):
+        torch.ops.dendritic.dendritic_layer_backward(
+            torch.ones_like(out), out, dend, h, w, indices, offsets, torch.ones(6), 2, 1.0, False, None
+        )
 
 
 @pytest.mark.parametrize("shape", [(128, 784), (1, 5), (7, 1), (2048, 3072), (0, 4)])

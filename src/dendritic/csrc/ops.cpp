@@ -214,6 +214,12 @@ void check_common(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
               "index tensors must be contiguous int64");
 }
 
+// The fused layer's leaky ReLU is max(z, slope · z) and its gradient reads the sign of the output:
+// both F.leaky_relu only for 0 < slope < 1.
+void check_slope(double slope) {
+  TORCH_CHECK(slope > 0.0 && slope < 1.0, "the fused layer needs a leaky-ReLU slope in (0, 1), got ", slope);
+}
+
 // out[o, :] = Σ_{c in o} weight[c] · h[indices[c], :]
 at::Tensor spmm_t(const at::Tensor& h, const at::Tensor& weight, const at::Tensor& indices,
                   const at::Tensor& offsets, int64_t n_out) {
@@ -582,6 +588,7 @@ std::tuple<at::Tensor, at::Tensor> dendritic_layer(const at::Tensor& x, const at
                                                    const at::Tensor& off, const at::Tensor& bd, const at::Tensor& v,
                                                    const at::Tensor& bs, int64_t D, double slope, bool keep) {
   check_common(x, w, idx, off);
+  check_slope(slope);
   const int64_t n_dend = off.numel(), S = bs.numel(), B = x.size(1), nnz = idx.numel();
   TORCH_CHECK(D > 0 && S * D == n_dend && bd.numel() == n_dend && v.numel() == n_dend && w.numel() == nnz,
               "layer sizes disagree");
@@ -713,6 +720,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> dendritic
     const at::Tensor& idx, const at::Tensor& off, const at::Tensor& v, int64_t D, double slope, bool need_gx,
     const std::optional<at::Tensor>& grad_dendrites) {
   check_common(x, w, idx, off);
+  check_slope(slope);
   const int64_t n_dend = off.numel(), S = out.size(0), B = x.size(1), nnz = idx.numel();
   TORCH_CHECK(g_out.is_contiguous() && out.is_contiguous() && A.is_contiguous() && g_out.sizes() == out.sizes() &&
                   out.size(1) == B && A.size(0) == n_dend && A.size(1) == B && S * D == n_dend,

@@ -79,6 +79,10 @@ def _check_sparse(h: T, weight: T, indices: T, offsets: T) -> None:
     _check_wiring(indices, offsets)
 
 
+def _check_slope(slope: float) -> None:
+    _check(0.0 < slope < 1.0, lambda: f"the fused layer needs a leaky-ReLU slope in (0, 1), got {slope}")
+
+
 def _check_layer(
     x: T, weight: T, indices: T, offsets: T, bias_d: T, weight_s: T, bias_s: T, per_soma: int
 ) -> None:
@@ -146,6 +150,7 @@ def _register_fakes() -> None:
         keep: bool,
     ) -> tuple[T, T]:  # fmt: skip
         _check_layer(x, weight, indices, offsets, bias_d, weight_s, bias_s, per_soma)
+        _check_slope(slope)
         return layer_outputs(x, offsets, bias_s, keep)
 
     @fake("dendritic::dendritic_layer_t")
@@ -154,6 +159,7 @@ def _register_fakes() -> None:
         bias_d: T, weight_s: T, bias_s: T, per_soma: int, slope: float, keep: bool,
     ) -> tuple[T, T]:  # fmt: skip
         _check_layer(x, weight, indices, offsets, bias_d, weight_s, bias_s, per_soma)
+        _check_slope(slope)
         _check(t_fan_out.shape[0] == x.shape[0] + 1, lambda: "the transposed wiring is for another n_in")
         return layer_outputs(x, offsets, bias_s, keep)
 
@@ -163,6 +169,7 @@ def _register_fakes() -> None:
         slope: float, need_grad_x: bool, grad_dendrites: T | None = None,
     ) -> tuple[T, T, T, T, T]:  # fmt: skip
         _check_sparse(x, weight, indices, offsets)
+        _check_slope(slope)
         _check(grad_out.shape == out.shape, lambda: "grad_out must be shaped like out")
         _check(dendrites.dim() == 2, lambda: "the forward must have kept the dendrites")
         if grad_dendrites is not None:
