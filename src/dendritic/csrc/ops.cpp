@@ -437,7 +437,7 @@ template <typename T> inline typename Vec<T>::type leaky_v(typename Vec<T>::type
   return z > s ? z : s;
 }
 // The same as a scalar: max(z, slope · z), a vmaxss, without a branch on the sign of a dendrite's
-// sum (as good as random: a batch of two, 64 → 256, D = 16, 33 → 26 µs).
+// sum (as good as random: a batch of two, 64 → 256, D = 16, 34 → 29 µs).
 template <typename T> inline T leaky_s(T z, T slope) {
   const T s = z * slope;
   return z > s ? z : s;
