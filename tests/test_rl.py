@@ -94,6 +94,23 @@ def test_summary_rows_compare_every_network_with_the_dendritic_one():
     assert np.isnan(lonely["vs_dendritic"]) and np.isnan(lonely["p_curve_vs_dendritic"])
 
 
+def test_summary_rows_without_scipy_keep_the_differences_and_say_why_p_is_missing(monkeypatch, caplog):
+    import dendritic.analysis.stats as stats
+    from dendritic.rl.summary import summary_rows
+
+    def no_scipy(module, purpose):
+        raise ImportError(f"{purpose} needs scipy")
+
+    monkeypatch.setattr(stats, "require", no_scipy)
+    dend = _group("dendritic", [400.0, 450.0, 500.0], [[0, 200], [0, 300], [0, 400]])
+    mlp = _group("mlp", [500.0, 490.0, 500.0], [[0, 500], [100, 500], [0, 400]])
+    with caplog.at_level("WARNING", logger="dendritic.rl.summary"):
+        rows = {r["network"]: r for r in summary_rows([dend, mlp])}
+    assert rows["mlp"]["vs_dendritic"] == pytest.approx(1490 / 3 - 450.0)
+    assert np.isnan(rows["mlp"]["p_vs_dendritic"]) and np.isnan(rows["mlp"]["p_curve_vs_dendritic"])
+    assert "needs scipy" in caplog.text
+
+
 def test_zoo_settings_are_the_zoos():
     ppo = get_setting("ppo", "CartPole-v1")
     assert (ppo.n_envs, ppo.steps, ppo.kwargs["n_steps"], ppo.kwargs["batch_size"]) == (8, 100_000, 32, 256)

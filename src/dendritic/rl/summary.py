@@ -5,6 +5,7 @@ and each network's difference from the dendritic one with a Welch p over seeds."
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from dendritic.rl.run import EXPERIMENT
 from dendritic.rl.zoo import THRESHOLDS
 
 __all__ = ["REFERENCE_NETWORK", "RLGroup", "group_rl_runs", "load_rl_runs", "summary_rows"]
+
+logger = logging.getLogger(__name__)
 
 #: The network every other one of its (algorithm, task) is compared with.
 REFERENCE_NETWORK = "dendritic"
@@ -125,10 +128,12 @@ def summary_rows(groups: Iterable[RLGroup]) -> list[dict[str, Any]]:
     :data:`REFERENCE_NETWORK` of the same (algorithm, task): ``vs_dendritic`` and ``p_vs_dendritic``
     for the final return, ``curve_vs_dendritic`` and ``p_curve_vs_dendritic`` for the mean return
     over the curve (this network's mean minus the dendritic one's; Welch, two-sided, uncorrected,
-    over seeds; NaN for the dendritic row itself, a missing reference or fewer than two seeds)."""
+    over seeds; NaN for the dendritic row itself, a missing reference or fewer than two seeds, and
+    the p-values NaN without scipy — the ``[rl]`` extra alone does not bring it)."""
     from dendritic.analysis.stats import pairwise_welch
 
     groups = list(groups)
+    without_scipy = False
     reference = {(g.algo, g.task): g for g in groups if g.network == REFERENCE_NETWORK}
     rows = []
     for g in groups:
@@ -141,9 +146,14 @@ def summary_rows(groups: Iterable[RLGroup]) -> list[dict[str, Any]]:
             diff = p = math.nan
             if ref is not None and ref is not g:
                 diff = float(np.mean(mine) - np.mean(theirs))
-                if len(mine) > 1 and len(theirs) > 1:
-                    (test,) = pairwise_welch({"network": mine, "dendritic": theirs})
-                    p = test.p
+                if len(mine) > 1 and len(theirs) > 1 and not without_scipy:
+                    try:
+                        (test,) = pairwise_welch({"network": mine, "dendritic": theirs})
+                        p = test.p
+                    except ImportError:
+                        without_scipy = True
             row[f"{name}vs_dendritic"], row[f"p_{name}vs_dendritic"] = diff, p
         rows.append(row)
+    if without_scipy:
+        logger.warning("no p-values: Welch's test needs scipy (pip install 'dendritic[analysis]')")
     return rows
