@@ -131,6 +131,31 @@ def test_dendritic_ppo_saves_and_loads(tmp_path):
     )
 
 
+@pytest.mark.parametrize("algo,task", [("ppo", "Acrobot-v1"), ("dqn", "Acrobot-v1")])
+def test_mlp_leaky_is_the_default_mlp_with_the_danns_leaky_relu(algo, task, tmp_path):
+    from stable_baselines3 import DQN, PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    def modules(model):
+        return [m for m in model.policy.modules() if not list(m.children())]
+
+    env = make_vec_env(task, n_envs=get_setting(algo, task).n_envs, seed=0)
+    leaky = build_model(RLConfig(task=task, algo=algo, network="mlp-leaky", seed=3), env)
+    mlp = build_model(RLConfig(task=task, algo=algo, network="mlp", seed=3), env)
+    acts = [m for m in modules(leaky) if not isinstance(m, (torch.nn.Linear, torch.nn.Flatten))]
+    assert all(isinstance(m, torch.nn.LeakyReLU) and m.negative_slope == 0.1 for m in acts)
+    assert not any(isinstance(m, torch.nn.Tanh) for m in modules(leaky))
+    assert any(isinstance(m, torch.nn.Tanh if algo == "ppo" else torch.nn.ReLU) for m in modules(mlp))
+    # the same shapes, so the same parameter count; only the nonlinearity differs
+    assert [p.shape for p in leaky.policy.parameters()] == [p.shape for p in mlp.policy.parameters()]
+    leaky.save(tmp_path / "leaky")  # SB3 saves activation_fn by name: the class must load back
+    loaded = (PPO if algo == "ppo" else DQN).load(tmp_path / "leaky", device="cpu")
+    obs = np.random.default_rng(0).normal(size=(5, 6)).astype(np.float32)
+    np.testing.assert_array_equal(
+        leaky.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0]
+    )
+
+
 def test_bad_configs_are_one_line_errors():
     for kwargs, match in (({"network": "cnn"}, "unknown network"), ({"steps": 0}, "steps must be"),
                           ({"seed": -1}, "seed must be"), ({"budget": 2.0}, "budget must be"),

@@ -197,6 +197,7 @@ def cmd_rl(args: argparse.Namespace) -> int:
 def add_rl_parser(sub: Any) -> None:
     """Register ``rl run``, ``rl networks`` and ``rl summary``."""
     from dendritic.cli.args import float_in, int_in, positive_int, threads_int, workers_int
+    from dendritic.rl.networks import NETWORKS
     from dendritic.rl.zoo import ALGOS, TASKS
 
     budget = float_in(0.0, 1.0, low_open=True)
@@ -227,7 +228,7 @@ def add_rl_parser(sub: Any) -> None:
     run.add_argument(
         "--network",
         default="mlp,dendritic",
-        help="comma list of mlp, dendritic, dense, sparse (default mlp,dendritic)",
+        help=f"comma list of {', '.join(NETWORKS)} (default mlp,dendritic)",
     )
     run.add_argument("--seeds", default="1", help="e.g. 1-10 or 1,2,3, each in [0, 2147483647] (default 1)")
     run.add_argument(

@@ -15,6 +15,7 @@ NETWORK_LABELS = {
     "dendritic": "dendritic",
     "dense": "dense MLP (matched)",
     "sparse": "random-sparse (matched)",
+    "mlp-leaky": "SB3 default MLP, leaky ReLU",
 }
 
 

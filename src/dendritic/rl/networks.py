@@ -1,4 +1,4 @@
-"""The study's four networks for a policy (PPO: actor + critic) or a Q-network (DQN), sized per task:
+"""The study's networks for a policy (PPO: actor + critic) or a Q-network (DQN), sized per task:
 
 - ``mlp``: SB3's default (the Zoo's hidden layers: 64 × 64 for PPO, 256 × 256 for DQN on Acrobot);
 - ``dendritic``: one :class:`~dendritic.nn.DendriticLayer` per network over the observation (1-D
@@ -6,7 +6,9 @@
   the largest number of somata within ``budget`` (10 %) of ``mlp``'s parameters;
 - ``dense``: an MLP of two equal hidden layers at the dendritic network's parameters;
 - ``sparse``: the dendritic network's layers and connection counts, wired at random in both
-  stages (random dendrite → soma cables: the paper's sANN) — sparsity without dendritic structure.
+  stages (random dendrite → soma cables: the paper's sANN) — sparsity without dendritic structure;
+- ``mlp-leaky``: ``mlp`` with the dANNs' leaky ReLU (slope 0.1) in place of SB3's tanh — the
+  control that separates the nonlinearity from the dendrites.
 
 The counts are of the whole trainable policy (heads included) and match the built modules (a test
 checks); nothing here imports Stable-Baselines3.
@@ -21,9 +23,17 @@ from torch import nn
 
 from dendritic.rl.zoo import get_setting
 
-__all__ = ["NETWORKS", "SPACES", "NetworkPlan", "build_extractor", "plan_network"]
+__all__ = [
+    "NETWORKS",
+    "SPACES",
+    "LeakyReLU10",
+    "NetworkPlan",
+    "activation_of",
+    "build_extractor",
+    "plan_network",
+]
 
-NETWORKS = ("mlp", "dendritic", "dense", "sparse")
+NETWORKS = ("mlp", "dendritic", "dense", "sparse", "mlp-leaky")
 
 #: Observation features and discrete actions of each task (checked against gymnasium in the tests).
 SPACES: dict[str, tuple[int, int]] = {"CartPole-v1": (4, 2), "Acrobot-v1": (6, 3), "LunarLander-v3": (8, 4)}
@@ -97,7 +107,7 @@ def plan_network(kind: str, algo: str, task: str, *, budget: float = 0.10) -> Ne
     n_in, n_actions = SPACES[task]
     hidden = tuple(setting.hidden)
     default = _total(algo, n_actions, _mlp_params(n_in, hidden), hidden[-1])
-    if kind == "mlp":
+    if kind in ("mlp", "mlp-leaky"):
         return NetworkPlan(kind, algo, task, default, hidden=hidden)
     synapses = max(2, n_in // 2)
 
@@ -116,6 +126,21 @@ def plan_network(kind: str, algo: str, task: str, *, budget: float = 0.10) -> Ne
 
     width = min(range(1, 4 * max(hidden) + 1), key=lambda w: (abs(dense_total(w) - target), w))
     return NetworkPlan(kind, algo, task, dense_total(width), hidden=(width, width))
+
+
+class LeakyReLU10(nn.LeakyReLU):
+    """The dANNs' leaky ReLU (slope 0.1) as a class that takes no arguments: SB3's
+    ``activation_fn`` for the ``mlp-leaky`` control (and a name SB3 can save)."""
+
+    def __init__(self) -> None:
+        from dendritic.nn.layer import DEFAULT_SLOPE
+
+        super().__init__(DEFAULT_SLOPE)
+
+
+def activation_of(plan: NetworkPlan) -> type[nn.Module] | None:
+    """SB3's ``activation_fn`` for an MLP plan: None (SB3's tanh) but for ``mlp-leaky``."""
+    return LeakyReLU10 if plan.kind == "mlp-leaky" else None
 
 
 def build_extractor(plan: NetworkPlan, n_in: int, *, seed: int | None) -> nn.Module:

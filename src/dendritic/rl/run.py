@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dendritic.errors import MissingDependencyError
-from dendritic.rl.networks import NETWORKS, NetworkPlan, plan_network
+from dendritic.rl.networks import NETWORKS, NetworkPlan, activation_of, plan_network
 from dendritic.rl.zoo import THRESHOLDS, Linear, ZooSetting, get_setting
 from dendritic.training.loop import MAX_THREADS as MAX_THREADS  # the bound run_rl checks
 from dendritic.training.loop import check_threads
@@ -200,6 +200,9 @@ def build_model(config: RLConfig, env: Any) -> Any:
         policy = "MlpPolicy"
         hidden = list(plan.hidden)
         policy_kwargs = {"net_arch": {"pi": hidden, "vf": hidden} if config.algo == "ppo" else hidden}
+        activation = activation_of(plan)
+        if activation is not None:
+            policy_kwargs["activation_fn"] = activation
     kwargs = _schedules(dict(config.setting.kwargs))
     return algo_class(
         policy, env, policy_kwargs=policy_kwargs, seed=config.seed, device="cpu", verbose=0, **kwargs
