@@ -156,6 +156,24 @@ def test_mlp_leaky_is_the_default_mlp_with_the_danns_leaky_relu(algo, task, tmp_
     )
 
 
+def test_dendritic_tanh_differs_from_dendritic_only_in_its_nonlinearity():
+    plan, tanh_plan = (
+        plan_network("dendritic", "ppo", "Acrobot-v1"),
+        plan_network("dendritic-tanh", "ppo", "Acrobot-v1"),
+    )
+    assert tanh_plan.params == plan.params and tanh_plan.somata == plan.somata
+    leaky, tanh = build_extractor(plan, 6, seed=7), build_extractor(tanh_plan, 6, seed=7)
+    for name, value in leaky.state_dict().items():  # the same wiring and initial weights
+        torch.testing.assert_close(tanh.state_dict()[name], value)
+    assert isinstance(tanh.dendrite_activation, torch.nn.Tanh) and isinstance(
+        tanh.soma_activation, torch.nn.Tanh
+    )
+    x = torch.randn(9, 6)
+    with torch.no_grad():
+        d = torch.tanh(tanh.dendrite_linear(x))
+        torch.testing.assert_close(tanh(x), torch.tanh(tanh.soma_linear(d)))
+
+
 def test_bad_configs_are_one_line_errors():
     for kwargs, match in (({"network": "cnn"}, "unknown network"), ({"steps": 0}, "steps must be"),
                           ({"seed": -1}, "seed must be"), ({"budget": 2.0}, "budget must be"),

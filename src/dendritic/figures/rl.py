@@ -16,6 +16,7 @@ NETWORK_LABELS = {
     "dense": "dense MLP (matched)",
     "sparse": "random-sparse (matched)",
     "mlp-leaky": "SB3 default MLP, leaky ReLU",
+    "dendritic-tanh": "dendritic, tanh",
 }
 
 

@@ -7,8 +7,9 @@
 - ``dense``: an MLP of two equal hidden layers at the dendritic network's parameters;
 - ``sparse``: the dendritic network's layers and connection counts, wired at random in both
   stages (random dendrite → soma cables: the paper's sANN) — sparsity without dendritic structure;
-- ``mlp-leaky``: ``mlp`` with the dANNs' leaky ReLU (slope 0.1) in place of SB3's tanh — the
-  control that separates the nonlinearity from the dendrites.
+- ``mlp-leaky``: ``mlp`` with the dANNs' leaky ReLU (slope 0.1) in place of SB3's activation,
+  and ``dendritic-tanh``: ``dendritic`` with tanh (SB3's PPO activation) at dendrites and somata —
+  the two controls that separate the nonlinearity from the dendrites.
 
 The counts are of the whole trainable policy (heads included) and match the built modules (a test
 checks); nothing here imports Stable-Baselines3.
@@ -33,7 +34,7 @@ __all__ = [
     "plan_network",
 ]
 
-NETWORKS = ("mlp", "dendritic", "dense", "sparse", "mlp-leaky")
+NETWORKS = ("mlp", "dendritic", "dense", "sparse", "mlp-leaky", "dendritic-tanh")
 
 #: Observation features and discrete actions of each task (checked against gymnasium in the tests).
 SPACES: dict[str, tuple[int, int]] = {"CartPole-v1": (4, 2), "Acrobot-v1": (6, 3), "LunarLander-v3": (8, 4)}
@@ -57,7 +58,7 @@ class NetworkPlan:
 
     @property
     def is_dendritic(self) -> bool:
-        return self.kind in ("dendritic", "sparse")
+        return self.kind in ("dendritic", "sparse", "dendritic-tanh")
 
     @property
     def latent(self) -> int:
@@ -118,7 +119,7 @@ def plan_network(kind: str, algo: str, task: str, *, budget: float = 0.10) -> Ne
     while dendritic_total(somata + 1) <= budget * default:
         somata += 1
     target = dendritic_total(somata)
-    if kind in ("dendritic", "sparse"):
+    if kind in ("dendritic", "sparse", "dendritic-tanh"):
         return NetworkPlan(kind, algo, task, target, somata=somata, dendrites=DENDRITES, synapses=synapses)
 
     def dense_total(width: int) -> int:
@@ -151,12 +152,15 @@ def build_extractor(plan: NetworkPlan, n_in: int, *, seed: int | None) -> nn.Mod
 
     if not plan.is_dendritic:
         raise ValueError(f"build_extractor builds the dendritic and sparse networks, not {plan.kind!r}")
+    # tanh runs part by part (the fused operators are for leaky ReLUs); None: the paper's leaky ReLU
+    activation = nn.Tanh() if plan.kind == "dendritic-tanh" else None
     return DendriticLayer(
         n_in,
         somata=plan.somata,
         dendrites=plan.dendrites,
         synapses=min(plan.synapses, n_in),
         receptive_field="random",
-        cables="structured" if plan.kind == "dendritic" else "random",
+        cables="random" if plan.kind == "sparse" else "structured",
+        activation=activation,
         seed=seed,
     )
