@@ -173,3 +173,24 @@ def test_missing_extra_is_a_one_line_cli_error(monkeypatch, capsys):
     assert main(["rl", "run", "--no-store"]) == 1
     err = capsys.readouterr().err.strip()
     assert "pip install 'dendritic[rl]'" in err and "\n" not in err
+
+
+def test_learning_curves_give_a_network_one_colour_in_every_panel():
+    pytest.importorskip("matplotlib")
+    from dendritic.figures.rl import rl_learning_curves
+
+    curves = [[0, 100, 200], [0, 150, 250]]
+    cartpole = [_group("mlp", [1.0, 2.0], curves), _group("sparse", [1.0, 2.0], curves)]
+    acrobot = [_group(n, [1.0, 2.0], curves, task="Acrobot-v1") for n in ("mlp", "mlp-leaky", "sparse")]
+    fig = rl_learning_curves(cartpole + acrobot)
+    colours = [
+        {
+            line.get_label().rsplit(" (", 1)[0]: line.get_color()
+            for line in ax.get_lines()
+            if not line.get_label().startswith("_")
+        }
+        for ax in fig.axes
+    ]
+    assert colours[0]["random-sparse (matched)"] == colours[1]["random-sparse (matched)"]
+    assert colours[1]["SB3 default MLP, leaky ReLU"] != colours[1]["random-sparse (matched)"]
+    assert colours[0]["SB3 default MLP"] == colours[1]["SB3 default MLP"]

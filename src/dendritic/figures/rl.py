@@ -35,11 +35,17 @@ def rl_learning_curves(groups: Sequence[Any]) -> Any:
     return fig
 
 
+def _color(network: str) -> str | None:
+    """One colour per network in every panel (matplotlib's cycle, in the labels' order)."""
+    names = list(NETWORK_LABELS)
+    return f"C{names.index(network) % 10}" if network in names else None
+
+
 def _panel(ax: Any, algo: str, task: str, members: Sequence[Any]) -> None:
     for g in members:
         centre, low, high = g.band()
         label = f"{NETWORK_LABELS.get(g.network, g.network)} ({g.params:,} p., n={len(g.seeds)})"
-        (line,) = ax.plot(g.steps, centre, label=label)
+        (line,) = ax.plot(g.steps, centre, label=label, color=_color(g.network))
         ax.fill_between(g.steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.axhline(members[0].threshold, color="0.5", linestyle=":", linewidth=1)
     ax.set_title(f"{algo.upper()} {task}")
