@@ -35,6 +35,9 @@ __all__ = [
 ]
 
 NETWORKS = ("mlp", "dendritic", "dense", "sparse", "mlp-leaky", "dendritic-tanh")
+#: Kinds sized as SB3's default MLP, and kinds built as a dendritic layer (sized by the budget).
+MLP_KINDS = ("mlp", "mlp-leaky")
+DENDRITIC_KINDS = ("dendritic", "sparse", "dendritic-tanh")
 
 #: Observation features and discrete actions of each task (checked against gymnasium in the tests).
 SPACES: dict[str, tuple[int, int]] = {"CartPole-v1": (4, 2), "Acrobot-v1": (6, 3), "LunarLander-v3": (8, 4)}
@@ -58,7 +61,7 @@ class NetworkPlan:
 
     @property
     def is_dendritic(self) -> bool:
-        return self.kind in ("dendritic", "sparse", "dendritic-tanh")
+        return self.kind in DENDRITIC_KINDS
 
     @property
     def latent(self) -> int:
@@ -108,7 +111,7 @@ def plan_network(kind: str, algo: str, task: str, *, budget: float = 0.10) -> Ne
     n_in, n_actions = SPACES[task]
     hidden = tuple(setting.hidden)
     default = _total(algo, n_actions, _mlp_params(n_in, hidden), hidden[-1])
-    if kind in ("mlp", "mlp-leaky"):
+    if kind in MLP_KINDS:
         return NetworkPlan(kind, algo, task, default, hidden=hidden)
     synapses = max(2, n_in // 2)
 
@@ -119,7 +122,7 @@ def plan_network(kind: str, algo: str, task: str, *, budget: float = 0.10) -> Ne
     while dendritic_total(somata + 1) <= budget * default:
         somata += 1
     target = dendritic_total(somata)
-    if kind in ("dendritic", "sparse", "dendritic-tanh"):
+    if kind in DENDRITIC_KINDS:
         return NetworkPlan(kind, algo, task, target, somata=somata, dendrites=DENDRITES, synapses=synapses)
 
     def dense_total(width: int) -> int:
@@ -139,9 +142,15 @@ class LeakyReLU10(nn.LeakyReLU):
         super().__init__(DEFAULT_SLOPE)
 
 
+#: The controls' nonlinearity, in place of the default one (SB3's for MLPs, the paper's leaky
+#: ReLU for dendritic layers).
+_SWAPPED_ACTIVATION: dict[str, type[nn.Module]] = {"mlp-leaky": LeakyReLU10, "dendritic-tanh": nn.Tanh}
+
+
 def activation_of(plan: NetworkPlan) -> type[nn.Module] | None:
-    """SB3's ``activation_fn`` for an MLP plan: None (SB3's tanh) but for ``mlp-leaky``."""
-    return LeakyReLU10 if plan.kind == "mlp-leaky" else None
+    """The nonlinearity class of ``plan`` where it is not the default one (SB3's
+    ``activation_fn`` for an MLP); None for the default."""
+    return _SWAPPED_ACTIVATION.get(plan.kind)
 
 
 def build_extractor(plan: NetworkPlan, n_in: int, *, seed: int | None) -> nn.Module:
@@ -152,8 +161,9 @@ def build_extractor(plan: NetworkPlan, n_in: int, *, seed: int | None) -> nn.Mod
 
     if not plan.is_dendritic:
         raise ValueError(f"build_extractor builds the dendritic and sparse networks, not {plan.kind!r}")
-    # tanh runs part by part (the fused operators are for leaky ReLUs); None: the paper's leaky ReLU
-    activation = nn.Tanh() if plan.kind == "dendritic-tanh" else None
+    # None: the paper's leaky ReLU; another one runs part by part (the fused operators are for leaky ReLUs)
+    swapped = activation_of(plan)
+    activation = None if swapped is None else swapped()
     return DendriticLayer(
         n_in,
         somata=plan.somata,
